@@ -1,0 +1,55 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = []
+
+let package = Package(
+    name: "Skiff",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "skiff", targets: ["skiff"]),
+        .executable(name: "skiff-vmm", targets: ["skiff-vmm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The only place that includes <linux/kvm.h>: ioctl numbers and kvm_run accessors.
+        .target(name: "CKVM"),
+        // Owned file descriptors, eventfd, epoll, mmap, terminal modes.
+        .target(name: "SystemExtras", dependencies: ["CKVM"], swiftSettings: strict),
+        // /dev/kvm, VM and vCPU file descriptors, exits.
+        .target(name: "KVM", dependencies: ["CKVM", "SystemExtras"], swiftSettings: strict),
+        // Guest physical memory: regions and bounds-checked access.
+        .target(name: "GuestMemory", dependencies: ["SystemExtras"], swiftSettings: strict),
+        // x86 platform: memory map, GDT, page tables, CPUID, MSRs, MP and ACPI tables.
+        .target(name: "ArchX86", swiftSettings: strict),
+        // Kernel loaders: bzImage, PVH ELF, multiboot; zero page and start info.
+        .target(name: "Loader", dependencies: ["ArchX86"], swiftSettings: strict),
+        // I/O-port and MMIO buses and the device protocol.
+        .target(name: "DeviceModel", swiftSettings: strict),
+        // 16550 UART, i8042, CMOS RTC, fw_cfg, debug-exit, port 0x80.
+        .target(name: "LegacyDevices", dependencies: ["DeviceModel"], swiftSettings: strict),
+        // Composes one VM: memory, vCPUs, devices, boot.
+        .target(
+            name: "VMM",
+            dependencies: ["KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "SystemExtras"],
+            swiftSettings: strict),
+        // Disk images: raw, qcow2, clones, de-duplicating store.
+        .target(name: "Storage", swiftSettings: strict),
+        // Command-line commands (library so they can be tested).
+        .target(
+            name: "SkiffCLI",
+            dependencies: ["VMM", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
+        .executableTarget(name: "skiff-vmm", dependencies: ["SkiffCLI"], swiftSettings: strict),
+
+        .testTarget(name: "ArchX86Tests", dependencies: ["ArchX86"]),
+        .testTarget(name: "LoaderTests", dependencies: ["Loader", "ArchX86"]),
+        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "SkiffCLI"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// ArchX86 target.

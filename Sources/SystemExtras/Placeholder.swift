@@ -1,0 +1,1 @@
+// SystemExtras target.

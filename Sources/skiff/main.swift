@@ -1,0 +1,2 @@
+import SkiffCLI
+SkiffCommand.main()
