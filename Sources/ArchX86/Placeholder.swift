@@ -1,1 +1,0 @@
-// ArchX86 target.
