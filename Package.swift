@@ -16,10 +16,12 @@ let package = Package(
     targets: [
         // The only place that includes <linux/kvm.h>: ioctl numbers and kvm_run accessors.
         .target(name: "CKVM"),
+        // Linux headers and calls the Glibc module does not export (epoll, eventfd, memfd, signals).
+        .target(name: "CSystem"),
         // Owned file descriptors, eventfd, epoll, mmap, terminal modes.
-        .target(name: "SystemExtras", dependencies: ["CKVM"], swiftSettings: strict),
+        .target(name: "SystemExtras", dependencies: ["CSystem"], swiftSettings: strict),
         // /dev/kvm, VM and vCPU file descriptors, exits.
-        .target(name: "KVM", dependencies: ["CKVM", "SystemExtras"], swiftSettings: strict),
+        .target(name: "KVM", dependencies: ["CKVM", "CSystem", "SystemExtras"], swiftSettings: strict),
         // Guest physical memory: regions and bounds-checked access.
         .target(name: "GuestMemory", dependencies: ["SystemExtras"], swiftSettings: strict),
         // x86 platform: memory map, GDT, page tables, CPUID, MSRs, MP and ACPI tables.
@@ -33,7 +35,7 @@ let package = Package(
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
-            dependencies: ["KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "SystemExtras"],
+            dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "SystemExtras"],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(name: "Storage", swiftSettings: strict),

@@ -63,22 +63,6 @@ const unsigned long CKVM_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
 
 int ckvm_ioctl_ptr(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
 int ckvm_ioctl_val(int fd, unsigned long request, unsigned long arg) { return ioctl(fd, request, arg); }
-int ckvm_open(const char *path, int flags) { return open(path, flags); }
-int ckvm_open_mode(const char *path, int flags, unsigned int mode) { return open(path, flags, (mode_t)mode); }
-int ckvm_fcntl_setfl(int fd, int flags) { return fcntl(fd, F_SETFL, flags); }
-int ckvm_fcntl_getfl(int fd) { return fcntl(fd, F_GETFL); }
-int ckvm_sigrtmin(void) { return SIGRTMIN; }
-
-static void noop_handler(int signo) { (void)signo; }
-
-int ckvm_install_noop_handler(int signo) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = noop_handler;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0; /* no SA_RESTART: KVM_RUN must return EINTR */
-    return sigaction(signo, &sa, NULL);
-}
 
 int ckvm_tap_open(const char *name, int vnet_hdr) {
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);

@@ -63,18 +63,9 @@ extern const unsigned long CKVM_TUNSETIFF;
 extern const unsigned long CKVM_TUNSETOFFLOAD;
 extern const unsigned long CKVM_TUNSETVNETHDRSZ;
 
-/* --- syscall helpers: return -1 and set errno on failure --- */
+/* --- ioctl wrappers: return -1 and set errno on failure --- */
 int ckvm_ioctl_ptr(int fd, unsigned long request, void *arg);
 int ckvm_ioctl_val(int fd, unsigned long request, unsigned long arg);
-/* open() with flags only (Swift cannot call the variadic open). */
-int ckvm_open(const char *path, int flags);
-int ckvm_open_mode(const char *path, int flags, unsigned int mode);
-int ckvm_fcntl_setfl(int fd, int flags);
-int ckvm_fcntl_getfl(int fd);
-/* Real-time signal number used to kick vCPU threads out of KVM_RUN. */
-int ckvm_sigrtmin(void);
-/* Installs a no-op handler for signo without SA_RESTART, so blocking calls return EINTR. */
-int ckvm_install_noop_handler(int signo);
 
 /* --- kvm_run accessors --- */
 static inline uint32_t ckvm_run_exit_reason(const struct kvm_run *r) { return r->exit_reason; }

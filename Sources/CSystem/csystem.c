@@ -1,0 +1,41 @@
+#define _GNU_SOURCE
+#include "csystem.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+int csystem_open(const char *path, int flags, unsigned int mode) { return open(path, flags, (mode_t)mode); }
+int csystem_fcntl_getfl(int fd) { return fcntl(fd, F_GETFL); }
+int csystem_fcntl_setfl(int fd, int flags) { return fcntl(fd, F_SETFL, flags); }
+
+int csystem_ofd_lock(int fd, int exclusive) {
+    struct flock fl;
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = exclusive ? F_WRLCK : F_RDLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 0;
+    fl.l_len = 0;
+    return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+int csystem_sigrtmin(void) { return SIGRTMIN; }
+
+static void noop_handler(int signo) { (void)signo; }
+
+int csystem_install_noop_handler(int signo) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = noop_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    return sigaction(signo, &sa, NULL);
+}
+
+int csystem_memfd_create(const char *name, unsigned int flags) { return (int)syscall(SYS_memfd_create, name, flags); }
+int csystem_gettid(void) { return (int)syscall(SYS_gettid); }
+int csystem_tgkill(int tid, int signo) { return (int)syscall(SYS_tgkill, getpid(), tid, signo); }
+
+#include <pthread.h>
+int csystem_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }

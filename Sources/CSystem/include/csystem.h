@@ -1,0 +1,30 @@
+/* Linux system headers that the Swift Glibc module does not export, and wrappers for
+ * variadic or macro-only calls (open, fcntl, SIGRTMIN). */
+#ifndef CSYSTEM_H
+#define CSYSTEM_H
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <linux/memfd.h>
+#include <stdint.h>
+
+int csystem_open(const char *path, int flags, unsigned int mode);
+int csystem_fcntl_getfl(int fd);
+int csystem_fcntl_setfl(int fd, int flags);
+/* Takes an OFD write (exclusive) or read (shared) lock on the whole file without waiting.
+ * Returns 0, or -1 with errno (EAGAIN/EACCES when another holder has it). */
+int csystem_ofd_lock(int fd, int exclusive);
+int csystem_sigrtmin(void);
+/* Installs a no-op handler for signo without SA_RESTART, so blocking calls return EINTR. */
+int csystem_install_noop_handler(int signo);
+int csystem_memfd_create(const char *name, unsigned int flags);
+int csystem_gettid(void);
+/* Sends signo to the thread `tid` of this process. */
+int csystem_tgkill(int tid, int signo);
+/* Names the calling thread (at most 15 characters). */
+int csystem_set_thread_name(const char *name);
+
+#endif

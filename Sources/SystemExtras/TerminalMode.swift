@@ -1,0 +1,34 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Puts a terminal into raw mode and restores its previous settings on `restore()`.
+public final class TerminalMode: @unchecked Sendable {
+    private let fd: Int32
+    private var saved: termios
+    private var active = true
+
+    /// Switches `fd` to raw mode; returns nil when `fd` is not a terminal.
+    public init?(rawModeFor fd: Int32) {
+        guard isatty(fd) == 1 else { return nil }
+        var t = termios()
+        guard tcgetattr(fd, &t) == 0 else { return nil }
+        self.fd = fd
+        saved = t
+        cfmakeraw(&t)
+        // Keep output post-processing so "\n" from the guest still returns the carriage.
+        t.c_oflag |= tcflag_t(OPOST | ONLCR)
+        guard tcsetattr(fd, TCSANOW, &t) == 0 else { return nil }
+    }
+
+    /// Restores the settings the terminal had before.
+    public func restore() {
+        guard active else { return }
+        active = false
+        _ = tcsetattr(fd, TCSANOW, &saved)
+    }
+
+    deinit { restore() }
+}

@@ -1,0 +1,64 @@
+import DeviceModel
+import Dispatch
+import Synchronization
+
+/// How one boot of a machine ended.
+public enum MachineOutcome: Equatable, Sendable {
+    /// The guest powered off (ACPI S5 or KVM_SYSTEM_EVENT_SHUTDOWN).
+    case powerOff
+    /// The guest reset itself (i8042, ACPI reset register, triple fault).
+    case reset
+    /// The guest wrote to the debug-exit port.
+    case debugExit(status: Int32)
+    /// The host asked the VM to stop.
+    case stopped
+    /// The VM cannot go on: an unhandled exit, an emulation failure, an internal error.
+    case failed(String)
+}
+
+/// Collects the first terminal event of a machine, stops its vCPUs and wakes whoever waits.
+final class MachineController: MachineControl, @unchecked Sendable {
+    private let outcome = Mutex<MachineOutcome?>(nil)
+    private let stopping = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    private let kickers = Mutex<[@Sendable () -> Void]>([])
+
+    /// Whether the vCPUs should leave their run loops.
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    /// Registers a closure that forces one vCPU out of KVM_RUN.
+    func addKicker(_ kick: @escaping @Sendable () -> Void) {
+        kickers.withLock { $0.append(kick) }
+    }
+
+    func request(_ event: MachineEvent) {
+        switch event {
+        case .powerOff: finish(.powerOff)
+        case .reset: finish(.reset)
+        case .debugExit(let status): finish(.debugExit(status: status))
+        }
+    }
+
+    /// Records `result` if nothing was recorded yet, then stops every vCPU.
+    func finish(_ result: MachineOutcome) {
+        let first = outcome.withLock { current -> Bool in
+            guard current == nil else { return false }
+            current = result
+            return true
+        }
+        guard first else { return }
+        stopping.store(true, ordering: .releasing)
+        for kick in kickers.withLock({ $0 }) { kick() }
+        finished.signal()
+    }
+
+    /// Blocks until the machine has an outcome.
+    func wait() -> MachineOutcome {
+        finished.wait()
+        finished.signal()
+        return outcome.withLock { $0 } ?? .stopped
+    }
+
+    /// The outcome so far, if any.
+    var current: MachineOutcome? { outcome.withLock { $0 } }
+}

@@ -1,0 +1,149 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CKVM
+import CSystem
+import DeviceModel
+import GuestMemory
+import KVM
+import Synchronization
+
+/// Runs one vCPU on a dedicated OS thread, handling port-I/O and MMIO exits on that thread.
+final class VCPUThread: @unchecked Sendable {
+    let vcpu: VCPUFD
+    private let pio: Bus
+    private let mmio: Bus
+    private let memory: GuestMemory
+    private let controller: MachineController
+    private let tid = Atomic<Int32>(0)
+    private var thread: pthread_t?
+    /// Exits handled, by kind, for metrics and tests.
+    let exitCounts = Mutex<[String: Int]>([:])
+
+    /// The signal used to kick vCPUs out of KVM_RUN.
+    static let kickSignal: Int32 = csystem_sigrtmin()
+
+    init(vcpu: VCPUFD, pio: Bus, mmio: Bus, memory: GuestMemory, controller: MachineController) {
+        self.vcpu = vcpu
+        self.pio = pio
+        self.mmio = mmio
+        self.memory = memory
+        self.controller = controller
+    }
+
+    /// Starts the thread.
+    func start() throws(VMError) {
+        let box = Unmanaged.passRetained(self)
+        var t = pthread_t()
+        let r = pthread_create(&t, nil, { arg in
+            guard let arg else { return nil }
+            let me = Unmanaged<VCPUThread>.fromOpaque(arg).takeRetainedValue()
+            me.main()
+            return nil
+        }, box.toOpaque())
+        guard r == 0 else {
+            box.release()
+            throw VMError("cannot start vCPU \(vcpu.id) thread: error \(r)")
+        }
+        thread = t
+    }
+
+    /// Forces the vCPU out of KVM_RUN soon; callable from any thread.
+    func kick() {
+        vcpu.setImmediateExit(true)
+        let t = tid.load(ordering: .acquiring)
+        if t != 0 { _ = csystem_tgkill(t, Self.kickSignal) }
+    }
+
+    /// Waits for the thread to end.
+    func join() {
+        guard let t = thread else { return }
+        pthread_join(t, nil)
+        thread = nil
+    }
+
+    private func tally(_ kind: String) {
+        exitCounts.withLock { $0[kind, default: 0] += 1 }
+    }
+
+    private func main() {
+        // Block nothing: the kick signal has a no-op handler so KVM_RUN returns EINTR.
+        tid.store(csystem_gettid(), ordering: .releasing)
+        setThreadName("vcpu\(vcpu.id)")
+        while !controller.isStopping {
+            let exit: VCPUExit
+            do {
+                exit = try vcpu.run()
+            } catch {
+                controller.finish(.failed("vCPU \(vcpu.id): \(error)"))
+                break
+            }
+            switch exit {
+            case .ioIn(let port, let size, let count, let data):
+                tally("io")
+                for i in 0..<count {
+                    let slice = UnsafeMutableRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
+                    pio.read(address: UInt64(port), into: slice)
+                }
+            case .ioOut(let port, let size, let count, let data):
+                tally("io")
+                for i in 0..<count {
+                    let slice = UnsafeRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
+                    pio.write(address: UInt64(port), from: slice)
+                }
+            case .mmioRead(let address, let data):
+                tally("mmio")
+                mmio.read(address: address, into: data)
+            case .mmioWrite(let address, let data):
+                tally("mmio")
+                mmio.write(address: address, from: data)
+            case .halt:
+                tally("hlt")
+            case .interrupted:
+                vcpu.setImmediateExit(false)
+            case .debug:
+                break
+            case .shutdown:
+                tally("shutdown")
+                controller.request(.reset)
+            case .systemEvent(let type):
+                switch Int32(type) {
+                case KVM_SYSTEM_EVENT_SHUTDOWN: controller.request(.powerOff)
+                case KVM_SYSTEM_EVENT_RESET: controller.request(.reset)
+                default: controller.finish(.failed("vCPU \(vcpu.id): guest crashed (system event \(type))"))
+                }
+            case .failEntry(let reason):
+                controller.finish(.failed("vCPU \(vcpu.id): KVM_EXIT_FAIL_ENTRY, hardware reason 0x\(String(reason, radix: 16)); \(describeState())"))
+            case .internalError(let suberror, let data):
+                let kind = suberror == 1 ? "emulation failure" : "suberror \(suberror)"
+                let extra = data.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
+                controller.finish(.failed("vCPU \(vcpu.id): KVM_EXIT_INTERNAL_ERROR (\(kind)) \(describeState())\(extra.isEmpty ? "" : "; data \(extra)")"))
+            case .unknown(let reason):
+                controller.finish(.failed("vCPU \(vcpu.id): unhandled KVM exit reason \(reason); \(describeState())"))
+            }
+        }
+        tid.store(0, ordering: .releasing)
+    }
+
+    /// "RIP 0x… (mode), bytes at RIP: 0f 01 ca …" for error messages.
+    func describeState() -> String {
+        guard let regs = try? vcpu.registers(), let sregs = try? vcpu.specialRegisters() else { return "registers unavailable" }
+        let mode: String
+        if sregs.efer & (1 << 10) != 0 { mode = sregs.cs.l != 0 ? "64-bit" : "compatibility" }
+        else if sregs.cr0 & 1 != 0 { mode = sregs.cs.db != 0 ? "32-bit protected" : "16-bit protected" }
+        else { mode = "real" }
+        let linear = mode == "64-bit" ? regs.rip : sregs.cs.base &+ regs.rip
+        var bytesText = "unreadable"
+        if let t = try? vcpu.translate(linear), t.valid, let bytes = try? memory.readBytes(at: t.physical, count: 15) {
+            bytesText = bytes.map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined(separator: " ")
+        } else if sregs.cr0 & (1 << 31) == 0, let bytes = try? memory.readBytes(at: linear, count: 15) {
+            bytesText = bytes.map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined(separator: " ")
+        }
+        return "RIP 0x\(String(regs.rip, radix: 16)) (\(mode) mode), bytes at RIP: \(bytesText)"
+    }
+}
+
+/// Names the calling thread (visible in ps and debuggers).
+func setThreadName(_ name: String) {
+    _ = csystem_set_thread_name(String(name.prefix(15)))
+}

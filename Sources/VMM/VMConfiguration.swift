@@ -1,0 +1,46 @@
+import ArchX86
+
+/// What to do when the guest resets itself (i8042 0xFE, ACPI reset, triple fault).
+public enum RebootAction: String, Sendable, CaseIterable, Codable {
+    /// Stop the VM and exit as after a poweroff.
+    case exit
+    /// Boot the same configuration again.
+    case restart
+}
+
+/// Everything needed to boot one VM.
+public struct VMConfiguration: Sendable {
+    /// Path of the kernel image (bzImage, PVH ELF or multiboot).
+    public var kernelPath: String
+    /// Optional initrd (Linux) or first module (multiboot).
+    public var initrdPath: String?
+    /// Kernel command line.
+    public var commandLine: String
+    /// Guest RAM in bytes.
+    public var memorySize: UInt64
+    /// Number of vCPUs.
+    public var vcpuCount: Int
+    /// CPUID template.
+    public var cpuTemplate: CPUTemplateName
+    /// Behaviour on guest reset.
+    public var onReboot: RebootAction
+
+    public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = "", memorySize: UInt64 = 256 << 20,
+                vcpuCount: Int = 1, cpuTemplate: CPUTemplateName = .baseline, onReboot: RebootAction = .exit) {
+        self.kernelPath = kernelPath
+        self.initrdPath = initrdPath
+        self.commandLine = commandLine
+        self.memorySize = memorySize
+        self.vcpuCount = vcpuCount
+        self.cpuTemplate = cpuTemplate
+        self.onReboot = onReboot
+    }
+}
+
+/// The CPUID templates a VM can use.
+public enum CPUTemplateName: String, Sendable, CaseIterable, Codable {
+    /// A portable x86-64-v2-like set that hides what emulating hosts cannot run.
+    case baseline
+    /// Everything KVM supports.
+    case host
+}
