@@ -7,6 +7,7 @@ import DeviceModel
 import GuestMemory
 import KVM
 import Synchronization
+import SystemExtras
 
 /// Runs one vCPU on a dedicated OS thread, handling port-I/O and MMIO exits on that thread.
 final class VCPUThread: @unchecked Sendable {
@@ -16,7 +17,7 @@ final class VCPUThread: @unchecked Sendable {
     private let memory: GuestMemory
     private let controller: MachineController
     private let tid = Atomic<Int32>(0)
-    private var thread: pthread_t?
+    private var thread: HostThread?
     /// Exits handled, by kind, for metrics and tests.
     let exitCounts = Mutex<[String: Int]>([:])
 
@@ -33,19 +34,11 @@ final class VCPUThread: @unchecked Sendable {
 
     /// Starts the thread.
     func start() throws(VMError) {
-        let box = Unmanaged.passRetained(self)
-        var t = pthread_t()
-        let r = pthread_create(&t, nil, { arg in
-            guard let arg else { return nil }
-            let me = Unmanaged<VCPUThread>.fromOpaque(arg).takeRetainedValue()
-            me.main()
-            return nil
-        }, box.toOpaque())
-        guard r == 0 else {
-            box.release()
-            throw VMError("cannot start vCPU \(vcpu.id) thread: error \(r)")
+        do {
+            thread = try HostThread.spawn(name: "vcpu\(vcpu.id)") { [self] in self.main() }
+        } catch {
+            throw VMError("cannot start vCPU \(vcpu.id) thread: \(error)")
         }
-        thread = t
     }
 
     /// Forces the vCPU out of KVM_RUN soon; callable from any thread.
@@ -57,9 +50,7 @@ final class VCPUThread: @unchecked Sendable {
 
     /// Waits for the thread to end.
     func join() {
-        guard let t = thread else { return }
-        pthread_join(t, nil)
-        thread = nil
+        thread?.join()
     }
 
     private func tally(_ kind: String) {
@@ -69,7 +60,6 @@ final class VCPUThread: @unchecked Sendable {
     private func main() {
         // Block nothing: the kick signal has a no-op handler so KVM_RUN returns EINTR.
         tid.store(csystem_gettid(), ordering: .releasing)
-        setThreadName("vcpu\(vcpu.id)")
         while !controller.isStopping {
             let exit: VCPUExit
             do {
@@ -143,7 +133,3 @@ final class VCPUThread: @unchecked Sendable {
     }
 }
 
-/// Names the calling thread (visible in ps and debuggers).
-func setThreadName(_ name: String) {
-    _ = csystem_set_thread_name(String(name.prefix(15)))
-}

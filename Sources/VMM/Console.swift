@@ -1,0 +1,153 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DeviceModel
+import Dispatch
+import Synchronization
+import SystemExtras
+
+/// Writes guest console output to a host file descriptor (normally stdout).
+public final class FileConsoleOutput: ConsoleOutput, @unchecked Sendable {
+    private let fd: Int32
+    private let lock = Mutex<Bool>(false)
+
+    public init(fd: Int32 = 1) {
+        self.fd = fd
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        lock.withLock { broken in
+            guard !broken, let base = bytes.baseAddress else { return }
+            var done = 0
+            while done < bytes.count {
+                let n = Glibc.write(fd, base + done, bytes.count - done)
+                if n < 0 {
+                    if errno == EINTR || errno == EAGAIN { continue }
+                    broken = true  // reader gone: drop output, keep the VM running
+                    return
+                }
+                done += n
+            }
+        }
+    }
+}
+
+/// Keeps guest console output in memory so tests and tools can wait for text.
+public final class CapturedConsoleOutput: ConsoleOutput, @unchecked Sendable {
+    private let state = Mutex<[UInt8]>([])
+    private let changed = DispatchSemaphore(value: 0)
+    private let echo: FileConsoleOutput?
+    /// Bytes kept at most; older output is dropped beyond this.
+    public let limit: Int
+
+    public init(echoTo fd: Int32? = nil, limit: Int = 16 << 20) {
+        echo = fd.map { FileConsoleOutput(fd: $0) }
+        self.limit = limit
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        state.withLock { buffer in
+            buffer.append(contentsOf: bytes)
+            if buffer.count > limit { buffer.removeFirst(buffer.count - limit) }
+        }
+        echo?.write(bytes)
+        changed.signal()
+    }
+
+    /// Everything captured so far, decoded as UTF-8 (invalid bytes replaced).
+    public var text: String { String(decoding: state.withLock { $0 }, as: UTF8.self) }
+
+    /// Waits until the output contains `needle`, up to `timeout` seconds. Returns whether it appeared.
+    public func waitFor(_ needle: String, timeout: Double) -> Bool {
+        let deadline = monotonicSeconds() + timeout
+        while true {
+            if text.contains(needle) { return true }
+            let left = deadline - monotonicSeconds()
+            if left <= 0 { return false }
+            _ = changed.wait(timeout: .now() + min(left, 0.2))
+        }
+    }
+}
+
+/// Forwards host input (stdin) to a guest console device on its own thread.
+///
+/// In a terminal it switches to raw mode; Ctrl-A then `x` stops the VM (like QEMU), Ctrl-A
+/// twice sends one Ctrl-A. Input is read only while the device has room, so a guest that
+/// never reads cannot make the VMM buffer without bound.
+public final class ConsoleInputPump: @unchecked Sendable {
+    public typealias Sink = @Sendable (UnsafeRawBufferPointer) -> Int
+    private let fd: Int32
+    private let sink: Sink
+    private let onQuit: @Sendable () -> Void
+    private let stopEvent: EventFD
+    private var terminal: TerminalMode?
+    private var thread: HostThread?
+
+    /// - Parameters:
+    ///   - fd: host input (0 for stdin).
+    ///   - sink: delivers bytes to the guest device, returning how many it accepted.
+    ///   - onQuit: called on Ctrl-A x.
+    public init(fd: Int32 = 0, sink: @escaping Sink, onQuit: @escaping @Sendable () -> Void) throws(SystemError) {
+        self.fd = fd
+        self.sink = sink
+        self.onQuit = onQuit
+        stopEvent = try EventFD()
+    }
+
+    /// Starts forwarding.
+    public func start() throws(SystemError) {
+        terminal = TerminalMode(rawModeFor: fd)
+        thread = try HostThread.spawn(name: "console-in") { [self] in self.loop() }
+    }
+
+    /// Stops forwarding and restores the terminal.
+    public func stop() {
+        stopEvent.signal()
+        thread?.join()
+        thread = nil
+        terminal?.restore()
+    }
+
+    private func loop() {
+        var pending: [UInt8] = []
+        var escape = false
+        var eof = false
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            // Deliver what is pending first; wait while the device is full.
+            if !pending.isEmpty {
+                let accepted = pending.withUnsafeBytes { sink($0) }
+                if accepted > 0 { pending.removeFirst(min(accepted, pending.count)) }
+            }
+            var fds = [pollfd(fd: stopEvent.rawValue, events: Int16(POLLIN), revents: 0)]
+            let waitForInput = pending.isEmpty && !eof
+            if waitForInput { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+            let r = poll(&fds, nfds_t(fds.count), pending.isEmpty ? -1 : 10)
+            if r < 0 && errno != EINTR { return }
+            if fds[0].revents != 0 { return }
+            guard waitForInput, fds.count > 1, fds[1].revents != 0 else { continue }
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 {
+                if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+                eof = true
+                continue
+            }
+            for b in buffer[0..<n] {
+                if escape {
+                    escape = false
+                    if b == UInt8(ascii: "x") || b == UInt8(ascii: "X") {
+                        onQuit()
+                        return
+                    }
+                    if b == 0x01 { pending.append(0x01) }
+                    continue
+                }
+                if b == 0x01 && terminal != nil {
+                    escape = true
+                    continue
+                }
+                pending.append(b)
+            }
+        }
+    }
+}
