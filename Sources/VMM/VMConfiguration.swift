@@ -24,6 +24,20 @@ public struct VMConfiguration: Sendable {
     public var cpuTemplate: CPUTemplateName
     /// Behaviour on guest reset.
     public var onReboot: RebootAction
+    /// Extra multiboot modules after the initrd.
+    public var modules: [Module] = []
+    /// Print VM events and an exit summary on stderr.
+    public var verbose = false
+
+    /// A multiboot module: a file and the command line the guest sees for it.
+    public struct Module: Sendable, Equatable {
+        public var path: String
+        public var commandLine: String
+        public init(path: String, commandLine: String = "") {
+            self.path = path
+            self.commandLine = commandLine
+        }
+    }
 
     public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = "", memorySize: UInt64 = 256 << 20,
                 vcpuCount: Int = 1, cpuTemplate: CPUTemplateName = .baseline, onReboot: RebootAction = .exit) {

@@ -1,2 +1,3 @@
 import SkiffCLI
-SkiffCommand.main()
+
+SkiffCommand.runAndExit()

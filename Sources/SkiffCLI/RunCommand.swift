@@ -1,0 +1,79 @@
+import ArgumentParser
+import VMM
+
+/// `skiff run`: boots one VM in this process with its serial console on stdio.
+public struct RunCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Boot a kernel in a new VM with the serial console on this terminal.",
+        discussion: """
+            The kernel may be a Linux bzImage, an ELF with a PVH entry note (vmlinux), or a multiboot v1 kernel.
+            Press Ctrl-A then x to stop the VM. Exit status: 0 after the guest powers off (or resets with
+            --on-reboot exit), (v << 1) | 1 after the guest writes v to the debug-exit port 0xf4, 1 on errors.
+            """)
+
+    @Option(name: .long, help: ArgumentHelp("Kernel image: bzImage, PVH ELF or multiboot.", valueName: "path"))
+    var kernel: String
+
+    @Option(name: .long, help: ArgumentHelp("Initial ramdisk (Linux) or first module (multiboot).", valueName: "path"))
+    var initrd: String?
+
+    @Option(name: .long, help: ArgumentHelp("Extra multiboot module: 'PATH[ ARGS]' (repeatable).", valueName: "module"))
+    var module: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Kernel command line.", valueName: "string"))
+    var cmdline: String = ""
+
+    @Option(name: .long, help: ArgumentHelp("Guest RAM (a number is MiB; K, M, G suffixes).", valueName: "size"))
+    var memory: String = "256M"
+
+    @Option(name: .long, help: ArgumentHelp("Number of vCPUs.", valueName: "n"))
+    var cpus: Int = 1
+
+    @Option(name: .customLong("cpu-template"), help: ArgumentHelp("CPUID template: baseline or host.", valueName: "name"))
+    var cpuTemplate: String = CPUTemplateName.baseline.rawValue
+
+    @Option(name: .customLong("on-reboot"), help: ArgumentHelp("What a guest reset does: exit or restart.", valueName: "action"))
+    var onReboot: String = RebootAction.exit.rawValue
+
+    @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
+    var verbose = false
+
+    public init() {}
+
+    /// The validated VM configuration.
+    func makeConfiguration() throws(ValidationError) -> VMConfiguration {
+        let bytes: UInt64
+        do {
+            bytes = try ByteSize.parse(memory)
+        } catch {
+            throw ValidationError("--memory: \(error)")
+        }
+        guard let template = CPUTemplateName(rawValue: cpuTemplate) else {
+            throw ValidationError("--cpu-template must be one of: \(CPUTemplateName.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let reboot = RebootAction(rawValue: onReboot) else {
+            throw ValidationError("--on-reboot must be one of: \(RebootAction.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard cpus >= 1, cpus <= 254 else { throw ValidationError("--cpus must be between 1 and 254") }
+        var config = VMConfiguration(
+            kernelPath: kernel, initrdPath: initrd, commandLine: cmdline, memorySize: bytes, vcpuCount: cpus,
+            cpuTemplate: template, onReboot: reboot)
+        config.modules = module.map { spec in
+            let parts = spec.split(separator: " ", maxSplits: 1)
+            return VMConfiguration.Module(path: String(parts.first ?? ""), commandLine: parts.count > 1 ? String(parts[1]) : "")
+        }
+        config.verbose = verbose
+        return config
+    }
+
+    public func validate() throws {
+        _ = try makeConfiguration()
+    }
+
+    public func run() throws {
+        let config = try makeConfiguration()
+        let status = VMLauncher.runInteractive(config)
+        throw ExitCode(status)
+    }
+}
