@@ -1,17 +1,8 @@
 import ArgumentParser
 import VMM
 
-/// `skiff run`: boots one VM in this process with its serial console on stdio.
-public struct RunCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
-        commandName: "run",
-        abstract: "Boot a kernel in a new VM with the serial console on this terminal.",
-        discussion: """
-            The kernel may be a Linux bzImage, an ELF with a PVH entry note (vmlinux), or a multiboot v1 kernel.
-            Press Ctrl-A then x to stop the VM. Exit status: 0 after the guest powers off (or resets with
-            --on-reboot exit), (v << 1) | 1 after the guest writes v to the debug-exit port 0xf4, 1 on errors.
-            """)
-
+/// The options that describe one VM, shared by `skiff run` and `skiff-vmm`.
+public struct VMOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Kernel image: bzImage, PVH ELF or multiboot.", valueName: "path"))
     var kernel: String
 
@@ -39,8 +30,6 @@ public struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
 
-    public init() {}
-
     /// The validated VM configuration.
     func makeConfiguration() throws(ValidationError) -> VMConfiguration {
         let bytes: UInt64
@@ -67,13 +56,34 @@ public struct RunCommand: ParsableCommand {
         return config
     }
 
+    public init() {}
+}
+
+/// `skiff run`: boots one VM in this process with its serial console on stdio.
+public struct RunCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Boot a kernel in a new VM with the serial console on this terminal.",
+        discussion: VMOptions.discussion)
+
+    @OptionGroup var options: VMOptions
+
+    public init() {}
+
     public func validate() throws {
-        _ = try makeConfiguration()
+        _ = try options.makeConfiguration()
     }
 
     public func run() throws {
-        let config = try makeConfiguration()
-        let status = VMLauncher.runInteractive(config)
+        let status = VMLauncher.runInteractive(try options.makeConfiguration())
         throw ExitCode(status)
     }
+}
+
+extension VMOptions {
+    static let discussion = """
+        The kernel may be a Linux bzImage, an ELF with a PVH entry note (vmlinux), or a multiboot v1 kernel.
+        Press Ctrl-A then x to stop the VM. Exit status: 0 after the guest powers off (or resets with
+        --on-reboot exit), (v << 1) | 1 after the guest writes v to the debug-exit port 0xf4, 1 on errors.
+        """
 }

@@ -1,2 +1,2 @@
 import SkiffCLI
-SkiffVMMCommand.main()
+SkiffVMMCommand.runAndExit()

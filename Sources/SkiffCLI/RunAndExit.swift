@@ -1,0 +1,38 @@
+import ArgumentParser
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension ParsableCommand {
+    /// Parses the process arguments, runs the command and exits. Errors become one line on
+    /// stderr (`NAME: error: …`) with no usage dump and no stack trace; `--help` prints help.
+    public static func runAndExit(_ arguments: [String]? = nil) -> Never {
+        let name = configuration.commandName ?? "skiff"
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+            Glibc.exit(0)
+        } catch let code as ExitCode {
+            Glibc.exit(code.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Glibc.exit(0)
+            }
+            let message = Self.message(for: error)
+            printError("\(name): error: \(message.isEmpty ? "\(error)" : message)")
+            Glibc.exit(code.rawValue == 0 ? 1 : code.rawValue)
+        }
+    }
+}
+
+/// Writes one line to stderr.
+func printError(_ line: String) {
+    var text = line
+    if !text.hasSuffix("\n") { text += "\n" }
+    text.utf8CString.withUnsafeBufferPointer { buf in
+        _ = Glibc.write(2, buf.baseAddress, buf.count - 1)
+    }
+}

@@ -1,0 +1,22 @@
+import ArgumentParser
+import VMM
+
+/// `skiff-vmm`: the per-VM monitor process. It runs exactly one VM and exits with it.
+public struct SkiffVMMCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "skiff-vmm",
+        abstract: "Run one virtual machine (the per-VM monitor process).",
+        discussion: VMOptions.discussion)
+
+    @OptionGroup var options: VMOptions
+
+    public init() {}
+
+    public func validate() throws {
+        _ = try options.makeConfiguration()
+    }
+
+    public func run() throws {
+        throw ExitCode(VMLauncher.runInteractive(try options.makeConfiguration()))
+    }
+}

@@ -1,0 +1,58 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DeviceModel
+import KVM
+import SystemExtras
+
+/// Runs a VM in this process with its console on the terminal: what `skiff run` does.
+public enum VMLauncher {
+    /// Boots `config`, forwards stdin/stdout to the serial console, and returns the exit
+    /// status: 0 after poweroff (or reset with `--on-reboot exit`), the debug-exit status,
+    /// or 1 after printing the error.
+    public static func runInteractive(_ config: VMConfiguration) -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        let console = FileConsoleOutput(fd: 1)
+        let vm: VirtualMachine
+        do {
+            vm = try VirtualMachine(configuration: config, console: console)
+        } catch {
+            writeStderr("skiff: error: \(error)")
+            return 1
+        }
+        var pump: ConsoleInputPump?
+        do {
+            let p = try ConsoleInputPump(fd: 0, sink: { [vm] bytes in vm.sendConsoleInput(bytes) }, onQuit: { [vm] in vm.stop() })
+            try p.start()
+            pump = p
+        } catch {
+            writeStderr("skiff: warning: console input disabled: \(error)")
+        }
+        let outcome = vm.run()
+        pump?.stop()
+        if config.verbose {
+            writeStderr("skiff: VM ended: \(outcome); exits \(vm.lastExitCounts.sorted { $0.key < $1.key })")
+        }
+        return exitStatus(for: outcome)
+    }
+
+    /// The process exit status for a VM outcome.
+    public static func exitStatus(for outcome: MachineOutcome) -> Int32 {
+        switch outcome {
+        case .powerOff, .reset, .stopped: return 0
+        case .debugExit(let status): return status
+        case .failed(let message):
+            writeStderr("skiff: error: \(message)")
+            return 1
+        }
+    }
+}
+
+/// Writes one line to stderr.
+func writeStderr(_ line: String) {
+    var text = line
+    if !text.hasSuffix("\n") { text += "\n" }
+    text.utf8CString.withUnsafeBufferPointer { buf in
+        _ = Glibc.write(2, buf.baseAddress, buf.count - 1)
+    }
+}
