@@ -32,6 +32,8 @@ let package = Package(
         .target(name: "DeviceModel", swiftSettings: strict),
         // 16550 UART, i8042, CMOS RTC, fw_cfg, debug-exit, port 0x80.
         .target(name: "LegacyDevices", dependencies: ["DeviceModel"], swiftSettings: strict),
+        // PCI: configuration space, host bridge, config mechanism #1 and ECAM, BARs, MSI-X.
+        .target(name: "PCI", dependencies: ["DeviceModel"], swiftSettings: strict),
         // virtio: split virtqueues and descriptor chains (transport- and device-independent).
         .target(name: "Virtio", dependencies: ["GuestMemory"], swiftSettings: strict),
         // Composes one VM: memory, vCPUs, devices, boot.
@@ -55,6 +57,7 @@ let package = Package(
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory"]),
+        .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "SkiffCLI"]),
     ]
 )
