@@ -35,7 +35,7 @@ let package = Package(
         // PCI: configuration space, host bridge, config mechanism #1 and ECAM, BARs, MSI-X.
         .target(name: "PCI", dependencies: ["DeviceModel"], swiftSettings: strict),
         // virtio: split virtqueues and descriptor chains (transport- and device-independent).
-        .target(name: "Virtio", dependencies: ["GuestMemory"], swiftSettings: strict),
+        .target(name: "Virtio", dependencies: ["GuestMemory", "PCI", "DeviceModel", "SystemExtras"], swiftSettings: strict),
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
