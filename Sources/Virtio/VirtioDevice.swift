@@ -72,4 +72,6 @@ public protocol VirtioInterrupt: AnyObject, Sendable {
     func signalQueue(_ index: Int)
     /// The device configuration changed.
     func signalConfigChange()
+    /// The driver broke a queue: set DEVICE_NEEDS_RESET and tell the driver (§2.1.2).
+    func deviceBroken()
 }

@@ -428,6 +428,15 @@ public final class VirtioPCIDevice: PCIDevice, VirtioInterrupt, @unchecked Senda
         raise(vector: vector, isrBit: 2)
     }
 
+    public func deviceBroken() {
+        let already = state.withLock { s -> Bool in
+            let was = s.status & Self.statusNeedsReset != 0
+            s.status |= Self.statusNeedsReset
+            return was
+        }
+        if !already { signalConfigChange() }
+    }
+
     /// The device status byte (for tests and diagnostics).
     public var status: UInt8 { state.withLock { $0.status } }
 }

@@ -1,0 +1,96 @@
+import CSystem
+import GuestMemory
+import Synchronization
+import SystemExtras
+
+/// virtio-rng (virtio 1.x §5.4): fills each device-writable buffer with bytes from the
+/// host's getrandom(2), at most `maxBytesPerRequest` per request so one huge descriptor
+/// cannot make the device loop or allocate without bound.
+public final class VirtioRNG: VirtioDevice, @unchecked Sendable {
+    public static let maxBytesPerRequest = 64 * 1024
+    public let deviceType = VirtioDeviceType.entropy
+    public let deviceFeatures: UInt64 = 0
+    public let queueMaxSizes: [UInt16] = [256]
+
+    private struct Running {
+        var worker: VirtioWorker
+        var queue: SplitQueue
+        var broken = false
+    }
+    private let running = Mutex<Running?>(nil)
+    /// Bytes handed to the guest so far.
+    public let bytesServed = Atomic<UInt64>(0)
+
+    public init() {}
+
+    public func readConfig(offset: Int, into data: UnsafeMutableRawBufferPointer) {
+        for i in 0..<data.count { data[i] = 0 }
+    }
+
+    public func writeConfig(offset: Int, from data: UnsafeRawBufferPointer) {}
+
+    public func activate(_ a: VirtioActivation) throws(VirtioDeviceError) {
+        guard let queue = a.queues.first, queue.ready else { throw VirtioDeviceError("virtio-rng: request queue not enabled") }
+        let memory = a.memory
+        let interrupt = a.interrupt
+        do {
+            let worker = try VirtioWorker(name: "virtio-rng", notifiers: Array(a.notifiers.prefix(1))) { [weak self] source, _ in
+                guard case .queue(0) = source else { return }
+                self?.serve(memory: memory, interrupt: interrupt)
+            }
+            running.withLock { $0 = Running(worker: worker, queue: queue) }
+        } catch {
+            throw VirtioDeviceError("virtio-rng: \(error)")
+        }
+    }
+
+    private func serve(memory: GuestMemory, interrupt: any VirtioInterrupt) {
+        var buffer = [UInt8](repeating: 0, count: Self.maxBytesPerRequest)
+        var notify = false
+        running.withLock { r in
+            guard var state = r, !state.broken else { return }
+            defer { r = state }
+            while true {
+                let chain: DescriptorChain
+                do {
+                    guard let c = try state.queue.pop(memory: memory) else { break }
+                    chain = c
+                } catch {
+                    state.broken = true
+                    interrupt.deviceBroken()
+                    break
+                }
+                let want = Int(min(chain.writableLength, UInt64(Self.maxBytesPerRequest)))
+                var filled = 0
+                buffer.withUnsafeMutableBytes { buf in
+                    guard let base = buf.baseAddress else { return }
+                    while filled < want {
+                        let n = getrandom(base + filled, want - filled, 0)
+                        if n <= 0 { break }
+                        filled += n
+                    }
+                }
+                var writer = ChainWriter(memory: memory, chain: chain)
+                _ = buffer.withUnsafeBytes { writer.write(UnsafeRawBufferPointer(rebasing: $0[0..<filled])) }
+                bytesServed.add(UInt64(writer.written), ordering: .relaxed)
+                do {
+                    try state.queue.pushUsed(head: chain.head, length: writer.written, memory: memory)
+                } catch {
+                    state.broken = true
+                    break
+                }
+                if state.queue.needsNotification(memory: memory) { notify = true }
+            }
+        }
+        if notify { interrupt.signalQueue(0) }
+    }
+
+    public func reset() {
+        let r = running.withLock { r -> Running? in
+            let old = r
+            r = nil
+            return old
+        }
+        r?.worker.stop()
+    }
+}
