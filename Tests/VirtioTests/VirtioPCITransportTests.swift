@@ -1,0 +1,128 @@
+import GuestMemory
+import Testing
+@testable import Virtio
+
+struct VirtioPCITransportTests {
+    func setUp() throws -> (TransportHarness, MockDriver, GuestMemory) {
+        let mem = try GuestMemory(ranges: [(0, 1 << 20)])
+        let h = try TransportHarness(device: VirtioRNG(), memory: mem)
+        return (h, MockDriver(memory: mem), mem)
+    }
+
+    @Test func rngServesARequestAndRaisesItsVector() throws {
+        let (h, d0, mem) = try setUp()
+        var d = d0
+        #expect(h.offeredFeatures() & VirtioFeature.version1 != 0)
+        h.enableMSIX(vectors: 2)
+        #expect(h.negotiate(features: VirtioFeature.version1 | VirtioFeature.eventIndex))
+        h.setUpQueue(0, driver: d, vector: 1)
+        h.setStatus(1 | 2 | 8 | 4)
+        #expect(h.status == 15)
+        try d.writeDescriptor(0, address: d.dataBase, length: 64, flags: SplitQueue.flagWrite, next: 0)
+        try d.publish(0)
+        h.notify(0)
+        #expect(try eventually { try d.usedIndex() == 1 })
+        #expect(try d.usedElement(0) == (0, 64))
+        #expect(try mem.readBytes(at: d.dataBase, count: 64).contains { $0 != 0 })
+        #expect(eventually { h.vectors.triggers.withLock { $0 } == [1] })
+        h.setStatus(0)
+        #expect(h.status == 0)
+    }
+
+    @Test func featuresOutsideTheOfferAreRefused() throws {
+        let (h, _, _) = try setUp()
+        #expect(!h.negotiate(features: VirtioFeature.version1 | (1 << 40)))
+        #expect(!h.negotiate(features: 0))  // a modern device needs VERSION_1
+    }
+
+    @Test func queueRegistersAreFrozenAfterDriverOK() throws {
+        let (h, d, _) = try setUp()
+        #expect(h.negotiate(features: VirtioFeature.version1))
+        h.setUpQueue(0, driver: d, vector: 0xffff)
+        h.setStatus(15)
+        // CVE-2026-5747 class: rewriting queue size and rings after DRIVER_OK must not take effect.
+        h.write(0x16, 0, size: 2)
+        h.write(0x18, 0, size: 2)
+        h.write(0x20, 0xdead_0000, size: 8)
+        #expect(h.read(0x18, size: 2) == UInt64(d.size))
+        #expect(h.read(0x20, size: 8) == d.desc)
+    }
+
+    @Test func queueRegistersNeedFeaturesOK() throws {
+        let (h, d, _) = try setUp()
+        h.setStatus(1)
+        h.setUpQueue(0, driver: d, vector: 0)
+        #expect(h.read(0x1c, size: 2) == 0)
+        #expect(h.read(0x20, size: 8) == 0)
+    }
+
+    @Test func outOfRangeSelectorsAndVectorsAreHarmless() throws {
+        let (h, _, _) = try setUp()
+        #expect(h.negotiate(features: VirtioFeature.version1))
+        h.write(0x16, 0xffff, size: 2)
+        #expect(h.read(0x18, size: 2) == 0)
+        h.write(0x18, 256, size: 2)
+        h.write(0x1c, 1, size: 2)
+        h.write(0x16, 0, size: 2)
+        h.write(0x1a, 500, size: 2)
+        #expect(h.read(0x1a, size: 2) == 0xffff)
+        h.write(0x10, 77, size: 2)
+        #expect(h.read(0x10, size: 2) == 0xffff)
+        h.notify(0x7fff)
+    }
+
+    @Test func invalidQueueSetupIsRefused() throws {
+        let (h, d, _) = try setUp()
+        #expect(h.negotiate(features: VirtioFeature.version1))
+        h.write(0x16, 0, size: 2)
+        h.write(0x18, 3, size: 2)  // not a power of two
+        h.write(0x20, d.desc, size: 8)
+        h.write(0x28, d.avail, size: 8)
+        h.write(0x30, d.used, size: 8)
+        h.write(0x1c, 1, size: 2)
+        #expect(h.read(0x1c, size: 2) == 0)
+        #expect(h.status & VirtioPCIDevice.statusNeedsReset != 0)
+    }
+
+    @Test func brokenChainMarksDeviceNeedsResetAndResetRecovers() throws {
+        let (h, d0, _) = try setUp()
+        var d = d0
+        h.enableMSIX(vectors: 2)
+        #expect(h.negotiate(features: VirtioFeature.version1))
+        h.write(0x10, 0, size: 2)
+        h.setUpQueue(0, driver: d, vector: 1)
+        h.setStatus(15)
+        try d.writeDescriptor(0, address: d.dataBase, length: 8, flags: SplitQueue.flagWrite | SplitQueue.flagNext, next: 0)
+        try d.publish(0)
+        h.notify(0)
+        #expect(eventually { h.status & VirtioPCIDevice.statusNeedsReset != 0 })
+        #expect(eventually { h.vectors.triggers.withLock { $0.contains(0) } })  // config change interrupt
+        // Reset, set up again, and a good request works.
+        var fresh = MockDriver(memory: h.memory)
+        #expect(h.negotiate(features: VirtioFeature.version1))
+        h.setUpQueue(0, driver: fresh, vector: 1)
+        h.setStatus(15)
+        try fresh.writeDescriptor(0, address: fresh.dataBase, length: 8, flags: SplitQueue.flagWrite, next: 0)
+        try fresh.publish(0)
+        h.notify(0)
+        #expect(try eventually { try fresh.usedIndex() == 1 })
+    }
+
+    @Test func randomRegisterTrafficNeverTraps() throws {
+        let (h, _, _) = try setUp()
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20000 {
+            let offset = UInt64.random(in: 0..<0x10000, using: &rng)
+            let size = [1, 2, 4, 8, 3].randomElement(using: &rng) ?? 1
+            if Bool.random(using: &rng) {
+                h.write(offset, UInt64.random(in: 0...UInt64.max, using: &rng), size: size)
+            } else {
+                _ = h.read(offset, size: size)
+            }
+            if Int.random(in: 0..<50, using: &rng) == 0 {
+                h.transport.configWrite(offset: Int.random(in: 0..<300, using: &rng), size: size, value: UInt32.random(in: 0...UInt32.max, using: &rng))
+            }
+        }
+        h.setStatus(0)
+    }
+}
