@@ -41,6 +41,8 @@ public final class Machine: @unchecked Sendable {
     /// MMIO bus.
     public let mmio = Bus()
     let controller = MachineController()
+    /// GSI routing (legacy pins and MSI vectors).
+    let interrupts: InterruptRouter
     private(set) var vcpuThreads: [VCPUThread] = []
     private let vcpus: [VCPUFD]
 
@@ -70,6 +72,7 @@ public final class Machine: @unchecked Sendable {
             try vm.setTSSAddress(Layout.kvmTSSAddress)
             try vm.createIRQChip()
             try vm.createPIT2()
+            interrupts = try InterruptRouter(vm: vm)
             var created: [VCPUFD] = []
             for i in 0..<vcpuCount {
                 let vcpu = try vm.createVCPU(id: UInt32(i))
