@@ -11,9 +11,11 @@ struct ELFNote {
 enum ELFNotes {
     /// Parses the notes in `size` bytes at file offset `offset`.
     ///
-    /// Name and descriptor are padded to `alignment` bytes: 4 for notes in 4-aligned containers (what
-    /// Linux and Xen emit for both ELF classes), 8 only when the container says 8. Every size is
-    /// checked against the container, so a huge `namesz` or `descsz` is an error, not a read past it.
+    /// The descriptor starts at the note's offset + `align_up(12 + namesz)` and the next note at
+    /// `align_up(descriptor offset + descsz)`, offsets counted from the container's start (as
+    /// binutils' `ELF_NOTE_DESC_OFFSET`/`ELF_NOTE_NEXT_OFFSET` do). The alignment is 4 (what Linux
+    /// and Xen emit for both ELF classes) unless the container declares 8. Every size is checked
+    /// against the container, so a huge `namesz` or `descsz` is an error, not a read past it.
     static func parse(_ image: [UInt8], offset: UInt64, size: UInt64, containerAlignment: UInt64, what: String)
         throws(LoaderError) -> [ELFNote]
     {
@@ -37,8 +39,10 @@ enum ELFNotes {
                 throw .malformed(
                     "\(what): note at \(hex(position)) has namesz \(hex(nameSize)), past the end of its container at \(hex(region.end))")
             }
-            let paddedName = alignUp(nameSize, alignment) ?? nameSize
-            let descriptorStart = nameStart + paddedName
+            guard let descriptorOffset = alignUp(nameStart + nameSize - region.start, alignment) else {
+                throw .overflow("\(what): note at \(hex(position)) descriptor offset overflows")
+            }
+            let descriptorStart = region.start + descriptorOffset
             guard descriptorSize == 0 || (descriptorStart <= region.end && descriptorSize <= region.end - descriptorStart) else {
                 throw .malformed(
                     "\(what): note at \(hex(position)) has descsz \(hex(descriptorSize)), past the end of its container at \(hex(region.end))")
@@ -53,9 +57,10 @@ enum ELFNotes {
                 descriptor = image[begin..<(begin + Int(descriptorSize))]
             }
             notes.append(ELFNote(name: image[Int(nameStart)..<nameEnd], type: type, descriptor: descriptor, offset: position))
-            guard let paddedDescriptor = alignUp(descriptorSize, alignment) else { break }
-            // The last note's padding may run past the container; that ends the walk.
-            position = descriptorStart + paddedDescriptor
+            // Always at least 12 bytes further. The last note's padding may run past the container;
+            // that ends the walk.
+            guard let nextOffset = alignUp(descriptorStart + descriptorSize - region.start, alignment) else { break }
+            position = region.start + nextOffset
         }
         return notes
     }
