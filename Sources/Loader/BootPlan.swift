@@ -66,10 +66,13 @@ public struct BootPlan: Sendable {
         self.kernel = kernel
         self.commandLine = commandLine
         var writes: [GuestWrite] = kernel.segments.enumerated().map { index, segment in
-            GuestWrite(label: "kernel segment \(index)", address: segment.address, bytes: segment.bytes, zeroFill: segment.zeroFill)
+            GuestWrite(
+                label: "kernel segment \(index)", address: segment.address, bytes: segment.bytes,
+                zeroFill: segment.zeroFill)
         }
         let commandLineBytes = try commandLine.encoded(limit: KernelCommandLine.limit(for: kernel.bootProtocol))
-        writes.append(GuestWrite(label: "command line", address: Layout.commandLineAddress, bytes: commandLineBytes[...]))
+        writes.append(
+            GuestWrite(label: "command line", address: Layout.commandLineAddress, bytes: commandLineBytes[...]))
 
         switch kernel.bootProtocol {
         case .linux64(let header):
@@ -77,7 +80,8 @@ public struct BootPlan: Sendable {
             let initrdRange = try Self.placeInitrd(initrd, kernel: kernel, memoryMap: memoryMap, writes: &writes)
             let zeroPage = ZeroPage(
                 setupHeader: header, initrd: initrdRange, e820: memoryMap.e820, rsdpAddress: rsdpAddress)
-            writes.append(GuestWrite(label: "zero page", address: Layout.zeroPageAddress, bytes: try zeroPage.encode()[...]))
+            writes.append(
+                GuestWrite(label: "zero page", address: Layout.zeroPageAddress, bytes: try zeroPage.encode()[...]))
             self.initrd = initrdRange
             self.modules = []
             entryState = .longMode(rip: kernel.entry, rsi: Layout.zeroPageAddress)
@@ -100,11 +104,14 @@ public struct BootPlan: Sendable {
                 modules: zip(placed, all).map { MultibootInfo.Module(range: $0, commandLine: $1.commandLine) },
                 e820: memoryMap.e820)
             writes.append(
-                GuestWrite(label: "multiboot information", address: Layout.multibootInfoAddress, bytes: try info.encode()[...]))
+                GuestWrite(
+                    label: "multiboot information", address: Layout.multibootInfoAddress, bytes: try info.encode()[...])
+            )
             self.initrd = nil
             self.modules = placed
             entryState = .protectedMode(
-                eip: try Self.entry32(kernel), eax: MultibootHeader.bootloaderMagic, ebx: UInt32(Layout.multibootInfoAddress))
+                eip: try Self.entry32(kernel), eax: MultibootHeader.bootloaderMagic,
+                ebx: UInt32(Layout.multibootInfoAddress))
         }
 
         try Self.check(writes, kernel: kernel, memoryMap: memoryMap)
@@ -114,13 +121,15 @@ public struct BootPlan: Sendable {
     private static func refuseModules(_ modules: [BootModule], _ kernel: KernelImage) throws(LoaderError) {
         guard modules.isEmpty else {
             throw .unsupported(
-                "boot modules are passed only to multiboot kernels; a \(kernel.bootProtocol.name) kernel takes a single initrd")
+                "boot modules are passed only to multiboot kernels; a \(kernel.bootProtocol.name) kernel takes a single initrd"
+            )
         }
     }
 
     private static func entry32(_ kernel: KernelImage) throws(LoaderError) -> UInt32 {
         guard kernel.entry <= UInt64(UInt32.max) else {
-            throw .unsupported("\(kernel.bootProtocol.name) entry \(hex(kernel.entry)) is above 4 GiB, out of reach of a 32-bit entry")
+            throw .unsupported(
+                "\(kernel.bootProtocol.name) entry \(hex(kernel.entry)) is above 4 GiB, out of reach of a 32-bit entry")
         }
         return UInt32(kernel.entry)
     }
@@ -151,7 +160,8 @@ public struct BootPlan: Sendable {
             let size = UInt64(module.bytes.count)
             guard start <= limit, size <= limit - start else {
                 throw .doesNotFit(
-                    "multiboot module \(i) (\(hex(size)) bytes) does not fit at \(hex(start)); modules must end below \(hex(limit))")
+                    "multiboot module \(i) (\(hex(size)) bytes) does not fit at \(hex(start)); modules must end below \(hex(limit))"
+                )
             }
             let range = AddressRange(start: start, clampedEnd: start + size)
             writes.append(GuestWrite(label: "multiboot module \(i)", address: start, bytes: module.bytes))
@@ -167,7 +177,8 @@ public struct BootPlan: Sendable {
         var items: [(AddressRange, String)] = []
         for write in writes {
             guard let range = write.range else {
-                throw .overflow("\(write.label) at \(hex(write.address)) with \(hex(write.bytes.count)) bytes overflows 64 bits")
+                throw .overflow(
+                    "\(write.label) at \(hex(write.address)) with \(hex(write.bytes.count)) bytes overflows 64 bits")
             }
             try SegmentValidation.checkInRAM(range, what: write.label, memoryMap: memoryMap)
             items.append((range, write.label))

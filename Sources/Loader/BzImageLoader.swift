@@ -20,7 +20,8 @@ enum BzImageLoader {
     static func load(_ image: [UInt8], memoryMap: MemoryMap) throws(LoaderError) -> KernelImage {
         let header = try SetupHeader(parsing: image)
         guard header.loadFlags & SetupHeader.loadedHigh != 0 else {
-            throw .unsupported("zImage (loadflags.LOADED_HIGH clear): only bzImage kernels that load at 1 MiB are supported")
+            throw .unsupported(
+                "zImage (loadflags.LOADED_HIGH clear): only bzImage kernels that load at 1 MiB are supported")
         }
         guard header.extendedLoadFlags & SetupHeader.kernel64 != 0 else {
             throw .unsupported(

@@ -83,7 +83,8 @@ struct ELFFile {
         }
         let expectedMachine = is64 ? Self.machineX86_64 : Self.machine386
         guard machine == expectedMachine else {
-            throw .unsupported("\(name) machine is \(machine), expected \(expectedMachine) (\(is64 ? "x86-64" : "i386"))")
+            throw .unsupported(
+                "\(name) machine is \(machine), expected \(expectedMachine) (\(is64 ? "x86-64" : "i386"))")
         }
         let phOffset: UInt64
         let phEntrySize: UInt64
@@ -148,21 +149,27 @@ struct ELFFile {
 
     /// The `PT_LOAD` segments placed at their physical addresses (`p_paddr`), each checked:
     /// `p_filesz ≤ p_memsz` and file bytes inside the file. Segments with `p_memsz = 0` are skipped.
+    /// Segment data is sliced from `image`, never copied.
     func loadSegments(_ image: [UInt8]) throws(LoaderError) -> [LoadSegment] {
         var segments: [LoadSegment] = []
         for (index, header) in programHeaders.enumerated() where header.type == Self.programLoad {
             guard header.memorySize != 0 else { continue }
             let what = "\(elfClass.name) program header \(index) (PT_LOAD at \(hex(header.physicalAddress)))"
             guard header.fileSize <= header.memorySize else {
-                throw .malformed("\(what): p_filesz \(hex(header.fileSize)) is larger than p_memsz \(hex(header.memorySize))")
+                throw .malformed(
+                    "\(what): p_filesz \(hex(header.fileSize)) is larger than p_memsz \(hex(header.memorySize))")
             }
             _ = try AddressRange.checked(start: header.physicalAddress, size: header.memorySize, what)
-            let bytes = try image.bytes(at: header.offset, count: header.fileSize, what)
+            // A bss-only segment (p_filesz 0) reads nothing, so its p_offset does not matter.
+            let bytes =
+                header.fileSize == 0 ? image[0..<0] : try image.bytes(at: header.offset, count: header.fileSize, what)
             segments.append(
                 LoadSegment(
                     address: header.physicalAddress, bytes: bytes, zeroFill: header.memorySize - header.fileSize))
         }
-        guard !segments.isEmpty else { throw .malformed("\(elfClass.name) has no PT_LOAD segment with a non-zero size") }
+        guard !segments.isEmpty else {
+            throw .malformed("\(elfClass.name) has no PT_LOAD segment with a non-zero size")
+        }
         return segments
     }
 
@@ -185,10 +192,12 @@ struct ELFFile {
         let name = elfClass.name
         let minimumEntry: UInt64 = is64 ? 64 : 40
         guard sectionHeaderSize >= minimumEntry else {
-            throw .malformed("\(name) section header size e_shentsize is \(sectionHeaderSize), smaller than \(minimumEntry)")
+            throw .malformed(
+                "\(name) section header size e_shentsize is \(sectionHeaderSize), smaller than \(minimumEntry)")
         }
         let tableSize = try checkedMultiply(sectionCount, sectionHeaderSize, "\(name) section header table size")
-        _ = try image.bytes(at: sectionHeaderOffset, count: tableSize, "\(name) section header table (\(sectionCount) entries)")
+        _ = try image.bytes(
+            at: sectionHeaderOffset, count: tableSize, "\(name) section header table (\(sectionCount) entries)")
         var notes: [SectionHeader] = []
         for i in 0..<sectionCount {
             let at = Int(sectionHeaderOffset + i * sectionHeaderSize)
@@ -198,7 +207,8 @@ struct ELFFile {
                 notes.append(
                     SectionHeader(
                         type: type, offset: image.loadLE(UInt64.self, at: at + 24),
-                        size: image.loadLE(UInt64.self, at: at + 32), alignment: image.loadLE(UInt64.self, at: at + 48)))
+                        size: image.loadLE(UInt64.self, at: at + 32), alignment: image.loadLE(UInt64.self, at: at + 48))
+                )
             } else {
                 notes.append(
                     SectionHeader(

@@ -27,7 +27,8 @@ enum ELFNotes {
         while position < region.end {
             let remaining = region.end - position
             guard remaining >= 12 else {
-                throw .truncated("\(what): note at \(hex(position)) needs a 12-byte header but only \(remaining) bytes remain")
+                throw .truncated(
+                    "\(what): note at \(hex(position)) needs a 12-byte header but only \(remaining) bytes remain")
             }
             let at = Int(position)
             let nameSize = UInt64(image.loadLE(UInt32.self, at: at))
@@ -37,15 +38,19 @@ enum ELFNotes {
             // Sizes are below 2^32 and positions below the file size, so these sums cannot overflow.
             guard nameSize <= region.end - nameStart else {
                 throw .malformed(
-                    "\(what): note at \(hex(position)) has namesz \(hex(nameSize)), past the end of its container at \(hex(region.end))")
+                    "\(what): note at \(hex(position)) has namesz \(hex(nameSize)), past the end of its container at \(hex(region.end))"
+                )
             }
             guard let descriptorOffset = alignUp(nameStart + nameSize - region.start, alignment) else {
                 throw .overflow("\(what): note at \(hex(position)) descriptor offset overflows")
             }
             let descriptorStart = region.start + descriptorOffset
-            guard descriptorSize == 0 || (descriptorStart <= region.end && descriptorSize <= region.end - descriptorStart) else {
+            guard
+                descriptorSize == 0 || (descriptorStart <= region.end && descriptorSize <= region.end - descriptorStart)
+            else {
                 throw .malformed(
-                    "\(what): note at \(hex(position)) has descsz \(hex(descriptorSize)), past the end of its container at \(hex(region.end))")
+                    "\(what): note at \(hex(position)) has descsz \(hex(descriptorSize)), past the end of its container at \(hex(region.end))"
+                )
             }
             var nameEnd = Int(nameStart + nameSize)
             while nameEnd > Int(nameStart), image[nameEnd - 1] == 0 { nameEnd -= 1 }
@@ -56,7 +61,8 @@ enum ELFNotes {
                 let begin = Int(descriptorStart)
                 descriptor = image[begin..<(begin + Int(descriptorSize))]
             }
-            notes.append(ELFNote(name: image[Int(nameStart)..<nameEnd], type: type, descriptor: descriptor, offset: position))
+            notes.append(
+                ELFNote(name: image[Int(nameStart)..<nameEnd], type: type, descriptor: descriptor, offset: position))
             // Always at least 12 bytes further. The last note's padding may run past the container;
             // that ends the walk.
             guard let nextOffset = alignUp(descriptorStart + descriptorSize - region.start, alignment) else { break }
@@ -101,7 +107,8 @@ enum PVHNote {
             case 8:
                 value = Array(d).loadLE(UInt64.self, at: 0)
             default:
-                throw .malformed("PVH note (Xen, type 18) at \(hex(note.offset)) has descsz \(d.count); expected 4 or 8")
+                throw .malformed(
+                    "PVH note (Xen, type 18) at \(hex(note.offset)) has descsz \(d.count); expected 4 or 8")
             }
             guard value <= UInt64(UInt32.max) else {
                 throw .unsupported("PVH entry \(hex(value)) is above 4 GiB; the PVH entry runs in 32-bit mode")

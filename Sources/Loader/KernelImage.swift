@@ -33,7 +33,9 @@ public struct KernelImage: Sendable {
                 "\(format) entry point \(hex(entry)) is not inside any loaded segment (\(ranges.map(\.description).joined(separator: ", ")))"
             )
         }
-        self.init(segments: segments, entry: entry, bootProtocol: bootProtocol, end: ranges.map(\.end).max() ?? entry, warnings: [])
+        self.init(
+            segments: segments, entry: entry, bootProtocol: bootProtocol, end: ranges.map(\.end).max() ?? entry,
+            warnings: [])
     }
 
     /// From the lowest segment address to `end`: memory the kernel owns while it boots.
@@ -56,7 +58,8 @@ public struct KernelImage: Sendable {
         case .pvh:
             let elf = try ELFFile(image)
             guard let entry = try PVHNote.entry(in: elf, image: image) else {
-                throw .unsupported("\(elf.elfClass.name) kernel has no PVH note (XEN_ELFNOTE_PHYS32_ENTRY, type 18, name \"Xen\")")
+                throw .unsupported(
+                    "\(elf.elfClass.name) kernel has no PVH note (XEN_ELFNOTE_PHYS32_ENTRY, type 18, name \"Xen\")")
             }
             return try PVHLoader.load(image, elf: elf, entry: entry, memoryMap: memoryMap)
         case .multiboot:

@@ -72,7 +72,8 @@ public struct MultibootInfo: Sendable {
         for (i, module) in modules.enumerated() {
             try KernelCommandLine.checkNoNUL(module.commandLine, what: "multiboot module \(i) command line")
             guard module.range.end <= UInt64(UInt32.max) else {
-                throw .doesNotFit("multiboot module \(i) at \(module.range) does not end below 4 GiB; mod_start/mod_end are 32-bit")
+                throw .doesNotFit(
+                    "multiboot module \(i) at \(module.range) does not end below 4 GiB; mod_start/mod_end are 32-bit")
             }
             moduleStringOffsets.append(stringsOffset + strings.count)
             strings += Array(module.commandLine.utf8) + [0]
@@ -89,7 +90,8 @@ public struct MultibootInfo: Sendable {
         }
 
         var area = StructureWriter(size: total)
-        let flags = Self.flagMemory | Self.flagCommandLine | Self.flagModules | Self.flagMemoryMap | Self.flagBootLoaderName
+        let flags =
+            Self.flagMemory | Self.flagCommandLine | Self.flagModules | Self.flagMemoryMap | Self.flagBootLoaderName
         area.put(flags, at: 0)
         area.put(memoryLowerKiB, at: 4)
         area.put(memoryUpperKiB, at: 8)

@@ -19,7 +19,9 @@ enum MultibootLoader {
         }
         var warnings: [String] = []
         if header.flags & MultibootHeader.videoModeFlag != 0 {
-            warnings.append("multiboot kernel asks for a video mode (flags bit 2); Skiff has no framebuffer and passes no video information")
+            warnings.append(
+                "multiboot kernel asks for a video mode (flags bit 2); Skiff has no framebuffer and passes no video information"
+            )
         }
         let segments: [LoadSegment]
         let entry: UInt64
@@ -35,14 +37,17 @@ enum MultibootLoader {
             }
             let elf = try ELFFile(image)
             guard elf.elfClass == .elf32 else {
-                throw .unsupported("multiboot ELF64 kernels are not supported (as in QEMU); link the kernel as ELF32 or set the address fields (flags bit 16)")
+                throw .unsupported(
+                    "multiboot ELF64 kernels are not supported (as in QEMU); link the kernel as ELF32 or set the address fields (flags bit 16)"
+                )
             }
             segments = try elf.loadSegments(image)
             entry = elf.physicalEntry
             format = "multiboot ELF32"
         }
         try SegmentValidation.validate(segments, memoryMap: memoryMap, below4GiB: true, format: format)
-        var kernel = try KernelImage(validatedSegments: segments, entry: entry, bootProtocol: .multiboot(header: header), format: format)
+        var kernel = try KernelImage(
+            validatedSegments: segments, entry: entry, bootProtocol: .multiboot(header: header), format: format)
         kernel.warnings = warnings
         return kernel
     }
@@ -56,7 +61,9 @@ enum MultibootLoader {
         let headerAddress = UInt64(fields.headerAddress)
         let loadAddress = UInt64(fields.loadAddress)
         guard loadAddress <= headerAddress else {
-            throw .malformed("multiboot load_addr \(hex(loadAddress)) is above header_addr \(hex(headerAddress)); it must be at or below it")
+            throw .malformed(
+                "multiboot load_addr \(hex(loadAddress)) is above header_addr \(hex(headerAddress)); it must be at or below it"
+            )
         }
         let headerDelta = headerAddress - loadAddress
         guard headerDelta <= header.fileOffset else {
@@ -80,13 +87,15 @@ enum MultibootLoader {
                 "multiboot header_addr \(hex(headerAddress)) is outside the loaded image [\(hex(loadAddress)), \(hex(loadAddress + loadSize))); the header must be loaded where header_addr says"
             )
         }
-        let bytes = try image.bytes(at: textOffset, count: loadSize, "multiboot a.out kludge image (load_addr to load_end_addr)")
+        let bytes = try image.bytes(
+            at: textOffset, count: loadSize, "multiboot a.out kludge image (load_addr to load_end_addr)")
         let loadEnd = loadAddress + loadSize
         var zeroFill: UInt64 = 0
         if fields.bssEndAddress != 0 {
             let bssEnd = UInt64(fields.bssEndAddress)
             guard bssEnd >= loadEnd else {
-                throw .malformed("multiboot bss_end_addr \(hex(bssEnd)) is below the end of the loaded image \(hex(loadEnd))")
+                throw .malformed(
+                    "multiboot bss_end_addr \(hex(bssEnd)) is below the end of the loaded image \(hex(loadEnd))")
             }
             zeroFill = bssEnd - loadEnd
         }

@@ -8,6 +8,7 @@ enum PVHLoader {
         let segments = try elf.loadSegments(image)
         let format = "PVH \(elf.elfClass.name)"
         try SegmentValidation.validate(segments, memoryMap: memoryMap, below4GiB: true, format: format)
-        return try KernelImage(validatedSegments: segments, entry: entry, bootProtocol: .pvh(phys32Entry: entry), format: format)
+        return try KernelImage(
+            validatedSegments: segments, entry: entry, bootProtocol: .pvh(phys32Entry: entry), format: format)
     }
 }

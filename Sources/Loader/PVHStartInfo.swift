@@ -59,10 +59,12 @@ public struct PVHStartInfo: Sendable {
     /// `Layout.pvhMemoryMapAddress`.
     public func encode() throws(LoaderError) -> [GuestWrite] {
         guard modules.count <= Self.maximumModules else {
-            throw .tooManyEntries("PVH module list has \(modules.count) entries; there is room for \(Self.maximumModules)")
+            throw .tooManyEntries(
+                "PVH module list has \(modules.count) entries; there is room for \(Self.maximumModules)")
         }
         guard memoryMap.count <= Self.maximumMemoryMapEntries else {
-            throw .tooManyEntries("PVH memory map has \(memoryMap.count) entries; there is room for \(Self.maximumMemoryMapEntries)")
+            throw .tooManyEntries(
+                "PVH memory map has \(memoryMap.count) entries; there is room for \(Self.maximumMemoryMapEntries)")
         }
         var info = StructureWriter(size: Self.size)
         info.put(Self.magic, at: 0)
@@ -84,7 +86,8 @@ public struct PVHStartInfo: Sendable {
                 list.put(module.size, at: at + 8)
                 list.put(module.commandLineAddress, at: at + 16)
             }
-            writes.append(GuestWrite(label: "PVH module list", address: Layout.pvhModuleListAddress, bytes: list.bytes[...]))
+            writes.append(
+                GuestWrite(label: "PVH module list", address: Layout.pvhModuleListAddress, bytes: list.bytes[...]))
         }
 
         var map = StructureWriter(size: memoryMap.count * Self.memoryMapEntrySize)

@@ -97,11 +97,13 @@ public struct SetupHeader: Sendable, Equatable {
             )
         }
         guard image[0x200] == 0xEB else {
-            throw .malformed("bzImage jump at 0x200 is \(hex(image[0x200])), expected 0xeb (it gives the header length)")
+            throw .malformed(
+                "bzImage jump at 0x200 is \(hex(image[0x200])), expected 0xeb (it gives the header length)")
         }
         let jump = image[0x201]
         guard jump < 0x80 else {
-            throw .malformed("bzImage jump at 0x200 goes backwards (offset \(hex(jump))), so the setup header has no length")
+            throw .malformed(
+                "bzImage jump at 0x200 goes backwards (offset \(hex(jump))), so the setup header has no length")
         }
         let headerEnd = 0x202 + Int(jump)
         guard headerEnd >= 0x264 else {
@@ -109,7 +111,8 @@ public struct SetupHeader: Sendable, Equatable {
                 "bzImage setup header ends at \(hex(headerEnd)) (jump at 0x200), before init_size at 0x260..0x264 that protocol 2.12 has"
             )
         }
-        let raw = try image.bytes(at: UInt64(Self.offset), count: UInt64(headerEnd - Self.offset), "bzImage setup header")
+        let raw = try image.bytes(
+            at: UInt64(Self.offset), count: UInt64(headerEnd - Self.offset), "bzImage setup header")
         rawBytes = Array(raw)
         self.version = version
         let sectors = Int(image[0x1F1])
@@ -126,7 +129,8 @@ public struct SetupHeader: Sendable, Equatable {
         payloadLength = image.loadLE(UInt32.self, at: 0x24C)
         preferredAddress = image.loadLE(UInt64.self, at: 0x258)
         initSize = image.loadLE(UInt32.self, at: 0x260)
-        kernelVersion = Self.versionString(image, pointer: image.loadLE(UInt16.self, at: 0x20E), setupSectors: setupSectors)
+        kernelVersion = Self.versionString(
+            image, pointer: image.loadLE(UInt16.self, at: 0x20E), setupSectors: setupSectors)
     }
 
     /// The NUL-terminated string at `pointer + 0x200`, inside the setup code, at most 256 bytes of

@@ -42,7 +42,8 @@ public struct ZeroPage: Sendable {
     /// The 4096 bytes to write at `Layout.zeroPageAddress`.
     public func encode() throws(LoaderError) -> [UInt8] {
         guard e820.count <= Self.maximumE820Entries else {
-            throw .tooManyEntries("e820 map has \(e820.count) entries; the zero page holds at most \(Self.maximumE820Entries)")
+            throw .tooManyEntries(
+                "e820 map has \(e820.count) entries; the zero page holds at most \(Self.maximumE820Entries)")
         }
         var page = StructureWriter(size: Self.size)
         page.put(bytes: setupHeader.rawBytes, at: SetupHeader.offset)

@@ -69,10 +69,14 @@ extension BootPlan {
         builder.initSize = 0x200_0000  // kernel needs 16 MiB .. 48 MiB
         let kernel = try KernelImage.parse(builder.build(), memoryMap: map)
         #expect(kernel.end == 0x300_0000)
-        let fits = try BootPlan(kernel: kernel, initrd: [UInt8](repeating: 0xAB, count: 0x100_0000)[...], commandLine: KernelCommandLine(), memoryMap: map)
+        let fits = try BootPlan(
+            kernel: kernel, initrd: [UInt8](repeating: 0xAB, count: 0x100_0000)[...], commandLine: KernelCommandLine(),
+            memoryMap: map)
         #expect(fits.initrd?.start == 0x300_0000)
         let error = loaderError { () throws(LoaderError) in
-            try BootPlan(kernel: kernel, initrd: [UInt8](repeating: 0xAB, count: 0x100_0001)[...], commandLine: KernelCommandLine(), memoryMap: map)
+            try BootPlan(
+                kernel: kernel, initrd: [UInt8](repeating: 0xAB, count: 0x100_0001)[...],
+                commandLine: KernelCommandLine(), memoryMap: map)
         }
         #expect(error?.kind == "doesNotFit")
         #expect(error?.message.contains("initrd") == true)
@@ -116,7 +120,10 @@ extension BootPlan {
         let kernelImage = AoutKludgeBuilder().build()  // occupies 0x100000 ..< 0x103000 with bss
         let plan = try BootPlan(
             kernelImage: kernelImage, initrd: pattern(0x1800)[...],
-            modules: [BootModule(bytes: pattern(0x10)[...], commandLine: "mod1 arg"), BootModule(bytes: [][...], commandLine: "empty")],
+            modules: [
+                BootModule(bytes: pattern(0x10)[...], commandLine: "mod1 arg"),
+                BootModule(bytes: [][...], commandLine: "empty"),
+            ],
             commandLine: KernelCommandLine("kernel args"), memoryMap: map)
         #expect(plan.entryState == .protectedMode(eip: 0x10_0010, eax: 0x2BAD_B002, ebx: 0x10000))
         expectSound(plan, map)
@@ -147,7 +154,8 @@ extension BootPlan {
         let map = try memoryMap(16 << 20)
         let error = loaderError { () throws(LoaderError) in
             try BootPlan(
-                kernelImage: AoutKludgeBuilder().build(), modules: [BootModule(bytes: [UInt8](repeating: 0xAB, count: 16 << 20)[...])],
+                kernelImage: AoutKludgeBuilder().build(),
+                modules: [BootModule(bytes: [UInt8](repeating: 0xAB, count: 16 << 20)[...])],
                 commandLine: KernelCommandLine(), memoryMap: map)
         }
         #expect(error?.kind == "doesNotFit")
@@ -156,7 +164,9 @@ extension BootPlan {
     @Test func emptyInitrdIsRefused() throws {
         let map = try memoryMap(256 << 20)
         let error = loaderError { () throws(LoaderError) in
-            try BootPlan(kernelImage: BzImageBuilder().build(), initrd: [][...], commandLine: KernelCommandLine(), memoryMap: map)
+            try BootPlan(
+                kernelImage: BzImageBuilder().build(), initrd: [][...], commandLine: KernelCommandLine(), memoryMap: map
+            )
         }
         #expect(error?.kind == "doesNotFit")
         #expect(error?.message.contains("empty") == true)
@@ -195,7 +205,8 @@ extension BootPlan {
         #expect(error?.kind == "overlap")
         #expect(error?.message.contains("kernel's memory") == true)
         writes[1].address = 0x140_0000
-        #expect(loaderError { () throws(LoaderError) in try BootPlan.check(writes, kernel: kernel, memoryMap: map) } == nil)
+        #expect(
+            loaderError { () throws(LoaderError) in try BootPlan.check(writes, kernel: kernel, memoryMap: map) } == nil)
     }
 }
 
@@ -222,7 +233,8 @@ extension BootPlan {
         #expect(kernel.segments[0].bytes.count == image.count - (setupSectors + 1) * 512)
         #expect(header.kernelVersion != nil)
         let plan = try BootPlan(
-            kernel: kernel, initrd: [UInt8](repeating: 0xAB, count: 1 << 20)[...], commandLine: KernelCommandLine("console=ttyS0 noxsave"),
+            kernel: kernel, initrd: [UInt8](repeating: 0xAB, count: 1 << 20)[...],
+            commandLine: KernelCommandLine("console=ttyS0 noxsave"),
             memoryMap: map, rsdpAddress: 0xE0000)
         expectSound(plan, map)
         let initrd = try #require(plan.initrd)
@@ -243,7 +255,8 @@ extension BootPlan {
         #expect(kernel.entry == expected)
         #expect(kernel.entry >= 0x100000)
         let plan = try BootPlan(
-            kernel: kernel, initrd: [UInt8](repeating: 0xAB, count: 1 << 20)[...], commandLine: KernelCommandLine("console=ttyS0 noxsave"),
+            kernel: kernel, initrd: [UInt8](repeating: 0xAB, count: 1 << 20)[...],
+            commandLine: KernelCommandLine("console=ttyS0 noxsave"),
             memoryMap: map, rsdpAddress: 0xE0000)
         expectSound(plan, map)
         #expect(plan.entryState == .protectedMode(eip: UInt32(expected), eax: 0, ebx: 0x6000))

@@ -84,12 +84,15 @@ import Testing
 
     @Test func e820TableLimit() throws {
         let entry = E820Entry(address: 0x100000, size: 0x1000, kind: .ram)
-        let full = try ZeroPage(setupHeader: try header(), initrd: nil, e820: Array(repeating: entry, count: 128), rsdpAddress: nil).encode()
+        let full = try ZeroPage(
+            setupHeader: try header(), initrd: nil, e820: Array(repeating: entry, count: 128), rsdpAddress: nil
+        ).encode()
         #expect(full[0x1E8] == 128)
         #expect(full.count == 4096)
         let setup = try header()
         let error = loaderError { () throws(LoaderError) in
-            try ZeroPage(setupHeader: setup, initrd: nil, e820: Array(repeating: entry, count: 129), rsdpAddress: nil).encode()
+            try ZeroPage(setupHeader: setup, initrd: nil, e820: Array(repeating: entry, count: 129), rsdpAddress: nil)
+                .encode()
         }
         #expect(error?.kind == "tooManyEntries")
     }
@@ -100,7 +103,10 @@ import Testing
         let map = try memoryMap(4 << 30)
         let info = PVHStartInfo(
             commandLineAddress: 0x20000, rsdpAddress: 0xE0000,
-            modules: [PVHStartInfo.Module(address: 0x0800_0000, size: 0x1234), PVHStartInfo.Module(address: 0x0900_0000, size: 7, commandLineAddress: 0x21000)],
+            modules: [
+                PVHStartInfo.Module(address: 0x0800_0000, size: 0x1234),
+                PVHStartInfo.Module(address: 0x0900_0000, size: 7, commandLineAddress: 0x21000),
+            ],
             memoryMap: map.e820)
         let writes = try info.encode()
         #expect(writes.map(\.address) == [0x6000, 0x6040, 0x6400])
@@ -167,7 +173,8 @@ import Testing
     @Test func layout() throws {
         let map = try memoryMap(512 << 20)
         let modules = [
-            MultibootInfo.Module(range: try #require(AddressRange(start: 0x20_0000, size: 0x1800)), commandLine: "initrd.img quiet"),
+            MultibootInfo.Module(
+                range: try #require(AddressRange(start: 0x20_0000, size: 0x1800)), commandLine: "initrd.img quiet"),
             MultibootInfo.Module(range: try #require(AddressRange(start: 0x20_2000, size: 0x10)), commandLine: ""),
         ]
         let bytes = try MultibootInfo(commandLineAddress: 0x20000, modules: modules, e820: map.e820).encode()
@@ -227,13 +234,15 @@ import Testing
     }
 
     @Test func moduleCommandLineWithNUL() throws {
-        let module = MultibootInfo.Module(range: try #require(AddressRange(start: 0x20_0000, size: 1)), commandLine: "a\u{0}b")
+        let module = MultibootInfo.Module(
+            range: try #require(AddressRange(start: 0x20_0000, size: 1)), commandLine: "a\u{0}b")
         let error = loaderError { () throws(LoaderError) in try MultibootInfo(modules: [module], e820: []).encode() }
         #expect(error?.kind == "invalidCommandLine")
     }
 
     @Test func moduleAbove4GiB() throws {
-        let module = MultibootInfo.Module(range: try #require(AddressRange(start: 0xFFFF_F000, size: 0x1000)), commandLine: "")
+        let module = MultibootInfo.Module(
+            range: try #require(AddressRange(start: 0xFFFF_F000, size: 0x1000)), commandLine: "")
         let error = loaderError { () throws(LoaderError) in try MultibootInfo(modules: [module], e820: []).encode() }
         #expect(error?.kind == "doesNotFit")
     }
@@ -313,17 +322,30 @@ import Testing
         #expect(address % 4096 == 0)
         #expect(address + 0x1234 <= 0x1000_0000)
         // Exactly fits above the lowest address.
-        #expect(try InitrdPlacement.highestAddress(size: 0x2000, lowest: 0x0FFF_E000, limit: 0x1000_0000) == 0x0FFF_E000)
+        #expect(
+            try InitrdPlacement.highestAddress(size: 0x2000, lowest: 0x0FFF_E000, limit: 0x1000_0000) == 0x0FFF_E000)
         // The lower bound is rounded up to a page.
-        #expect(try InitrdPlacement.highestAddress(size: 0x1000, lowest: 0x0FFF_E001, limit: 0x1000_0000) == 0x0FFF_F000)
+        #expect(
+            try InitrdPlacement.highestAddress(size: 0x1000, lowest: 0x0FFF_E001, limit: 0x1000_0000) == 0x0FFF_F000)
     }
 
     @Test func doesNotFit() throws {
-        let error = loaderError { () throws(LoaderError) in try InitrdPlacement.highestAddress(size: 0x2001, lowest: 0x0FFF_E000, limit: 0x1000_0000) }
+        let error = loaderError { () throws(LoaderError) in
+            try InitrdPlacement.highestAddress(size: 0x2001, lowest: 0x0FFF_E000, limit: 0x1000_0000)
+        }
         #expect(error?.kind == "doesNotFit")
-        #expect(loaderError { () throws(LoaderError) in try InitrdPlacement.highestAddress(size: 0, lowest: 0, limit: 0x1000) }?.kind == "doesNotFit")
-        #expect(loaderError { () throws(LoaderError) in try InitrdPlacement.highestAddress(size: UInt64.max, lowest: 0, limit: 0x1000) }?.kind == "doesNotFit")
-        #expect(loaderError { () throws(LoaderError) in try InitrdPlacement.highestAddress(size: 1, lowest: UInt64.max, limit: 0x1000) }?.kind == "overflow")
+        #expect(
+            loaderError { () throws(LoaderError) in
+                try InitrdPlacement.highestAddress(size: 0, lowest: 0, limit: 0x1000)
+            }?.kind == "doesNotFit")
+        #expect(
+            loaderError { () throws(LoaderError) in
+                try InitrdPlacement.highestAddress(size: UInt64.max, lowest: 0, limit: 0x1000)
+            }?.kind == "doesNotFit")
+        #expect(
+            loaderError { () throws(LoaderError) in
+                try InitrdPlacement.highestAddress(size: 1, lowest: UInt64.max, limit: 0x1000)
+            }?.kind == "overflow")
     }
 
     @Test func limitFromInitrdAddressMax() throws {

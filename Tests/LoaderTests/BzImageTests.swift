@@ -104,7 +104,9 @@ import Testing
         #expect(throws: Never.self) { try KernelImage.parse(image, memoryMap: ram) }
         for length in 0..<image.count {
             let prefix = Array(image[0..<length])
-            let forced = loaderError { () throws(LoaderError) in try KernelImage.parse(prefix, memoryMap: ram, format: .bzImage) }
+            let forced = loaderError { () throws(LoaderError) in
+                try KernelImage.parse(prefix, memoryMap: ram, format: .bzImage)
+            }
             #expect(forced != nil, "prefix of \(length) bytes parsed as bzImage")
             let detected = loaderError { () throws(LoaderError) in try KernelImage.parse(prefix, memoryMap: ram) }
             #expect(detected != nil, "prefix of \(length) bytes parsed")
@@ -117,7 +119,9 @@ import Testing
     @Test func badSignature() throws {
         var image = BzImageBuilder().build()
         image[0x205] = UInt8(ascii: "s")
-        let forced = loaderError { () throws(LoaderError) in try KernelImage.parse(image, memoryMap: ram, format: .bzImage) }
+        let forced = loaderError { () throws(LoaderError) in
+            try KernelImage.parse(image, memoryMap: ram, format: .bzImage)
+        }
         #expect(forced?.kind == "badMagic")
         #expect(forced?.message.contains("HdrS") == true)
         let detected = loaderError { () throws(LoaderError) in try KernelImage.parse(image, memoryMap: ram) }
@@ -201,7 +205,9 @@ import Testing
         let error = loaderError { () throws(LoaderError) in try KernelImage.parse(builder.build(), memoryMap: ram) }
         #expect(error?.kind == "malformed")
         builder.kernelAlignment = 0
-        #expect(loaderError { () throws(LoaderError) in try KernelImage.parse(builder.build(), memoryMap: ram) }?.kind == "malformed")
+        #expect(
+            loaderError { () throws(LoaderError) in try KernelImage.parse(builder.build(), memoryMap: ram) }?.kind
+                == "malformed")
     }
 
     @Test func initSizeMustFitInRAM() throws {
@@ -212,7 +218,9 @@ import Testing
         #expect(error?.message.contains("init_size") == true)
         // 16 MiB of RAM cannot hold a kernel that decompresses at 16 MiB.
         let small = try memoryMap(16 << 20)
-        let tooSmall = loaderError { () throws(LoaderError) in try KernelImage.parse(BzImageBuilder().build(), memoryMap: small) }
+        let tooSmall = loaderError { () throws(LoaderError) in
+            try KernelImage.parse(BzImageBuilder().build(), memoryMap: small)
+        }
         #expect(tooSmall?.kind == "doesNotFit")
     }
 

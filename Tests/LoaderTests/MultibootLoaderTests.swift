@@ -64,7 +64,8 @@ import Testing
         elf.entry = 0xC010_0020  // virtual; translated through the segment to 0x100020
         elf.prefix = multibootHeader(flags: 0x0000_0003)
         elf.segments = [
-            ELFBuilder.Segment(physicalAddress: 0x10_0000, virtualAddress: 0xC010_0000, bytes: pattern(0x400), memorySize: 0x3000)
+            ELFBuilder.Segment(
+                physicalAddress: 0x10_0000, virtualAddress: 0xC010_0000, bytes: pattern(0x400), memorySize: 0x3000)
         ]
         let image = elf.build()
         let kernel = try KernelImage.parse(image, memoryMap: ram)
@@ -82,7 +83,10 @@ import Testing
     @Test func elf64WithoutAddressFieldsIsRefused() throws {
         var elf = ELFBuilder()
         elf.prefix = multibootHeader(flags: 0x0000_0003)
-        elf.segments = [ELFBuilder.Segment(physicalAddress: 0x10_0000, virtualAddress: 0x10_0000, bytes: pattern(0x100), memorySize: 0x100)]
+        elf.segments = [
+            ELFBuilder.Segment(
+                physicalAddress: 0x10_0000, virtualAddress: 0x10_0000, bytes: pattern(0x100), memorySize: 0x100)
+        ]
         elf.entry = 0x10_0000
         let error = parse(elf.build())
         #expect(error?.kind == "unsupported")
@@ -92,9 +96,13 @@ import Testing
     @Test func addressFieldsOverrideELF() throws {
         // An ELF64 file with flags bit 16 loads through the address fields, as the spec says.
         var elf = ELFBuilder()
-        elf.segments = [ELFBuilder.Segment(physicalAddress: 0x10_0000, virtualAddress: 0x10_0000, bytes: pattern(0x100), memorySize: 0x100)]
+        elf.segments = [
+            ELFBuilder.Segment(
+                physicalAddress: 0x10_0000, virtualAddress: 0x10_0000, bytes: pattern(0x100), memorySize: 0x100)
+        ]
         elf.prefix = multibootHeader(
-            flags: 0x0001_0000, headerAddress: 0x20_0000 + 64, loadAddress: 0x20_0000, loadEndAddress: 0, bssEndAddress: 0,
+            flags: 0x0001_0000, headerAddress: 0x20_0000 + 64, loadAddress: 0x20_0000, loadEndAddress: 0,
+            bssEndAddress: 0,
             entryAddress: 0x20_0000 + 64 + 48)
         let image = elf.build()
         let kernel = try KernelImage.parse(image, memoryMap: ram, format: .multiboot)
@@ -141,7 +149,8 @@ import Testing
 
     @Test func unalignedHeaderIsNotFound() throws {
         var image = pattern(0x200)
-        let header = multibootHeader(flags: 0x0001_0000, headerAddress: 0x10_0042, loadAddress: 0x10_0000, entryAddress: 0x10_0000)
+        let header = multibootHeader(
+            flags: 0x0001_0000, headerAddress: 0x10_0042, loadAddress: 0x10_0000, entryAddress: 0x10_0000)
         for (i, byte) in header.enumerated() { image[0x42 + i] = byte }
         #expect(parse(image, .multiboot)?.kind == "badMagic")
     }

@@ -262,9 +262,24 @@ import Testing
         #expect(parse(image)?.kind == "truncated")
     }
 
+    @Test func bssOnlySegmentIgnoresItsOffset() throws {
+        var builder = ELFBuilder.pvhKernel()
+        builder.segments.append(
+            ELFBuilder.Segment(physicalAddress: 0x0130_0000, virtualAddress: 0, bytes: [], memorySize: 0x4000))
+        var image = builder.build()
+        putLE(UInt64.max, into: &image, at: builder.programHeaderAt(2) + 8)  // p_offset of the bss-only segment
+        let kernel = try KernelImage.parse(image, memoryMap: ram)
+        #expect(kernel.segments.count == 3)
+        #expect(kernel.segments[2].bytes.isEmpty)
+        #expect(kernel.segments[2].zeroFill == 0x4000)
+        #expect(kernel.end == 0x0130_4000)
+    }
+
     @Test func noLoadableSegments() throws {
         var builder = ELFBuilder.pvhKernel()
-        builder.segments = [ELFBuilder.Segment(physicalAddress: 0x100_0000, virtualAddress: 0, bytes: [], memorySize: 0)]
+        builder.segments = [
+            ELFBuilder.Segment(physicalAddress: 0x100_0000, virtualAddress: 0, bytes: [], memorySize: 0)
+        ]
         #expect(parse(builder.build())?.kind == "malformed")
     }
 }

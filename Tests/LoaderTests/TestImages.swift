@@ -1,4 +1,5 @@
 import ArchX86
+
 @testable import Loader
 
 // Builders for synthetic kernel images. Offsets are written out from the format documents
@@ -166,7 +167,8 @@ struct ELFBuilder {
             data += bytes
             if !notesInSectionOnly {
                 table += programHeader(
-                    type: 4, offset: noteOffset, vaddr: 0, paddr: 0, filesz: noteSize, memsz: noteSize, align: noteAlignment)
+                    type: 4, offset: noteOffset, vaddr: 0, paddr: 0, filesz: noteSize, memsz: noteSize,
+                    align: noteAlignment)
             }
         }
         image += table + data
@@ -204,7 +206,9 @@ struct ELFBuilder {
         return image
     }
 
-    func programHeader(type: UInt32, offset: UInt64, vaddr: UInt64, paddr: UInt64, filesz: UInt64, memsz: UInt64, align: UInt64)
+    func programHeader(
+        type: UInt32, offset: UInt64, vaddr: UInt64, paddr: UInt64, filesz: UInt64, memsz: UInt64, align: UInt64
+    )
         -> [UInt8]
     {
         var h = [UInt8](repeating: 0, count: programHeaderSize)
@@ -262,7 +266,9 @@ struct ELFBuilder {
         b.entry = is64 ? 0xFFFF_FFFF_8100_0000 : 0xC100_0000
         b.segments = [
             Segment(physicalAddress: 0x0100_0000, virtualAddress: b.entry, bytes: pattern(0x800), memorySize: 0x800),
-            Segment(physicalAddress: 0x0120_0000, virtualAddress: b.entry &+ 0x20_0000, bytes: pattern(0x200, seed: 3), memorySize: 0x5000),
+            Segment(
+                physicalAddress: 0x0120_0000, virtualAddress: b.entry &+ 0x20_0000, bytes: pattern(0x200, seed: 3),
+                memorySize: 0x5000),
         ]
         b.notes = [
             Note(name: Array("Linux".utf8) + [0], type: 6, descriptor: Array("linux\0".utf8)),
@@ -309,7 +315,8 @@ struct AoutKludgeBuilder {
         var image = pattern(bodySize, seed: 0x33)
         let loadEnd = loadEndAddress ?? (loadAddress + UInt32(bodySize))
         let header = multibootHeader(
-            flags: flags, headerAddress: headerAddress ?? (loadAddress + UInt32(headerOffset)), loadAddress: loadAddress,
+            flags: flags, headerAddress: headerAddress ?? (loadAddress + UInt32(headerOffset)),
+            loadAddress: loadAddress,
             loadEndAddress: loadEnd, bssEndAddress: bssEndAddress ?? (loadEnd &+ 0x2000),
             entryAddress: entryAddress ?? (loadAddress + 0x10), checksumDelta: checksumDelta)
         if image.count < headerOffset + header.count {
