@@ -171,9 +171,15 @@ public struct BootPlan: Sendable {
         return placed
     }
 
-    /// Every write inside one RAM range; no two writes overlapping; nothing but the kernel's own
-    /// segments (the first `kernel.segments.count` writes) inside the kernel's reserved range.
-    static func check(_ writes: [GuestWrite], kernel: KernelImage, memoryMap: MemoryMap) throws(LoaderError) {
+    /// Checks writes from any source (e.g. the plan's plus the VMM's GDT and page tables): each
+    /// inside one RAM range of `memoryMap`, no two sharing a byte.
+    public static func checkWrites(_ writes: [GuestWrite], memoryMap: MemoryMap) throws(LoaderError) {
+        _ = try checkedRanges(writes, memoryMap: memoryMap)
+    }
+
+    private static func checkedRanges(_ writes: [GuestWrite], memoryMap: MemoryMap) throws(LoaderError)
+        -> [(AddressRange, String)]
+    {
         var items: [(AddressRange, String)] = []
         for write in writes {
             guard let range = write.range else {
@@ -184,6 +190,13 @@ public struct BootPlan: Sendable {
             items.append((range, write.label))
         }
         try SegmentValidation.checkNoOverlap(items, kind: "guest writes")
+        return items
+    }
+
+    /// Every write inside one RAM range; no two writes overlapping; nothing but the kernel's own
+    /// segments (the first `kernel.segments.count` writes) inside the kernel's reserved range.
+    static func check(_ writes: [GuestWrite], kernel: KernelImage, memoryMap: MemoryMap) throws(LoaderError) {
+        let items = try checkedRanges(writes, memoryMap: memoryMap)
         let reserved = kernel.reservedRange
         // `init` puts the kernel's segments first.
         for (range, label) in items.dropFirst(kernel.segments.count) where reserved.overlaps(range) {

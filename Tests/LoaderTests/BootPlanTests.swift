@@ -194,6 +194,29 @@ extension BootPlan {
         #expect(error?.kind == "outsideRAM")
     }
 
+    @Test func checkWritesWithTheVMMsOwn() throws {
+        let map = try memoryMap(256 << 20)
+        let plan = try BootPlan(kernelImage: BzImageBuilder().build(), commandLine: KernelCommandLine(), memoryMap: map)
+        let pageTables = GuestWrite(label: "PML4", address: 0x9000, bytes: [UInt8](repeating: 0, count: 0x1000)[...])
+        #expect(
+            loaderError { () throws(LoaderError) in try BootPlan.checkWrites(plan.writes + [pageTables], memoryMap: map)
+            } == nil)
+        let clash = GuestWrite(label: "GDT", address: 0x7FF8, bytes: [UInt8](repeating: 0, count: 0x10)[...])
+        let error = loaderError { () throws(LoaderError) in
+            try BootPlan.checkWrites(plan.writes + [clash], memoryMap: map)
+        }
+        #expect(error?.kind == "overlap")
+        #expect(error?.message.contains("zero page") == true)
+        let outside = GuestWrite(label: "far", address: 256 << 20, bytes: [1][...])
+        #expect(
+            loaderError { () throws(LoaderError) in try BootPlan.checkWrites([outside], memoryMap: map) }?.kind
+                == "outsideRAM")
+        let wrapping = GuestWrite(label: "wrap", address: UInt64.max, bytes: [1, 2][...])
+        #expect(
+            loaderError { () throws(LoaderError) in try BootPlan.checkWrites([wrapping], memoryMap: map) }?.kind
+                == "overflow")
+    }
+
     @Test func writesInsideTheDecompressionAreaAreRefused() throws {
         let map = try memoryMap(256 << 20)
         let kernel = try KernelImage.parse(BzImageBuilder().build(), memoryMap: map)
