@@ -46,7 +46,7 @@ let package = Package(
         // Command-line commands (library so they can be tested).
         .target(
             name: "SkiffCLI",
-            dependencies: ["VMM", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "Loader", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
         .executableTarget(name: "skiff-vmm", dependencies: ["SkiffCLI"], swiftSettings: strict),

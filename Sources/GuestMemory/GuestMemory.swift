@@ -111,6 +111,11 @@ public final class GuestMemory: Sendable {
     /// Writes bytes at `address`.
     public func write<C: Collection<UInt8>>(_ bytes: C, at address: UInt64) throws(GuestMemoryError) {
         guard let p = host(address, UInt64(bytes.count)) else { throw .outOfBounds(address: address, length: UInt64(bytes.count)) }
+        let copied: Bool? = bytes.withContiguousStorageIfAvailable { buf in
+            if let base = buf.baseAddress { p.copyMemory(from: base, byteCount: buf.count) }
+            return true
+        }
+        if copied == true { return }
         var i = 0
         for b in bytes {
             p.storeBytes(of: b, toByteOffset: i, as: UInt8.self)

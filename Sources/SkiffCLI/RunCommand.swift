@@ -1,10 +1,14 @@
 import ArgumentParser
+import Loader
 import VMM
 
 /// The options that describe one VM, shared by `skiff run` and `skiff-vmm`.
 public struct VMOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Kernel image: bzImage, PVH ELF or multiboot.", valueName: "path"))
     var kernel: String
+
+    @Option(name: .customLong("kernel-format"), help: ArgumentHelp("Kernel format: automatic, bzImage, pvh or multiboot.", valueName: "format"))
+    var kernelFormat: String = "automatic"
 
     @Option(name: .long, help: ArgumentHelp("Initial ramdisk (Linux) or first module (multiboot).", valueName: "path"))
     var initrd: String?
@@ -53,6 +57,10 @@ public struct VMOptions: ParsableArguments {
             return VMConfiguration.Module(path: String(parts.first ?? ""), commandLine: parts.count > 1 ? String(parts[1]) : "")
         }
         config.verbose = verbose
+        guard let format = KernelFormat(rawValue: kernelFormat) else {
+            throw ValidationError("--kernel-format must be one of: \(KernelFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        config.kernelFormat = format
         return config
     }
 

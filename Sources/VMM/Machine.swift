@@ -7,17 +7,14 @@ import KVM
 import SystemExtras
 
 /// What to put in guest RAM and where the boot vCPU starts.
-public struct BootPlan: Sendable {
-    /// Bytes to copy into guest RAM.
-    public var writes: [(address: UInt64, bytes: [UInt8])]
-    /// Ranges to zero (e.g. .bss).
-    public var zeroFills: [(address: UInt64, length: UInt64)]
+public struct BootLayout: Sendable {
+    /// Bytes to copy into guest RAM, each followed by `zeroFill` zero bytes.
+    public var writes: [(address: UInt64, bytes: ArraySlice<UInt8>, zeroFill: UInt64)]
     /// CPU mode and registers at the entry point.
     public var entry: BootEntry
 
-    public init(writes: [(address: UInt64, bytes: [UInt8])], zeroFills: [(address: UInt64, length: UInt64)] = [], entry: BootEntry) {
+    public init(writes: [(address: UInt64, bytes: ArraySlice<UInt8>, zeroFill: UInt64)], entry: BootEntry) {
         self.writes = writes
-        self.zeroFills = zeroFills
         self.entry = entry
     }
 }
@@ -49,7 +46,7 @@ public final class Machine: @unchecked Sendable {
     /// Creates the VM, its memory and vCPUs, writes `plan` into RAM and programs the vCPUs.
     /// Devices are added by the caller (`addDevices`) before `run()`.
     public init(kvm: KVMSystem, memorySize: UInt64, vcpuCount: Int, cpuid: (_ vcpuIndex: Int) -> [kvm_cpuid_entry2],
-                msrs: [(index: UInt32, value: UInt64)], plan: BootPlan, platformTables: [(address: UInt64, bytes: [UInt8])]) throws(VMError) {
+                msrs: [(index: UInt32, value: UInt64)], plan: BootLayout, platformTables: [(address: UInt64, bytes: [UInt8])]) throws(VMError) {
         guard vcpuCount >= 1, vcpuCount <= min(kvm.maxVCPUs, 254) else {
             throw VMError("--cpus \(vcpuCount) is out of range (1 to \(min(kvm.maxVCPUs, 254)) on this host)")
         }
@@ -85,8 +82,10 @@ public final class Machine: @unchecked Sendable {
         }
         do {
             for t in platformTables { try memory.write(t.bytes, at: t.address) }
-            for w in plan.writes { try memory.write(w.bytes, at: w.address) }
-            for z in plan.zeroFills { try memory.zero(at: z.address, length: z.length) }
+            for w in plan.writes {
+                try memory.write(w.bytes, at: w.address)
+                if w.zeroFill > 0 { try memory.zero(at: w.address + UInt64(w.bytes.count), length: w.zeroFill) }
+            }
             try BootCPUState.writeTables(for: plan.entry, into: memory)
         } catch {
             throw VMError("cannot place the kernel in guest memory: \(error)")

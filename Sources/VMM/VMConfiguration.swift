@@ -1,4 +1,5 @@
 import ArchX86
+import Loader
 
 /// What to do when the guest resets itself (i8042 0xFE, ACPI reset, triple fault).
 public enum RebootAction: String, Sendable, CaseIterable, Codable {
@@ -24,6 +25,8 @@ public struct VMConfiguration: Sendable {
     public var cpuTemplate: CPUTemplateName
     /// Behaviour on guest reset.
     public var onReboot: RebootAction
+    /// How to read the kernel file (automatic detection by default).
+    public var kernelFormat: KernelFormat = .automatic
     /// Extra multiboot modules after the initrd.
     public var modules: [Module] = []
     /// Print VM events and an exit summary on stderr.

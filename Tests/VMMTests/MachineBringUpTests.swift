@@ -33,7 +33,7 @@ struct MachineBringUpTests {
     @Test func protectedModeGuestWritesPortsAndExits() throws {
         let kvm = try KVMSystem()
         let supported = try kvm.supportedCPUID()
-        let plan = BootPlan(writes: [(0x100000, Self.program)], entry: .protectedMode(rip: 0x100000, eax: 0, ebx: 0))
+        let plan = BootLayout(writes: [(0x100000, Self.program[...], 0)], entry: .protectedMode(rip: 0x100000, eax: 0, ebx: 0))
         let machine = try Machine(kvm: kvm, memorySize: 32 << 20, vcpuCount: 1, cpuid: { _ in supported }, msrs: [], plan: plan, platformTables: [])
         let serial = RecordingDevice()
         try machine.pio.insert(serial, base: 0x3f8, length: 8)
@@ -47,7 +47,7 @@ struct MachineBringUpTests {
     @Test func longModeGuestRuns() throws {
         let kvm = try KVMSystem()
         let supported = try kvm.supportedCPUID()
-        let plan = BootPlan(writes: [(0x200000, Self.program)], entry: .longMode(rip: 0x200000, rsi: 0x7000))
+        let plan = BootLayout(writes: [(0x200000, Self.program[...], 0)], entry: .longMode(rip: 0x200000, rsi: 0x7000))
         let machine = try Machine(kvm: kvm, memorySize: 32 << 20, vcpuCount: 1, cpuid: { _ in supported }, msrs: [], plan: plan, platformTables: [])
         let serial = RecordingDevice()
         try machine.pio.insert(serial, base: 0x3f8, length: 8)
