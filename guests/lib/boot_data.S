@@ -16,6 +16,13 @@ boot_gdt_desc:
     .long boot_gdt
     .long 0 /* upper half of the base for a 64-bit lgdt */
 
+    /* Entry state recorded by SAVE_ENTRY_STATE32 (lib/entry_state.h). */
+    .balign 4
+    .global entry_cr0, entry_cr4, entry_eflags
+entry_cr0: .long 0
+entry_cr4: .long 0
+entry_eflags: .long 0
+
     .section .bss
     .balign 16
     .global boot_stack, boot_stack_top
