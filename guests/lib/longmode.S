@@ -70,6 +70,7 @@ lm_long32:
 lm_enter64:
     cli
     cld
+    mov $boot_stack_top, %esp    /* the lretq below needs a stack; none is promised */
     mov %rdi, %r8
     mov %rsi, %r9
     mov $lm_pml4, %edi
