@@ -1,0 +1,170 @@
+import DeviceModel
+import Synchronization
+
+/// QEMU's firmware configuration device, legacy I/O interface (docs/specs/fw_cfg.rst in QEMU).
+///
+/// Insert it at 0x510 with length `FwCfg.portRange` (2). A 16-bit little-endian write at
+/// offset 0 (port 0x510) selects an item and resets the data offset; 8-bit reads (port 0x511,
+/// or 0x510 as QEMU's combined region also allows) return the item's next byte, and 0 past its
+/// end or for an unknown selector. Selector bit 14 (the old write channel) is masked off, so
+/// 0x4000 | k reads item k; data writes are ignored (QEMU ≥ 2.4); bit 15 selects the
+/// architecture-specific table, which is empty here. No DMA interface (ID bit 1 clear).
+///
+/// Items: 0x0000 signature "QEMU", 0x0001 ID (1: traditional interface), 0x0003 RAM size
+/// (u64 LE), 0x0005 CPU count (u16 LE), 0x000F max CPUs (u16 LE), 0x0019 file directory
+/// (big-endian count, then 64-byte entries: size BE u32, select BE u16, reserved u16,
+/// name[56] NUL-terminated), sorted by name; files get selectors from 0x0020 on.
+public final class FwCfg: BusDevice {
+    /// Length of the port range (0x510–0x511).
+    public static let portRange: UInt64 = 2
+    /// Offset of the 16-bit selector register (0x510).
+    public static let selectorOffset: UInt64 = 0
+    /// Offset of the 8-bit data register (0x511).
+    public static let dataOffset: UInt64 = 1
+
+    /// Well-known selector keys.
+    public enum Key {
+        public static let signature: UInt16 = 0x0000
+        public static let id: UInt16 = 0x0001
+        public static let ramSize: UInt16 = 0x0003
+        public static let cpuCount: UInt16 = 0x0005
+        public static let maxCPUs: UInt16 = 0x000f
+        public static let fileDirectory: UInt16 = 0x0019
+        /// First selector given to a named file.
+        public static let firstFile: UInt16 = 0x0020
+        /// Selectors are 14 bits plus the architecture bit; files stay below this.
+        static let fileLimit: UInt16 = 0x4000
+        static let writeChannel: UInt16 = 0x4000
+    }
+
+    /// Why a file could not be added.
+    public enum Error: Swift.Error, Equatable, CustomStringConvertible {
+        case emptyName
+        case nameTooLong(String)
+        case duplicateName(String)
+        case tooManyFiles
+        case fileTooLarge(String, size: Int)
+
+        public var description: String {
+            switch self {
+            case .emptyName: return "fw_cfg file name is empty"
+            case .nameTooLong(let name): return "fw_cfg file name '\(name)' is longer than 55 bytes"
+            case .duplicateName(let name): return "fw_cfg file '\(name)' already exists"
+            case .tooManyFiles: return "fw_cfg has no free file selector"
+            case .fileTooLarge(let name, let size): return "fw_cfg file '\(name)' has \(size) bytes, more than 4 GiB"
+            }
+        }
+    }
+
+    /// Longest file name, excluding the terminating NUL.
+    public static let maxFileNameLength = 55
+
+    private struct File: Sendable {
+        let name: String
+        let selector: UInt16
+        let size: UInt32
+    }
+
+    private struct State: Sendable {
+        var items: [UInt16: [UInt8]] = [:]
+        var files: [File] = []
+        var selected: UInt16 = 0
+        var offset = 0
+
+        mutating func select(_ key: UInt16) {
+            selected = key & ~Key.writeChannel
+            offset = 0
+        }
+
+        mutating func readByte() -> UInt8 {
+            guard let item = items[selected], offset < item.count else { return 0 }
+            let byte = item[offset]
+            offset += 1
+            return byte
+        }
+    }
+
+    private let state = Mutex(State())
+
+    /// Creates the device with the fixed items.
+    ///
+    /// - Parameters:
+    ///   - ramSize: guest RAM in bytes (item 0x0003).
+    ///   - cpuCount: vCPUs at boot (item 0x0005).
+    ///   - maxCPUs: most vCPUs the machine may have (item 0x000F); `cpuCount` if nil.
+    public init(ramSize: UInt64, cpuCount: UInt16, maxCPUs: UInt16? = nil) {
+        state.withLock { state in
+            state.items[Key.signature] = Array("QEMU".utf8)
+            state.items[Key.id] = Self.littleEndian(UInt32(1))
+            state.items[Key.ramSize] = Self.littleEndian(ramSize)
+            state.items[Key.cpuCount] = Self.littleEndian(cpuCount)
+            state.items[Key.maxCPUs] = Self.littleEndian(maxCPUs ?? cpuCount)
+            state.items[Key.fileDirectory] = Self.directory(of: [])
+        }
+    }
+
+    /// Adds a named file (for example "etc/..." or "opt/org.example/...") and returns its
+    /// selector. Names are ASCII by convention, 1–55 bytes of UTF-8.
+    @discardableResult
+    public func addFile(name: String, data: [UInt8]) throws(FwCfg.Error) -> UInt16 {
+        guard !name.isEmpty else { throw .emptyName }
+        guard name.utf8.count <= Self.maxFileNameLength else { throw .nameTooLong(name) }
+        guard let size = UInt32(exactly: data.count) else { throw .fileTooLarge(name, size: data.count) }
+        let result: Result<UInt16, FwCfg.Error> = state.withLock { state in
+            guard !state.files.contains(where: { $0.name == name }) else { return .failure(.duplicateName(name)) }
+            let (selector, overflow) = Key.firstFile.addingReportingOverflow(UInt16(clamping: state.files.count))
+            guard !overflow, selector < Key.fileLimit, state.files.count < Int(Key.fileLimit - Key.firstFile) else {
+                return .failure(.tooManyFiles)
+            }
+            state.files.append(File(name: name, selector: selector, size: size))
+            state.files.sort { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
+            state.items[selector] = data
+            state.items[Key.fileDirectory] = Self.directory(of: state.files)
+            return .success(selector)
+        }
+        return try result.get()
+    }
+
+    /// Sets or replaces a fixed item (a selector below 0x0020, or an architecture-specific one
+    /// with bit 15 set). Bit 14 of `key` is ignored.
+    public func setItem(_ key: UInt16, data: [UInt8]) {
+        state.withLock { $0.items[key & ~Key.writeChannel] = data }
+    }
+
+    public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        // Only byte reads are defined on the I/O interface; wider reads stay all ones.
+        guard data.count == 1 else { return }
+        data[0] = state.withLock { $0.readByte() }
+    }
+
+    public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
+        // The selector is a 16-bit register at offset 0; byte writes are data writes (ignored).
+        guard offset == Self.selectorOffset, data.count == 2 else { return }
+        let key = UInt16(truncatingIfNeeded: ByteLanes.littleEndianValue(data))
+        state.withLock { $0.select(key) }
+    }
+
+    // MARK: Encoding
+
+    private static func littleEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+        (0..<(T.bitWidth / 8)).map { UInt8(truncatingIfNeeded: value >> ($0 * 8)) }
+    }
+
+    private static func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+        littleEndian(value).reversed()
+    }
+
+    private static func directory(of files: [File]) -> [UInt8] {
+        var bytes = bigEndian(UInt32(truncatingIfNeeded: files.count))
+        bytes.reserveCapacity(4 + files.count * 64)
+        for file in files {
+            bytes += bigEndian(file.size)
+            bytes += bigEndian(file.selector)
+            bytes += [0, 0]
+            var name = Array(file.name.utf8.prefix(maxFileNameLength))
+            name += [UInt8](repeating: 0, count: 56 - name.count)
+            bytes += name
+        }
+        return bytes
+    }
+}

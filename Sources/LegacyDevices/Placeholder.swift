@@ -1,1 +1,0 @@
-// LegacyDevices target.

@@ -1,0 +1,252 @@
+#include "acpi.h"
+#include "io.h"
+#include "string.h"
+
+#define MAX_TABLE_LENGTH (4u << 20)
+
+static const void *phys(uint64_t addr, uint64_t len)
+{
+    if (addr == 0 || addr >= 0x100000000ull || len > 0x100000000ull - addr)
+        return NULL;
+    return (const void *)(uintptr_t)addr;
+}
+
+static uint8_t sum(const void *p, uint32_t len)
+{
+    const uint8_t *b = p;
+    uint8_t s = 0;
+    for (uint32_t i = 0; i < len; i++)
+        s = (uint8_t)(s + b[i]);
+    return s;
+}
+
+const struct acpi_rsdp *acpi_check_rsdp(uint64_t address)
+{
+    const struct acpi_rsdp *r = phys(address, 20);
+    if (!r || memcmp(r->signature, "RSD PTR ", 8) != 0 || sum(r, 20) != 0)
+        return NULL;
+    if (r->revision >= 2) {
+        if (r->length < sizeof(*r) || r->length > 4096 || !phys(address, r->length) || sum(r, r->length) != 0)
+            return NULL;
+    }
+    return r;
+}
+
+static const struct acpi_rsdp *scan(uint32_t start, uint32_t end)
+{
+    for (uint32_t a = start; a + 20 <= end; a += 16) {
+        const struct acpi_rsdp *r = acpi_check_rsdp(a);
+        if (r)
+            return r;
+    }
+    return NULL;
+}
+
+const struct acpi_rsdp *acpi_find_rsdp(void)
+{
+    uint32_t ebda = (uint32_t)(*(volatile uint16_t *)0x40e) << 4;
+    if (ebda >= 0x80000 && ebda < 0xa0000) {
+        const struct acpi_rsdp *r = scan(ebda, ebda + 1024);
+        if (r)
+            return r;
+    }
+    return scan(0xe0000, 0x100000);
+}
+
+const struct acpi_header *acpi_table_at(uint64_t address)
+{
+    const struct acpi_header *h = phys(address, sizeof(struct acpi_header));
+    if (!h || h->length < sizeof(struct acpi_header) || h->length > MAX_TABLE_LENGTH)
+        return NULL;
+    if (!phys(address, h->length) || sum(h, h->length) != 0)
+        return NULL;
+    return h;
+}
+
+const struct acpi_header *acpi_find_table(const struct acpi_rsdp *rsdp, const char *signature, unsigned index)
+{
+    const struct acpi_header *root = NULL;
+    uint32_t entry_size = 4;
+    if (rsdp->revision >= 2 && rsdp->xsdt_address) {
+        root = acpi_table_at(rsdp->xsdt_address);
+        entry_size = 8;
+    }
+    if (!root) {
+        root = acpi_table_at(rsdp->rsdt_address);
+        entry_size = 4;
+    }
+    if (!root)
+        return NULL;
+    const uint8_t *entries = (const uint8_t *)root + sizeof(struct acpi_header);
+    uint32_t count = (root->length - (uint32_t)sizeof(struct acpi_header)) / entry_size;
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t addr = 0;
+        for (uint32_t k = entry_size; k > 0; k--)
+            addr = (addr << 8) | entries[i * entry_size + k - 1];
+        const struct acpi_header *t = acpi_table_at(addr);
+        if (t && memcmp(t->signature, signature, 4) == 0) {
+            if (index == 0)
+                return t;
+            index--;
+        }
+    }
+    return NULL;
+}
+
+static int field_inside(const struct acpi_header *t, uint32_t offset, uint32_t size)
+{
+    return t && offset <= t->length && size <= t->length - offset;
+}
+
+uint32_t acpi_field32(const struct acpi_header *t, uint32_t offset)
+{
+    if (!field_inside(t, offset, 4))
+        return 0;
+    const uint8_t *b = (const uint8_t *)t + offset;
+    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+}
+
+uint8_t acpi_field8(const struct acpi_header *t, uint32_t offset)
+{
+    if (!field_inside(t, offset, 1))
+        return 0;
+    return ((const uint8_t *)t)[offset];
+}
+
+int acpi_field_gas(const struct acpi_header *t, uint32_t offset, struct acpi_gas *out)
+{
+    if (!field_inside(t, offset, sizeof(*out)))
+        return -1;
+    memcpy(out, (const uint8_t *)t + offset, sizeof(*out));
+    return 0;
+}
+
+const struct acpi_header *acpi_fadt_dsdt(const struct acpi_header *fadt)
+{
+    const struct acpi_header *d = NULL;
+    if (field_inside(fadt, FADT_X_DSDT, 8)) {
+        uint64_t x = (uint64_t)acpi_field32(fadt, FADT_X_DSDT) | ((uint64_t)acpi_field32(fadt, FADT_X_DSDT + 4) << 32);
+        if (x)
+            d = acpi_table_at(x);
+    }
+    if (!d)
+        d = acpi_table_at(acpi_field32(fadt, FADT_DSDT));
+    if (d && memcmp(d->signature, "DSDT", 4) != 0)
+        return NULL;
+    return d;
+}
+
+/* Reads one AML integer data object (ZeroOp, OneOp, OnesOp, Byte/Word/DWordPrefix)
+ * at aml[*pos] (pos < len); returns 0 and advances *pos, or -1. */
+static int aml_integer(const uint8_t *aml, uint32_t len, uint32_t *pos, uint32_t *value)
+{
+    uint32_t p = *pos;
+    if (p >= len)
+        return -1;
+    uint8_t op = aml[p++];
+    uint32_t size;
+    switch (op) {
+    case 0x00: *value = 0; *pos = p; return 0;
+    case 0x01: *value = 1; *pos = p; return 0;
+    case 0xff: *value = 0xffffffffu; *pos = p; return 0;
+    case 0x0a: size = 1; break;
+    case 0x0b: size = 2; break;
+    case 0x0c: size = 4; break;
+    default: return -1;
+    }
+    if (size > len - p)
+        return -1;
+    uint32_t v = 0;
+    for (uint32_t i = size; i > 0; i--)
+        v = (v << 8) | aml[p + i - 1];
+    *value = v;
+    *pos = p + size;
+    return 0;
+}
+
+int acpi_find_s5(const struct acpi_header *dsdt, uint8_t *a, uint8_t *b)
+{
+    const uint8_t *aml = (const uint8_t *)dsdt + sizeof(struct acpi_header);
+    uint32_t len = dsdt->length - (uint32_t)sizeof(struct acpi_header);
+    for (uint32_t i = 1; i + 4 < len; i++) {
+        if (aml[i] != '_' || aml[i + 1] != 'S' || aml[i + 2] != '5' || aml[i + 3] != '_')
+            continue;
+        /* NameOp (0x08), optionally followed by a root prefix '\', then the name. */
+        int named = aml[i - 1] == 0x08 || (aml[i - 1] == '\\' && i >= 2 && aml[i - 2] == 0x08);
+        uint32_t p = i + 4;
+        if (!named || aml[p] != 0x12) /* PackageOp */
+            continue;
+        p++;
+        if (p >= len)
+            return -1;
+        p += 1u + (aml[p] >> 6); /* PkgLength: lead byte + 0-3 following bytes */
+        if (p >= len)
+            return -1;
+        uint8_t count = aml[p++]; /* NumElements */
+        uint32_t va = 0, vb = 0;
+        if (count < 1 || aml_integer(aml, len, &p, &va) != 0)
+            return -1;
+        if (count >= 2 && aml_integer(aml, len, &p, &vb) != 0)
+            vb = 0;
+        *a = (uint8_t)va;
+        *b = (uint8_t)vb;
+        return 0;
+    }
+    return -1;
+}
+
+int acpi_gas_write(const struct acpi_gas *gas, uint32_t value)
+{
+    unsigned bytes;
+    switch (gas->access_size) {
+    case 1: bytes = 1; break;
+    case 2: bytes = 2; break;
+    case 3: bytes = 4; break;
+    case 0: bytes = gas->bit_width <= 8 ? 1 : gas->bit_width <= 16 ? 2 : 4; break;
+    default: return -1;
+    }
+    if (gas->space_id == 1) {
+        if (gas->address > 0xffff)
+            return -1;
+        uint16_t port = (uint16_t)gas->address;
+        if (bytes == 1)
+            outb(port, (uint8_t)value);
+        else if (bytes == 2)
+            outw(port, (uint16_t)value);
+        else
+            outl(port, value);
+        return 0;
+    }
+    if (gas->space_id == 0) {
+        const void *p = phys(gas->address, bytes);
+        if (!p)
+            return -1;
+        uintptr_t addr = (uintptr_t)p;
+        if (bytes == 1)
+            mmio_write8(addr, (uint8_t)value);
+        else if (bytes == 2)
+            mmio_write16(addr, (uint16_t)value);
+        else
+            mmio_write32(addr, value);
+        return 0;
+    }
+    return -1;
+}
+
+unsigned acpi_madt_cpus(const struct acpi_header *madt)
+{
+    const uint8_t *b = (const uint8_t *)madt;
+    unsigned cpus = 0;
+    uint32_t p = sizeof(struct acpi_header) + 8; /* local APIC address + flags */
+    while (p + 2 <= madt->length) {
+        uint8_t type = b[p], len = b[p + 1];
+        if (len < 2 || len > madt->length - p)
+            break;
+        if (type == 0 && len >= 8 && (b[p + 4] & 1))
+            cpus++; /* Processor Local APIC, enabled */
+        else if (type == 9 && len >= 16 && (b[p + 8] & 1))
+            cpus++; /* Processor Local x2APIC, enabled */
+        p += len;
+    }
+    return cpus;
+}
