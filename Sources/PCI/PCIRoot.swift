@@ -131,8 +131,16 @@ public final class PCIRoot: @unchecked Sendable {
         for (index, address) in changes { d.barMapped(index: index, at: address) }
     }
 
-    /// The bus devices a VM inserts: the 0xCF8 mechanism (8 ports) and the ECAM window.
-    public func configIODevice() -> any BusDevice { PCIConfigIO(root: self) }
+    /// The configuration-mechanism-#1 devices: the address register at 0xCF8 (4 ports) and
+    /// the data window at 0xCFC (4 ports). Accesses to 0xCF8–0xCFB that are not 32 bits wide
+    /// are not the address register (as on a PC): they go to `narrowAccesses` (e.g. the 0xCF9
+    /// reset control), which sees offsets relative to 0xCF8.
+    public func configIODevices(narrowAccesses: (any BusDevice)? = nil) -> (address: any BusDevice, data: any BusDevice) {
+        let io = PCIConfigIO(root: self, narrow: narrowAccesses)
+        return (PCIConfigAddressPort(io: io), PCIConfigDataPort(io: io))
+    }
+
+    /// The ECAM window device (MMCONFIG, 256 MiB for buses 0–255).
     public func ecamDevice() -> any BusDevice { PCIConfigECAM(root: self) }
 }
 
@@ -148,31 +156,41 @@ final class BARWindow: BusDevice, @unchecked Sendable {
     func write(offset: UInt64, from data: UnsafeRawBufferPointer) { device.barWrite(index: index, offset: offset, from: data) }
 }
 
-/// Configuration mechanism #1: address register at 0xCF8 (32-bit), data window 0xCFC–0xCFF.
-final class PCIConfigIO: BusDevice, @unchecked Sendable {
+/// Configuration mechanism #1: the shared address register and the data accesses it selects.
+final class PCIConfigIO: @unchecked Sendable {
     private let root: PCIRoot
+    private let narrow: (any BusDevice)?
     private let address = Mutex<UInt32>(0)
 
-    init(root: PCIRoot) { self.root = root }
+    init(root: PCIRoot, narrow: (any BusDevice)?) {
+        self.root = root
+        self.narrow = narrow
+    }
 
-    func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        if offset == 0 {
-            guard data.count == 4 else { return }
-            data.storeBytes(of: address.withLock { $0 }.littleEndian, as: UInt32.self)
+    func readAddress(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        guard offset == 0, data.count == 4 else {
+            narrow?.read(offset: offset, into: data)
             return
         }
-        guard offset >= 4, let (bus, slot, fn, reg) = target(byteOffset: Int(offset - 4)) else { return }
+        data.storeBytes(of: address.withLock { $0 }.littleEndian, as: UInt32.self)
+    }
+
+    func writeAddress(offset: UInt64, from data: UnsafeRawBufferPointer) {
+        guard offset == 0, data.count == 4 else {
+            narrow?.write(offset: offset, from: data)
+            return
+        }
+        address.withLock { $0 = data.loadUnaligned(as: UInt32.self) & 0x80ff_fffc }
+    }
+
+    func readData(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        guard let (bus, slot, fn, reg) = target(byteOffset: Int(offset)) else { return }
         let v = root.configRead(bus: bus, slot: slot, function: fn, offset: reg, size: data.count)
         for i in 0..<data.count { data[i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
     }
 
-    func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
-        if offset == 0 {
-            guard data.count == 4 else { return }
-            address.withLock { $0 = data.loadUnaligned(as: UInt32.self) & 0x80ff_fffc }
-            return
-        }
-        guard offset >= 4, let (bus, slot, fn, reg) = target(byteOffset: Int(offset - 4)) else { return }
+    func writeData(offset: UInt64, from data: UnsafeRawBufferPointer) {
+        guard let (bus, slot, fn, reg) = target(byteOffset: Int(offset)) else { return }
         var v: UInt32 = 0
         for i in 0..<data.count { v |= UInt32(data[i]) << (8 * UInt32(i)) }
         root.configWrite(bus: bus, slot: slot, function: fn, offset: reg, size: data.count, value: v)
@@ -183,6 +201,22 @@ final class PCIConfigIO: BusDevice, @unchecked Sendable {
         guard a & 0x8000_0000 != 0 else { return nil }
         return (Int((a >> 16) & 0xff), Int((a >> 11) & 0x1f), Int((a >> 8) & 0x7), Int(a & 0xfc) + byteOffset)
     }
+}
+
+/// Ports 0xCF8–0xCFB.
+final class PCIConfigAddressPort: BusDevice, @unchecked Sendable {
+    let io: PCIConfigIO
+    init(io: PCIConfigIO) { self.io = io }
+    func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { io.readAddress(offset: offset, into: data) }
+    func write(offset: UInt64, from data: UnsafeRawBufferPointer) { io.writeAddress(offset: offset, from: data) }
+}
+
+/// Ports 0xCFC–0xCFF.
+final class PCIConfigDataPort: BusDevice, @unchecked Sendable {
+    let io: PCIConfigIO
+    init(io: PCIConfigIO) { self.io = io }
+    func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { io.readData(offset: offset, into: data) }
+    func write(offset: UInt64, from data: UnsafeRawBufferPointer) { io.writeData(offset: offset, from: data) }
 }
 
 /// ECAM (MMCONFIG): bus << 20 | device << 15 | function << 12 | register.

@@ -1,6 +1,7 @@
 import ArchX86
 import CKVM
 import DeviceModel
+import LegacyDevices
 import Loader
 
 // Bring-up stand-ins for the loader, platform tables, CPUID templates and legacy devices;
@@ -43,9 +44,3 @@ enum GuestCPUID {
     static func bootMSRs() -> [(index: UInt32, value: UInt64)] { [] }
 }
 
-final class PlatformDevices: @unchecked Sendable {
-    static func install(on machine: Machine, console: any ConsoleOutput, configuration: VMConfiguration) throws(VMError) -> PlatformDevices {
-        PlatformDevices()
-    }
-    func sendConsoleInput(_ bytes: UnsafeRawBufferPointer) -> Int { bytes.count }
-}

@@ -33,10 +33,13 @@ final class FakeFunction: PCIDevice, @unchecked Sendable {
 struct PCIRootTests {
     let mmio = Bus()
     let pio = Bus()
+    let narrow = FakeFunctionNarrow()
 
     func makeRoot() throws -> PCIRoot {
         let root = PCIRoot(mmioBus: mmio, pioBus: pio, mmio32Window: (0xc000_0000, 0x2000_0000), mmio64Start: 0x100_0000_0000)
-        try pio.insert(root.configIODevice(), base: 0xcf8, length: 8)
+        let io = root.configIODevices(narrowAccesses: narrow)
+        try pio.insert(io.address, base: 0xcf8, length: 4)
+        try pio.insert(io.data, base: 0xcfc, length: 4)
         try mmio.insert(root.ecamDevice(), base: 0xe000_0000, length: 0x1000_0000)
         return root
     }
@@ -81,8 +84,9 @@ struct PCIRootTests {
         var back: UInt32 = 0
         _ = withUnsafeMutableBytes(of: &back) { pio.read(address: 0xcf8, into: $0) }
         #expect(back == 0x8000_0810)
-        var b: UInt8 = 0x01
-        _ = withUnsafeBytes(of: &b) { pio.write(address: 0xcfb, from: $0) }  // a byte write to 0xCFB is data, not address
+        var b: UInt8 = 0x06
+        _ = withUnsafeBytes(of: &b) { pio.write(address: 0xcf9, from: $0) }  // a byte write to 0xCF9 is not the address register
+        #expect(narrow.writes.withLock { $0 } == [1])
         _ = withUnsafeMutableBytes(of: &back) { pio.read(address: 0xcf8, into: $0) }
         #expect(back == 0x8000_0810)
     }
@@ -168,4 +172,11 @@ struct MSIXStateTests {
         m.setPending(99, true)
         #expect(!m.isPending(99))
     }
+}
+
+/// Records narrow accesses to 0xCF8–0xCFB (where a PC's 0xCF9 reset register lives).
+final class FakeFunctionNarrow: BusDevice, @unchecked Sendable {
+    let writes = Mutex<[UInt64]>([])
+    func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {}
+    func write(offset: UInt64, from data: UnsafeRawBufferPointer) { writes.withLock { $0.append(offset) } }
 }

@@ -1,0 +1,52 @@
+import ArchX86
+import DeviceModel
+import LegacyDevices
+import SystemExtras
+
+/// The PC devices every Skiff VM has, placed on the machine's port bus: COM1, the i8042,
+/// the CMOS RTC, fw_cfg, the debug-exit port, the POST port, ACPI power management and
+/// the 0xCF9 reset register.
+final class PlatformDevices: @unchecked Sendable {
+    let serial: Serial16550
+    let i8042: I8042
+    let rtc: CMOSRTC
+    let fwCfg: FwCfg
+    let postCode: PostCodePort
+
+    private init(serial: Serial16550, i8042: I8042, rtc: CMOSRTC, fwCfg: FwCfg, postCode: PostCodePort) {
+        self.serial = serial
+        self.i8042 = i8042
+        self.rtc = rtc
+        self.fwCfg = fwCfg
+        self.postCode = postCode
+    }
+
+    static func install(on machine: Machine, console: any ConsoleOutput, configuration: VMConfiguration) throws(VMError) -> PlatformDevices {
+        let control = machine.control
+        let serial = Serial16550(interrupt: machine.interruptLine(gsi: Layout.com1IRQ), output: console)
+        let i8042 = I8042(interrupt: machine.interruptLine(gsi: Layout.i8042IRQ), machine: control)
+        let rtc = CMOSRTC(memorySize: configuration.memorySize, lowMemoryEnd: Layout.mmioHoleStart, cpuCount: configuration.vcpuCount)
+        let fwCfg = FwCfg(ramSize: configuration.memorySize, cpuCount: UInt16(clamping: configuration.vcpuCount))
+        let postCode = PostCodePort()
+        let pio = machine.pio
+        do {
+            try pio.insert(serial, base: UInt64(Layout.com1Port), length: Serial16550.registerCount)
+            try pio.insert(i8042, base: UInt64(Layout.i8042DataPort), length: UInt64(Layout.i8042CommandPort - Layout.i8042DataPort) + 1)
+            try pio.insert(rtc, base: UInt64(Layout.rtcPort), length: 2)
+            try pio.insert(fwCfg, base: UInt64(Layout.fwCfgSelectorPort), length: 2)
+            try pio.insert(DebugExit(machine: control), base: UInt64(Layout.debugExitPort), length: 4)
+            try pio.insert(postCode, base: UInt64(Layout.postCodePort), length: 1)
+            try pio.insert(ACPIPowerManagement(machine: control, s5SleepType: Layout.acpiS5SleepType, resetValue: Layout.acpiResetValue),
+                           base: UInt64(Layout.acpiSleepControlPort), length: UInt64(Layout.acpiResetPort - Layout.acpiSleepControlPort) + 1)
+            try pio.insert(PCIResetControl(machine: control), base: 0xcf9, length: 1)
+        } catch {
+            throw VMError("cannot place platform devices: \(error)")
+        }
+        return PlatformDevices(serial: serial, i8042: i8042, rtc: rtc, fwCfg: fwCfg, postCode: postCode)
+    }
+
+    /// Host input for the serial console; returns how many bytes the UART took.
+    func sendConsoleInput(_ bytes: UnsafeRawBufferPointer) -> Int {
+        serial.enqueueInput(bytes)
+    }
+}
