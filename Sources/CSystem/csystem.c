@@ -39,3 +39,9 @@ int csystem_tgkill(int tid, int signo) { return (int)syscall(SYS_tgkill, getpid(
 
 #include <pthread.h>
 int csystem_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
+int csystem_unblock_signal(int signo) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signo);
+    return pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}

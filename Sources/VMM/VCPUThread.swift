@@ -59,6 +59,8 @@ final class VCPUThread: @unchecked Sendable {
 
     private func main() {
         // Block nothing: the kick signal has a no-op handler so KVM_RUN returns EINTR.
+        // Threads inherit their creator's signal mask; the kick must get through.
+        _ = csystem_unblock_signal(Self.kickSignal)
         tid.store(csystem_gettid(), ordering: .releasing)
         while !controller.isStopping {
             let exit: VCPUExit

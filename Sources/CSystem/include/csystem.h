@@ -26,5 +26,7 @@ int csystem_gettid(void);
 int csystem_tgkill(int tid, int signo);
 /* Names the calling thread (at most 15 characters). */
 int csystem_set_thread_name(const char *name);
+/* Unblocks signo for the calling thread (threads inherit the creator's mask). */
+int csystem_unblock_signal(int signo);
 
 #endif
