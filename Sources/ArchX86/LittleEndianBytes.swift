@@ -32,6 +32,13 @@ extension Array where Element == UInt8 {
     }
 
     /// Overwrites bytes at `offset` with the little-endian encoding of `value`.
+    mutating func storeLittleEndian(_ value: UInt64, at offset: Int) {
+        for i in 0..<8 {
+            self[offset + i] = UInt8(truncatingIfNeeded: value >> UInt64(8 * i))
+        }
+    }
+
+    /// Overwrites bytes at `offset` with the little-endian encoding of `value`.
     mutating func storeLittleEndian(_ value: UInt16, at offset: Int) {
         self[offset] = UInt8(truncatingIfNeeded: value)
         self[offset + 1] = UInt8(truncatingIfNeeded: value >> 8)
