@@ -41,6 +41,7 @@ struct AMLPackageLengthTests {
     func tooLarge() {
         #expect(throws: AMLError.objectTooLarge((1 << 28) - 4)) { try AML.packageLength(bodyLength: (1 << 28) - 4) }
         #expect(throws: AMLError.self) { try AML.packageLength(bodyLength: -1) }
+        #expect(throws: AMLError.self) { try AML.packageLength(bodyLength: Int.max) }
     }
 
     @Test("every encoding decodes to body plus its own size")

@@ -156,3 +156,14 @@ struct MPTableTests {
         #expect(configuration.ioapicID == 2)
     }
 }
+
+@Suite("MP table placement")
+struct MPTablePlacementTests {
+    @Test("addresses near the top of the address space are rejected, not overflowed")
+    func hostilePlacement() {
+        let configuration = MPTableConfiguration(vcpuCount: 1, cpuSignature: 0, featureFlags: 0)
+        #expect(throws: MPTableError.self) { try MPTable.build(configuration, at: UInt64.max - 15) }
+        #expect(throws: MPTableError.self) { try MPTable.build(configuration, at: 0x9FC08) }
+        #expect(throws: MPTableError.self) { try MPTable.build(configuration, space: -1) }
+    }
+}

@@ -22,6 +22,8 @@ public enum MADT {
     /// Builds the MADT: one enabled Processor Local APIC per vCPU (ACPI processor UID = APIC ID =
     /// index), the I/O APIC at `Layout.ioapicAddress` with GSI base 0, the ISA overrides of
     /// `layout`, and a Local APIC NMI on LINT1 of all processors.
+    ///
+    /// `vcpuCount` must satisfy `CPUTopology.isValidVCPUCount` (`ACPITables.build` checks it).
     public static func build(vcpuCount: Int, ioapicID: UInt8, isaLayout: ISAInterruptLayout) -> [UInt8] {
         var table = ACPITableHeader.make(signature: "APIC", revision: revision)
         table.appendLittleEndian(UInt32(truncatingIfNeeded: Layout.lapicAddress))

@@ -38,7 +38,7 @@ public enum AML {
     /// One byte holds lengths up to 63; longer lengths use 2–4 bytes, the lead byte carrying the
     /// count of following bytes in bits 7–6 and the low nibble of the length in bits 3–0.
     public static func packageLength(bodyLength: Int) throws(AMLError) -> [UInt8] {
-        guard bodyLength >= 0 else { throw .objectTooLarge(bodyLength) }
+        guard bodyLength >= 0, bodyLength <= maximumPackageLength else { throw .objectTooLarge(bodyLength) }
         if bodyLength + 1 <= 0x3F {
             return [UInt8(bodyLength + 1)]
         }

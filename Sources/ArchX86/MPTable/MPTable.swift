@@ -67,7 +67,8 @@ public struct MPTable: Equatable, Sendable {
         guard CPUTopology.isValidVCPUCount(vcpus) else { throw .invalidVCPUCount(vcpus) }
         let maximum = maximumVCPUCount(for: configuration, space: space)
         guard vcpus <= maximum else { throw .tooManyVCPUs(requested: vcpus, maximum: maximum) }
-        guard address % 16 == 0, address + UInt64(space) <= 1 << 32 else {
+        let (tableEnd, overflow) = address.addingReportingOverflow(UInt64(clamping: space))
+        guard space >= 0, !overflow, address % 16 == 0, tableEnd <= 1 << 32 else {
             throw .invalidConfiguration("table address 0x\(hex(address)) must be 16-byte aligned and below 4 GiB")
         }
         guard configuration.ioapicID >= vcpus, configuration.ioapicID != 0xFF else {
