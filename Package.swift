@@ -44,6 +44,10 @@ let package = Package(
             name: "SkiffCLI",
             dependencies: ["VMM", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
+        // Emulation assist: decoder, page-table walker and emulator for instructions KVM cannot emulate.
+        .target(name: "X86Emulator", swiftSettings: strict),
+        // Test oracles: popcnt/lzcnt/tzcnt and SSE operations executed natively on the host CPU.
+        .target(name: "CX86Host"),
         .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
         .executableTarget(name: "skiff-vmm", dependencies: ["SkiffCLI"], swiftSettings: strict),
 
@@ -52,6 +56,7 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "SkiffCLI"]),
     ]
 )
