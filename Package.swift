@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
-        .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"]),
+        .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "SkiffCLI"]),
     ]
 )

@@ -19,7 +19,7 @@ public enum Disassembler {
         var text = prefixText(i)
         switch InstructionTable.lookup(i) {
         case .form(let f):
-            text += f.mnemonic
+            text += mnemonic(i, f)
             let ops = operands(i, f)
             if !ops.isEmpty { text += " " + ops.joined(separator: ", ") }
         case .invalidShape, .unknown:
@@ -31,6 +31,18 @@ public enum Disassembler {
             if i.immediateSize > 0 { text += ", imm 0x" + String(i.immediate, radix: 16) }
         }
         return text
+    }
+
+    /// The form's mnemonic, with the 64-bit names objdump and the SDM use under REX.W.
+    private static func mnemonic(_ i: DecodedInstruction, _ f: InstructionForm) -> String {
+        guard i.rex?.w == true else { return f.mnemonic }
+        switch f.mnemonic {
+        case "movd": return "movq"
+        case "pextrd": return "pextrq"
+        case "pinsrd": return "pinsrq"
+        case "sysret": return "sysretq"
+        default: return f.mnemonic
+        }
     }
 
     private static func prefixText(_ i: DecodedInstruction) -> String {
@@ -51,6 +63,9 @@ public enum Disassembler {
             return [gprName(i.rmField, size: i.mode.is64Bit ? 8 : 4)]
         case .readSegmentBase, .writeSegmentBase:
             return [gprName(i.rmField, size: rexW ? 8 : 4)]
+        case .undefined where i.modRM != nil:
+            let size = i.operandSize == 16 ? 2 : 4
+            return [gprName(i.regField, size: size), rmText(i, size: size)]
         case .sse(let form):
             return sseOperands(i, form, rexW: rexW)
         default:
@@ -79,6 +94,7 @@ public enum Disassembler {
             ops = form.direction == .destination ? [rm, reg] : [reg, rm]
         }
         if form.hasImmediate { ops.append("0x" + String(i.immediate & 0xFF, radix: 16)) }
+        if ["pblendvb", "blendvps", "blendvpd"].contains(form.mnemonic) { ops.append("xmm0") }
         return ops
     }
 
@@ -99,7 +115,7 @@ public enum Disassembler {
         }
     }
 
-    /// "dword [fs:rax+rbx*4+0x10]".
+    /// "dword fs:[rax+rbx*4+0x10]".
     private static func memoryText(_ i: DecodedInstruction, size: Int?) -> String {
         guard let m = i.memory else { return "[?]" }
         var s = ""
@@ -113,8 +129,8 @@ public enum Disassembler {
             default: s = "\(size)-byte "
             }
         }
-        s += "["
         if i.prefixes.segment != nil || m.segment == .fs || m.segment == .gs { s += "\(m.segment):" }
+        s += "["
         var parts: [String] = []
         let registerSize = m.addressSize / 8
         if m.ripRelative { parts.append(m.addressSize == 32 ? "eip" : "rip") }
