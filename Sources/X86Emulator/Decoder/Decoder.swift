@@ -110,7 +110,7 @@ public enum Decoder {
             break
         }
 
-        let immediateSize: Int
+        var immediateSize: Int
         let z = operandSize == 16 ? 2 : 4
         switch layout {
         case .imm8, .modRMImm8: immediateSize = 1
@@ -125,6 +125,10 @@ public enum Decoder {
         case .group3Byte: immediateSize = (modRM?.reg ?? 2) <= 1 ? 1 : 0
         case .group3: immediateSize = (modRM?.reg ?? 2) <= 1 ? z : 0
         case .none, .modRM, .prefix, .escape, .escape3: immediateSize = 0
+        }
+        // AMD's SSE4a EXTRQ (66 0F 78 /0 ib ib) and INSERTQ (F2 0F 78 /r ib ib) carry two immediates.
+        if map == .map0F && opcode == 0x78 && (prefixes.lastRepeat == 0xF2 || (prefixes.lastRepeat == nil && prefixes.operandSize)) {
+            immediateSize = 2
         }
         var immediate: UInt64 = 0
         for i in 0..<immediateSize {
@@ -195,14 +199,14 @@ public enum Decoder {
                     displacement = Int64(Int32(bitPattern: try c.next32()))
                 } else {
                     base = baseField | rexB
-                    stackDefault = baseField == 4 || baseField == 5
+                    stackDefault = (baseField | rexB) == 4 || (baseField | rexB) == 5  // RSP, RBP (not R12, R13)
                 }
             } else if m.rm == 5 && m.mod == 0 {
                 displacement = Int64(Int32(bitPattern: try c.next32()))
                 ripRelative = is64
             } else {
                 base = Int(m.rm) | rexB
-                stackDefault = m.rm == 5
+                stackDefault = base == 5  // RBP (not R13)
             }
             switch m.mod {
             case 1: displacement = Int64(Int8(bitPattern: try c.next()))
