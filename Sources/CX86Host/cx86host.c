@@ -206,6 +206,20 @@ int cx86_probe(const uint8_t *code, size_t length, void *rdi) {
     return result;
 }
 
+int cx86_run_program(const uint8_t *code, size_t length, uint8_t *registers, void *rdi) {
+    if (length == 0 || length > 8192) return -1;
+    uint8_t *pages = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pages == MAP_FAILED) return -1;
+    memcpy(pages, code, length);
+    if (mprotect(pages, 8192, PROT_READ | PROT_EXEC) != 0) {
+        munmap(pages, 8192);
+        return -1;
+    }
+    ((void (*)(void *, void *))pages)(rdi, registers);
+    munmap(pages, 8192);
+    return 0;
+}
+
 void cx86_vendor(char out[13]) {
     unsigned int a = 0, b = 0, c = 0, d = 0;
     __get_cpuid(0, &a, &b, &c, &d);

@@ -59,6 +59,11 @@ int cx86_sse(int op, const uint8_t dst[16], const uint8_t src[16], uint64_t gpr,
  * the code could not be placed. For probing which forms fault on misaligned operands. */
 int cx86_probe(const uint8_t *code, size_t length, void *rdi);
 
+/* Runs a whole program natively: `code` is mapped executable and called at offset 0 with
+ * RDI = `rdi` and RSI = `registers` (272 bytes the program may load and store XMM state and RAX
+ * through). Returns 0, or -1 if the code could not be placed (at most 8 KiB). */
+int cx86_run_program(const uint8_t *code, size_t length, uint8_t *registers, void *rdi);
+
 /* CPUID vendor string ("AuthenticAMD", "GenuineIntel") into out[13]. */
 void cx86_vendor(char out[13]);
 

@@ -630,6 +630,108 @@ ORACLE_IMM = [
 ]
 IMMEDIATES = [0x00, 0x01, 0x04, 0x07, 0x0F, 0x1B, 0x39, 0x4E, 0x93, 0xB1, 0xE4, 0xFF]
 
+# A BLAKE2s-style mixing sequence (written for this test, in the style of the kernel's SSSE3 code):
+# `entry` loads XMM0-15 from [rsi], calls `block`, stores XMM0-15, RAX and RFLAGS back to [rsi]. The
+# emulator runs `block` instruction by instruction; the host runs the whole program natively.
+PROGRAM = """
+entry:
+movdqu xmm0, [rsi]
+movdqu xmm1, [rsi+0x10]
+movdqu xmm2, [rsi+0x20]
+movdqu xmm3, [rsi+0x30]
+movdqu xmm4, [rsi+0x40]
+movdqu xmm5, [rsi+0x50]
+movdqu xmm6, [rsi+0x60]
+movdqu xmm7, [rsi+0x70]
+movdqu xmm8, [rsi+0x80]
+movdqu xmm9, [rsi+0x90]
+movdqu xmm10, [rsi+0xa0]
+movdqu xmm11, [rsi+0xb0]
+movdqu xmm12, [rsi+0xc0]
+movdqu xmm13, [rsi+0xd0]
+movdqu xmm14, [rsi+0xe0]
+movdqu xmm15, [rsi+0xf0]
+xor eax, eax
+push rsi
+call block
+pop rsi
+movdqu [rsi], xmm0
+movdqu [rsi+0x10], xmm1
+movdqu [rsi+0x20], xmm2
+movdqu [rsi+0x30], xmm3
+movdqu [rsi+0x40], xmm4
+movdqu [rsi+0x50], xmm5
+movdqu [rsi+0x60], xmm6
+movdqu [rsi+0x70], xmm7
+movdqu [rsi+0x80], xmm8
+movdqu [rsi+0x90], xmm9
+movdqu [rsi+0xa0], xmm10
+movdqu [rsi+0xb0], xmm11
+movdqu [rsi+0xc0], xmm12
+movdqu [rsi+0xd0], xmm13
+movdqu [rsi+0xe0], xmm14
+movdqu [rsi+0xf0], xmm15
+mov [rsi+0x100], rax
+pushfq
+pop rcx
+mov [rsi+0x108], rcx
+ret
+block:
+movdqu xmm0, [rdi]
+movdqu xmm1, [rdi+0x10]
+movdqa xmm2, [rip+iv0]
+movdqa xmm3, [rip+iv1]
+movd xmm4, dword ptr [rdi+0x20]
+movq xmm5, qword ptr [rdi+0x28]
+paddd xmm0, xmm1
+paddd xmm0, xmm4
+pxor xmm3, xmm0
+pshufb xmm3, [rip+ror16]
+paddd xmm2, xmm3
+pxor xmm1, xmm2
+movdqa xmm8, xmm1
+psrld xmm1, 12
+pslld xmm8, 20
+por xmm1, xmm8
+paddd xmm0, xmm5
+paddd xmm0, xmm1
+pxor xmm3, xmm0
+pshufb xmm3, xmmword ptr [rip+ror8]
+paddd xmm2, xmm3
+pxor xmm1, xmm2
+movdqa xmm8, xmm1
+psrld xmm1, 7
+pslld xmm8, 25
+por xmm1, xmm8
+pshufd xmm0, xmm0, 0x93
+pshufd xmm3, xmm3, 0x4e
+pshufd xmm2, xmm2, 0x39
+punpcklqdq xmm5, xmm4
+punpckhdq xmm6, xmm5
+palignr xmm6, xmm9, 8
+paddq xmm7, xmm6
+psrlq xmm7, 3
+pand xmm10, xmm7
+pandn xmm11, xmm0
+psubd xmm12, xmm3
+pcmpeqb xmm13, xmm2
+pmovmskb eax, xmm13
+movdqu [rdi+0x30], xmm0
+movdqa [rdi+0x40], xmm1
+movd dword ptr [rdi+0x50], xmm2
+movq qword ptr [rdi+0x58], xmm3
+pextrw word ptr [rdi+0x60], xmm7, 5
+pinsrw xmm14, word ptr [rdi+0x2], 6
+ptest xmm14, xmm15
+block_end:
+ret
+.balign 16
+iv0: .long 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a
+iv1: .long 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19
+ror16: .byte 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13
+ror8: .byte 1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12
+"""
+
 
 def assemble(lines, bits):
     """Returns [(bytes, objdump text)] for each line."""
@@ -655,6 +757,25 @@ def assemble(lines, bits):
     if len(result) != len(lines):
         sys.exit(f"objdump gave {len(result)} instructions for {len(lines)} lines ({bits}-bit)")
     return result
+
+
+def assemble_program(source):
+    """Returns (bytes, {symbol: offset}) for a whole 64-bit program."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "in.s")
+        obj = os.path.join(tmp, "out.o")
+        raw = os.path.join(tmp, "out.bin")
+        with open(src, "w") as f:
+            f.write(".intel_syntax noprefix\n.code64\n" + source.strip() + "\n")
+        subprocess.run(["as", "--64", "-o", obj, src], check=True)
+        subprocess.run(["objcopy", "-O", "binary", "-j", ".text", obj, raw], check=True)
+        symbols = {}
+        for line in subprocess.run(["nm", obj], check=True, capture_output=True, text=True).stdout.splitlines():
+            value, _, name = line.split()
+            symbols[name] = int(value, 16)
+        with open(raw, "rb") as f:
+            data = list(f.read())
+    return data, symbols
 
 
 def swift_bytes(data):
@@ -714,6 +835,9 @@ def generate():
     lines += fixture_list("real16", split(REAL16), 16)
     lines += fixture_list("sse64", split(SSE64), 64)
     lines += oracle_list()
+    data, symbols = assemble_program(PROGRAM)
+    lines.append(f"    static let sseProgram = AssembledProgram(bytes: {swift_bytes(data)}, "
+                 f"block: 0x{symbols['block']:x}, blockEnd: 0x{symbols['block_end']:x})")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

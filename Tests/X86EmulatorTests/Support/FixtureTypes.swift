@@ -35,3 +35,10 @@ struct SSEOracleCase: Sendable, CustomStringConvertible {
 
     var description: String { source }
 }
+
+/// A whole assembled program: `entry` at offset 0 wraps `block` (offsets of its first instruction and of its final RET).
+struct AssembledProgram: Sendable {
+    let bytes: [UInt8]
+    let block: Int
+    let blockEnd: Int
+}
