@@ -1,5 +1,6 @@
 import CX86Host
 import Foundation
+import Synchronization
 import Testing
 @testable import X86Emulator
 
@@ -50,7 +51,8 @@ import Testing
         let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
         let flagsLine = try #require(cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") })
         let flags = Set(flagsLine.split(separator: " ").map(String.init))
-        for name in ["sse", "sse2", "pni", "ssse3", "sse4_1", "sse4_2", "popcnt", "pclmulqdq", "aes"] {
+        for name in ["sse", "sse2", "pni", "ssse3", "sse4_1", "sse4_2", "popcnt", "pclmulqdq", "aes", "abm", "bmi1", "smap",
+                     "fsgsbase", "rdtscp", "rdpid", "xsave", "pdpe1gb", "syscall"] {
             let feature = CPUFeatures.all.names.firstIndex(of: name)
             #expect(feature != nil)
             #expect(host.features.names.contains(name) == flags.contains(name), "\(name)")
@@ -164,6 +166,27 @@ import Testing
         // Re-execution switched off.
         (r, _) = run([0x66, 0x0F, 0xEF, 0xC1], configuration: EmulatorConfiguration(hostReexecution: false))
         guard case .unsupported = r else { Issue.record("\(r)"); return }
+    }
+
+    /// One emulator shared by several threads (as by several vCPUs): results stay per-thread correct.
+    @Test func concurrentStepsShareOneEmulator() {
+        let emulator = Emulator()
+        let failures = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 4) { thread in
+            var m = LongModeMachine()
+            m.place([0x66, 0x0F, 0xFE, 0xCA])  // paddd xmm1, xmm2
+            for i in 0..<500 {
+                m.state.rip = LongModeMachine.codeBase
+                m.state.xmm[1] = XMMValue(low: UInt64(thread), high: UInt64(i))
+                m.state.xmm[2] = XMMValue(low: 1, high: 1)
+                let r = emulator.step(state: &m.state, memory: m.memory, platform: m.platform)
+                if r != .completed(changes: [.registers, .fpu]) || m.state.xmm[1] != XMMValue(low: UInt64(thread) + 1, high: UInt64(i) + 1) {
+                    failures.withLock { $0 += 1 }
+                }
+            }
+        }
+        #expect(failures.withLock { $0 } == 0)
+        #expect(emulator.statistics().instructions["paddd"] == 2000)
     }
 
     /// Many distinct forms cycle through the stub cache (more than its slots) and still run correctly.
