@@ -94,7 +94,7 @@ public enum Disassembler {
             ops = form.direction == .destination ? [rm, reg] : [reg, rm]
         }
         if form.hasImmediate { ops.append("0x" + String(i.immediate & 0xFF, radix: 16)) }
-        if ["pblendvb", "blendvps", "blendvpd"].contains(form.mnemonic) { ops.append("xmm0") }
+        if ["pblendvb", "blendvps", "blendvpd", "sha256rnds2"].contains(form.mnemonic) { ops.append("xmm0") }
         return ops
     }
 

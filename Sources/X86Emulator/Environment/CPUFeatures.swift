@@ -28,9 +28,11 @@ public struct CPUFeatures: OptionSet, Sendable, Hashable {
     public static let aes = CPUFeatures(rawValue: 1 << 16)
     /// SYSCALL/SYSRET in 64-bit mode (CPUID 8000_0001h EDX.SYSCALL).
     public static let syscall = CPUFeatures(rawValue: 1 << 17)
+    /// SHA extensions (SHA1RNDS4, SHA256RNDS2, …).
+    public static let sha = CPUFeatures(rawValue: 1 << 18)
 
     /// Every feature the emulator knows.
-    public static let all = CPUFeatures(rawValue: (1 << 18) - 1)
+    public static let all = CPUFeatures(rawValue: (1 << 19) - 1)
 
     /// Features from raw CPUID words: leaf 1 ECX/EDX, leaf 7.0 EBX/ECX, leaf 8000_0001h ECX/EDX.
     public init(leaf1ECX: UInt32, leaf1EDX: UInt32, leaf7EBX: UInt32, leaf7ECX: UInt32, extendedECX: UInt32, extendedEDX: UInt32) {
@@ -49,6 +51,7 @@ public struct CPUFeatures: OptionSet, Sendable, Hashable {
         if bit(leaf7EBX, 0) { f.insert(.fsgsbase) }
         if bit(leaf7EBX, 3) { f.insert(.bmi1) }
         if bit(leaf7EBX, 20) { f.insert(.smap) }
+        if bit(leaf7EBX, 29) { f.insert(.sha) }
         if bit(leaf7ECX, 22) { f.insert(.rdpid) }
         if bit(extendedECX, 5) { f.insert(.lzcnt) }
         if bit(extendedEDX, 11) { f.insert(.syscall) }
@@ -63,7 +66,7 @@ public struct CPUFeatures: OptionSet, Sendable, Hashable {
             (.sse, "sse"), (.sse2, "sse2"), (.sse3, "pni"), (.ssse3, "ssse3"), (.sse41, "sse4_1"), (.sse42, "sse4_2"),
             (.popcnt, "popcnt"), (.lzcnt, "abm"), (.bmi1, "bmi1"), (.smap, "smap"), (.fsgsbase, "fsgsbase"),
             (.rdtscp, "rdtscp"), (.rdpid, "rdpid"), (.xsave, "xsave"), (.gigabytePages, "pdpe1gb"), (.pclmulqdq, "pclmulqdq"),
-            (.aes, "aes"), (.syscall, "syscall"),
+            (.aes, "aes"), (.syscall, "syscall"), (.sha, "sha_ni"),
         ]
         return table.filter { contains($0.0) }.map(\.1)
     }

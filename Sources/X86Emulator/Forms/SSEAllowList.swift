@@ -4,7 +4,7 @@
 /// Memory sizes and alignment follow the SDM: 16-byte memory operands must be 16-byte aligned
 /// except for the unaligned moves (MOVUPS, MOVUPD, MOVDQU, LDDQU) and the string compares.
 enum SSEAllowList {
-    static let forms: [SSEForm] = moves + logicAndFloat + integerSSE2 + shifts + sse3 + ssse3 + sse41 + sse42 + cryptography
+    static let forms: [SSEForm] = moves + logicAndFloat + integerSSE2 + shifts + sse3 + ssse3 + sse41 + sse42 + cryptography + sha
 
     // MARK: - Builders
 
@@ -255,5 +255,15 @@ enum SSEAllowList {
         op("aesenclast", .map0F38, 0xDD, .p66, .aes), op("aesdec", .map0F38, 0xDE, .p66, .aes),
         op("aesdeclast", .map0F38, 0xDF, .p66, .aes), op("aeskeygenassist", .map0F3A, 0xDF, .p66, .aes),
         op("pclmulqdq", .map0F3A, 0x44, .p66, .pclmulqdq),
+    ]
+
+    /// SHA extensions (no mandatory prefix; SHA256RNDS2 reads XMM0 implicitly). AMD processors accept
+    /// misaligned memory operands here (measured on Zen), so no alignment #GP is raised; the SDM lists
+    /// them with the aligned legacy-SSE class, but the kernel's SHA code never relies on the fault.
+    private static let sha: [SSEForm] = [
+        op("sha1nexte", .map0F38, 0xC8, .none, .sha, aligned: false), op("sha1msg1", .map0F38, 0xC9, .none, .sha, aligned: false),
+        op("sha1msg2", .map0F38, 0xCA, .none, .sha, aligned: false), op("sha256rnds2", .map0F38, 0xCB, .none, .sha, aligned: false),
+        op("sha256msg1", .map0F38, 0xCC, .none, .sha, aligned: false), op("sha256msg2", .map0F38, 0xCD, .none, .sha, aligned: false),
+        op("sha1rnds4", .map0F3A, 0xCC, .none, .sha, aligned: false),
     ]
 }

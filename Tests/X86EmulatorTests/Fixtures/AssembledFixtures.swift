@@ -527,6 +527,13 @@ enum AssembledFixtures {
         AssembledInstruction(source: "aesdeclast xmm1, xmm2", bytes: [0x66, 0x0f, 0x38, 0xdf, 0xca], objdump: "aesdeclast xmm1,xmm2"),
         AssembledInstruction(source: "aeskeygenassist xmm1, xmm2, 1", bytes: [0x66, 0x0f, 0x3a, 0xdf, 0xca, 0x01], objdump: "aeskeygenassist xmm1,xmm2,0x1"),
         AssembledInstruction(source: "pclmulqdq xmm1, xmm2, 0x12", bytes: [0x66, 0x0f, 0x3a, 0x44, 0xca, 0x12], objdump: "pclmulqdq xmm1,xmm2,0x12"),
+        AssembledInstruction(source: "sha1nexte xmm1, xmm2", bytes: [0x0f, 0x38, 0xc8, 0xca], objdump: "sha1nexte xmm1,xmm2"),
+        AssembledInstruction(source: "sha1msg1 xmm1, xmmword ptr [rax]", bytes: [0x0f, 0x38, 0xc9, 0x08], objdump: "sha1msg1 xmm1,XMMWORD PTR [rax]"),
+        AssembledInstruction(source: "sha1msg2 xmm9, xmm2", bytes: [0x44, 0x0f, 0x38, 0xca, 0xca], objdump: "sha1msg2 xmm9,xmm2"),
+        AssembledInstruction(source: "sha256rnds2 xmm1, xmm2", bytes: [0x0f, 0x38, 0xcb, 0xca], objdump: "sha256rnds2 xmm1,xmm2,xmm0"),
+        AssembledInstruction(source: "sha256msg1 xmm1, xmm2", bytes: [0x0f, 0x38, 0xcc, 0xca], objdump: "sha256msg1 xmm1,xmm2"),
+        AssembledInstruction(source: "sha256msg2 xmm1, xmm10", bytes: [0x41, 0x0f, 0x38, 0xcd, 0xca], objdump: "sha256msg2 xmm1,xmm10"),
+        AssembledInstruction(source: "sha1rnds4 xmm1, xmm2, 3", bytes: [0x0f, 0x3a, 0xcc, 0xca, 0x03], objdump: "sha1rnds4 xmm1,xmm2,0x3"),
     ]
     static let sseOracle: [SSEOracleCase] = [
         SSEOracleCase(op: CX86_PXOR, source: "pxor xmm3, xmm12", bytes: [0x66, 0x41, 0x0f, 0xef, 0xdc], xmmDestination: 3, xmmSource: 12, memory: false, gpr: nil, immediate: nil),

@@ -548,6 +548,13 @@ aesdec xmm1, xmm2
 aesdeclast xmm1, xmm2
 aeskeygenassist xmm1, xmm2, 1
 pclmulqdq xmm1, xmm2, 0x12
+sha1nexte xmm1, xmm2
+sha1msg1 xmm1, xmmword ptr [rax]
+sha1msg2 xmm9, xmm2
+sha256rnds2 xmm1, xmm2
+sha256msg1 xmm1, xmm2
+sha256msg2 xmm1, xmm10
+sha1rnds4 xmm1, xmm2, 3
 """
 
 # SSE oracle cases: (oracle op, asm, xmm destination, source, general-purpose register, imm).
