@@ -5,10 +5,12 @@
 /// `xmm`, `mxcsr`, `fcw`, `fsw` onto `kvm_fpu`; `xcr0` onto `kvm_xcrs`. Every value is treated as
 /// untrusted: odd combinations give an exception or an `.unsupported` result, never a trap.
 public struct CPUState: Sendable, Equatable {
+    /// General-purpose registers in encoding order.
     public var gpr = GeneralPurposeRegisters()
     public var rip: UInt64 = 0
     public var rflags: UInt64 = RFlags.reserved1
 
+    /// Segment registers with their cached descriptors (`kvm_sregs.cs` …).
     public var cs = SegmentRegister.realMode(selector: 0, code: true)
     public var ds = SegmentRegister.realMode(selector: 0)
     public var es = SegmentRegister.realMode(selector: 0)
@@ -16,6 +18,7 @@ public struct CPUState: Sendable, Equatable {
     public var gs = SegmentRegister.realMode(selector: 0)
     public var ss = SegmentRegister.realMode(selector: 0)
 
+    /// Control registers and IA32_EFER (`kvm_sregs`).
     public var cr0: UInt64 = 0x10
     public var cr2: UInt64 = 0
     public var cr3: UInt64 = 0
@@ -26,13 +29,16 @@ public struct CPUState: Sendable, Equatable {
     /// PKRU (protection keys for user pages), checked when CR4.PKE is set.
     public var pkru: UInt32 = 0
 
+    /// XMM0–15 (`kvm_fpu.xmm`).
     public var xmm = XMMRegisters()
+    /// MXCSR (`kvm_fpu.mxcsr`).
     public var mxcsr: UInt32 = 0x1F80
     /// x87 control word.
     public var fcw: UInt16 = 0x037F
     /// x87 status word (FWAIT raises #MF when its ES bit is set).
     public var fsw: UInt16 = 0
 
+    /// Power-on-like real-mode state; fill in what the vCPU reports.
     public init() {}
 
     /// The current privilege level: 0 in real mode, 3 in virtual-8086 mode, else SS.DPL (what VMX and SVM report).

@@ -49,6 +49,7 @@ public struct XMMValue: Sendable, Equatable, Hashable {
     /// Bits 127:64.
     public var high: UInt64
 
+    /// A value from its two halves.
     public init(low: UInt64 = 0, high: UInt64 = 0) {
         self.low = low
         self.high = high

@@ -20,10 +20,13 @@ public enum SegmentName: Int, Sendable, CaseIterable, CustomStringConvertible {
 /// `limit` is the byte-granular limit as KVM reports it (granularity already applied).
 public struct SegmentRegister: Sendable, Equatable {
     public var selector: UInt16
+    /// Linear base address.
     public var base: UInt64
+    /// Byte-granular limit.
     public var limit: UInt32
     /// The 4-bit descriptor type (for code/data: bit 3 code, bit 2 conforming/expand-down, bit 1 readable/writable, bit 0 accessed).
     public var type: UInt8
+    /// P: the segment is present.
     public var present: Bool
     /// Descriptor privilege level (0–3).
     public var dpl: UInt8
@@ -40,6 +43,7 @@ public struct SegmentRegister: Sendable, Equatable {
     /// The register holds a null selector or is otherwise unusable (VMX "unusable" bit).
     public var unusable: Bool
 
+    /// A segment register; defaults describe a present 64 KiB read/write data segment at 0.
     public init(selector: UInt16 = 0, base: UInt64 = 0, limit: UInt32 = 0xFFFF, type: UInt8 = 3, present: Bool = true, dpl: UInt8 = 0,
                 defaultBig: Bool = false, codeOrData: Bool = true, long: Bool = false, granularity: Bool = false,
                 available: Bool = false, unusable: Bool = false) {
