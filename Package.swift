@@ -48,6 +48,11 @@ let package = Package(
             name: "SkiffCLI",
             dependencies: ["VMM", "Loader", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
+        // Emulation assist: decoder, page-table walker and emulator for instructions KVM cannot emulate.
+        .target(name: "X86Emulator", swiftSettings: strict),
+        // Test oracles: popcnt/lzcnt/tzcnt and SSE operations executed natively on the host CPU.
+        .target(name: "CX86Host"),
+        .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
         .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
         .executableTarget(name: "skiff-vmm", dependencies: ["SkiffCLI"], swiftSettings: strict),
 
