@@ -46,7 +46,7 @@ let package = Package(
         // Command-line commands (library so they can be tested).
         .target(
             name: "SkiffCLI",
-            dependencies: ["VMM", "Loader", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "ArchX86", "Loader", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Emulation assist: decoder, page-table walker and emulator for instructions KVM cannot emulate.
         .target(name: "X86Emulator", swiftSettings: strict),

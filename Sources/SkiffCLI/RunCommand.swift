@@ -1,4 +1,5 @@
 import ArgumentParser
+import ArchX86
 import Loader
 import VMM
 
@@ -26,7 +27,7 @@ public struct VMOptions: ParsableArguments {
     var cpus: Int = 1
 
     @Option(name: .customLong("cpu-template"), help: ArgumentHelp("CPUID template: baseline or host.", valueName: "name"))
-    var cpuTemplate: String = CPUTemplateName.baseline.rawValue
+    var cpuTemplate: String = CPUTemplate.baseline.rawValue
 
     @Option(name: .customLong("on-reboot"), help: ArgumentHelp("What a guest reset does: exit or restart.", valueName: "action"))
     var onReboot: String = RebootAction.exit.rawValue
@@ -42,8 +43,8 @@ public struct VMOptions: ParsableArguments {
         } catch {
             throw ValidationError("--memory: \(error)")
         }
-        guard let template = CPUTemplateName(rawValue: cpuTemplate) else {
-            throw ValidationError("--cpu-template must be one of: \(CPUTemplateName.allCases.map(\.rawValue).joined(separator: ", "))")
+        guard let template = CPUTemplate(rawValue: cpuTemplate) else {
+            throw ValidationError("--cpu-template must be one of: \(CPUTemplate.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard let reboot = RebootAction(rawValue: onReboot) else {
             throw ValidationError("--on-reboot must be one of: \(RebootAction.allCases.map(\.rawValue).joined(separator: ", "))")

@@ -29,18 +29,74 @@ enum BootAssembly {
     }
 }
 
+/// The firmware tables a guest reads: ACPI (RSDP, XSDT, FADT, MADT, DSDT, MCFG) in the
+/// BIOS area and the Intel MP table in the EBDA.
 struct PlatformTables {
     var writes: [(address: UInt64, bytes: [UInt8])]
     var rsdpAddress: UInt64
-    static func build(vcpuCount: Int, memoryMap: MemoryMap) throws(VMError) -> PlatformTables {
-        PlatformTables(writes: [], rsdpAddress: 0)
+
+    /// Start of the 64-bit PCI window: the first 1 GiB boundary above RAM (at least 4 GiB + RAM above it).
+    static func pciMMIO64Start(memoryMap: MemoryMap) -> UInt64 {
+        let end = max(memoryMap.ramEnd, Layout.highRAMStart)
+        return (end + (1 << 30) - 1) & ~((1 << 30) - 1)
+    }
+
+    static let pciMMIO64Size: UInt64 = 64 << 30
+
+    static func build(vcpuCount: Int, memoryMap: MemoryMap, cpuid: [CPUIDEntry], pciSlots: [UInt8]) throws(VMError) -> PlatformTables {
+        let routes = pciSlots.flatMap { slot in PCIInterruptRoute.swizzled(devices: slot...slot) }
+        var bridge = PCIHostBridge(mmio64: AddressWindow(base: pciMMIO64Start(memoryMap: memoryMap), size: pciMMIO64Size),
+                                   interruptRoutes: PCIInterruptRoute.swizzled())
+        bridge.mmio32 = AddressWindow(base: Layout.pciMMIO32Start, size: Layout.pciMMIO32Size)
+        let acpi: ACPITables
+        do {
+            acpi = try ACPITables.build(ACPIConfiguration(vcpuCount: vcpuCount, pciHostBridge: bridge))
+        } catch {
+            throw VMError("cannot build ACPI tables: \(error)")
+        }
+        var mp = MPTableConfiguration(vcpuCount: vcpuCount, cpuid: cpuid)
+        mp.pciBus = true
+        mp.pciInterruptRoutes = routes
+        let mpTable: MPTable
+        do {
+            mpTable = try MPTable.build(mp)
+        } catch {
+            throw VMError("cannot build the MP table: \(error)")
+        }
+        return PlatformTables(writes: acpi.placements + [(mpTable.address, mpTable.bytes)], rsdpAddress: acpi.rsdpAddress)
     }
 }
 
+/// Guest CPUID from KVM's supported set and a template, and the boot MSRs.
 enum GuestCPUID {
-    static func entries(supported: [kvm_cpuid_entry2], template: CPUTemplateName, vcpuIndex: Int, vcpuCount: Int) -> [kvm_cpuid_entry2] {
-        supported
+    static func entries(supported: [kvm_cpuid_entry2], template: CPUTemplate, vcpuIndex: Int, vcpuCount: Int, tscDeadline: Bool) throws(VMError) -> [kvm_cpuid_entry2] {
+        do {
+            let built = try template.entries(
+                supported: supported.map(cpuidEntry), vcpuIndex: vcpuIndex, vcpuCount: vcpuCount,
+                apicID: CPUTopology.apicID(ofVCPU: vcpuIndex), options: CPUIDOptions(tscDeadlineTimer: tscDeadline, brandString: "Skiff Virtual CPU"))
+            return built.map(kvmEntry)
+        } catch {
+            throw VMError("cannot build CPUID for vCPU \(vcpuIndex): \(error)")
+        }
     }
-    static func bootMSRs() -> [(index: UInt32, value: UInt64)] { [] }
-}
 
+    static func cpuidEntry(_ e: kvm_cpuid_entry2) -> CPUIDEntry {
+        CPUIDEntry(function: e.function, index: e.index, flags: e.flags, eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx)
+    }
+
+    static func kvmEntry(_ e: CPUIDEntry) -> kvm_cpuid_entry2 {
+        var k = kvm_cpuid_entry2()
+        k.function = e.function
+        k.index = e.index
+        k.flags = e.flags
+        k.eax = e.eax
+        k.ebx = e.ebx
+        k.ecx = e.ecx
+        k.edx = e.edx
+        return k
+    }
+
+    static func bootMSRs() -> [(index: UInt32, value: UInt64)] {
+        BootMSRs.entries().map { ($0.index, $0.value) }
+    }
+}

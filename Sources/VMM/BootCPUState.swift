@@ -13,61 +13,51 @@ public enum BootEntry: Sendable, Equatable {
 
 /// Sets up the boot vCPU: GDT, IDT, page tables in guest memory; segment, control and general registers.
 enum BootCPUState {
-    static let codeSelector: UInt16 = 0x08
-    static let dataSelector: UInt16 = 0x10
-    static let tssSelector: UInt16 = 0x18
-
-    /// Writes the GDT, an empty IDT and (for long mode) the identity-map page tables.
-    static func writeTables(for entry: BootEntry, into memory: GuestMemory) throws(GuestMemoryError) {
-        let longMode: Bool
-        if case .longMode = entry { longMode = true } else { longMode = false }
-        let gdt: [UInt64] = [
-            0,
-            GDTEntry.encode(flags: longMode ? 0xa09b : 0xc09b, base: 0, limit: 0xfffff),
-            GDTEntry.encode(flags: 0xc093, base: 0, limit: 0xfffff),
-            GDTEntry.encode(flags: 0x808b, base: 0, limit: 0x67),
-        ]
-        for (i, e) in gdt.enumerated() { try memory.store(e, at: Layout.gdtAddress + UInt64(i * 8)) }
-        try memory.store(UInt64(0), at: Layout.idtAddress)
-        if longMode {
-            for write in BootPageTables.identityMap() { try memory.write(write.bytes, at: write.address) }
-        }
+    static func mode(_ entry: BootEntry) -> BootGDT.Mode {
+        if case .longMode = entry { return .longMode }
+        return .protectedMode32
     }
 
-    /// The special registers for `entry`, starting from the vCPU's current ones.
+    /// The GDT, IDT and (for long mode) identity-map page tables to write into guest RAM.
+    static func tables(for entry: BootEntry) -> [(address: UInt64, bytes: [UInt8])] {
+        var writes: [(address: UInt64, bytes: [UInt8])] = [
+            (Layout.gdtAddress, BootGDT.bytes(mode(entry))),
+            (Layout.idtAddress, BootGDT.idtBytes),
+        ]
+        if case .longMode = entry { writes += BootPageTables.identityMap() }
+        return writes
+    }
+
+    /// The special registers for `entry`, starting from the vCPU's current ones (APIC base, etc.).
     static func specialRegisters(for entry: BootEntry, base: kvm_sregs) -> kvm_sregs {
         var s = base
-        let longMode: Bool
-        if case .longMode = entry { longMode = true } else { longMode = false }
-        let code = segment(selector: codeSelector, flags: longMode ? 0xa09b : 0xc09b, limit: 0xfffff)
-        let data = segment(selector: dataSelector, flags: 0xc093, limit: 0xfffff)
+        let m = mode(entry)
+        let segments = BootGDT.segments(m)
+        let code = kvmSegment(segments.code)
+        let data = kvmSegment(segments.data)
         s.cs = code
         s.ds = data
         s.es = data
         s.fs = data
         s.gs = data
         s.ss = data
-        s.tr = segment(selector: tssSelector, flags: 0x808b, limit: 0x67)
+        s.tr = kvmSegment(segments.tss)
         s.gdt.base = Layout.gdtAddress
-        s.gdt.limit = UInt16(4 * 8 - 1)
+        s.gdt.limit = BootGDT.limit
         s.idt.base = Layout.idtAddress
-        s.idt.limit = 7
-        s.cr0 = ControlRegisters.cr0PE | ControlRegisters.cr0ET
-        s.cr4 = 0
-        s.efer = 0
-        if longMode {
-            s.cr3 = Layout.pml4Address
-            s.cr4 |= ControlRegisters.cr4PAE
-            s.cr0 |= ControlRegisters.cr0PG
-            s.efer |= ControlRegisters.eferLME | ControlRegisters.eferLMA
-        }
+        s.idt.limit = BootGDT.idtLimit
+        let control = BootControlRegisters.forMode(m)
+        s.cr0 = control.cr0
+        s.cr3 = control.cr3
+        s.cr4 = control.cr4
+        s.efer = control.efer
         return s
     }
 
     /// The general registers for `entry`.
     static func registers(for entry: BootEntry) -> kvm_regs {
         var r = kvm_regs()
-        r.rflags = 0x2
+        r.rflags = RFLAGS.reserved
         r.rsp = Layout.bootStackPointer
         r.rbp = Layout.bootStackPointer
         switch entry {
@@ -82,22 +72,20 @@ enum BootCPUState {
         return r
     }
 
-    /// A kvm_segment matching the descriptor `GDTEntry.encode(flags:base:0,limit:)`.
-    static func segment(selector: UInt16, flags: UInt16, limit: UInt32) -> kvm_segment {
-        var seg = kvm_segment()
-        seg.base = 0
-        let g = (flags >> 15) & 1
-        seg.limit = g == 1 ? (limit << 12) | 0xfff : limit
-        seg.selector = selector
-        seg.type = UInt8(flags & 0xf)
-        seg.present = UInt8((flags >> 7) & 1)
-        seg.dpl = UInt8((flags >> 5) & 3)
-        seg.db = UInt8((flags >> 14) & 1)
-        seg.s = UInt8((flags >> 4) & 1)
-        seg.l = UInt8((flags >> 13) & 1)
-        seg.g = UInt8(g)
-        seg.avl = UInt8((flags >> 12) & 1)
-        seg.unusable = seg.present == 0 ? 1 : 0
-        return seg
+    static func kvmSegment(_ s: SegmentState) -> kvm_segment {
+        var k = kvm_segment()
+        k.base = s.base
+        k.limit = s.limit
+        k.selector = s.selector
+        k.type = s.type
+        k.present = s.present ? 1 : 0
+        k.dpl = s.dpl
+        k.db = s.db ? 1 : 0
+        k.s = s.s ? 1 : 0
+        k.l = s.l ? 1 : 0
+        k.g = s.g ? 1 : 0
+        k.avl = s.avl ? 1 : 0
+        k.unusable = s.unusable ? 1 : 0
+        return k
     }
 }

@@ -45,9 +45,9 @@ public final class Machine: @unchecked Sendable {
 
     /// Creates the VM, its memory and vCPUs, writes `plan` into RAM and programs the vCPUs.
     /// Devices are added by the caller (`addDevices`) before `run()`.
-    public init(kvm: KVMSystem, memorySize: UInt64, vcpuCount: Int, cpuid: (_ vcpuIndex: Int) -> [kvm_cpuid_entry2],
+    public init(kvm: KVMSystem, memorySize: UInt64, vcpuCount: Int, cpuid: [[kvm_cpuid_entry2]],
                 msrs: [(index: UInt32, value: UInt64)], plan: BootLayout, platformTables: [(address: UInt64, bytes: [UInt8])]) throws(VMError) {
-        guard vcpuCount >= 1, vcpuCount <= min(kvm.maxVCPUs, 254) else {
+        guard vcpuCount >= 1, vcpuCount <= min(kvm.maxVCPUs, 254), cpuid.count == vcpuCount else {
             throw VMError("--cpus \(vcpuCount) is out of range (1 to \(min(kvm.maxVCPUs, 254)) on this host)")
         }
         do {
@@ -73,7 +73,7 @@ public final class Machine: @unchecked Sendable {
             var created: [VCPUFD] = []
             for i in 0..<vcpuCount {
                 let vcpu = try vm.createVCPU(id: UInt32(i))
-                try VCPUSetup.configure(vcpu, cpuid: cpuid(i), msrs: msrs)
+                try VCPUSetup.configure(vcpu, cpuid: cpuid[i], msrs: msrs)
                 created.append(vcpu)
             }
             vcpus = created
@@ -86,7 +86,7 @@ public final class Machine: @unchecked Sendable {
                 try memory.write(w.bytes, at: w.address)
                 if w.zeroFill > 0 { try memory.zero(at: w.address + UInt64(w.bytes.count), length: w.zeroFill) }
             }
-            try BootCPUState.writeTables(for: plan.entry, into: memory)
+            for t in BootCPUState.tables(for: plan.entry) { try memory.write(t.bytes, at: t.address) }
         } catch {
             throw VMError("cannot place the kernel in guest memory: \(error)")
         }

@@ -14,8 +14,8 @@ enum VCPUSetup {
         try vcpu.setCPUID(cpuid)
         try vcpu.setMSRs(msrs)
         var fpu = kvm_fpu()
-        fpu.fcw = 0x37f
-        fpu.mxcsr = 0x1f80
+        fpu.fcw = BootFPU.controlWord
+        fpu.mxcsr = BootFPU.mxcsr
         try vcpu.setFPU(fpu)
         try configureLINT(vcpu)
     }

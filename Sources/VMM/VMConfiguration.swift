@@ -22,7 +22,7 @@ public struct VMConfiguration: Sendable {
     /// Number of vCPUs.
     public var vcpuCount: Int
     /// CPUID template.
-    public var cpuTemplate: CPUTemplateName
+    public var cpuTemplate: CPUTemplate
     /// Behaviour on guest reset.
     public var onReboot: RebootAction
     /// How to read the kernel file (automatic detection by default).
@@ -43,7 +43,7 @@ public struct VMConfiguration: Sendable {
     }
 
     public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = "", memorySize: UInt64 = 256 << 20,
-                vcpuCount: Int = 1, cpuTemplate: CPUTemplateName = .baseline, onReboot: RebootAction = .exit) {
+                vcpuCount: Int = 1, cpuTemplate: CPUTemplate = .baseline, onReboot: RebootAction = .exit) {
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
         self.commandLine = commandLine
@@ -54,10 +54,3 @@ public struct VMConfiguration: Sendable {
     }
 }
 
-/// The CPUID templates a VM can use.
-public enum CPUTemplateName: String, Sendable, CaseIterable, Codable {
-    /// A portable x86-64-v2-like set that hides what emulating hosts cannot run.
-    case baseline
-    /// Everything KVM supports.
-    case host
-}

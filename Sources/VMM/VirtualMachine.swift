@@ -13,6 +13,7 @@ public final class VirtualMachine: @unchecked Sendable {
     private let console: any ConsoleOutput
     private let images: BootImages
     private let supportedCPUID: [kvm_cpuid_entry2]
+    private let tscDeadline: Bool
     private let current = Mutex<(machine: Machine?, devices: PlatformDevices?, stopped: Bool)>((nil, nil, false))
     /// Exit counts of the last boot.
     public private(set) var lastExitCounts: [String: Int] = [:]
@@ -26,6 +27,7 @@ public final class VirtualMachine: @unchecked Sendable {
         do {
             kvm = try KVMSystem(path: kvmPath)
             supportedCPUID = try kvm.supportedCPUID()
+            tscDeadline = kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0
         } catch {
             throw .kvm(error)
         }
@@ -42,14 +44,16 @@ public final class VirtualMachine: @unchecked Sendable {
         } catch {
             throw VMError("--memory: \(error)")
         }
-        let platform = try PlatformTables.build(vcpuCount: configuration.vcpuCount, memoryMap: memoryMap)
-        let plan = try BootAssembly.plan(images: images, configuration: configuration, memoryMap: memoryMap, rsdpAddress: platform.rsdpAddress)
-        let template = configuration.cpuTemplate
         let count = configuration.vcpuCount
-        let supported = supportedCPUID
+        var cpuid: [[kvm_cpuid_entry2]] = []
+        for index in 0..<count {
+            cpuid.append(try GuestCPUID.entries(supported: supportedCPUID, template: configuration.cpuTemplate, vcpuIndex: index,
+                                                vcpuCount: count, tscDeadline: tscDeadline))
+        }
+        let platform = try PlatformTables.build(vcpuCount: count, memoryMap: memoryMap, cpuid: cpuid[0].map(GuestCPUID.cpuidEntry), pciSlots: [])
+        let plan = try BootAssembly.plan(images: images, configuration: configuration, memoryMap: memoryMap, rsdpAddress: platform.rsdpAddress)
         let machine = try Machine(
-            kvm: kvm, memorySize: configuration.memorySize, vcpuCount: count,
-            cpuid: { index in GuestCPUID.entries(supported: supported, template: template, vcpuIndex: index, vcpuCount: count) },
+            kvm: kvm, memorySize: configuration.memorySize, vcpuCount: count, cpuid: cpuid,
             msrs: GuestCPUID.bootMSRs(), plan: plan, platformTables: platform.writes)
         let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration)
         return (machine, devices)
