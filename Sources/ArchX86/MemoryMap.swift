@@ -92,13 +92,15 @@ public struct MemoryMap: Sendable, Equatable {
         return last.address + last.size
     }
 
-    /// The e820 map: conventional RAM, the EBDA and BIOS area reserved, RAM from 1 MiB,
-    /// the PCI MMCONFIG window reserved, and RAM above 4 GiB.
+    /// The e820 map: conventional RAM below the EBDA, the EBDA and the whole legacy
+    /// VGA/BIOS area (where the MP and ACPI tables live) reserved, RAM from 1 MiB, the PCI
+    /// MMCONFIG window reserved, and RAM above 4 GiB. Linux reserves the ISA hole
+    /// 0xA0000–0xFFFFF itself on some boot paths; reserving it here too means the map the
+    /// kernel prints is exactly this one.
     public var e820: [E820Entry] {
         var entries: [E820Entry] = [
             E820Entry(address: 0, size: Layout.ebdaAddress, kind: .ram),
-            E820Entry(address: Layout.ebdaAddress, size: Layout.conventionalMemoryEnd - Layout.ebdaAddress, kind: .reserved),
-            E820Entry(address: Layout.acpiTablesAddress, size: Layout.acpiTablesEnd - Layout.acpiTablesAddress, kind: .reserved),
+            E820Entry(address: Layout.ebdaAddress, size: Layout.highMemoryStart - Layout.ebdaAddress, kind: .reserved),
             E820Entry(address: Layout.highMemoryStart, size: lowRAMEnd - Layout.highMemoryStart, kind: .ram),
             E820Entry(address: Layout.pciMMCONFIGStart, size: Layout.pciMMCONFIGSize, kind: .reserved),
         ]
