@@ -12,6 +12,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // The only place that includes <linux/kvm.h>: ioctl numbers and kvm_run accessors.
@@ -36,7 +37,19 @@ let package = Package(
             dependencies: ["KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "SystemExtras"],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
-        .target(name: "Storage", swiftSettings: strict),
+        .target(
+            name: "Storage",
+            dependencies: ["CStorage", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
+        // System zlib (raw deflate for compressed qcow2 clusters and store chunks) and fallocate.
+        .systemLibrary(name: "CStorage", path: "Sources/CStorage"),
+        // `skiff image ...` verbs (library so they can be tested).
+        .target(
+            name: "ImageCommands",
+            dependencies: ["Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        // Writer process for the storage crash-consistency tests and benchmarks.
+        .executableTarget(name: "skiff-storage-stress", dependencies: ["Storage"], swiftSettings: strict),
         // Command-line commands (library so they can be tested).
         .target(
             name: "SkiffCLI",
@@ -50,6 +63,7 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "SkiffCLI"]),
     ]
 )
