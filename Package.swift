@@ -48,8 +48,11 @@ let package = Package(
             name: "ImageCommands",
             dependencies: ["Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
-        // Writer process for the storage crash-consistency tests and benchmarks.
-        .executableTarget(name: "skiff-storage-stress", dependencies: ["Storage"], swiftSettings: strict),
+        // Storage test and benchmark tool: crash-test writer, qemu-img-style bench, chunking bench, `image` verbs.
+        .executableTarget(
+            name: "skiff-storage-stress",
+            dependencies: ["Storage", "ImageCommands", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
         // Command-line commands (library so they can be tested).
         .target(
             name: "SkiffCLI",
