@@ -78,6 +78,16 @@ public final class ImageFile: Sendable {
         for p in unshared where try lockedByOthers(ImageFile.permissionBase + Int64(p)) { throw StorageError.locked(path: path) }
     }
 
+    /// Drops every lock this file holds (called when an image is closed; the descriptor stays valid).
+    public func unlock() {
+        var lock = flock()
+        lock.l_type = Int16(F_UNLCK)
+        lock.l_whence = Int16(SEEK_SET)
+        lock.l_start = 0
+        lock.l_len = 0
+        _ = withUnsafeMutablePointer(to: &lock) { fcntl(fd, ImageFile.ofdSetLock, $0) }
+    }
+
     private func lockByte(_ offset: Int64) throws {
         var lock = flock()
         lock.l_type = Int16(F_RDLCK)

@@ -54,5 +54,6 @@ public final class RawImage: BlockDevice {
 
     public func close() throws {
         if !isReadOnly { try file.sync() }
+        file.unlock()
     }
 }

@@ -44,7 +44,9 @@ public struct ImageInfo: Sendable, Codable, Equatable {
         let actual = try file.allocatedBytes()
         switch format {
         case .raw:
-            return ImageInfo(filename: path, format: "raw", virtualSize: try file.length(), actualSize: actual)
+            var info = ImageInfo(filename: path, format: "raw", virtualSize: try file.length(), actualSize: actual)
+            info.dirtyFlag = false
+            return info
         case .qcow2:
             let header = try DiskImage.readHeader(file)
             var info = ImageInfo(filename: path, format: "qcow2", virtualSize: header.size, actualSize: actual)

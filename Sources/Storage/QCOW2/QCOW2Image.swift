@@ -329,6 +329,7 @@ public final class QCOW2Image: BlockDevice, @unchecked Sendable {
                 }
             }
             closed = true
+            file.unlock()
         }
         try backing?.close()
     }
