@@ -42,6 +42,27 @@ func crashWriter(_ args: [String]) throws {
     }
 }
 
+/// Debug aid for the crash test: which op last touched a byte, and what the image holds there.
+func crashExplain(_ args: [String]) throws {
+    guard args.count == 3, let seed = UInt64(args[1]), let byte = UInt64(args[2]) else { fail("usage: crash-explain IMAGE SEED BYTE") }
+    let image = try DiskImage.open(path: args[0], format: .qcow2, readOnly: true)
+    var workload = StressWorkload(seed: seed, diskSize: image.size)
+    var one = [UInt8](repeating: 0, count: 1)
+    try one.withUnsafeMutableBytes { try image.read(at: byte, into: $0) }
+    print("image byte: \(one[0]) backing: \(StressWorkload.backingPattern(byte))")
+    for _ in 0..<3000 {
+        let op = workload.nextOperation()
+        switch op {
+        case .flush: print("flush at \(workload.index)")
+        case .write(let o, let l) where byte >= o && byte < o + UInt64(l):
+            print("op \(workload.index) write [\(o), +\(l)) byte=\(StressWorkload.pattern(op: workload.index, offset: byte))")
+        case .zero(let o, let l) where byte >= o && byte < o + UInt64(l):
+            print("op \(workload.index) zero [\(o), +\(l)) unmap=\(workload.index % 2 == 0)")
+        default: break
+        }
+    }
+}
+
 /// Mirrors qemu-img bench: request k goes to (offset + k * step) mod size; `depth` requests in flight
 /// (one thread each, since the block device is synchronous).
 func bench(_ args: [String]) throws {
@@ -190,6 +211,7 @@ arguments.removeFirst()
 do {
     switch verb {
     case "crash-writer": try crashWriter(arguments)
+    case "crash-explain": try crashExplain(arguments)
     case "bench": try bench(arguments)
     case "chunk-bench": try chunkBench(arguments)
     case "image": ImageCommand.main(arguments)

@@ -17,6 +17,11 @@ final class TempDir {
     func file(_ name: String) -> String { path + "/" + name }
 }
 
+final class DataBox: @unchecked Sendable {
+    var data = Data()
+    let done = DispatchSemaphore(value: 0)
+}
+
 /// Result of running a program.
 struct RunResult {
     var status: Int32
@@ -34,8 +39,16 @@ func run(_ executable: String, _ arguments: [String]) throws -> RunResult {
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    // Drain stderr on another thread: a child that fills one pipe while we wait on the other would hang.
+    let errBox = DataBox()
+    let errThread = Thread {
+        errBox.data = err.fileHandleForReading.readDataToEndOfFile()
+        errBox.done.signal()
+    }
+    errThread.start()
     let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    errBox.done.wait()
+    let errData = errBox.data
     process.waitUntilExit()
     return RunResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                      stderr: String(decoding: errData, as: UTF8.self))

@@ -64,7 +64,14 @@ extension QCOW2Image {
         header.backingFile = options.backingFile
         header.backingFormat = options.backingFormat?.rawValue
         if options.version == 3 { header.extensions = [featureNameTable()] }
-        let headerBytes = try header.serialize()
+        // The feature-name table is optional: dropped when it does not fit beside a long backing name.
+        let headerBytes: [UInt8]
+        if let bytes = try? header.serialize() {
+            headerBytes = bytes
+        } else {
+            header.extensions = []
+            headerBytes = try header.serialize()
+        }
 
         let file = try ImageFile.create(path: path, overwrite: overwrite)
         var image = [UInt8](repeating: 0, count: Int(total * cs))
