@@ -20,8 +20,9 @@ public enum DiskImage {
     public static func openQCOW2(path: String, readOnly: Bool, lock: Bool = true,
                                  cacheBytes: Int = defaultCacheBytes) throws -> QCOW2Image {
         var seen: Set<FileIdentity> = []
-        let file = try ImageFile.open(path: path, readOnly: readOnly, lock: lockMode(readOnly: readOnly, lock: lock))
+        let file = try ImageFile.open(path: path, readOnly: readOnly, lock: .none)
         try noteIdentity(file, path: path, seen: &seen)
+        try file.applyLock(lockMode(readOnly: readOnly, lock: lock))
         return try openQCOW2(file: file, readOnly: readOnly, lock: lock, cacheBytes: cacheBytes, depth: 0, seen: &seen)
     }
 
@@ -48,8 +49,9 @@ public enum DiskImage {
         guard depth <= maxChainDepth else {
             throw StorageError.invalidImage(path: path, reason: "backing chain deeper than \(maxChainDepth)")
         }
-        let file = try ImageFile.open(path: path, readOnly: readOnly, lock: lockMode(readOnly: readOnly, lock: lock))
+        let file = try ImageFile.open(path: path, readOnly: readOnly, lock: .none)
         try noteIdentity(file, path: path, seen: &seen)
+        try file.applyLock(lockMode(readOnly: readOnly, lock: lock))
         switch format {
         case .raw:
             return try RawImage(file: file)

@@ -65,7 +65,8 @@ public final class ImageFile: Sendable {
     private static let sharedBase: Int64 = 200
     private static let consistentRead = 0, write = 1, writeUnchanged = 2, resize = 3
 
-    private func applyLock(_ mode: LockMode) throws {
+    /// Takes the locks for `mode` (QEMU-compatible lock bytes); throws `.locked` on conflict.
+    public func applyLock(_ mode: LockMode) throws {
         if mode == .none { return }
         let used = mode == .exclusive
             ? [ImageFile.consistentRead, ImageFile.write, ImageFile.writeUnchanged, ImageFile.resize]
