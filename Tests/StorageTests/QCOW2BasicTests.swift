@@ -7,11 +7,11 @@ import Testing
     func writeThenReadBack(clusterSize: Int) throws {
         let dir = TempDir()
         let path = dir.file("a.qcow2")
-        var options = QCOW2CreateOptions(size: 64 << 20)
+        var options = QCOW2CreateOptions(size: 16 << 20)
         options.clusterSize = UInt64(clusterSize)
         try QCOW2Image.create(path: path, options: options)
         var random = TestRandom(seed: UInt64(clusterSize))
-        var model = [UInt8](repeating: 0, count: 64 << 20)
+        var model = [UInt8](repeating: 0, count: 16 << 20)
         do {
             let image = try DiskImage.open(path: path, format: .qcow2, readOnly: false)
             for _ in 0..<200 {

@@ -249,7 +249,8 @@ public final class ImageStore: @unchecked Sendable {
         let path = chunkPath(hash)
         guard FileSystem.exists(path) else { throw StorageError.store("chunk \(hash) is missing") }
         guard let data = ChunkFile.decode(try FileSystem.readAll(path), maxLength: chunker.maxSize),
-            UInt64(data.count) == length
+            UInt64(data.count) == length,
+            data.withUnsafeBytes({ ImageStore.hex(SHA256.hash(data: $0)) }) == hash
         else {
             throw StorageError.store("chunk \(hash) is damaged")
         }
