@@ -120,7 +120,9 @@ func bench(_ args: [String]) throws {
                 next.pointee += 1
                 pthread_mutex_unlock(lock)
                 if k >= count { return }
-                let offset = (UInt64(k) &* step) % (size - UInt64(bufferSize) + 1)
+                // qemu-img bench: offset += step, wrapped at the image size.
+                var offset = (UInt64(k) &* step) % size
+                if offset + UInt64(bufferSize) > size { offset = size - UInt64(bufferSize) }
                 do {
                     if write {
                         try image.write(at: offset, from: UnsafeRawBufferPointer(buffer))

@@ -88,12 +88,18 @@ public enum ImageOperations {
             let n = Int(min(UInt64(copyChunk), size - offset))
             let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
             try source.read(at: offset, into: chunk)
-            // Write only the non-zero 64 KiB pieces, so the destination stays sparse.
+            // Write only the non-zero 64 KiB pieces (runs of them in one request), so the destination stays sparse.
             var piece = 0
-            while piece < n {
+            var runStart = -1
+            while piece <= n {
                 let m = min(65536, n - piece)
-                let part = UnsafeRawBufferPointer(rebasing: buffer[piece..<(piece + m)])
-                if !isZero(part) { try target.write(at: offset + UInt64(piece), from: part) }
+                let zero = m == 0 || isZero(UnsafeRawBufferPointer(rebasing: buffer[piece..<(piece + m)]))
+                if !zero && runStart < 0 { runStart = piece }
+                if zero && runStart >= 0 {
+                    try target.write(at: offset + UInt64(runStart), from: UnsafeRawBufferPointer(rebasing: buffer[runStart..<piece]))
+                    runStart = -1
+                }
+                if m == 0 { break }
                 piece += m
             }
             offset += UInt64(n)
