@@ -130,3 +130,22 @@ import Testing
         if let qemuImg = QEMU.imgPath { #expect(try run(qemuImg, ["check", dir.file("a.qcow2")]).status == 0) }
     }
 }
+
+@Suite struct FlushFailureTests {
+    @Test func oneFailedFdatasyncFailsEveryLaterFlush() throws {
+        let dir = TempDir()
+        try QCOW2Image.create(path: dir.file("a.qcow2"), options: QCOW2CreateOptions(size: 1 << 20))
+        let image = try DiskImage.openQCOW2(path: dir.file("a.qcow2"), readOnly: false)
+        try image.writeBytes([1, 2, 3], at: 0)
+        image.file.injectedSyncError.store(EIO, ordering: .releasing)
+        #expect(throws: StorageError.self) { try image.flush() }
+        // The kernel may have dropped the dirty pages: no later flush may claim success.
+        do {
+            try image.flush()
+            Issue.record("flush succeeded after an earlier failure")
+        } catch let error as StorageError {
+            #expect(error == .flushFailed(path: dir.file("a.qcow2"), errno: EIO))
+            #expect(error.errno == EIO)
+        }
+    }
+}

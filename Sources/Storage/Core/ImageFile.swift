@@ -20,6 +20,8 @@ public final class ImageFile: Sendable {
     public let isReadOnly: Bool
     let fd: Int32
     private let flushError = Atomic<Int32>(0)
+    /// Test hook: the next fdatasync fails with this errno (0 = off).
+    let injectedSyncError = Atomic<Int32>(0)
 
     // Linux fcntl commands for open-file-description locks (<fcntl.h>, _GNU_SOURCE).
     private static let ofdSetLock: Int32 = 37  // F_OFD_SETLK
@@ -195,8 +197,10 @@ public final class ImageFile: Sendable {
         let earlier = flushError.load(ordering: .acquiring)
         if earlier != 0 { throw StorageError.flushFailed(path: path, errno: earlier) }
         if isReadOnly { return }
-        while fdatasync(fd) != 0 {
-            let code = Glibc.errno
+        while true {
+            let injected = injectedSyncError.exchange(0, ordering: .acquiringAndReleasing)
+            if injected == 0 && fdatasync(fd) == 0 { break }
+            let code = injected != 0 ? injected : Glibc.errno
             if code == EINTR { continue }
             flushError.store(code, ordering: .releasing)
             if code == ENOSPC || code == EDQUOT { throw StorageError.noSpace(path: path) }
