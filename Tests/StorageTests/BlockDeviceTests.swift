@@ -66,8 +66,8 @@ import Testing
         try second.close()
     }
 
-    @Test func qemuRespectsSkiffsWriteLock() throws {
-        guard let qemuImg = QEMU.imgPath else { return }
+    @Test(.enabled(if: QEMU.shouldRun)) func qemuRespectsSkiffsWriteLock() throws {
+        let qemuImg = try QEMU.img()
         let dir = TempDir()
         try QCOW2Image.create(path: dir.file("a.qcow2"), options: QCOW2CreateOptions(size: 1 << 20))
         let disk = try DiskImage.open(path: dir.file("a.qcow2"), format: .qcow2, readOnly: false)

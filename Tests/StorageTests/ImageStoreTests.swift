@@ -108,5 +108,7 @@ import Testing
         #expect(throws: StorageError.self) { try Manifest.parse(String(text.dropLast(4)), path: "m") }
         #expect(throws: StorageError.self) { try Manifest.parse(text.replacingOccurrences(of: "size 10", with: "size 11"), path: "m") }
         #expect(throws: StorageError.self) { try Manifest.validateName("../etc") }
+        let huge = "skiff-manifest 1\nname x\nsize 18446744073709551615\nzero 18446744073709551615\nend\n"
+        #expect(throws: StorageError.self) { try Manifest.parse(huge, path: "m") }
     }
 }

@@ -60,13 +60,15 @@ public struct Manifest: Sendable, Equatable {
         guard lines[1].hasPrefix("name "), lines[2].hasPrefix("size "), let size = UInt64(lines[2].dropFirst(5)) else {
             throw bad("missing name or size")
         }
+        guard size <= UInt64(1) << 62 else { throw bad("size \(size) is absurd") }
         let name = String(lines[1].dropFirst(5))
         try validateName(name)
         var entries: [Entry] = []
         var total: UInt64 = 0
         for line in lines[3..<(lines.count - 2)] {
             let fields = line.split(separator: " ")
-            if fields.count == 3, fields[0] == "chunk", isHash(fields[1]), let length = UInt64(fields[2]), length > 0 {
+            if fields.count == 3, fields[0] == "chunk", isHash(fields[1]), let length = UInt64(fields[2]), length > 0,
+                length <= 64 << 20 {
                 entries.append(.chunk(hash: String(fields[1]), length: length))
             } else if fields.count == 2, fields[0] == "zero", let length = UInt64(fields[1]), length > 0 {
                 entries.append(.zero(length: length))

@@ -41,8 +41,9 @@ public final class StoreImage: BlockDevice, @unchecked Sendable {
             let position = offset + UInt64(done)
             let index = entryIndex(position)
             let entry = manifest.entries[index]
-            let within = Int(position - starts[index])
-            let n = min(Int(entry.length) - within, buffer.count - done)
+            let offsetInEntry = position - starts[index]
+            let within = Int(offsetInEntry)
+            let n = Int(min(entry.length - offsetInEntry, UInt64(buffer.count - done)))
             let target = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + n)])
             switch entry {
             case .zero:
