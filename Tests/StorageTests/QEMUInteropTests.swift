@@ -42,6 +42,8 @@ import Testing
         Variant(options: "compat=1.1,cluster_size=2097152,refcount_bits=64"),
         Variant(options: "compat=1.1,cluster_size=16384,refcount_bits=8,lazy_refcounts=on"),
         Variant(options: "compat=1.1,cluster_size=512,refcount_bits=2"),
+        Variant(options: "compat=1.1,cluster_size=32768,refcount_bits=32"),
+        Variant(options: "compat=1.1,cluster_size=8192,refcount_bits=4"),
         Variant(options: "compat=1.1,cluster_size=65536", compress: true),
         Variant(options: "compat=0.10,cluster_size=4096", compress: true),
         Variant(options: "compat=1.1,cluster_size=65536,compression_type=zstd", compress: true),
@@ -104,6 +106,7 @@ import Testing
         WriteVariant(creator: "skiff", options: "compat=1.1,cluster_size=2097152,refcount_bits=64", backing: true),
         WriteVariant(creator: "qemu", options: "compat=1.1,cluster_size=4096,refcount_bits=4", backing: true),
         WriteVariant(creator: "qemu", options: "compat=0.10,cluster_size=65536", backing: false),
+        WriteVariant(creator: "qemu", options: "compat=1.1,cluster_size=1048576,refcount_bits=32", backing: false),
         WriteVariant(creator: "qemu", options: "compat=1.1,cluster_size=8192,lazy_refcounts=on", backing: true),
     ]
 
