@@ -12,6 +12,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // The only place that includes <linux/kvm.h>: ioctl numbers and kvm_run accessors.
@@ -42,11 +43,26 @@ let package = Package(
             dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio", "SystemExtras"],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
-        .target(name: "Storage", swiftSettings: strict),
+        .target(
+            name: "Storage",
+            dependencies: ["CStorage", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
+        // System zlib (raw deflate for compressed qcow2 clusters and store chunks) and fallocate.
+        .systemLibrary(name: "CStorage", path: "Sources/CStorage"),
+        // `skiff image ...` verbs (library so they can be tested).
+        .target(
+            name: "ImageCommands",
+            dependencies: ["Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        // Storage test and benchmark tool: crash-test writer, qemu-img-style bench, chunking bench, `image` verbs.
+        .executableTarget(
+            name: "skiff-storage-stress",
+            dependencies: ["Storage", "ImageCommands", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
         // Command-line commands (library so they can be tested).
         .target(
             name: "SkiffCLI",
-            dependencies: ["VMM", "ArchX86", "Loader", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "ImageCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Emulation assist: decoder, page-table walker and emulator for instructions KVM cannot emulate.
         .target(name: "X86Emulator", swiftSettings: strict),
@@ -63,6 +79,7 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "PCI", "SystemExtras"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
+        .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "SkiffCLI"]),
     ]
 )

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ImageCommands
 
 #if canImport(Glibc)
 import Glibc
@@ -9,7 +10,7 @@ public struct SkiffCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "skiff",
         abstract: "Skiff: virtual machines on Linux KVM.",
-        subcommands: [RunCommand.self])
+        subcommands: [RunCommand.self, ImageCommand.self])
 
     public init() {}
 }

@@ -1,0 +1,81 @@
+import CStorage
+import Glibc
+
+/// Raw deflate (no zlib header, as qcow2 stores it) and zstd decompression, both bounded by the output size.
+enum Compression {
+    /// Inflates raw deflate `input` into exactly `output.count` bytes; false if the data is bad or short.
+    static func inflateRaw(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Bool {
+        guard let inBase = input.baseAddress, let outBase = output.baseAddress else { return false }
+        var stream = z_stream()
+        guard inflateInit2_(&stream, -15, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return false }
+        defer { inflateEnd(&stream) }
+        stream.next_in = UnsafeMutablePointer(mutating: inBase.assumingMemoryBound(to: UInt8.self))
+        stream.avail_in = UInt32(clamping: input.count)
+        stream.next_out = outBase.assumingMemoryBound(to: UInt8.self)
+        stream.avail_out = UInt32(clamping: output.count)
+        let result = inflate(&stream, Z_FINISH)
+        // Trailing bytes after the stream are normal (compressed clusters are sector padded).
+        guard result == Z_STREAM_END || result == Z_BUF_ERROR || result == Z_OK else { return false }
+        return stream.avail_out == 0
+    }
+
+    /// Deflates `input` (raw deflate, level 1..9) into a new array; nil if it does not shrink.
+    static func deflateRaw(_ input: UnsafeRawBufferPointer, level: Int32 = 1) -> [UInt8]? {
+        guard let inBase = input.baseAddress, input.count > 0 else { return nil }
+        var stream = z_stream()
+        guard deflateInit2_(&stream, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
+            Int32(MemoryLayout<z_stream>.size)) == Z_OK
+        else { return nil }
+        defer { deflateEnd(&stream) }
+        let capacity = input.count - input.count / 16
+        var output = [UInt8](repeating: 0, count: capacity)
+        let produced: Int? = output.withUnsafeMutableBytes { out in
+            guard let outBase = out.baseAddress else { return nil }
+            stream.next_in = UnsafeMutablePointer(mutating: inBase.assumingMemoryBound(to: UInt8.self))
+            stream.avail_in = UInt32(clamping: input.count)
+            stream.next_out = outBase.assumingMemoryBound(to: UInt8.self)
+            stream.avail_out = UInt32(clamping: out.count)
+            guard deflate(&stream, Z_FINISH) == Z_STREAM_END else { return nil }
+            return out.count - Int(stream.avail_out)
+        }
+        guard let n = produced else { return nil }
+        output.removeSubrange(n...)
+        return output
+    }
+
+    /// Decompresses one zstd frame at the start of `input` into exactly `output.count` bytes.
+    static func zstdDecompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Bool {
+        guard let api = ZstdLibrary.shared, let inBase = input.baseAddress, let outBase = output.baseAddress else {
+            return false
+        }
+        let frame = api.findFrameCompressedSize(inBase, input.count)
+        if api.isError(frame) != 0 || frame > input.count { return false }
+        let n = api.decompress(outBase, output.count, inBase, frame)
+        return api.isError(n) == 0 && n == output.count
+    }
+
+    /// True when libzstd can be loaded (zstd-compressed qcow2 clusters are readable).
+    static var zstdAvailable: Bool { ZstdLibrary.shared != nil }
+}
+
+/// libzstd loaded at run time, so building needs no zstd headers.
+private struct ZstdLibrary: @unchecked Sendable {
+    typealias Decompress = @convention(c) (UnsafeMutableRawPointer, Int, UnsafeRawPointer, Int) -> Int
+    typealias FrameSize = @convention(c) (UnsafeRawPointer, Int) -> Int
+    typealias IsError = @convention(c) (Int) -> UInt32
+    let decompress: Decompress
+    let findFrameCompressedSize: FrameSize
+    let isError: IsError
+
+    static let shared: ZstdLibrary? = {
+        guard let handle = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL),
+            let d = dlsym(handle, "ZSTD_decompress"),
+            let f = dlsym(handle, "ZSTD_findFrameCompressedSize"),
+            let e = dlsym(handle, "ZSTD_isError")
+        else { return nil }
+        return ZstdLibrary(
+            decompress: unsafeBitCast(d, to: Decompress.self),
+            findFrameCompressedSize: unsafeBitCast(f, to: FrameSize.self),
+            isError: unsafeBitCast(e, to: IsError.self))
+    }()
+}
