@@ -35,6 +35,9 @@ const struct acpi_rsdp *acpi_check_rsdp(uint64_t address)
 static const struct acpi_rsdp *scan(uint32_t start, uint32_t end)
 {
     for (uint32_t a = start; a + 20 <= end; a += 16) {
+        /* cheap pre-check of "RSD " before the full validation */
+        if (*(const volatile uint32_t *)(uintptr_t)a != 0x20445352u)
+            continue;
         const struct acpi_rsdp *r = acpi_check_rsdp(a);
         if (r)
             return r;

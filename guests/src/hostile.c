@@ -40,18 +40,33 @@ static uint32_t next_random(void)
     return rng;
 }
 
-static int excluded(uint32_t port)
+/* One bit per port: set for the ports the write pass leaves alone. */
+static uint32_t excluded_map[65536 / 32];
+
+static void exclude(uint32_t first, uint32_t last)
 {
-    return (port >= 0xf4 && port <= 0xf7) || port == 0x64 || port == 0x92 || port == 0xb2 || (port >= 0x3f8 && port <= 0x3ff) ||
-           (port >= 0x510 && port <= 0x51b) || port == 0x600 || port == 0x604 || (port >= 0xcf8 && port <= 0xcff);
+    for (uint32_t p = first; p <= last; p++)
+        excluded_map[p >> 5] |= 1u << (p & 31);
 }
 
+static void build_exclusions(void)
+{
+    exclude(0x64, 0x64);
+    exclude(0x92, 0x92);
+    exclude(0xb2, 0xb2);
+    exclude(0xf4, 0xf7);
+    exclude(0x3f8, 0x3ff);
+    exclude(0x510, 0x51b);
+    exclude(0x600, 0x600);
+    exclude(0x604, 0x604);
+    exclude(0xcf8, 0xcff);
+}
+
+/* Ports port..port+width-1 (width 1, 2 or 4, port aligned to width) include an excluded one. */
 static int range_excluded(uint32_t port, uint32_t width)
 {
-    for (uint32_t i = 0; i < width; i++)
-        if (port + i > 0xffff || excluded(port + i))
-            return 1;
-    return 0;
+    uint32_t mask = (width == 4 ? 0xfu : width == 2 ? 0x3u : 0x1u) << (port & 31);
+    return (excluded_map[port >> 5] & mask) != 0;
 }
 
 static void survey_ports(void)
@@ -145,6 +160,7 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
     int ports = !mode || strncmp(mode, "mmio", 4) != 0;
     int mmio = !mode || strncmp(mode, "ports", 5) != 0;
     rng = seed;
+    build_exclusions();
     kprintf("hostile seed 0x%x\n", seed);
     if (ports) {
         survey_ports();
