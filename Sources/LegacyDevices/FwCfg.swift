@@ -44,6 +44,7 @@ public final class FwCfg: BusDevice {
         case duplicateName(String)
         case tooManyFiles
         case fileTooLarge(String, size: Int)
+        case reservedSelector(UInt16)
 
         public var description: String {
             switch self {
@@ -52,6 +53,8 @@ public final class FwCfg: BusDevice {
             case .duplicateName(let name): return "fw_cfg file '\(name)' already exists"
             case .tooManyFiles: return "fw_cfg has no free file selector"
             case .fileTooLarge(let name, let size): return "fw_cfg file '\(name)' has \(size) bytes, more than 4 GiB"
+            case .reservedSelector(let key):
+                return "fw_cfg selector 0x\(String(key, radix: 16)) is the file directory or a file selector"
             }
         }
     }
@@ -139,10 +142,15 @@ public final class FwCfg: BusDevice {
         return try result.get()
     }
 
-    /// Sets or replaces a fixed item (a selector below 0x0020, or an architecture-specific one
-    /// with bit 15 set). Bit 14 of `key` is ignored.
-    public func setItem(_ key: UInt16, data: [UInt8]) {
-        state.withLock { $0.items[key & ~Key.writeChannel] = data }
+    /// Sets or replaces a fixed item: a selector below 0x0020 other than the file directory
+    /// (0x0019), or an architecture-specific one (bit 15 set, e.g. 0x8003 for QEMU's e820 table).
+    /// Bit 14 of `key` is ignored.
+    public func setItem(_ key: UInt16, data: [UInt8]) throws(FwCfg.Error) {
+        let selector = key & ~Key.writeChannel
+        guard selector & 0x8000 != 0 || (selector < Key.firstFile && selector != Key.fileDirectory) else {
+            throw .reservedSelector(key)
+        }
+        state.withLock { $0.items[selector] = data }
     }
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {

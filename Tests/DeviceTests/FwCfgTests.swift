@@ -118,3 +118,18 @@ private func bigEndian(_ bytes: ArraySlice<UInt8>) -> UInt64 {
         #expect(bigEndian(cfg.readData(4)[...]) == 0x3fe0)
     }
 }
+
+@Suite struct FwCfgFixedItemTests {
+    @Test func setItem() throws {
+        let cfg = FwCfg(ramSize: 1, cpuCount: 1)
+        try cfg.setItem(0x0002, data: [1, 2])
+        try cfg.setItem(0x8003, data: [9])
+        cfg.select(0x0002)
+        #expect(cfg.readData(3) == [1, 2, 0])
+        cfg.select(0xc003)  // bit 14 ignored, bit 15 kept
+        #expect(cfg.readData(1) == [9])
+        #expect(throws: FwCfg.Error.reservedSelector(0x0019)) { try cfg.setItem(0x0019, data: []) }
+        #expect(throws: FwCfg.Error.reservedSelector(0x0020)) { try cfg.setItem(0x0020, data: []) }
+        #expect(throws: FwCfg.Error.reservedSelector(0x4025)) { try cfg.setItem(0x4025, data: []) }
+    }
+}
