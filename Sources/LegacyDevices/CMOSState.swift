@@ -82,7 +82,8 @@ struct CMOSState: Sendable {
 
     func guestTime(host: UnixTime) -> UnixTime {
         let (seconds, overflow) = host.seconds.addingReportingOverflow(offsetSeconds)
-        return UnixTime(seconds: overflow ? host.seconds : seconds, nanoseconds: host.nanoseconds)
+        let nanoseconds = min(max(host.nanoseconds, 0), 999_999_999)
+        return UnixTime(seconds: overflow ? host.seconds : seconds, nanoseconds: nanoseconds)
     }
 
     // MARK: Guest access

@@ -12,6 +12,9 @@ import DeviceModel
 ///
 /// Insert it with length 1 (QEMU iosize=1) or 4 (iosize=4).
 public final class DebugExit: BusDevice {
+    /// Length of the port range as QEMU's default iosize (1); 4 works as well.
+    public static let portRange: UInt64 = 1
+
     private let machine: any MachineControl
 
     /// - Parameter machine: receives `.debugExit(status:)`.

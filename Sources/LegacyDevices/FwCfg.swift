@@ -44,6 +44,7 @@ public final class FwCfg: BusDevice {
         case duplicateName(String)
         case tooManyFiles
         case fileTooLarge(String, size: Int)
+        case reservedSelector(UInt16)
 
         public var description: String {
             switch self {
@@ -52,6 +53,8 @@ public final class FwCfg: BusDevice {
             case .duplicateName(let name): return "fw_cfg file '\(name)' already exists"
             case .tooManyFiles: return "fw_cfg has no free file selector"
             case .fileTooLarge(let name, let size): return "fw_cfg file '\(name)' has \(size) bytes, more than 4 GiB"
+            case .reservedSelector(let key):
+                return "fw_cfg selector 0x\(String(key, radix: 16)) is the file directory or a file selector"
             }
         }
     }
@@ -60,13 +63,14 @@ public final class FwCfg: BusDevice {
     public static let maxFileNameLength = 55
 
     private struct File: Sendable {
-        let name: String
+        let name: [UInt8]
         let selector: UInt16
         let size: UInt32
     }
 
     private struct State: Sendable {
         var items: [UInt16: [UInt8]] = [:]
+        /// Files sorted by name (byte order), as QEMU sorts its directory.
         var files: [File] = []
         var selected: UInt16 = 0
         var offset = 0
@@ -77,10 +81,25 @@ public final class FwCfg: BusDevice {
         }
 
         mutating func readByte() -> UInt8 {
+            if selected == Key.fileDirectory && items[Key.fileDirectory] == nil {
+                // Built when first read after a change, so adding n files costs O(n log n).
+                items[Key.fileDirectory] = FwCfg.directory(of: files)
+            }
             guard let item = items[selected], offset < item.count else { return 0 }
             let byte = item[offset]
             offset += 1
             return byte
+        }
+
+        /// Where a file named `name` goes in `files`, and whether one is already there.
+        func insertionIndex(of name: [UInt8]) -> (index: Int, exists: Bool) {
+            var low = 0
+            var high = files.count
+            while low < high {
+                let mid = (low + high) / 2
+                if files[mid].name.lexicographicallyPrecedes(name) { low = mid + 1 } else { high = mid }
+            }
+            return (low, low < files.count && files[low].name == name)
         }
     }
 
@@ -99,7 +118,6 @@ public final class FwCfg: BusDevice {
             state.items[Key.ramSize] = Self.littleEndian(ramSize)
             state.items[Key.cpuCount] = Self.littleEndian(cpuCount)
             state.items[Key.maxCPUs] = Self.littleEndian(maxCPUs ?? cpuCount)
-            state.items[Key.fileDirectory] = Self.directory(of: [])
         }
     }
 
@@ -110,25 +128,29 @@ public final class FwCfg: BusDevice {
         guard !name.isEmpty else { throw .emptyName }
         guard name.utf8.count <= Self.maxFileNameLength else { throw .nameTooLong(name) }
         guard let size = UInt32(exactly: data.count) else { throw .fileTooLarge(name, size: data.count) }
+        let nameBytes = Array(name.utf8)
         let result: Result<UInt16, FwCfg.Error> = state.withLock { state in
-            guard !state.files.contains(where: { $0.name == name }) else { return .failure(.duplicateName(name)) }
-            let (selector, overflow) = Key.firstFile.addingReportingOverflow(UInt16(clamping: state.files.count))
-            guard !overflow, selector < Key.fileLimit, state.files.count < Int(Key.fileLimit - Key.firstFile) else {
-                return .failure(.tooManyFiles)
-            }
-            state.files.append(File(name: name, selector: selector, size: size))
-            state.files.sort { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
+            let (index, exists) = state.insertionIndex(of: nameBytes)
+            guard !exists else { return .failure(.duplicateName(name)) }
+            guard state.files.count < Int(Key.fileLimit - Key.firstFile) else { return .failure(.tooManyFiles) }
+            let selector = Key.firstFile + UInt16(truncatingIfNeeded: state.files.count)
+            state.files.insert(File(name: nameBytes, selector: selector, size: size), at: index)
             state.items[selector] = data
-            state.items[Key.fileDirectory] = Self.directory(of: state.files)
+            state.items[Key.fileDirectory] = nil
             return .success(selector)
         }
         return try result.get()
     }
 
-    /// Sets or replaces a fixed item (a selector below 0x0020, or an architecture-specific one
-    /// with bit 15 set). Bit 14 of `key` is ignored.
-    public func setItem(_ key: UInt16, data: [UInt8]) {
-        state.withLock { $0.items[key & ~Key.writeChannel] = data }
+    /// Sets or replaces a fixed item: a selector below 0x0020 other than the file directory
+    /// (0x0019), or an architecture-specific one (bit 15 set, e.g. 0x8003 for QEMU's e820 table).
+    /// Bit 14 of `key` is ignored.
+    public func setItem(_ key: UInt16, data: [UInt8]) throws(FwCfg.Error) {
+        let selector = key & ~Key.writeChannel
+        guard selector & 0x8000 != 0 || (selector < Key.firstFile && selector != Key.fileDirectory) else {
+            throw .reservedSelector(key)
+        }
+        state.withLock { $0.items[selector] = data }
     }
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
@@ -161,7 +183,7 @@ public final class FwCfg: BusDevice {
             bytes += bigEndian(file.size)
             bytes += bigEndian(file.selector)
             bytes += [0, 0]
-            var name = Array(file.name.utf8.prefix(maxFileNameLength))
+            var name = Array(file.name.prefix(maxFileNameLength))
             name += [UInt8](repeating: 0, count: 56 - name.count)
             bytes += name
         }

@@ -11,6 +11,8 @@ import Synchronization
 /// forward one-byte accesses at 0xCF9 here (QEMU overlaps the two regions). Without PCI it can
 /// be inserted alone with length 1.
 public final class PCIResetControl: BusDevice {
+    /// Length of the port range (0xCF9).
+    public static let portRange: UInt64 = 1
     /// Bit 2: reset the CPU when written as 1.
     public static let resetCPU: UInt8 = 0x04
     private static let keptBits: UInt8 = 0x0a

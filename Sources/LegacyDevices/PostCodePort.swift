@@ -7,6 +7,9 @@ import Synchronization
 ///
 /// Insert it with length 1. A wider write records its first (lowest) byte.
 public final class PostCodePort: BusDevice {
+    /// Length of the port range (0x80).
+    public static let portRange: UInt64 = 1
+
     private struct State: Sendable {
         var lastCode: UInt8?
         var writeCount: UInt64 = 0

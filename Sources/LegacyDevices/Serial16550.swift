@@ -15,8 +15,8 @@ import Synchronization
 ///
 /// Register accesses may come from several vCPU threads and input from a host thread at once.
 public final class Serial16550: BusDevice {
-    /// Size of the register block, for inserting the device on the bus.
-    public static let registerCount: UInt64 = UART.Offset.count
+    /// Length of the port range (eight registers, 0x3F8–0x3FF for COM1).
+    public static let portRange: UInt64 = UART.Offset.count
     /// Default capacity of the host-side input queue.
     public static let defaultInputCapacity = 4096
 

@@ -1,4 +1,5 @@
 import DeviceModel
+import LegacyDevices
 import Synchronization
 
 /// An interrupt line that records every level it is driven to.
@@ -75,8 +76,6 @@ final class FakeClock: Sendable {
         }
     }
 }
-
-import LegacyDevices
 
 /// Register-level access as the bus performs it (the buffer starts as all ones).
 extension BusDevice {

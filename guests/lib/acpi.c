@@ -35,6 +35,9 @@ const struct acpi_rsdp *acpi_check_rsdp(uint64_t address)
 static const struct acpi_rsdp *scan(uint32_t start, uint32_t end)
 {
     for (uint32_t a = start; a + 20 <= end; a += 16) {
+        /* cheap pre-check of "RSD " before the full validation */
+        if (*(const volatile uint32_t *)(uintptr_t)a != 0x20445352u)
+            continue;
         const struct acpi_rsdp *r = acpi_check_rsdp(a);
         if (r)
             return r;
@@ -177,9 +180,24 @@ int acpi_find_s5(const struct acpi_header *dsdt, uint8_t *a, uint8_t *b)
         if (!named || aml[p] != 0x12) /* PackageOp */
             continue;
         p++;
+        /* PkgLength: lead byte bits 7-6 = number of following bytes; the length counts
+         * from the PkgLength itself to the end of the package. */
         if (p >= len)
             return -1;
-        p += 1u + (aml[p] >> 6); /* PkgLength: lead byte + 0-3 following bytes */
+        uint32_t follow = aml[p] >> 6, pkg_len;
+        if (follow == 0) {
+            pkg_len = aml[p] & 0x3fu;
+        } else {
+            if (follow > len - p - 1)
+                return -1;
+            pkg_len = aml[p] & 0x0fu;
+            for (uint32_t k = 0; k < follow; k++)
+                pkg_len |= (uint32_t)aml[p + 1 + k] << (4 + 8 * k);
+        }
+        if (pkg_len > len - p)
+            return -1;
+        len = p + pkg_len; /* parse no further than the package */
+        p += 1 + follow;
         if (p >= len)
             return -1;
         uint8_t count = aml[p++]; /* NumElements */

@@ -67,7 +67,7 @@ void kmain64(uint64_t magic, uint64_t info)
     while (*mstr == ' ')
         mstr++;
     size_t clen = strnlen(mstr, 2047);
-    memcpy((void *)(uintptr_t)CMDLINE, mstr, clen);
+    memmove((void *)(uintptr_t)CMDLINE, mstr, clen);
     ((char *)(uintptr_t)CMDLINE)[clen] = 0;
     wr32(zp + 0x228, CMDLINE);
 
