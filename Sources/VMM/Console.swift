@@ -54,8 +54,18 @@ public final class CapturedConsoleOutput: ConsoleOutput, @unchecked Sendable {
         changed.signal()
     }
 
-    /// Everything captured so far, decoded as UTF-8 (invalid bytes replaced).
-    public var text: String { String(decoding: state.withLock { $0 }, as: UTF8.self) }
+    /// Everything captured so far, decoded as UTF-8 (invalid bytes replaced), with the
+    /// serial console's CR LF line ends turned into LF.
+    public var text: String {
+        var bytes = state.withLock { $0 }
+        var out = 0
+        for i in bytes.indices where !(bytes[i] == 0x0d && i + 1 < bytes.count && bytes[i + 1] == 0x0a) {
+            bytes[out] = bytes[i]
+            out += 1
+        }
+        bytes.removeLast(bytes.count - out)
+        return String(decoding: bytes, as: UTF8.self)
+    }
 
     /// Waits until the output contains `needle`, up to `timeout` seconds. Returns whether it appeared.
     public func waitFor(_ needle: String, timeout: Double) -> Bool {

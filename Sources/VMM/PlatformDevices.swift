@@ -30,7 +30,7 @@ final class PlatformDevices: @unchecked Sendable {
         let postCode = PostCodePort()
         let pio = machine.pio
         do {
-            try pio.insert(serial, base: UInt64(Layout.com1Port), length: Serial16550.registerCount)
+            try pio.insert(serial, base: UInt64(Layout.com1Port), length: Serial16550.portRange)
             try pio.insert(i8042, base: UInt64(Layout.i8042DataPort), length: UInt64(Layout.i8042CommandPort - Layout.i8042DataPort) + 1)
             try pio.insert(rtc, base: UInt64(Layout.rtcPort), length: 2)
             try pio.insert(fwCfg, base: UInt64(Layout.fwCfgSelectorPort), length: 2)

@@ -9,7 +9,7 @@ enum GuestKit {
 
     /// Path of guest `name`; records an issue if the kit was not built.
     static func path(_ name: String) throws -> String {
-        let p = buildDirectory.appendingPathComponent(name).path
+        let p = name.hasPrefix("/") ? name : buildDirectory.appendingPathComponent(name).path
         guard FileManager.default.fileExists(atPath: p) else {
             throw KitMissing(path: p)
         }
