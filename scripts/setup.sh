@@ -24,3 +24,4 @@ fi
 
 # Debian's stock cloud kernel: the package the linux-image-cloud-amd64 metapackage points to.
 scripts/fetch-kernel.sh
+scripts/build-initramfs.sh
