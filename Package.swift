@@ -59,10 +59,15 @@ let package = Package(
             name: "skiff-storage-stress",
             dependencies: ["Storage", "ImageCommands", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
-        // Command-line commands (library so they can be tested).
+        // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no storage, no Foundation).
+        .target(
+            name: "VMCommands",
+            dependencies: ["VMM", "ArchX86", "Loader", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        // The `skiff` command tree (library so it can be tested).
         .target(
             name: "SkiffCLI",
-            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "ImageCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMCommands", "ImageCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Emulation assist: decoder, page-table walker and emulator for instructions KVM cannot emulate.
         .target(name: "X86Emulator", swiftSettings: strict),
@@ -70,7 +75,7 @@ let package = Package(
         .target(name: "CX86Host"),
         .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
         .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
-        .executableTarget(name: "skiff-vmm", dependencies: ["SkiffCLI"], swiftSettings: strict),
+        .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands"], swiftSettings: strict),
 
         .testTarget(name: "ArchX86Tests", dependencies: ["ArchX86"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "ArchX86"]),
@@ -80,6 +85,6 @@ let package = Package(
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "PCI", "SystemExtras"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "SkiffCLI"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "VMCommands", "SkiffCLI"]),
     ]
 )

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ImageCommands
+import VMCommands
 
 #if canImport(Glibc)
 import Glibc

@@ -1,2 +1,2 @@
-import SkiffCLI
+import VMCommands
 SkiffVMMCommand.runAndExit()
