@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArchX86
 import CKVM
 import DeviceModel
@@ -117,7 +120,13 @@ struct BootImages: Sendable {
             do {
                 return try OwnedFileDescriptor.readAll(path: path, limit: limit)
             } catch {
-                throw VMError("cannot read \(what) \(path): \(error.message)")
+                let reason: String
+                switch error.code {
+                case EINVAL: reason = "not a regular file"
+                case EFBIG: reason = "larger than \(limit >> 20) MiB"
+                default: reason = error.message
+                }
+                throw VMError("cannot read \(what) \(path): \(reason)")
             }
         }
         let kernel = try load(config.kernelPath, what: "kernel", limit: kernelSizeLimit)

@@ -133,4 +133,14 @@ struct GuestKitTests {
         #expect(run.outcome == .powerOff, "\(run.output)")
         #expect(run.output.contains("acpi poweroff slp_typ 5"))
     }
+
+    @Test func randomPortAndMMIOTrafficLeavesTheVMMRunning() throws {
+        let run = try GuestKit.boot("hostile.elf", timeout: 120)
+        #expect(run.outcome == GuestKit.passStatus, "\(run.output)")
+        // Unclaimed ports read all ones: the guest counts them.
+        let line = try #require(run.output.split(separator: "\n").first { $0.hasPrefix("io ports reading 0xff") })
+        let count = Int(line.split(separator: " ").last ?? "") ?? 0
+        #expect(count > 60000)
+        #expect(run.output.contains("mmio writes"))
+    }
 }
