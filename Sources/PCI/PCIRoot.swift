@@ -56,6 +56,11 @@ public final class PCIRoot: @unchecked Sendable {
         return result
     }
 
+    /// The slot the next `add` will use, if any is free.
+    public func nextFreeSlot() -> Int? {
+        slots.withLock { s in (1..<32).first { s[$0] == nil } }
+    }
+
     /// Plugs `device` into the first free slot and maps its BARs; returns the slot.
     @discardableResult
     public func add(_ device: any PCIDevice) throws(Error) -> Int {

@@ -32,6 +32,9 @@ public struct VMOptions: ParsableArguments {
     @Option(name: .customLong("on-reboot"), help: ArgumentHelp("What a guest reset does: exit or restart.", valueName: "action"))
     var onReboot: String = RebootAction.exit.rawValue
 
+    @Flag(name: .long, help: "Attach a virtio-rng device fed by the host's getrandom.")
+    var rng = false
+
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
 
@@ -58,6 +61,7 @@ public struct VMOptions: ParsableArguments {
             return VMConfiguration.Module(path: String(parts.first ?? ""), commandLine: parts.count > 1 ? String(parts[1]) : "")
         }
         config.verbose = verbose
+        if rng { config.devices.append(.rng) }
         guard let format = KernelFormat(rawValue: kernelFormat) else {
             throw ValidationError("--kernel-format must be one of: \(KernelFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }

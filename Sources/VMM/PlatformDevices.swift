@@ -12,13 +12,15 @@ final class PlatformDevices: @unchecked Sendable {
     let rtc: CMOSRTC
     let fwCfg: FwCfg
     let postCode: PostCodePort
+    let virtio: VirtioDevices
 
-    private init(serial: Serial16550, i8042: I8042, rtc: CMOSRTC, fwCfg: FwCfg, postCode: PostCodePort) {
+    private init(serial: Serial16550, i8042: I8042, rtc: CMOSRTC, fwCfg: FwCfg, postCode: PostCodePort, virtio: VirtioDevices) {
         self.serial = serial
         self.i8042 = i8042
         self.rtc = rtc
         self.fwCfg = fwCfg
         self.postCode = postCode
+        self.virtio = virtio
     }
 
     static func install(on machine: Machine, console: any ConsoleOutput, configuration: VMConfiguration) throws(VMError) -> PlatformDevices {
@@ -38,11 +40,13 @@ final class PlatformDevices: @unchecked Sendable {
             try pio.insert(postCode, base: UInt64(Layout.postCodePort), length: 1)
             try pio.insert(ACPIPowerManagement(machine: control, s5SleepType: Layout.acpiS5SleepType, resetValue: Layout.acpiResetValue),
                            base: UInt64(Layout.acpiSleepControlPort), length: UInt64(Layout.acpiResetPort - Layout.acpiSleepControlPort) + 1)
-            try pio.insert(PCIResetControl(machine: control), base: 0xcf9, length: 1)
         } catch {
             throw VMError("cannot place platform devices: \(error)")
         }
-        return PlatformDevices(serial: serial, i8042: i8042, rtc: rtc, fwCfg: fwCfg, postCode: postCode)
+        // 0xCF9 shares the 0xCF8 dword with the PCI address register: narrow accesses reach it.
+        let virtio = try VirtioDevices(machine: machine, narrowConfigAccesses: OffsetDevice(PCIResetControl(machine: control), offset: 1))
+        for spec in configuration.devices { try virtio.add(spec, machine: machine) }
+        return PlatformDevices(serial: serial, i8042: i8042, rtc: rtc, fwCfg: fwCfg, postCode: postCode, virtio: virtio)
     }
 
     /// Host input for the serial console; returns how many bytes the UART took.

@@ -27,6 +27,8 @@ public struct VMConfiguration: Sendable {
     public var onReboot: RebootAction
     /// How to read the kernel file (automatic detection by default).
     public var kernelFormat: KernelFormat = .automatic
+    /// virtio-pci devices, in PCI slot order (slot 1 upward).
+    public var devices: [VirtioDeviceSpec] = []
     /// Extra multiboot modules after the initrd.
     public var modules: [Module] = []
     /// Print VM events and an exit summary on stderr.
@@ -54,3 +56,9 @@ public struct VMConfiguration: Sendable {
     }
 }
 
+
+/// A virtio device to attach to the VM.
+public enum VirtioDeviceSpec: Sendable, Equatable {
+    /// virtio-rng fed by the host's getrandom.
+    case rng
+}

@@ -53,7 +53,7 @@ public final class VirtualMachine: @unchecked Sendable {
             cpuid.append(try GuestCPUID.entries(supported: supportedCPUID, template: configuration.cpuTemplate, vcpuIndex: index,
                                                 vcpuCount: count, tscDeadline: tscDeadline))
         }
-        let platform = try PlatformTables.build(vcpuCount: count, memoryMap: memoryMap, cpuid: cpuid[0].map(GuestCPUID.cpuidEntry), pciSlots: [])
+        let platform = try PlatformTables.build(vcpuCount: count, memoryMap: memoryMap, cpuid: cpuid[0].map(GuestCPUID.cpuidEntry), pciSlots: (0..<configuration.devices.count).map { UInt8($0 + 1) })
         let plan = try BootAssembly.plan(images: images, configuration: configuration, memoryMap: memoryMap, rsdpAddress: platform.rsdpAddress)
         let machine = try Machine(
             kvm: kvm, memorySize: configuration.memorySize, vcpuCount: count, cpuid: cpuid,
@@ -70,6 +70,7 @@ public final class VirtualMachine: @unchecked Sendable {
             guard let machine, !stopped else { return .stopped }
             boots += 1
             let outcome = machine.run()
+            current.withLock { $0.devices?.virtio.shutdown() }
             lastExitCounts = machine.exitCounts
             guard outcome == .reset, configuration.onReboot == .restart else {
                 current.withLock { $0.machine = nil; $0.devices = nil }

@@ -1,0 +1,77 @@
+import ArchX86
+import DeviceModel
+import KVM
+import PCI
+import SystemExtras
+import Virtio
+
+/// Puts the PCI root on a machine (0xCF8/0xCFC, ECAM) and plugs in the configured virtio
+/// devices, each with its BAR, MSI-X vectors on irqfds, an INTx line and ioeventfd notifications.
+final class VirtioDevices: @unchecked Sendable {
+    let root: PCIRoot
+    private(set) var transports: [VirtioPCIDevice] = []
+
+    init(machine: Machine, narrowConfigAccesses: (any BusDevice)?) throws(VMError) {
+        root = PCIRoot(mmioBus: machine.mmio, pioBus: machine.pio,
+                       mmio32Window: (Layout.pciMMIO32Start, Layout.pciMMIO32Size),
+                       mmio64Start: PlatformTables.pciMMIO64Start(memoryMap: machine.memoryMap))
+        let io = root.configIODevices(narrowAccesses: narrowConfigAccesses)
+        do {
+            try machine.pio.insert(io.address, base: 0xcf8, length: 4)
+            try machine.pio.insert(io.data, base: 0xcfc, length: 4)
+            try machine.mmio.insert(root.ecamDevice(), base: Layout.pciMMCONFIGStart, length: Layout.pciMMCONFIGSize)
+        } catch {
+            throw VMError("cannot place the PCI host bridge: \(error)")
+        }
+    }
+
+    /// Creates the device for `spec` and plugs it into the next slot.
+    func add(_ spec: VirtioDeviceSpec, machine: Machine) throws(VMError) {
+        let device: any VirtioDevice
+        switch spec {
+        case .rng: device = VirtioRNG()
+        }
+        guard let slot = root.nextFreeSlot() else { throw VMError("no free PCI slot for \(spec)") }
+        let vm = machine.vm
+        do {
+            let bar = try root.allocateBAR(size: 0x10000)
+            let vectors = try machine.interrupts.vectors(count: device.queueMaxSizes.count + 1)
+            let gsi = root.intxGSI(slot: slot, pin: 1)
+            let transport = try VirtioPCIDevice(
+                device: device, memory: machine.memory, barAddress: bar, vectors: vectors,
+                intx: machine.interruptLine(gsi: gsi), intxPin: 1, intxLine: UInt8(truncatingIfNeeded: gsi),
+                notifyRegistrar: { eventFD, address, register in
+                    try? vm.registerIOEventFD(eventFD.rawValue, space: .mmio, address: address, length: 2, deassign: !register)
+                })
+            try root.add(transport)
+            transports.append(transport)
+        } catch let e as VMError {
+            throw e
+        } catch {
+            throw VMError("cannot add \(spec): \(error)")
+        }
+    }
+
+    /// Stops every device's worker (machine teardown).
+    func shutdown() {
+        for t in transports { t.device.reset() }
+    }
+}
+
+/// Shifts accesses by a fixed offset (0xCF9 reset control behind the 0xCF8 address port).
+final class OffsetDevice: BusDevice, @unchecked Sendable {
+    let device: any BusDevice
+    let offset: UInt64
+    init(_ device: any BusDevice, offset: UInt64) {
+        self.device = device
+        self.offset = offset
+    }
+    func read(offset o: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        guard o >= offset else { return }
+        device.read(offset: o - offset, into: data)
+    }
+    func write(offset o: UInt64, from data: UnsafeRawBufferPointer) {
+        guard o >= offset else { return }
+        device.write(offset: o - offset, from: data)
+    }
+}
