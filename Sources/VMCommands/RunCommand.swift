@@ -35,6 +35,21 @@ public struct VMOptions: ParsableArguments {
     @Flag(name: .long, help: "Attach a virtio-rng device fed by the host's getrandom.")
     var rng = false
 
+    @Flag(name: .long, help: "Attach a virtio-balloon device (with statistics); set its target through --api-socket.")
+    var balloon = false
+
+    @Flag(name: .customLong("balloon-deflate-on-oom"), help: "Let the guest deflate the balloon when it runs out of memory.")
+    var balloonDeflateOnOOM = false
+
+    @Flag(name: .customLong("balloon-free-page-reporting"), help: "Let the guest report free pages, which go back to the host.")
+    var balloonFreePageReporting = false
+
+    @Option(name: .long, help: ArgumentHelp("Console device for host input: serial or virtio (hvc0; output of both reaches stdout).", valueName: "kind"))
+    var console: String = "serial"
+
+    @Option(name: .customLong("api-socket"), help: ArgumentHelp("Serve the line-based control API (balloon <MiB>, balloon-stats) on this unix socket.", valueName: "path"))
+    var apiSocket: String?
+
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
 
@@ -62,6 +77,18 @@ public struct VMOptions: ParsableArguments {
         }
         config.verbose = verbose
         if rng { config.devices.append(.rng) }
+        if balloon {
+            config.devices.append(.balloon(BalloonSpec(statistics: true, freePageReporting: balloonFreePageReporting,
+                                                       deflateOnOOM: balloonDeflateOnOOM)))
+        } else if balloonDeflateOnOOM || balloonFreePageReporting {
+            throw ValidationError("--balloon-deflate-on-oom and --balloon-free-page-reporting need --balloon")
+        }
+        switch console {
+        case "serial": break
+        case "virtio": config.devices.append(.console)
+        default: throw ValidationError("--console must be one of: serial, virtio")
+        }
+        if let apiSocket, apiSocket.isEmpty { throw ValidationError("--api-socket needs a path") }
         guard let format = KernelFormat(rawValue: kernelFormat) else {
             throw ValidationError("--kernel-format must be one of: \(KernelFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -88,7 +115,7 @@ public struct RunCommand: ParsableCommand {
     }
 
     public func run() throws {
-        let status = VMLauncher.runInteractive(try options.makeConfiguration())
+        let status = VMLauncher.runInteractive(try options.makeConfiguration(), apiSocket: options.apiSocket)
         throw ExitCode(status)
     }
 }

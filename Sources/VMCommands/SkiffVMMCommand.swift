@@ -17,6 +17,6 @@ public struct SkiffVMMCommand: ParsableCommand {
     }
 
     public func run() throws {
-        throw ExitCode(VMLauncher.runInteractive(try options.makeConfiguration()))
+        throw ExitCode(VMLauncher.runInteractive(try options.makeConfiguration(), apiSocket: options.apiSocket))
     }
 }

@@ -2,6 +2,7 @@ import ArchX86
 import DeviceModel
 import LegacyDevices
 import SystemExtras
+import Virtio
 
 /// The PC devices every Skiff VM has, placed on the machine's port bus: COM1, the i8042,
 /// the CMOS RTC, fw_cfg, the debug-exit port, the POST port, ACPI power management and
@@ -45,12 +46,14 @@ final class PlatformDevices: @unchecked Sendable {
         }
         // 0xCF9 shares the 0xCF8 dword with the PCI address register: narrow accesses reach it.
         let virtio = try VirtioDevices(machine: machine, narrowConfigAccesses: OffsetDevice(PCIResetControl(machine: control), offset: 1))
-        for spec in configuration.devices { try virtio.add(spec, machine: machine) }
+        for spec in configuration.devices { try virtio.add(spec, machine: machine, output: console) }
         return PlatformDevices(serial: serial, i8042: i8042, rtc: rtc, fwCfg: fwCfg, postCode: postCode, virtio: virtio)
     }
 
-    /// Host input for the serial console; returns how many bytes the UART took.
+    /// Host input for the console: the virtio console if there is one, else the UART.
+    /// Returns how many bytes the device took.
     func sendConsoleInput(_ bytes: UnsafeRawBufferPointer) -> Int {
-        serial.enqueueInput(bytes)
+        if let console = virtio.console { return console.enqueueInput(bytes) }
+        return serial.enqueueInput(bytes)
     }
 }

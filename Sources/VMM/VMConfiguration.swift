@@ -61,4 +61,25 @@ public struct VMConfiguration: Sendable {
 public enum VirtioDeviceSpec: Sendable, Equatable {
     /// virtio-rng fed by the host's getrandom.
     case rng
+    /// virtio-balloon; its target is set while the VM runs (`VirtualMachine.setBalloonTarget`).
+    case balloon(BalloonSpec)
+    /// virtio-console (hvc0) on the same host stdio as the serial console; host input goes to
+    /// it instead of the UART.
+    case console
+}
+
+/// Options of the virtio-balloon device.
+public struct BalloonSpec: Sendable, Equatable {
+    /// Offer the statistics queue (guest memory statistics on request).
+    public var statistics: Bool
+    /// Offer free page reporting: the guest reports free pages, which go back to the host.
+    public var freePageReporting: Bool
+    /// Let the guest deflate when it runs out of memory (the target becomes a soft limit).
+    public var deflateOnOOM: Bool
+
+    public init(statistics: Bool = true, freePageReporting: Bool = false, deflateOnOOM: Bool = false) {
+        self.statistics = statistics
+        self.freePageReporting = freePageReporting
+        self.deflateOnOOM = deflateOnOOM
+    }
 }

@@ -7,10 +7,10 @@ import SystemExtras
 
 /// Runs a VM in this process with its console on the terminal: what `skiff run` does.
 public enum VMLauncher {
-    /// Boots `config`, forwards stdin/stdout to the serial console, and returns the exit
-    /// status: 0 after poweroff (or reset with `--on-reboot exit`), the debug-exit status,
-    /// or 1 after printing the error.
-    public static func runInteractive(_ config: VMConfiguration) -> Int32 {
+    /// Boots `config`, forwards stdin/stdout to the console, serves the control API on
+    /// `apiSocket` if given, and returns the exit status: 0 after poweroff (or reset with
+    /// `--on-reboot exit`), the debug-exit status, or 1 after printing the error.
+    public static func runInteractive(_ config: VMConfiguration, apiSocket: String? = nil) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         let console = FileConsoleOutput(fd: 1)
         let vm: VirtualMachine
@@ -20,6 +20,18 @@ public enum VMLauncher {
             writeStderr("skiff: error: \(error)")
             return 1
         }
+        var control: ControlSocket?
+        if let apiSocket {
+            do {
+                let c = try ControlSocket(path: apiSocket) { [vm] line in ControlCommands.handle(line, target: vm) }
+                try c.start()
+                control = c
+            } catch {
+                writeStderr("skiff: error: \(error)")
+                return 1
+            }
+        }
+        defer { control?.stop() }
         var pump: ConsoleInputPump?
         do {
             let p = try ConsoleInputPump(fd: 0, sink: { [vm] bytes in vm.sendConsoleInput(bytes) }, onQuit: { [vm] in vm.stop() })

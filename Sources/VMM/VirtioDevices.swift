@@ -10,6 +10,10 @@ import Virtio
 final class VirtioDevices: @unchecked Sendable {
     let root: PCIRoot
     private(set) var transports: [VirtioPCIDevice] = []
+    /// The balloon, if configured.
+    private(set) var balloon: VirtioBalloon?
+    /// The virtio console, if configured.
+    private(set) var console: VirtioConsole?
 
     init(machine: Machine, narrowConfigAccesses: (any BusDevice)?) throws(VMError) {
         root = PCIRoot(mmioBus: machine.mmio, pioBus: machine.pio,
@@ -25,11 +29,22 @@ final class VirtioDevices: @unchecked Sendable {
         }
     }
 
-    /// Creates the device for `spec` and plugs it into the next slot.
-    func add(_ spec: VirtioDeviceSpec, machine: Machine) throws(VMError) {
+    /// Creates the device for `spec` and plugs it into the next slot; console devices write to `output`.
+    func add(_ spec: VirtioDeviceSpec, machine: Machine, output: any ConsoleOutput) throws(VMError) {
         let device: any VirtioDevice
         switch spec {
         case .rng: device = VirtioRNG()
+        case .balloon(let b):
+            guard balloon == nil else { throw VMError("only one virtio-balloon device is supported") }
+            let options = VirtioBalloon.Options(statistics: b.statistics, freePageReporting: b.freePageReporting, deflateOnOOM: b.deflateOnOOM)
+            let d = VirtioBalloon(guestMemorySize: machine.memory.totalSize, options: options)
+            balloon = d
+            device = d
+        case .console:
+            guard console == nil else { throw VMError("only one virtio-console device is supported") }
+            let d = VirtioConsole(output: output)
+            console = d
+            device = d
         }
         guard let slot = root.nextFreeSlot() else { throw VMError("no free PCI slot for \(spec)") }
         let vm = machine.vm

@@ -7,6 +7,7 @@ import DeviceModel
 import KVM
 import Synchronization
 import SystemExtras
+import Virtio
 
 /// A VM across reboots: reads its kernel once, builds a `Machine` per boot, and restarts
 /// it on guest reset when the configuration says so.
@@ -22,6 +23,8 @@ public final class VirtualMachine: @unchecked Sendable {
     public private(set) var lastExitCounts: [String: Int] = [:]
     /// How many times the guest has been booted (1 + restarts).
     public private(set) var boots = 0
+    /// The balloon target in pages, kept across reboots.
+    private let balloonTarget = Mutex<UInt64>(0)
 
     /// Opens KVM, reads the kernel, initrd and modules, and checks that a machine can be built.
     public init(configuration: VMConfiguration, console: any ConsoleOutput, kvmPath: String = "/dev/kvm") throws(VMError) {
@@ -59,6 +62,14 @@ public final class VirtualMachine: @unchecked Sendable {
             kvm: kvm, memorySize: configuration.memorySize, vcpuCount: count, cpuid: cpuid,
             msrs: GuestCPUID.bootMSRs(), plan: plan, platformTables: platform.writes)
         let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration)
+        if let balloon = devices.virtio.balloon {
+            let target = balloonTarget.withLock { $0 }
+            do {
+                try balloon.setTarget(pages: target)
+            } catch {
+                throw VMError("balloon: \(error)")
+            }
+        }
         return (machine, devices)
     }
 
@@ -100,7 +111,38 @@ public final class VirtualMachine: @unchecked Sendable {
         machine?.stop()
     }
 
-    /// Feeds host bytes to the guest's serial console; returns how many it accepted.
+    /// Sets the balloon's target size in 4 KiB pages; the guest is told through a
+    /// configuration change interrupt. Fails without a balloon or above guest RAM.
+    public func setBalloonTarget(pages: UInt64) throws(VMError) {
+        guard let balloon = current.withLock({ $0.devices?.virtio.balloon }) else {
+            throw VMError("the VM has no balloon device (start it with --balloon)")
+        }
+        do {
+            try balloon.setTarget(pages: pages)
+        } catch {
+            throw VMError(error.message)
+        }
+        balloonTarget.withLock { $0 = pages }
+    }
+
+    /// The balloon's target, actual size, counters and latest guest statistics, or nil
+    /// without a balloon. With `freshWithin` > 0 it first asks the guest for fresh
+    /// statistics and waits up to that many seconds for them.
+    public func balloonStatistics(freshWithin timeout: Double = 0) -> VirtioBalloon.Status? {
+        guard let balloon = current.withLock({ $0.devices?.virtio.balloon }) else { return nil }
+        let before = balloon.status.statisticsUpdates
+        if timeout > 0 && balloon.requestStatistics() {
+            let deadline = monotonicSeconds() + timeout
+            while balloon.status.statisticsUpdates == before && monotonicSeconds() < deadline {
+                var ts = timespec(tv_sec: 0, tv_nsec: 5_000_000)
+                nanosleep(&ts, nil)
+            }
+        }
+        return balloon.status
+    }
+
+    /// Feeds host bytes to the guest's console (the virtio console if configured, else the
+    /// serial port); returns how many it accepted.
     public func sendConsoleInput(_ bytes: UnsafeRawBufferPointer) -> Int {
         guard let devices = current.withLock({ $0.devices }) else { return bytes.count }
         return devices.sendConsoleInput(bytes)

@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SystemExtras
+
+/// A small line-based control API on a unix stream socket: each request is one line, each
+/// reply is zero or more lines followed by `ok` or `error: <reason>`.
+///
+/// One thread serves every client with poll(2). Everything a client sends is bounded: at most
+/// `maxClients` connections, requests of at most `maxLineLength` bytes (a longer line gets an
+/// error and the connection is closed), and a client that does not read its replies is
+/// dropped rather than buffered for. The socket file is created mode 0600 and removed on stop.
+public final class ControlSocket: @unchecked Sendable {
+    public static let maxClients = 8
+    public static let maxLineLength = 256
+    /// Turns one request line into reply lines (the last one `ok` or `error: …`).
+    public typealias Handler = @Sendable (String) -> [String]
+
+    public let path: String
+    private let listener: OwnedFileDescriptor
+    private let handler: Handler
+    private let stopEvent: EventFD
+    private var thread: HostThread?
+
+    /// Creates and binds the socket at `path`; fails if the path exists or is too long.
+    public init(path: String, handler: @escaping Handler) throws(VMError) {
+        self.path = path
+        self.handler = handler
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        let bytes = Array(path.utf8)
+        guard !bytes.isEmpty, bytes.count < capacity, !bytes.contains(0) else {
+            throw VMError("--api-socket \(path): a socket path must be 1 to \(capacity - 1) bytes")
+        }
+        var st = stat()
+        if lstat(path, &st) == 0 { throw VMError("--api-socket \(path): the path already exists") }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw VMError("--api-socket \(path): socket: \(String(cString: strerror(errno)))") }
+        listener = OwnedFileDescriptor(taking: fd)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else { throw VMError("--api-socket \(path): bind: \(String(cString: strerror(errno)))") }
+        chmod(path, 0o600)
+        guard listen(fd, 8) == 0 else {
+            unlink(path)
+            throw VMError("--api-socket \(path): listen: \(String(cString: strerror(errno)))")
+        }
+        do {
+            stopEvent = try EventFD()
+        } catch {
+            unlink(path)
+            throw VMError("--api-socket \(path): \(error)")
+        }
+    }
+
+    /// Starts serving on a thread.
+    public func start() throws(VMError) {
+        do {
+            thread = try HostThread.spawn(name: "control-api") { [self] in self.serve() }
+        } catch {
+            throw VMError("--api-socket \(path): \(error)")
+        }
+    }
+
+    /// Stops serving, closes every connection and removes the socket file.
+    public func stop() {
+        stopEvent.signal()
+        thread?.join()
+        thread = nil
+        unlink(path)
+    }
+
+    private struct Client {
+        let fd: OwnedFileDescriptor
+        var buffer: [UInt8] = []
+    }
+
+    private func serve() {
+        var clients: [Client] = []
+        while true {
+            var fds = [pollfd(fd: stopEvent.rawValue, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: listener.rawValue, events: Int16(POLLIN), revents: 0)]
+            for c in clients { fds.append(pollfd(fd: c.fd.rawValue, events: Int16(POLLIN), revents: 0)) }
+            let r = poll(&fds, nfds_t(fds.count), -1)
+            if r < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            if fds[0].revents != 0 { return }
+            var closed: Set<Int> = []
+            for (i, f) in fds.enumerated().dropFirst(2) where f.revents != 0 {
+                if !serviceClient(&clients[i - 2]) { closed.insert(i - 2) }
+            }
+            clients = clients.enumerated().filter { !closed.contains($0.offset) }.map(\.element)
+            if fds[1].revents != 0 {
+                let fd = accept(listener.rawValue, nil, nil)
+                if fd >= 0 {
+                    _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                    let client = Client(fd: OwnedFileDescriptor(taking: fd))
+                    if clients.count < Self.maxClients {
+                        clients.append(client)
+                    } else {
+                        reply(["error: too many connections"], to: client.fd.rawValue)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads what the client sent and answers complete lines; returns false to close it.
+    private func serviceClient(_ client: inout Client) -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 512)
+        let n = chunk.withUnsafeMutableBytes { recv(client.fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if n < 0 { return errno == EINTR || errno == EAGAIN }
+        if n == 0 { return false }
+        client.buffer.append(contentsOf: chunk[0..<n])
+        while let newline = client.buffer.firstIndex(of: UInt8(ascii: "\n")) {
+            var line = Array(client.buffer[..<newline])
+            client.buffer.removeSubrange(...newline)
+            if line.last == UInt8(ascii: "\r") { line.removeLast() }
+            guard line.count <= Self.maxLineLength else {
+                reply(["error: request longer than \(Self.maxLineLength) bytes"], to: client.fd.rawValue)
+                return false
+            }
+            guard reply(handler(String(decoding: line, as: UTF8.self)), to: client.fd.rawValue) else { return false }
+        }
+        if client.buffer.count > Self.maxLineLength {
+            reply(["error: request longer than \(Self.maxLineLength) bytes"], to: client.fd.rawValue)
+            return false
+        }
+        return true
+    }
+
+    /// Sends `lines` without blocking; returns false if the client cannot take them.
+    @discardableResult
+    private func reply(_ lines: [String], to fd: Int32) -> Bool {
+        let text = Array(lines.map { $0 + "\n" }.joined().utf8)
+        var done = 0
+        while done < text.count {
+            let n = text.withUnsafeBytes { send(fd, $0.baseAddress.map { $0 + done }, text.count - done, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            done += n
+        }
+        return true
+    }
+}
