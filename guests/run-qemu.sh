@@ -79,6 +79,8 @@ case_def bzimage-mini-32 pc $B/bzimage-mini 33 "-append 'console=ttyS0 bz=1' -in
 case_def bzimage-mini-64 pc $B/bzboot64.elf 33 "-initrd '$B/bzimage-mini console=ttyS0 bz=64,$work/module.txt'" \
     "^bzimage entry 64$;^bzimage entry state cr0 0x80000011 ;^cmdline \"console=ttyS0 bz=64\"$;^BIOS-e820: \[mem 0x0000000000000000-0x000000000009fbff\] usable$;^initrd 0x[0-9a-f]+ 0x10 data ;^acpi_rsdp_addr 0x[1-9a-f];^SKIFF-TEST PASS bzimage-mini$"
 case_def hostile pc $B/hostile.elf 33 "-append widths=124" "^io ports reading 0xff [0-9]+$;^io writes [0-9]+ skipped [0-9]+$;^mmio writes ;^SKIFF-TEST PASS hostile$"
+case_def virtio-rng pc $B/virtio-rng.elf 33 "-device virtio-rng-pci,disable-legacy=on" "^virtio-rng 00:[0-9a-f]{2}.0 features 0x120000000$;^rng bytes [0-9a-f]{32}$;^rng msix interrupts 2$;^SKIFF-TEST PASS virtio-rng$"
+case_def virtio-rng-q35 q35 $B/virtio-rng.elf 33 "-device virtio-rng-pci,disable-legacy=on" "^rng bytes [0-9a-f]{32}$;^SKIFF-TEST PASS virtio-rng$"
 
 if [ "$list" = 1 ]; then
     for c in "${cases[@]}"; do IFS=$'\x1f' read -r name machine kernel _ <<< "$c"; echo "$name ($machine, $kernel)"; done
