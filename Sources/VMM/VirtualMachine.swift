@@ -4,6 +4,7 @@ import Glibc
 import ArchX86
 import CKVM
 import DeviceModel
+import GuestMemory
 import KVM
 import Synchronization
 import SystemExtras
@@ -140,6 +141,9 @@ public final class VirtualMachine: @unchecked Sendable {
         }
         return balloon.status
     }
+
+    /// The current boot's guest RAM (nil once the VM has ended), for measurements and tests.
+    var guestMemory: GuestMemory? { current.withLock { $0.machine?.memory } }
 
     /// Feeds host bytes to the guest's console (the virtio console if configured, else the
     /// serial port); returns how many it accepted.
