@@ -62,6 +62,18 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
         /// Malformed items the device ignored: page numbers outside RAM or beyond the per-request
         /// limit, statistics bytes beyond the limit or in a partial entry, report buffers without a whole page.
         public var rejected: UInt64
+
+        public init(targetPages: UInt32, actualPages: UInt32, statistics: BalloonStatistics?, statisticsUpdates: UInt64,
+                    inflatedPages: UInt64, deflatedPages: UInt64, reportedPages: UInt64, rejected: UInt64) {
+            self.targetPages = targetPages
+            self.actualPages = actualPages
+            self.statistics = statistics
+            self.statisticsUpdates = statisticsUpdates
+            self.inflatedPages = inflatedPages
+            self.deflatedPages = deflatedPages
+            self.reportedPages = reportedPages
+            self.rejected = rejected
+        }
     }
 
     public let deviceType = VirtioDeviceType.balloon

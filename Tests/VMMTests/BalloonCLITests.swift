@@ -1,0 +1,118 @@
+import Foundation
+import Synchronization
+import Testing
+
+/// `skiff run --balloon --api-socket` as a user drives it: the control socket changes the
+/// balloon target of the running `skiff` process, whose resident memory follows.
+@Suite(.enabled(if: KVMAvailability.shouldRun, KVMAvailability.skipReason))
+struct BalloonCLITests {
+    /// A running `skiff` with its stdout collected.
+    final class Child: @unchecked Sendable {
+        let process = Process()
+        let output = Mutex(Data())
+        private let stdout = Pipe()
+
+        init(_ arguments: [String], stdin: Pipe? = nil) throws {
+            process.executableURL = CLITests.binDirectory.appendingPathComponent("skiff")
+            process.arguments = arguments
+            process.standardOutput = stdout
+            process.standardError = stdout
+            process.standardInput = stdin ?? FileHandle.nullDevice
+            stdout.fileHandleForReading.readabilityHandler = { [weak self] h in
+                let d = h.availableData
+                self?.output.withLock { $0.append(d) }
+            }
+            try process.run()
+        }
+
+        var text: String { String(decoding: output.withLock { $0 }, as: UTF8.self) }
+
+        func waitFor(_ needle: String, timeout: Double = 60) -> Bool {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if text.contains(needle) { return true }
+                usleep(10_000)
+            }
+            return text.contains(needle)
+        }
+
+        /// VmRSS of the child in bytes.
+        var residentBytes: UInt64 {
+            guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+                  let kib = line.split(separator: " ").dropFirst().first.flatMap({ UInt64($0) }) else { return 0 }
+            return kib << 10
+        }
+
+        func finish(timeout: Double = 30) -> Int32 {
+            let deadline = Date().addingTimeInterval(timeout)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+            stdout.fileHandleForReading.readabilityHandler = nil
+            return process.terminationStatus
+        }
+    }
+
+    static func socketPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("skiff-balloon-\(UUID().uuidString.prefix(8)).sock").path
+    }
+
+    @Test func theControlSocketInflatesAndDeflatesARunningVM() throws {
+        let socket = Self.socketPath()
+        let child = try Child(["run", "--kernel", try GuestKit.path("virtio-balloon.elf"), "--memory", "64M", "--cmdline", "mib=32",
+                               "--balloon", "--balloon-free-page-reporting", "--api-socket", socket])
+        #expect(child.waitFor("touched 8192 pages"), "\(child.text)")
+        let touched = child.residentBytes
+        let client = try ControlClient(path: socket)
+        #expect(client.request("balloon 32") == ["target-mib 32", "ok"])
+        #expect(child.waitFor("inflated 8192\n"), "\(child.text)")
+        // The device discards a request's pages before completing it, so the memory is back now.
+        let inflated = child.residentBytes
+        let stats = client.request("balloon-stats")
+        #expect(stats.contains("actual-pages 8192"), "\(stats)")
+        #expect(stats.contains("inflated-pages 8192"), "\(stats)")
+        #expect(stats.contains("total-memory 67108864"), "\(stats)")
+        #expect(stats.contains("free-memory 50331648"), "\(stats)")
+        #expect(stats.contains { $0.hasPrefix("statistics-updates ") && $0 != "statistics-updates 1" }, "fresh statistics: \(stats)")
+        #expect(client.request("balloon 65").first?.hasPrefix("error: balloon target 16640 pages is larger than guest RAM") == true)
+        #expect(client.request("balloon 0") == ["target-mib 0", "ok"])
+        #expect(child.waitFor("deflated 8192 zeroed 8192"), "\(child.text)")
+        #expect(child.waitFor("reported 8192\n"), "\(child.text)")
+        let reported = child.residentBytes
+        _ = client.request("balloon-stats")  // the guest goes on once asked for statistics
+        let status = child.finish()
+        #expect(status == 33, "\(child.text)")
+        #expect(child.text.contains("report zeroed 8192"), "\(child.text)")
+        #expect(!FileManager.default.fileExists(atPath: socket), "the socket file is removed on exit")
+
+        let mib = Double(1 << 20)
+        let freed = (Double(touched) - Double(inflated)) / mib
+        print("skiff child VmRSS: \(Double(touched) / mib) MiB after the guest touched 32 MiB, \(Double(inflated) / mib) MiB after inflating (freed \(freed) MiB), \(Double(reported) / mib) MiB after free page reporting")
+        #expect(freed >= 30 && freed <= 34, "freed \(freed) MiB")
+        #expect(reported <= inflated + (3 << 20))
+    }
+
+    @Test func virtioConsoleTakesStdinAndBothConsolesReachStdout() throws {
+        let stdin = Pipe()
+        let child = try Child(["run", "--kernel", try GuestKit.path("virtio-console.elf"), "--console", "virtio"], stdin: stdin)
+        #expect(child.waitFor("virtio-console waiting for input"), "\(child.text)")
+        stdin.fileHandleForWriting.write(Data("typed on stdin\n".utf8))
+        #expect(child.finish() == 33, "\(child.text)")
+        #expect(child.text.contains("hello from hvc0\n"))
+        #expect(child.text.contains("echo: typed on stdin\n"), "\(child.text)")
+    }
+
+    @Test(arguments: [
+        (["--console", "hvc"], "--console must be one of: serial, virtio"),
+        (["--balloon-deflate-on-oom"], "--balloon-deflate-on-oom and --balloon-free-page-reporting need --balloon"),
+        (["--api-socket", ""], "--api-socket needs a path"),
+        (["--balloon", "--api-socket", "/"], "--api-socket /: the path already exists"),
+    ])
+    func badOptionsGiveOneLine(extra: [String], expected: String) throws {
+        let r = try CLITests.run("skiff", ["run", "--kernel", try GuestKit.path("hello.elf")] + extra)
+        #expect(r.status == 1 || r.status == 64, "\(r)")
+        #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        #expect(r.stderr.contains(expected), "\(r.stderr)")
+    }
+}
