@@ -41,11 +41,15 @@ public final class ControlSocket: @unchecked Sendable {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw VMError("--api-socket \(path): socket: \(String(cString: strerror(errno)))") }
         listener = OwnedFileDescriptor(taking: fd)
+        // The socket file is created owner-only (bind applies the umask; the VM's threads
+        // do not run yet, so changing the process umask briefly is safe).
+        let oldMask = umask(0o177)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard bound == 0 else { throw VMError("--api-socket \(path): bind: \(String(cString: strerror(errno)))") }
-        chmod(path, 0o600)
+        let bindError = errno
+        umask(oldMask)
+        guard bound == 0 else { throw VMError("--api-socket \(path): bind: \(String(cString: strerror(bindError)))") }
         guard listen(fd, 8) == 0 else {
             unlink(path)
             throw VMError("--api-socket \(path): listen: \(String(cString: strerror(errno)))")

@@ -124,6 +124,26 @@ struct VirtioBalloonGuestTests {
         #expect(throws: VMError.self) { try plain.vm.setBalloonTarget(pages: 1) }
     }
 
+    @Test func theTargetSurvivesAGuestReboot() throws {
+        let target = Mutex<UInt32?>(nil)
+        let rebooted = Mutex(false)
+        _ = try GuestKit.boot("i8042-reset.elf", onReboot: .restart, timeout: 60, configure: {
+            $0.devices = [.balloon(BalloonSpec())]
+        }, whileRunning: { vm, console in
+            // Between boots the VM briefly has no devices: retry.
+            let deadline = Date().addingTimeInterval(20)
+            while (try? vm.setBalloonTarget(pages: 100)) == nil && Date() < deadline { usleep(1000) }
+            let boots = { console.text.components(separatedBy: "resetting").count - 1 }
+            let seen = boots()
+            while boots() < seen + 2 && Date() < deadline { usleep(1000) }
+            rebooted.withLock { $0 = boots() >= seen + 2 }
+            target.withLock { $0 = vm.balloonStatistics()?.targetPages }
+            vm.stop()
+        })
+        #expect(rebooted.withLock { $0 }, "the guest must have been restarted at least once after the target was set")
+        #expect(target.withLock { $0 } == 100)
+    }
+
     @Test func consoleGuestWritesToTheHostAndEchoesHostInput() throws {
         let run = try GuestKit.boot("virtio-console.elf", timeout: 60, configure: { $0.devices = [.console] }, whileRunning: { vm, console in
             guard console.waitFor("virtio-console waiting for input", timeout: 30) else { return vm.stop() }
