@@ -41,6 +41,8 @@ public final class Machine: @unchecked Sendable {
     /// GSI routing (legacy pins and MSI vectors).
     let interrupts: InterruptRouter
     private(set) var vcpuThreads: [VCPUThread] = []
+    /// Handles emulation failures, when enabled.
+    var assist: EmulationAssist?
     private let vcpus: [VCPUFD]
 
     /// Creates the VM, its memory and vCPUs, writes `plan` into RAM and programs the vCPUs.
@@ -112,7 +114,7 @@ public final class Machine: @unchecked Sendable {
         _ = csystem_install_noop_handler(VCPUThread.kickSignal)
         var threads: [VCPUThread] = []
         for vcpu in vcpus {
-            let t = VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, memory: memory, controller: controller)
+            let t = VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, memory: memory, controller: controller, assist: assist)
             controller.addKicker { [t] in t.kick() }
             threads.append(t)
         }

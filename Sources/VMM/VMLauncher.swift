@@ -32,6 +32,7 @@ public enum VMLauncher {
         pump?.stop()
         if config.verbose {
             writeStderr("skiff: VM ended: \(outcome); exits \(vm.lastExitCounts.sorted { $0.key < $1.key })")
+            if !vm.emulationSummary.isEmpty { writeStderr("skiff: emulation assist: \(vm.emulationSummary)") }
         }
         return exitStatus(for: outcome)
     }

@@ -20,6 +20,13 @@ public final class VirtualMachine: @unchecked Sendable {
     private let current = Mutex<(machine: Machine?, devices: PlatformDevices?, stopped: Bool)>((nil, nil, false))
     /// Exit counts of the last boot.
     public private(set) var lastExitCounts: [String: Int] = [:]
+    /// The emulation assist of the last boot, if enabled.
+    private(set) var lastAssist: EmulationAssist?
+    /// Instructions the emulation assist completed, e.g. "int3 1, clac 1530" (empty when none).
+    public var emulationSummary: String {
+        guard let a = lastAssist, a.failures.load(ordering: .relaxed) > 0 else { return "" }
+        return a.summary
+    }
     /// How many times the guest has been booted (1 + restarts).
     public private(set) var boots = 0
 
@@ -58,6 +65,11 @@ public final class VirtualMachine: @unchecked Sendable {
         let machine = try Machine(
             kvm: kvm, memorySize: configuration.memorySize, vcpuCount: count, cpuid: cpuid,
             msrs: GuestCPUID.bootMSRs(), plan: plan, platformTables: platform.writes)
+        if configuration.emulationAssist != .off {
+            let assist = EmulationAssist(guestCPUID: cpuid[0])
+            machine.assist = assist
+            lastAssist = assist
+        }
         let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration)
         return (machine, devices)
     }
