@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CKVM
 import CSystem
 import GuestMemory
@@ -24,7 +27,13 @@ final class EmulationAssist: @unchecked Sendable {
     /// Emulation failures seen (handled or not).
     let failures = Atomic<UInt64>(0)
 
+    /// - Parameter guestCPUID: the CPUID the guest really sees (from `CPUIDProbe` where it ran:
+    ///   leaked bits count, because the guest uses them).
     init(guestCPUID: [kvm_cpuid_entry2]) {
+        guard !guestCPUID.isEmpty else {
+            emulator = Emulator()  // every feature the emulator knows
+            return
+        }
         func leaf(_ f: UInt32, _ i: UInt32 = 0) -> kvm_cpuid_entry2 {
             guestCPUID.first { $0.function == f && $0.index == i } ?? kvm_cpuid_entry2()
         }
@@ -58,7 +67,9 @@ final class EmulationAssist: @unchecked Sendable {
         }
         var state = Self.state(regs: regs, sregs: sregs, fpu: fpu)
         let adapter = EmulatorAdapter(memory: memory, vcpu: vcpu)
+        let rip = state.rip
         let result = emulator.step(state: &state, memory: adapter, platform: adapter)
+        if Self.trace { writeStderr("assist: vCPU \(vcpu.id) rip 0x\(String(rip, radix: 16)) -> \(result) new rip 0x\(String(state.rip, radix: 16))") }
         switch result {
         case .completed(let changes):
             if let error = write(changes, state: state, regs: regs, sregs: sregs, fpu: &fpu, vcpu: vcpu) { return .stop(error) }
@@ -92,6 +103,9 @@ final class EmulationAssist: @unchecked Sendable {
             return "emulation assist cannot write vCPU \(vcpu.id) state: \(error)"
         }
     }
+
+    /// SKIFF_TRACE_ASSIST=1 prints every assisted instruction on stderr.
+    static let trace: Bool = getenv("SKIFF_TRACE_ASSIST").map { String(cString: $0) == "1" } ?? false
 
     /// Per-instruction counters, e.g. "int3 1, clac 1530, popcnt 12".
     var summary: String { emulator.statistics().summary }

@@ -12,6 +12,8 @@ public struct BootLayout: Sendable {
     public var writes: [(address: UInt64, bytes: ArraySlice<UInt8>, zeroFill: UInt64)]
     /// CPU mode and registers at the entry point.
     public var entry: BootEntry
+    /// Whether the kernel is Linux (bzImage or PVH), whose command line Skiff may extend.
+    public var isLinux = false
 
     public init(writes: [(address: UInt64, bytes: ArraySlice<UInt8>, zeroFill: UInt64)], entry: BootEntry) {
         self.writes = writes

@@ -20,6 +20,12 @@ public enum VMLauncher {
             writeStderr("skiff: error: \(error)")
             return 1
         }
+        if config.verbose || !vm.addedKernelOptions.isEmpty {
+            for notice in vm.notices { writeStderr("skiff: note: \(notice)") }
+        }
+        if !vm.addedKernelOptions.isEmpty {
+            writeStderr("skiff: note: added \(vm.addedKernelOptions.joined(separator: " ")) to the kernel command line")
+        }
         var pump: ConsoleInputPump?
         do {
             let p = try ConsoleInputPump(fd: 0, sink: { [vm] bytes in vm.sendConsoleInput(bytes) }, onQuit: { [vm] in vm.stop() })
