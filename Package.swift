@@ -40,7 +40,7 @@ let package = Package(
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
-            dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio", "SystemExtras"],
+            dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio", "X86Emulator", "SystemExtras"],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(

@@ -45,3 +45,4 @@ int csystem_unblock_signal(int signo) {
     sigaddset(&set, signo);
     return pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
+void csystem_atomic_or8(uint8_t *p, uint8_t bits) { __atomic_fetch_or(p, bits, __ATOMIC_SEQ_CST); }

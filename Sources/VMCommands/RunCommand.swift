@@ -32,6 +32,9 @@ public struct VMOptions: ParsableArguments {
     @Option(name: .customLong("on-reboot"), help: ArgumentHelp("What a guest reset does: exit or restart.", valueName: "action"))
     var onReboot: String = RebootAction.exit.rawValue
 
+    @Option(name: .customLong("emulation-assist"), help: ArgumentHelp("Complete instructions the host's KVM cannot emulate: auto, on or off.", valueName: "mode"))
+    var emulationAssist: String = EmulationAssistMode.auto.rawValue
+
     @Flag(name: .long, help: "Attach a virtio-rng device fed by the host's getrandom.")
     var rng = false
 
@@ -89,6 +92,10 @@ public struct VMOptions: ParsableArguments {
         default: throw ValidationError("--console must be one of: serial, virtio")
         }
         if let apiSocket, apiSocket.isEmpty { throw ValidationError("--api-socket needs a path") }
+        guard let assist = EmulationAssistMode(rawValue: emulationAssist) else {
+            throw ValidationError("--emulation-assist must be one of: \(EmulationAssistMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        config.emulationAssist = assist
         guard let format = KernelFormat(rawValue: kernelFormat) else {
             throw ValidationError("--kernel-format must be one of: \(KernelFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }

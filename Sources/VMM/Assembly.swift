@@ -10,11 +10,21 @@ import Loader
 /// Turns the configuration's kernel, initrd, modules and command line into guest-RAM writes
 /// and an entry state, through the Loader.
 enum BootAssembly {
-    static func plan(images: BootImages, configuration: VMConfiguration, memoryMap: MemoryMap, rsdpAddress: UInt64) throws(VMError) -> BootLayout {
+    /// - Parameter linuxOptions: options added to a Linux kernel's command line (bzImage or
+    ///   PVH) unless already there, e.g. `noxsave` on hosts that leak XSAVE.
+    static func plan(images: BootImages, configuration: VMConfiguration, memoryMap: MemoryMap, rsdpAddress: UInt64,
+                     linuxOptions: [String] = []) throws(VMError) -> BootLayout {
         do {
-            let commandLine = try KernelCommandLine(configuration.commandLine)
+            var commandLine = try KernelCommandLine(configuration.commandLine)
+            let kernel = try KernelImage.parse(images.kernel, memoryMap: memoryMap, format: configuration.kernelFormat)
+            switch kernel.bootProtocol {
+            case .linux64, .pvh:
+                for option in linuxOptions { try commandLine.append(option) }
+            case .multiboot:
+                break
+            }
             let plan = try Loader.BootPlan(
-                kernelImage: images.kernel, format: configuration.kernelFormat, initrd: images.initrd.map { $0[...] },
+                kernel: kernel, initrd: images.initrd.map { $0[...] },
                 modules: images.modules.map { BootModule(bytes: $0.bytes[...], commandLine: $0.commandLine) },
                 commandLine: commandLine, memoryMap: memoryMap, rsdpAddress: rsdpAddress == 0 ? nil : rsdpAddress)
             let entry: BootEntry
@@ -22,7 +32,9 @@ enum BootAssembly {
             case .longMode(let rip, let rsi): entry = .longMode(rip: rip, rsi: rsi)
             case .protectedMode(let eip, let eax, let ebx): entry = .protectedMode(rip: UInt64(eip), eax: eax, ebx: ebx)
             }
-            return BootLayout(writes: plan.writes.map { ($0.address, $0.bytes, $0.zeroFill) }, entry: entry)
+            var layout = BootLayout(writes: plan.writes.map { ($0.address, $0.bytes, $0.zeroFill) }, entry: entry)
+            if case .multiboot = kernel.bootProtocol {} else { layout.isLinux = true }
+            return layout
         } catch {
             throw VMError("\(configuration.kernelPath): \(error.message)")
         }

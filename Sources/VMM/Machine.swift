@@ -12,6 +12,8 @@ public struct BootLayout: Sendable {
     public var writes: [(address: UInt64, bytes: ArraySlice<UInt8>, zeroFill: UInt64)]
     /// CPU mode and registers at the entry point.
     public var entry: BootEntry
+    /// Whether the kernel is Linux (bzImage or PVH), whose command line Skiff may extend.
+    public var isLinux = false
 
     public init(writes: [(address: UInt64, bytes: ArraySlice<UInt8>, zeroFill: UInt64)], entry: BootEntry) {
         self.writes = writes
@@ -41,6 +43,8 @@ public final class Machine: @unchecked Sendable {
     /// GSI routing (legacy pins and MSI vectors).
     let interrupts: InterruptRouter
     private(set) var vcpuThreads: [VCPUThread] = []
+    /// Handles emulation failures, when enabled.
+    var assist: EmulationAssist?
     private let vcpus: [VCPUFD]
 
     /// Creates the VM, its memory and vCPUs, writes `plan` into RAM and programs the vCPUs.
@@ -112,7 +116,7 @@ public final class Machine: @unchecked Sendable {
         _ = csystem_install_noop_handler(VCPUThread.kickSignal)
         var threads: [VCPUThread] = []
         for vcpu in vcpus {
-            let t = VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, memory: memory, controller: controller)
+            let t = VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, memory: memory, controller: controller, assist: assist)
             controller.addKicker { [t] in t.kick() }
             threads.append(t)
         }

@@ -16,6 +16,7 @@ final class VCPUThread: @unchecked Sendable {
     private let mmio: Bus
     private let memory: GuestMemory
     private let controller: MachineController
+    private let assist: EmulationAssist?
     private let tid = Atomic<Int32>(0)
     private var thread: HostThread?
     /// Exits handled, by kind, for metrics and tests.
@@ -24,7 +25,8 @@ final class VCPUThread: @unchecked Sendable {
     /// The signal used to kick vCPUs out of KVM_RUN.
     static let kickSignal: Int32 = csystem_sigrtmin()
 
-    init(vcpu: VCPUFD, pio: Bus, mmio: Bus, memory: GuestMemory, controller: MachineController) {
+    init(vcpu: VCPUFD, pio: Bus, mmio: Bus, memory: GuestMemory, controller: MachineController, assist: EmulationAssist?) {
+        self.assist = assist
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
@@ -106,6 +108,13 @@ final class VCPUThread: @unchecked Sendable {
                 }
             case .failEntry(let reason):
                 controller.finish(.failed("vCPU \(vcpu.id): KVM_EXIT_FAIL_ENTRY, hardware reason 0x\(String(reason, radix: 16)); \(describeState())"))
+            case .internalError(let suberror, _) where suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION) && assist != nil:
+                tally("emulation-assist")
+                guard let assist else { break }
+                switch assist.handle(vcpu, memory: memory) {
+                case .resumed: break
+                case .stop(let message): controller.finish(.failed(message))
+                }
             case .internalError(let suberror, let data):
                 let kind = suberror == 1 ? "emulation failure" : "suberror \(suberror)"
                 let extra = data.map { "0x" + String($0, radix: 16) }.joined(separator: " ")

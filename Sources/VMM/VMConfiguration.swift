@@ -27,6 +27,8 @@ public struct VMConfiguration: Sendable {
     public var onReboot: RebootAction
     /// How to read the kernel file (automatic detection by default).
     public var kernelFormat: KernelFormat = .automatic
+    /// Handling of instructions the host's KVM cannot emulate.
+    public var emulationAssist: EmulationAssistMode = .auto
     /// virtio-pci devices, in PCI slot order (slot 1 upward).
     public var devices: [VirtioDeviceSpec] = []
     /// Extra multiboot modules after the initrd.

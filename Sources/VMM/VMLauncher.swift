@@ -20,6 +20,12 @@ public enum VMLauncher {
             writeStderr("skiff: error: \(error)")
             return 1
         }
+        if config.verbose || !vm.addedKernelOptions.isEmpty {
+            for notice in vm.notices { writeStderr("skiff: note: \(notice)") }
+        }
+        if !vm.addedKernelOptions.isEmpty {
+            writeStderr("skiff: note: added \(vm.addedKernelOptions.joined(separator: " ")) to the kernel command line")
+        }
         var control: ControlSocket?
         if let apiSocket {
             do {
@@ -44,6 +50,7 @@ public enum VMLauncher {
         pump?.stop()
         if config.verbose {
             writeStderr("skiff: VM ended: \(outcome); exits \(vm.lastExitCounts.sorted { $0.key < $1.key })")
+            if !vm.emulationSummary.isEmpty { writeStderr("skiff: emulation assist: \(vm.emulationSummary)") }
         }
         return exitStatus(for: outcome)
     }

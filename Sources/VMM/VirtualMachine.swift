@@ -22,6 +22,19 @@ public final class VirtualMachine: @unchecked Sendable {
     private let current = Mutex<(machine: Machine?, devices: PlatformDevices?, stopped: Bool)>((nil, nil, false))
     /// Exit counts of the last boot.
     public private(set) var lastExitCounts: [String: Int] = [:]
+    /// The emulation assist of the last boot, if enabled.
+    private(set) var lastAssist: EmulationAssist?
+    /// Instructions the emulation assist completed, e.g. "int3 1, clac 1530" (empty when none).
+    public var emulationSummary: String {
+        guard let a = lastAssist, a.failures.load(ordering: .relaxed) > 0 else { return "" }
+        return a.summary
+    }
+    /// What the CPUID probe found (nil when the emulation assist is off or the probe failed).
+    public private(set) var probe: CPUIDProbe.Result?
+    /// Options Skiff added to a Linux kernel's command line (e.g. `noxsave` when XSAVE leaks).
+    public private(set) var addedKernelOptions: [String] = []
+    /// One-time notes for the user (e.g. CPUID leaks and what Skiff did about them).
+    public private(set) var notices: [String] = []
     /// How many times the guest has been booted (1 + restarts).
     public private(set) var boots = 0
     /// The balloon target in pages, kept across reboots.
@@ -39,9 +52,43 @@ public final class VirtualMachine: @unchecked Sendable {
             throw .kvm(error)
         }
         images = try BootImages.read(configuration)
+        if configuration.emulationAssist != .off {
+            runProbe()
+        }
         // Build the first machine now so configuration errors surface before run().
         let first = try makeMachine()
         current.withLock { $0 = (first.0, first.1, false) }
+    }
+
+    /// Reads back the CPUID a guest sees with this configuration's template, once.
+    private func runProbe() {
+        do {
+            let table = try GuestCPUID.entries(supported: supportedCPUID, template: configuration.cpuTemplate, vcpuIndex: 0,
+                                               vcpuCount: configuration.vcpuCount, tscDeadline: tscDeadline)
+            let result = try CPUIDProbe.run(kvm: kvm, cpuid: table)
+            probe = result
+            if !result.leaked.isEmpty {
+                notices.append("this host's KVM shows guests CPUID features Skiff hid: \(result.leakedFeatureNames.joined(separator: ", "))")
+            }
+        } catch {
+            notices.append("CPUID probe failed (\(error)); the emulation assist allows every instruction it knows")
+        }
+    }
+
+    /// The CPUID the emulation assist should assume: the probe's view where it ran.
+    private func assistCPUID(_ table: [kvm_cpuid_entry2]) -> [kvm_cpuid_entry2] {
+        guard let probe else { return [] }
+        var merged = table
+        for seen in probe.observed {
+            if let i = merged.firstIndex(where: { $0.function == seen.function && $0.index == seen.index }) {
+                merged[i].ebx |= seen.ebx
+                merged[i].ecx |= seen.ecx
+                merged[i].edx |= seen.edx
+            } else {
+                merged.append(seen)
+            }
+        }
+        return merged
     }
 
     private func makeMachine() throws(VMError) -> (Machine, PlatformDevices) {
@@ -58,10 +105,18 @@ public final class VirtualMachine: @unchecked Sendable {
                                                 vcpuCount: count, tscDeadline: tscDeadline))
         }
         let platform = try PlatformTables.build(vcpuCount: count, memoryMap: memoryMap, cpuid: cpuid[0].map(GuestCPUID.cpuidEntry), pciSlots: (0..<configuration.devices.count).map { UInt8($0 + 1) })
-        let plan = try BootAssembly.plan(images: images, configuration: configuration, memoryMap: memoryMap, rsdpAddress: platform.rsdpAddress)
+        let linuxOptions = probe?.xsaveLeaks == true ? ["noxsave"] : []
+        let plan = try BootAssembly.plan(images: images, configuration: configuration, memoryMap: memoryMap, rsdpAddress: platform.rsdpAddress,
+                                         linuxOptions: linuxOptions)
+        addedKernelOptions = plan.isLinux ? linuxOptions.filter { !configuration.commandLine.split(separator: " ").contains(Substring($0)) } : []
         let machine = try Machine(
             kvm: kvm, memorySize: configuration.memorySize, vcpuCount: count, cpuid: cpuid,
             msrs: GuestCPUID.bootMSRs(), plan: plan, platformTables: platform.writes)
+        if configuration.emulationAssist != .off {
+            let assist = EmulationAssist(guestCPUID: assistCPUID(cpuid[0]))
+            machine.assist = assist
+            lastAssist = assist
+        }
         let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration)
         if let balloon = devices.virtio.balloon {
             let target = balloonTarget.withLock { $0 }

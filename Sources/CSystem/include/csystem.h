@@ -28,5 +28,7 @@ int csystem_tgkill(int tid, int signo);
 int csystem_set_thread_name(const char *name);
 /* Unblocks signo for the calling thread (threads inherit the creator's mask). */
 int csystem_unblock_signal(int signo);
+/* Atomically ORs bits into the byte at p (page-table accessed/dirty bits shared with other vCPUs). */
+void csystem_atomic_or8(uint8_t *p, uint8_t bits);
 
 #endif
