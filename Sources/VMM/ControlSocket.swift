@@ -23,6 +23,8 @@ public final class ControlSocket: @unchecked Sendable {
     private var thread: HostThread?
 
     /// Creates and binds the socket at `path`; fails if the path exists or is too long.
+    /// The process umask is changed for the duration of bind(2), so create the socket
+    /// before other threads create files (as `VMLauncher` does, before the VM runs).
     public init(path: String, handler: @escaping Handler) throws(VMError) {
         self.path = path
         self.handler = handler
@@ -41,8 +43,7 @@ public final class ControlSocket: @unchecked Sendable {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw VMError("--api-socket \(path): socket: \(String(cString: strerror(errno)))") }
         listener = OwnedFileDescriptor(taking: fd)
-        // The socket file is created owner-only (bind applies the umask; the VM's threads
-        // do not run yet, so changing the process umask briefly is safe).
+        // The socket file is created owner-only: bind(2) applies the umask.
         let oldMask = umask(0o177)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
