@@ -88,6 +88,6 @@ let package = Package(
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "VirtioBlock", "Storage", "GuestMemory", "PCI", "SystemExtras"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "VMCommands", "SkiffCLI"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "VMCommands", "SkiffCLI", "Storage"]),
     ]
 )

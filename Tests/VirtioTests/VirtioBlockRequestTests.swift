@@ -1,5 +1,7 @@
 import GuestMemory
 import Storage
+import Synchronization
+import SystemExtras
 import Testing
 @testable import Virtio
 @testable import VirtioBlock
@@ -176,4 +178,51 @@ struct VirtioBlockRequestTests {
             address += 16
         }
     }
+}
+
+/// FLUSH completes only after the backend's flush returned, and a slow backend never
+/// holds up the thread that notifies (the vCPU in a VM).
+struct VirtioBlockFlushOrderingTests {
+    @Test func flushCompletesOnlyAfterTheBackendFlushReturns() throws {
+        let disk = GatedDisk(size: 1 << 20)
+        let rig = try BlockTestRig(backend: disk)
+        try rig.header(type: VirtioBlockRequestType.flush.rawValue, sector: 0)
+        try rig.memory.store(UInt8(0xee), at: BlockTestRig.statusAddress)
+        try rig.driver.writeDescriptor(0, address: BlockTestRig.headerAddress, length: 16, flags: SplitQueue.flagNext, next: 1)
+        try rig.driver.writeDescriptor(1, address: BlockTestRig.statusAddress, length: 1, flags: SplitQueue.flagWrite, next: 0)
+        try rig.driver.publish(0)
+        let start = monotonicSeconds()
+        rig.harness.notify(0)
+        let notifyTook = monotonicSeconds() - start
+        #expect(eventually { disk.flushesStarted.load(ordering: .acquiring) == 1 })
+        // A second notification while the flush is stuck returns at once too.
+        let again = monotonicSeconds()
+        rig.harness.notify(0)
+        #expect(notifyTook < 0.05 && monotonicSeconds() - again < 0.05)
+        usleepSeconds(0.2)
+        #expect(try rig.driver.usedIndex() == 0, "FLUSH completed before the backend's flush returned")
+        #expect(try rig.memory.load(UInt8.self, at: BlockTestRig.statusAddress) == 0xee)
+        disk.release()
+        #expect(try eventually { try rig.driver.usedIndex() == 1 })
+        #expect(try rig.memory.load(UInt8.self, at: BlockTestRig.statusAddress) == VirtioBlockStatus.ok.rawValue)
+    }
+}
+
+/// A disk whose flush waits until `release()` is called.
+final class GatedDisk: BlockDevice, @unchecked Sendable {
+    let size: UInt64
+    let isReadOnly = false
+    let flushesStarted = Atomic<Int>(0)
+    private let gate = Atomic<Bool>(false)
+    init(size: UInt64) { self.size = size }
+    func release() { gate.store(true, ordering: .releasing) }
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws { buffer.initializeMemory(as: UInt8.self, repeating: 0) }
+    func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws {}
+    func flush() throws {
+        flushesStarted.add(1, ordering: .acquiringAndReleasing)
+        while !gate.load(ordering: .acquiring) { usleepSeconds(0.001) }
+    }
+    func discard(at offset: UInt64, length: UInt64) throws {}
+    func writeZeroes(at offset: UInt64, length: UInt64, unmap: Bool) throws {}
+    func close() throws { release() }
 }
