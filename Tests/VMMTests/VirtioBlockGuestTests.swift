@@ -205,6 +205,25 @@ struct VirtioBlockGuestTests {
         #expect(try Self.imageBytes(path, format: .raw, scratch: scratch) == original)
     }
 
+    @Test func guestResetReopensTheDiskAndStopReleasesIt() throws {
+        let scratch = try Scratch()
+        let path = scratch.path("reboot.img")
+        try Self.makeImage(Self.hostImage(), format: .raw, at: path, scratch: scratch)
+        // Each restart builds a new machine: the old one must have closed (and unlocked) the disk.
+        let run = try GuestKit.boot("i8042-reset.elf", onReboot: .restart, timeout: 60) {
+            $0.devices = [.block(path: path, format: .raw, readOnly: false, serial: nil)]
+        } whileRunning: { vm, console in
+            while console.text.components(separatedBy: "resetting").count - 1 < 3 {
+                _ = console.waitFor("resetting\n", timeout: 1)
+            }
+            vm.stop()
+        }
+        #expect(run.outcome == .stopped, "\(run.outcome)")
+        #expect(run.vm.boots >= 3)
+        let reopened = try DiskImage.open(path: path, format: .raw, readOnly: false)
+        try reopened.close()
+    }
+
     @Test func diskProblemsAreOneClearLineBeforeBoot() throws {
         let scratch = try Scratch()
         let kernel = try GuestKit.path("hello.elf")
