@@ -154,20 +154,18 @@ func main() throws {
     print("virtio-blk host-side benchmark: \(options.sizeMiB) MiB raw image in \(options.directory) (page cache), 4 KiB random I/O, \(options.seconds) s each")
     print(pad("", 34) + pad("requests", 16) + "bytes")
 
-    let (preads, preadTime) = try fileBaseline(path: path, size: size, seconds: options.seconds, write: false)
-    report("pread 4 KiB (file, 1 thread)", operations: preads, bytes: preads * 4096, seconds: preadTime)
-    let (pwrites, pwriteTime) = try fileBaseline(path: path, size: size, seconds: options.seconds, write: true)
-    report("pwrite 4 KiB (file, 1 thread)", operations: pwrites, bytes: pwrites * 4096, seconds: pwriteTime)
-
     let memory = try GuestMemory(ranges: [(0, 16 << 20)])
     let disk = try DiskImage.open(path: path, format: .raw, readOnly: false)
     let device = VirtioBlock(backend: disk, serial: "bench")
     let driver = try BenchDriver(device: device, memory: memory)
     try driver.start(features: VirtioFeature.version1 | VirtioBlockFeature.flush)
-    let (reads, readTime) = try deviceThroughput(driver: driver, sizeSectors: size / 512, seconds: options.seconds, write: false)
-    report("virtio-blk IN 4 KiB (\(BenchDriver.slots)/batch)", operations: reads, bytes: reads * 4096, seconds: readTime)
-    let (writes, writeTime) = try deviceThroughput(driver: driver, sizeSectors: size / 512, seconds: options.seconds, write: true)
-    report("virtio-blk OUT 4 KiB (\(BenchDriver.slots)/batch)", operations: writes, bytes: writes * 4096, seconds: writeTime)
+    // Each device run right after its file baseline, so both see the same page-cache state.
+    for write in [false, true] {
+        let (n, t) = try fileBaseline(path: path, size: size, seconds: options.seconds, write: write)
+        report(write ? "pwrite 4 KiB (file, 1 thread)" : "pread 4 KiB (file, 1 thread)", operations: n, bytes: n * 4096, seconds: t)
+        let (m, u) = try deviceThroughput(driver: driver, sizeSectors: size / 512, seconds: options.seconds, write: write)
+        report("virtio-blk \(write ? "OUT" : "IN") 4 KiB (\(BenchDriver.slots)/batch)", operations: m, bytes: m * 4096, seconds: u)
+    }
 
     print("")
     print("notify -> completion round trip (one request in flight, \(options.roundTrips) samples, µs):")
