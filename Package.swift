@@ -37,10 +37,13 @@ let package = Package(
         .target(name: "PCI", dependencies: ["DeviceModel"], swiftSettings: strict),
         // virtio: split virtqueues and descriptor chains (transport- and device-independent).
         .target(name: "Virtio", dependencies: ["GuestMemory", "PCI", "DeviceModel", "SystemExtras"], swiftSettings: strict),
+        // virtio-blk over Storage's block devices (kept out of `Virtio` so that stays light).
+        .target(name: "VirtioBlock", dependencies: ["Virtio", "Storage", "GuestMemory", "SystemExtras"], swiftSettings: strict),
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
-            dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio", "X86Emulator", "SystemExtras"],
+            dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio",
+                           "VirtioBlock", "Storage", "X86Emulator", "SystemExtras"],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(
@@ -59,10 +62,15 @@ let package = Package(
             name: "skiff-storage-stress",
             dependencies: ["Storage", "ImageCommands", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
-        // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no storage, no Foundation).
+        // Host-side virtio-blk benchmark: request rate and notify → completion round trip with a mock driver.
+        .executableTarget(
+            name: "skiff-virtio-bench",
+            dependencies: ["VirtioBlock", "Virtio", "Storage", "GuestMemory", "PCI", "SystemExtras"],
+            swiftSettings: strict),
+        // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no Foundation).
         .target(
             name: "VMCommands",
-            dependencies: ["VMM", "ArchX86", "Loader", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "ArchX86", "Loader", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // The `skiff` command tree (library so it can be tested).
         .target(
@@ -82,9 +90,9 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
-        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "PCI", "SystemExtras"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "VirtioBlock", "Storage", "GuestMemory", "PCI", "SystemExtras"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "CSystem", "VMCommands", "SkiffCLI"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "CSystem", "VMCommands", "SkiffCLI", "Storage"]),
     ]
 )

@@ -38,6 +38,11 @@ public struct VMOptions: ParsableArguments {
     @Flag(name: .long, help: "Attach a virtio-rng device fed by the host's getrandom.")
     var rng = false
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Attach a virtio-blk disk (repeatable). The format is raw unless format= says otherwise: images are never probed. readonly refuses guest writes; serial= sets the GET_ID string (default: the file name).",
+        valueName: "PATH[,readonly][,format=raw|qcow2][,serial=ID]"))
+    var disk: [String] = []
+
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
 
@@ -69,6 +74,7 @@ public struct VMOptions: ParsableArguments {
             throw ValidationError("--emulation-assist must be one of: \(EmulationAssistMode.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         config.emulationAssist = assist
+        for d in disk { config.devices.append(try DiskOption.parse(d)) }
         guard let format = KernelFormat(rawValue: kernelFormat) else {
             throw ValidationError("--kernel-format must be one of: \(KernelFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -105,5 +111,7 @@ extension VMOptions {
         The kernel may be a Linux bzImage, an ELF with a PVH entry note (vmlinux), or a multiboot v1 kernel.
         Press Ctrl-A then x to stop the VM. Exit status: 0 after the guest powers off (or resets with
         --on-reboot exit), (v << 1) | 1 after the guest writes v to the debug-exit port 0xf4, 1 on errors.
+        virtio devices take PCI slots 1, 2, ... in this order: --rng, then each --disk as given. A disk image is
+        opened (and locked) before the guest starts; its format is raw unless format=qcow2 is given.
         """
 }
