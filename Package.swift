@@ -48,19 +48,25 @@ let package = Package(
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(
             name: "Storage",
-            dependencies: ["CStorage", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CStorage"],
+            swiftSettings: strict),
+        // The de-duplicating, content-addressed image store (FastCDC chunks, SHA-256): only the
+        // image commands use it, so VMs do not link swift-crypto.
+        .target(
+            name: "ImageStore",
+            dependencies: ["Storage", "CStorage", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         // System zlib (raw deflate for compressed qcow2 clusters and store chunks) and fallocate.
         .systemLibrary(name: "CStorage", path: "Sources/CStorage"),
         // `skiff image ...` verbs (library so they can be tested).
         .target(
             name: "ImageCommands",
-            dependencies: ["Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Storage", "ImageStore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Storage test and benchmark tool: crash-test writer, qemu-img-style bench, chunking bench, `image` verbs.
         .executableTarget(
             name: "skiff-storage-stress",
-            dependencies: ["Storage", "ImageCommands", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["Storage", "ImageStore", "ImageCommands", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         // Host-side virtio-blk benchmark: request rate and notify → completion round trip with a mock driver.
         .executableTarget(
@@ -89,10 +95,10 @@ let package = Package(
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "ArchX86"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "ImageStore"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "VirtioBlock", "Storage", "GuestMemory", "PCI", "SystemExtras"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
-        .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage"]),
+        .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage", "ImageStore"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "CSystem", "VMCommands", "SkiffCLI", "Storage"]),
     ]
 )
