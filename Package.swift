@@ -37,32 +37,46 @@ let package = Package(
         .target(name: "PCI", dependencies: ["DeviceModel"], swiftSettings: strict),
         // virtio: split virtqueues and descriptor chains (transport- and device-independent).
         .target(name: "Virtio", dependencies: ["GuestMemory", "PCI", "DeviceModel", "SystemExtras"], swiftSettings: strict),
+        // virtio-blk over Storage's block devices (kept out of `Virtio` so that stays light).
+        .target(name: "VirtioBlock", dependencies: ["Virtio", "Storage", "GuestMemory", "SystemExtras"], swiftSettings: strict),
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
-            dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio", "X86Emulator", "SystemExtras"],
+            dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio",
+                           "VirtioBlock", "Storage", "X86Emulator", "SystemExtras"],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(
             name: "Storage",
-            dependencies: ["CStorage", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CStorage"],
+            swiftSettings: strict),
+        // The de-duplicating, content-addressed image store (FastCDC chunks, SHA-256): only the
+        // image commands use it, so VMs do not link swift-crypto.
+        .target(
+            name: "ImageStore",
+            dependencies: ["Storage", "CStorage", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         // System zlib (raw deflate for compressed qcow2 clusters and store chunks) and fallocate.
         .systemLibrary(name: "CStorage", path: "Sources/CStorage"),
         // `skiff image ...` verbs (library so they can be tested).
         .target(
             name: "ImageCommands",
-            dependencies: ["Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Storage", "ImageStore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Storage test and benchmark tool: crash-test writer, qemu-img-style bench, chunking bench, `image` verbs.
         .executableTarget(
             name: "skiff-storage-stress",
-            dependencies: ["Storage", "ImageCommands", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["Storage", "ImageStore", "ImageCommands", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
-        // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no storage, no Foundation).
+        // Host-side virtio-blk benchmark: request rate and notify → completion round trip with a mock driver.
+        .executableTarget(
+            name: "skiff-virtio-bench",
+            dependencies: ["VirtioBlock", "Virtio", "Storage", "GuestMemory", "PCI", "SystemExtras"],
+            swiftSettings: strict),
+        // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no Foundation).
         .target(
             name: "VMCommands",
-            dependencies: ["VMM", "ArchX86", "Loader", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "ArchX86", "Loader", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // The `skiff` command tree (library so it can be tested).
         .target(
@@ -81,10 +95,10 @@ let package = Package(
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "ArchX86"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
-        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "PCI", "SystemExtras"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "ImageStore"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "VirtioBlock", "Storage", "GuestMemory", "PCI", "SystemExtras"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
-        .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "VMCommands", "SkiffCLI"]),
+        .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage", "ImageStore"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "CSystem", "VMCommands", "SkiffCLI", "Storage"]),
     ]
 )

@@ -10,5 +10,5 @@ skiff=.build/release/skiff
 echo "== skiff run --kernel guests/build/hello.elf"
 "$skiff" run --kernel guests/build/hello.elf --memory 64M || true
 echo "== skiff run --kernel artifacts/kernel/vmlinux (Debian $(cat artifacts/kernel/version))"
-exec "$skiff" run --kernel artifacts/kernel/vmlinux --initrd artifacts/initramfs.cpio.gz --memory 512M --cpus 2 \
+exec "$skiff" run --kernel artifacts/kernel/vmlinux --initrd artifacts/initramfs.cpio --memory 512M --cpus 2 \
     --cmdline "console=ttyS0 earlyprintk=serial noxsave panic=-1 skiff.shell"

@@ -46,3 +46,13 @@ int csystem_unblock_signal(int signo) {
     return pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 void csystem_atomic_or8(uint8_t *p, uint8_t bits) { __atomic_fetch_or(p, bits, __ATOMIC_SEQ_CST); }
+#include <stdlib.h>
+int csystem_open_pty(char *name, unsigned long size) {
+    int fd = posix_openpt(O_RDWR | O_NOCTTY);
+    if (fd < 0) return -1;
+    if (grantpt(fd) != 0 || unlockpt(fd) != 0 || ptsname_r(fd, name, size) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}

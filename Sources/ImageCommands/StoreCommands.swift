@@ -1,5 +1,6 @@
 import ArgumentParser
 import Storage
+import ImageStore
 
 struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -97,6 +97,22 @@ enum PVHNote {
         return nil
     }
 
+    /// The `XEN_ELFNOTE_GUEST_OS` string (type 6, name "Xen"; Linux says "linux"), if present
+    /// and well formed: at most 64 printable ASCII bytes before the terminating NUL.
+    static func guestOS(in elf: ELFFile, image: [UInt8]) -> String? {
+        var notes: [ELFNote] = []
+        for header in elf.programHeaders where header.type == ELFFile.programNote {
+            notes += (try? ELFNotes.parse(image, offset: header.offset, size: header.fileSize,
+                                          containerAlignment: header.alignment, what: "PT_NOTE")) ?? []
+        }
+        for note in notes where note.type == 6 && Array(note.name) == name {
+            let text = Array(note.descriptor.prefix { $0 != 0 })
+            guard !text.isEmpty, text.count <= 64, text.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else { return nil }
+            return String(decoding: text, as: UTF8.self)
+        }
+        return nil
+    }
+
     private static func entry(in notes: [ELFNote]) throws(LoaderError) -> UInt64? {
         for note in notes where note.type == type && Array(note.name) == name {
             let d = note.descriptor

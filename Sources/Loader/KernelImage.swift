@@ -13,6 +13,17 @@ public struct KernelImage: Sendable {
     public var end: UInt64
     /// Things the loader accepted but the user may want to know (e.g. an ignored video request).
     public var warnings: [String]
+    /// The guest OS a PVH kernel names in its Xen GUEST_OS note ("linux" for Linux).
+    public var guestOS: String?
+
+    /// Whether this is a Linux kernel: any bzImage, or a PVH ELF whose GUEST_OS note says "linux".
+    public var isLinux: Bool {
+        switch bootProtocol {
+        case .linux64: return true
+        case .pvh: return guestOS?.lowercased() == "linux"
+        case .multiboot: return false
+        }
+    }
 
     init(segments: [LoadSegment], entry: UInt64, bootProtocol: BootProtocol, end: UInt64, warnings: [String]) {
         self.segments = segments

@@ -8,7 +8,9 @@ enum PVHLoader {
         let segments = try elf.loadSegments(image)
         let format = "PVH \(elf.elfClass.name)"
         try SegmentValidation.validate(segments, memoryMap: memoryMap, below4GiB: true, format: format)
-        return try KernelImage(
+        var kernel = try KernelImage(
             validatedSegments: segments, entry: entry, bootProtocol: .pvh(phys32Entry: entry), format: format)
+        kernel.guestOS = PVHNote.guestOS(in: elf, image: image)
+        return kernel
     }
 }

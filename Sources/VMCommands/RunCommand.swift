@@ -53,6 +53,11 @@ public struct VMOptions: ParsableArguments {
     @Option(name: .customLong("api-socket"), help: ArgumentHelp("Serve the line-based control API (balloon <MiB>, balloon-stats) on this unix socket.", valueName: "path"))
     var apiSocket: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Attach a virtio-blk disk (repeatable). The format is raw unless format= says otherwise: images are never probed. readonly refuses guest writes; serial= sets the GET_ID string (default: the file name).",
+        valueName: "PATH[,readonly][,format=raw|qcow2][,serial=ID]"))
+    var disk: [String] = []
+
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
 
@@ -80,6 +85,7 @@ public struct VMOptions: ParsableArguments {
         }
         config.verbose = verbose
         if rng { config.devices.append(.rng) }
+        for d in disk { config.devices.append(try DiskOption.parse(d)) }
         if balloon {
             config.devices.append(.balloon(BalloonSpec(statistics: true, freePageReporting: balloonFreePageReporting,
                                                        deflateOnOOM: balloonDeflateOnOOM)))
@@ -132,5 +138,8 @@ extension VMOptions {
         The kernel may be a Linux bzImage, an ELF with a PVH entry note (vmlinux), or a multiboot v1 kernel.
         Press Ctrl-A then x to stop the VM. Exit status: 0 after the guest powers off (or resets with
         --on-reboot exit), (v << 1) | 1 after the guest writes v to the debug-exit port 0xf4, 1 on errors.
+        virtio devices take PCI slots 1, 2, ... in this order: --rng, each --disk as given, --balloon, then
+        --console virtio. A disk image is opened (and locked) before the guest starts; its format is raw
+        unless format=qcow2 is given.
         """
 }

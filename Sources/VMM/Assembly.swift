@@ -17,11 +17,8 @@ enum BootAssembly {
         do {
             var commandLine = try KernelCommandLine(configuration.commandLine)
             let kernel = try KernelImage.parse(images.kernel, memoryMap: memoryMap, format: configuration.kernelFormat)
-            switch kernel.bootProtocol {
-            case .linux64, .pvh:
+            if kernel.isLinux {
                 for option in linuxOptions { try commandLine.append(option) }
-            case .multiboot:
-                break
             }
             let plan = try Loader.BootPlan(
                 kernel: kernel, initrd: images.initrd.map { $0[...] },
@@ -33,7 +30,7 @@ enum BootAssembly {
             case .protectedMode(let eip, let eax, let ebx): entry = .protectedMode(rip: UInt64(eip), eax: eax, ebx: ebx)
             }
             var layout = BootLayout(writes: plan.writes.map { ($0.address, $0.bytes, $0.zeroFill) }, entry: entry)
-            if case .multiboot = kernel.bootProtocol {} else { layout.isLinux = true }
+            layout.isLinux = kernel.isLinux
             return layout
         } catch {
             throw VMError("\(configuration.kernelPath): \(error.message)")

@@ -26,6 +26,10 @@ final class EmulationAssist: @unchecked Sendable {
     let emulator: Emulator
     /// Emulation failures seen (handled or not).
     let failures = Atomic<UInt64>(0)
+    /// Instructions completed after a failing one without returning to KVM.
+    let batchedInstructions = Atomic<UInt64>(0)
+    /// Most instructions completed per exit; bounded so interrupts are not held off for long.
+    static let batchLimit = 32
 
     /// - Parameter guestCPUID: the CPUID the guest really sees (from `CPUIDProbe` where it ran:
     ///   leaked bits count, because the guest uses them).
@@ -71,7 +75,17 @@ final class EmulationAssist: @unchecked Sendable {
         let result = emulator.step(state: &state, memory: adapter, platform: adapter)
         if Self.trace { writeStderr("assist: vCPU \(vcpu.id) rip 0x\(String(rip, radix: 16)) -> \(result) new rip 0x\(String(state.rip, radix: 16))") }
         switch result {
-        case .completed(let changes):
+        case .completed(var changes):
+            // The instructions after a failing one are often of the same kind (SSE runs in
+            // crypto code): complete them here too, up to a bound, instead of paying a KVM
+            // round trip for each. Stop at the first one the emulator does not complete.
+            var batched = 0
+            while batched < Self.batchLimit {
+                guard let more = emulator.stepIfCompletes(state: &state, memory: adapter, platform: adapter) else { break }
+                changes.formUnion(more)
+                batched += 1
+            }
+            if batched > 0 { batchedInstructions.add(UInt64(batched), ordering: .relaxed) }
             if let error = write(changes, state: state, regs: regs, sregs: sregs, fpu: &fpu, vcpu: vcpu) { return .stop(error) }
             return .resumed
         case .injectException(let exception, let changes):

@@ -2,6 +2,7 @@ import Crypto
 import Glibc
 import ImageCommands
 import Storage
+import ImageStore
 
 // Test and benchmark companion of the Storage target:
 //   crash-writer IMAGE SEED        random write/zero/flush loop until killed; prints "F <n>" after each flush

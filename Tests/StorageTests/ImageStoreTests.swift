@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Storage
+@testable import ImageStore
 
 @Suite struct ImageStoreTests {
     static func writeImage(_ path: String, _ bytes: [UInt8]) throws {

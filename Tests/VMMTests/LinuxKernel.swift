@@ -8,7 +8,7 @@ enum LinuxKernel {
     static let directory = GuestKit.root.appendingPathComponent("artifacts/kernel")
     static var bzImage: String { directory.appendingPathComponent("vmlinuz").path }
     static var vmlinux: String { directory.appendingPathComponent("vmlinux").path }
-    static var initramfs: String { GuestKit.root.appendingPathComponent("artifacts/initramfs.cpio.gz").path }
+    static var initramfs: String { GuestKit.root.appendingPathComponent("artifacts/initramfs.cpio").path }
 
     /// A command line for this machine's KVM: `noxsave` because XSAVE leaks into guests here
     /// (see docs), an early serial console, no KASLR so the decompressor says so.

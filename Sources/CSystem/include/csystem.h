@@ -30,5 +30,7 @@ int csystem_set_thread_name(const char *name);
 int csystem_unblock_signal(int signo);
 /* Atomically ORs bits into the byte at p (page-table accessed/dirty bits shared with other vCPUs). */
 void csystem_atomic_or8(uint8_t *p, uint8_t bits);
+/* Opens a pseudo-terminal master, unlocks it and writes the slave path into name; returns the fd or -1. */
+int csystem_open_pty(char *name, unsigned long size);
 
 #endif

@@ -39,7 +39,7 @@ public enum DiskFormat: String, Sendable, CaseIterable, Codable {
 
 extension BlockDevice {
     /// Throws `.outOfRange` unless `[offset, offset+length)` lies inside the disk.
-    func checkRange(_ offset: UInt64, _ length: UInt64) throws {
+    package func checkRange(_ offset: UInt64, _ length: UInt64) throws {
         let (end, overflow) = offset.addingReportingOverflow(length)
         if overflow || end > size {
             throw StorageError.outOfRange(offset: offset, length: length, size: size)

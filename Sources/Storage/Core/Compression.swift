@@ -2,9 +2,9 @@ import CStorage
 import Glibc
 
 /// Raw deflate (no zlib header, as qcow2 stores it) and zstd decompression, both bounded by the output size.
-enum Compression {
+package enum Compression {
     /// Inflates raw deflate `input` into exactly `output.count` bytes; false if the data is bad or short.
-    static func inflateRaw(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Bool {
+    package static func inflateRaw(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Bool {
         guard let inBase = input.baseAddress, let outBase = output.baseAddress else { return false }
         var stream = z_stream()
         guard inflateInit2_(&stream, -15, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return false }
@@ -20,7 +20,7 @@ enum Compression {
     }
 
     /// Deflates `input` (raw deflate, level 1..9) into a new array; nil if it does not shrink.
-    static func deflateRaw(_ input: UnsafeRawBufferPointer, level: Int32 = 1) -> [UInt8]? {
+    package static func deflateRaw(_ input: UnsafeRawBufferPointer, level: Int32 = 1) -> [UInt8]? {
         guard let inBase = input.baseAddress, input.count > 0 else { return nil }
         var stream = z_stream()
         guard deflateInit2_(&stream, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
@@ -44,7 +44,7 @@ enum Compression {
     }
 
     /// Decompresses one zstd frame at the start of `input` into exactly `output.count` bytes.
-    static func zstdDecompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Bool {
+    package static func zstdDecompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Bool {
         guard let api = ZstdLibrary.shared, let inBase = input.baseAddress, let outBase = output.baseAddress else {
             return false
         }
@@ -55,7 +55,7 @@ enum Compression {
     }
 
     /// True when libzstd can be loaded (zstd-compressed qcow2 clusters are readable).
-    static var zstdAvailable: Bool { ZstdLibrary.shared != nil }
+    package static var zstdAvailable: Bool { ZstdLibrary.shared != nil }
 }
 
 /// libzstd loaded at run time, so building needs no zstd headers.
@@ -63,11 +63,11 @@ private struct ZstdLibrary: @unchecked Sendable {
     typealias Decompress = @convention(c) (UnsafeMutableRawPointer, Int, UnsafeRawPointer, Int) -> Int
     typealias FrameSize = @convention(c) (UnsafeRawPointer, Int) -> Int
     typealias IsError = @convention(c) (Int) -> UInt32
-    let decompress: Decompress
-    let findFrameCompressedSize: FrameSize
-    let isError: IsError
+    package let decompress: Decompress
+    package let findFrameCompressedSize: FrameSize
+    package let isError: IsError
 
-    static let shared: ZstdLibrary? = {
+    package static let shared: ZstdLibrary? = {
         guard let handle = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL),
             let d = dlsym(handle, "ZSTD_decompress"),
             let f = dlsym(handle, "ZSTD_findFrameCompressedSize"),

@@ -1,11 +1,11 @@
 import Glibc
 
 /// A plain pthread mutex for state shared between the device threads of one image.
-final class PosixLock: @unchecked Sendable {
+package final class PosixLock: @unchecked Sendable {
     // SAFETY: the mutex lives in its own allocation that never moves and is freed only in deinit.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
-    init() {
+    package init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -16,7 +16,7 @@ final class PosixLock: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    package func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()

@@ -75,7 +75,7 @@ public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Builds an error from the current `errno`, mapping ENOSPC/EDQUOT to `.noSpace`.
-    static func fromErrno(_ operation: String, path: String, code: Int32 = Glibc.errno) -> StorageError {
+    package static func fromErrno(_ operation: String, path: String, code: Int32 = Glibc.errno) -> StorageError {
         if code == ENOSPC || code == EDQUOT { return .noSpace(path: path) }
         return .system(operation: operation, path: path, errno: code)
     }

@@ -51,7 +51,7 @@ public enum ImageOperations {
     }
 
     /// True if every byte is zero.
-    static func isZero(_ buffer: UnsafeRawBufferPointer) -> Bool {
+    package static func isZero(_ buffer: UnsafeRawBufferPointer) -> Bool {
         var i = 0
         let count = buffer.count
         var acc: UInt64 = 0

@@ -38,6 +38,18 @@ public final class Emulator: Sendable {
         return result.outcome
     }
 
+    /// Completes the instruction at `state.rip` only if the emulator can (no exception, no
+    /// stop): for running ahead after a failing instruction. Returns the changes, or nil with
+    /// `state` unchanged; only completed instructions are counted.
+    public func stepIfCompletes(state: inout CPUState, memory: some GuestPhysicalMemory, platform: some EmulatorPlatform) -> StateChanges? {
+        var trial = state
+        let result = run(&trial, memory, platform)
+        guard case .completed(let changes) = result.outcome else { return nil }
+        state = trial
+        stats.withLock { s in s.record(result) }
+        return changes
+    }
+
     /// A result with the mnemonic it belongs to, for the counters.
     struct Recorded {
         var outcome: EmulationResult

@@ -1,3 +1,4 @@
+import Storage
 /// The list of chunks that make up one image in the store, as a small line-oriented text file:
 ///
 ///     skiff-manifest 1

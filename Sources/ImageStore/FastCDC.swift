@@ -1,3 +1,4 @@
+import Storage
 /// Content-defined chunking with FastCDC (Xia et al., USENIX ATC 2016): a gear rolling hash, a
 /// stricter mask before the average size and a looser one after it (normalized chunking), hard
 /// minimum and maximum sizes. Boundaries depend only on nearby content, so an insertion moves only

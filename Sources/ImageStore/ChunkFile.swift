@@ -1,3 +1,4 @@
+import Storage
 /// The on-disk form of one stored chunk: a 16-byte header then the payload.
 ///
 ///     0  "SKCH"   4  version (1)   5  compression (0 none, 1 raw deflate)   6  reserved (2)

@@ -1,3 +1,4 @@
+import Storage
 /// An image in the store as a read-only block device (chunks fetched, checked and cached on demand).
 public final class StoreImage: BlockDevice, @unchecked Sendable {
     public let manifest: Manifest
