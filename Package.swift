@@ -37,10 +37,15 @@ let package = Package(
         .target(name: "PCI", dependencies: ["DeviceModel"], swiftSettings: strict),
         // virtio: split virtqueues and descriptor chains (transport- and device-independent).
         .target(name: "Virtio", dependencies: ["GuestMemory", "PCI", "DeviceModel", "SystemExtras"], swiftSettings: strict),
+        // TAP ioctls and timerfd for the virtio device backends.
+        .target(name: "CVirtioHost"),
+        // virtio-net over a TAP (or any frame descriptor with the virtio-net header).
+        .target(name: "VirtioNet", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSystem"], swiftSettings: strict),
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
-            dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio", "SystemExtras"],
+            dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio", "SystemExtras",
+                           "VirtioNet"],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(
@@ -83,6 +88,7 @@ let package = Package(
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "PCI", "SystemExtras"]),
+        .testTarget(name: "VirtioNetworkTests", dependencies: ["VirtioNet", "Virtio", "GuestMemory", "SystemExtras", "CSystem"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "VMCommands", "SkiffCLI"]),
