@@ -41,11 +41,13 @@ let package = Package(
         .target(name: "CVirtioHost"),
         // virtio-net over a TAP (or any frame descriptor with the virtio-net header).
         .target(name: "VirtioNet", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSystem"], swiftSettings: strict),
+        // virtio-vsock relayed to host AF_UNIX sockets (Firecracker's hybrid scheme).
+        .target(name: "VirtioVsock", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSystem"], swiftSettings: strict),
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
             dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio", "SystemExtras",
-                           "VirtioNet"],
+                           "VirtioNet", "VirtioVsock"],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(
@@ -88,7 +90,7 @@ let package = Package(
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "PCI", "SystemExtras"]),
-        .testTarget(name: "VirtioNetworkTests", dependencies: ["VirtioNet", "Virtio", "GuestMemory", "SystemExtras", "CSystem"]),
+        .testTarget(name: "VirtioNetworkTests", dependencies: ["VirtioNet", "VirtioVsock", "Virtio", "GuestMemory", "SystemExtras", "CSystem"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "VMCommands", "SkiffCLI"]),

@@ -6,6 +6,7 @@
 #include <net/if.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -50,4 +51,12 @@ int cvh_timerfd_set(int fd, uint64_t initial_ns, uint64_t interval_ns) {
     its.it_interval.tv_sec = (time_t)(interval_ns / 1000000000u);
     its.it_interval.tv_nsec = (long)(interval_ns % 1000000000u);
     return timerfd_settime(fd, 0, &its, NULL) < 0 ? -errno : 0;
+}
+
+int cvh_accept(int listener) {
+    for (;;) {
+        int fd = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) return fd;
+        if (errno != EINTR) return -errno;
+    }
 }

@@ -1,5 +1,5 @@
 /* Linux calls the virtio device backends need that the Swift Glibc module does not export:
- * TAP ioctls (struct ifreq, TUNSETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD) and timerfd. */
+ * TAP ioctls (struct ifreq, TUNSETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD), timerfd and accept4. */
 #ifndef CVIRTIOHOST_H
 #define CVIRTIOHOST_H
 
@@ -35,5 +35,8 @@ int cvh_timerfd_create(void);
 /* Arms the timer to fire after `initial_ns` and then every `interval_ns` (0 = once);
  * initial_ns 0 disarms it. 0 or -errno. */
 int cvh_timerfd_set(int fd, uint64_t initial_ns, uint64_t interval_ns);
+
+/* accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC (retrying EINTR): the new fd or -errno. */
+int cvh_accept(int listener);
 
 #endif
