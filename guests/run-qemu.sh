@@ -40,6 +40,11 @@ fi
 work=$(mktemp -d /tmp/skiff-guests.XXXXXX)
 printf 'kit-module-data\n' > "$work/module.txt"
 printf 'second\000module' > "$work/module2.bin"
+# 1 MiB disks for the virtio-blk guests; sector 0 starts with a marker string.
+for d in disk disk-ro disk-hostile; do
+    { printf 'SKIFF-BLK-HOST-DATA'; head -c $((1048576 - 19)) /dev/zero; } > "$work/$d.img"
+done
+VBLK="-device virtio-blk-pci,drive=d0,disable-legacy=on,serial=qemu-disk"
 B=build
 
 # case NAME MACHINE KERNEL EXPECTED_STATUS "QEMU ARGS" "REGEX;REGEX;..." [stdin-line]
@@ -79,6 +84,14 @@ case_def bzimage-mini-32 pc $B/bzimage-mini 33 "-append 'console=ttyS0 bz=1' -in
 case_def bzimage-mini-64 pc $B/bzboot64.elf 33 "-initrd '$B/bzimage-mini console=ttyS0 bz=64,$work/module.txt'" \
     "^bzimage entry 64$;^bzimage entry state cr0 0x80000011 ;^cmdline \"console=ttyS0 bz=64\"$;^BIOS-e820: \[mem 0x0000000000000000-0x000000000009fbff\] usable$;^initrd 0x[0-9a-f]+ 0x10 data ;^acpi_rsdp_addr 0x[1-9a-f];^SKIFF-TEST PASS bzimage-mini$"
 case_def hostile pc $B/hostile.elf 33 "-append widths=124" "^io ports reading 0xff [0-9]+$;^io writes [0-9]+ skipped [0-9]+$;^mmio writes ;^SKIFF-TEST PASS hostile$"
+case_def virtio-rng pc $B/virtio-rng.elf 33 "-device virtio-rng-pci,disable-legacy=on" "^virtio-rng 00:[0-9a-f]{2}.0 features 0x120000000$;^rng bytes [0-9a-f]{32}$;^rng msix interrupts 2$;^SKIFF-TEST PASS virtio-rng$"
+case_def virtio-blk pc $B/virtio-blk.elf 33 "-append end=pass -drive file=$work/disk.img,if=none,id=d0,format=raw $VBLK" \
+    "^virtio-blk 00:[0-9a-f]{2}.0 capacity 2048 ro 0 ;^serial \"qemu-disk.*\"$;^sector 0 \"SKIFF-BLK-HOST-DATA;^readback ok$;^write-zeroes ok$;^flushed$;^SKIFF-TEST PASS virtio-blk$"
+case_def virtio-blk-ro pc $B/virtio-blk.elf 33 "-append mode=ro -drive file=$work/disk-ro.img,if=none,id=d0,format=raw,readonly=on $VBLK" \
+    "^virtio-blk 00:[0-9a-f]{2}.0 capacity 2048 ro 1 ;^readonly writes refused$;^SKIFF-TEST PASS virtio-blk$"
+case_def virtio-blk-hostile pc $B/virtio-blk-hostile.elf 33 "-drive file=$work/disk-hostile.img,if=none,id=d0,format=raw $VBLK" \
+    "^bad read-at-capacity -> status 1$;^chain loop -> needs-reset$;^hostile requests [0-9]+ chains 19$;^SKIFF-TEST PASS virtio-blk-hostile$"
+case_def virtio-rng-q35 q35 $B/virtio-rng.elf 33 "-device virtio-rng-pci,disable-legacy=on" "^rng bytes [0-9a-f]{32}$;^SKIFF-TEST PASS virtio-rng$"
 
 if [ "$list" = 1 ]; then
     for c in "${cases[@]}"; do IFS=$'\x1f' read -r name machine kernel _ <<< "$c"; echo "$name ($machine, $kernel)"; done

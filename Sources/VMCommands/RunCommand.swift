@@ -35,6 +35,11 @@ public struct VMOptions: ParsableArguments {
     @Flag(name: .long, help: "Attach a virtio-rng device fed by the host's getrandom.")
     var rng = false
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Attach a virtio-blk disk (repeatable). The format is raw unless format= says otherwise: images are never probed. readonly refuses guest writes; serial= sets the GET_ID string (default: the file name).",
+        valueName: "PATH[,readonly][,format=raw|qcow2][,serial=ID]"))
+    var disk: [String] = []
+
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
 
@@ -62,6 +67,7 @@ public struct VMOptions: ParsableArguments {
         }
         config.verbose = verbose
         if rng { config.devices.append(.rng) }
+        for d in disk { config.devices.append(try DiskOption.parse(d)) }
         guard let format = KernelFormat(rawValue: kernelFormat) else {
             throw ValidationError("--kernel-format must be one of: \(KernelFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }

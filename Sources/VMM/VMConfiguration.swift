@@ -1,5 +1,6 @@
 import ArchX86
 import Loader
+import Storage
 
 /// What to do when the guest resets itself (i8042 0xFE, ACPI reset, triple fault).
 public enum RebootAction: String, Sendable, CaseIterable, Codable {
@@ -61,4 +62,7 @@ public struct VMConfiguration: Sendable {
 public enum VirtioDeviceSpec: Sendable, Equatable {
     /// virtio-rng fed by the host's getrandom.
     case rng
+    /// virtio-blk backed by the image at `path`, opened as `format` (never probed) when the
+    /// VM is built; `serial` is the GET_ID string (default: the image's file name).
+    case block(path: String, format: DiskFormat, readOnly: Bool, serial: String?)
 }

@@ -2,8 +2,10 @@ import ArchX86
 import DeviceModel
 import KVM
 import PCI
+import Storage
 import SystemExtras
 import Virtio
+import VirtioBlock
 
 /// Puts the PCI root on a machine (0xCF8/0xCFC, ECAM) and plugs in the configured virtio
 /// devices, each with its BAR, MSI-X vectors on irqfds, an INTx line and ioeventfd notifications.
@@ -30,6 +32,8 @@ final class VirtioDevices: @unchecked Sendable {
         let device: any VirtioDevice
         switch spec {
         case .rng: device = VirtioRNG()
+        case .block(let path, let format, let readOnly, let serial):
+            device = try Self.openDisk(path: path, format: format, readOnly: readOnly, serial: serial)
         }
         guard let slot = root.nextFreeSlot() else { throw VMError("no free PCI slot for \(spec)") }
         let vm = machine.vm
@@ -52,9 +56,23 @@ final class VirtioDevices: @unchecked Sendable {
         }
     }
 
-    /// Stops every device's worker (machine teardown).
+    /// Opens a disk image for virtio-blk; any failure (missing, locked, corrupt) is one line.
+    private static func openDisk(path: String, format: DiskFormat, readOnly: Bool, serial: String?) throws(VMError) -> VirtioBlock {
+        let backend: any BlockDevice
+        do {
+            backend = try DiskImage.open(path: path, format: format, readOnly: readOnly)
+        } catch {
+            throw VMError("cannot open disk \(path) (\(format.rawValue)\(readOnly ? ", read-only" : "")): \(error)")
+        }
+        return VirtioBlock(backend: backend, serial: serial ?? VirtioBlock.defaultSerial(forPath: path))
+    }
+
+    /// Stops every device's worker and closes disks (machine teardown).
     func shutdown() {
-        for t in transports { t.device.reset() }
+        for t in transports {
+            t.device.reset()
+            if let disk = t.device as? VirtioBlock { try? disk.close() }
+        }
     }
 }
 

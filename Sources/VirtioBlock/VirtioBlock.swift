@@ -1,0 +1,152 @@
+import GuestMemory
+import Storage
+import Synchronization
+import SystemExtras
+import Virtio
+
+/// virtio-blk (virtio 1.x §5.2) over a `BlockDevice` (raw or qcow2 image).
+///
+/// One request queue served by the device's own worker thread, so disk I/O never runs on a
+/// vCPU thread. Requests: IN, OUT, FLUSH (completed only after the backend's flush, i.e.
+/// fdatasync, returned), GET_ID, DISCARD, WRITE_ZEROES; anything else is UNSUPP. A read-only
+/// disk offers VIRTIO_BLK_F_RO and refuses every change with IOERR. A chain that breaks
+/// the queue rules marks the device DEVICE_NEEDS_RESET; a well-formed chain carrying a bad
+/// request only gets an error status.
+public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
+    public let deviceType = VirtioDeviceType.block
+    public let deviceFeatures: UInt64
+    public let queueMaxSizes: [UInt16]
+    /// Request counters.
+    public let statistics = VirtioBlockStatistics()
+    /// The disk; still open after `reset()` (the VM owns it until `close()`).
+    public let backend: any BlockDevice
+
+    private let configSpace: VirtioBlockConfigSpace
+    private let handler: BlockRequestHandler
+
+    private final class Running: @unchecked Sendable {
+        let worker: VirtioWorker
+        var queue: SplitQueue
+        var handler: BlockRequestHandler
+        var broken = false
+        init(worker: VirtioWorker, queue: SplitQueue, handler: BlockRequestHandler) {
+            self.worker = worker
+            self.queue = queue
+            self.handler = handler
+        }
+    }
+    /// The active queue; only the worker thread uses it while it is set.
+    private let running = Mutex<Running?>(nil)
+    /// Set by reset() so a batch of requests stops after the current one.
+    private let stopping = Atomic<Bool>(false)
+
+    /// - Parameters:
+    ///   - backend: the opened disk image.
+    ///   - serial: the GET_ID string (cut to 20 bytes).
+    ///   - configuration: queue size and request limits.
+    public init(backend: any BlockDevice, serial: String, configuration: VirtioBlockConfiguration = VirtioBlockConfiguration()) {
+        self.backend = backend
+        let capacity = backend.size / VirtioBlockLayout.sectorSize
+        var features = VirtioBlockFeature.sizeMax | VirtioBlockFeature.segmentMax | VirtioBlockFeature.blockSize
+            | VirtioBlockFeature.flush | VirtioBlockFeature.topology
+        if configuration.rangeCommands { features |= VirtioBlockFeature.discard | VirtioBlockFeature.writeZeroes }
+        if backend.isReadOnly { features |= VirtioBlockFeature.readOnly }
+        deviceFeatures = features
+        queueMaxSizes = [configuration.queueSize]
+        configSpace = VirtioBlockConfigSpace(capacitySectors: capacity, configuration: configuration)
+        var id = Array(serial.utf8.prefix(VirtioBlockLayout.idSize))
+        id += [UInt8](repeating: 0, count: VirtioBlockLayout.idSize - id.count)
+        handler = BlockRequestHandler(backend: backend, configuration: configuration, capacity: capacity, serial: id,
+                                      readOnly: backend.isReadOnly, statistics: statistics)
+    }
+
+    /// Capacity in 512-byte sectors.
+    public var capacity: UInt64 { handler.capacity }
+
+    public func readConfig(offset: Int, into data: UnsafeMutableRawBufferPointer) {
+        configSpace.read(offset: offset, into: data)
+    }
+
+    /// The configuration is read-only (no CONFIG_WCE): writes are ignored.
+    public func writeConfig(offset: Int, from data: UnsafeRawBufferPointer) {}
+
+    public func activate(_ a: VirtioActivation) throws(VirtioDeviceError) {
+        guard let queue = a.queues.first, queue.ready else { throw VirtioDeviceError("virtio-blk: request queue not enabled") }
+        guard let notifier = a.notifiers.first else { throw VirtioDeviceError("virtio-blk: no queue notifier") }
+        var handler = self.handler
+        handler.negotiated = a.features
+        let memory = a.memory
+        let interrupt = a.interrupt
+        stopping.store(false, ordering: .sequentiallyConsistent)
+        do {
+            // The worker must not run before `running` is set: it only looks at the queue
+            // under the lock, which this call holds until the state is in place.
+            try running.withLock { r throws(SystemError) in
+                let worker = try VirtioWorker(name: "virtio-blk", notifiers: [notifier]) { [weak self] source, _ in
+                    guard case .queue(0) = source else { return }
+                    self?.serve(memory: memory, interrupt: interrupt)
+                }
+                r = Running(worker: worker, queue: queue, handler: handler)
+            }
+        } catch {
+            throw VirtioDeviceError("virtio-blk: \(error)")
+        }
+    }
+
+    /// Drains the queue: pops, executes and completes every available request.
+    private func serve(memory: GuestMemory, interrupt: any VirtioInterrupt) {
+        var notify = false
+        var broken = false
+        running.withLock { r in
+            guard let state = r, !state.broken else { return }
+            while !stopping.load(ordering: .relaxed) {
+                let chain: DescriptorChain
+                do {
+                    guard let c = try state.queue.pop(memory: memory) else { break }
+                    chain = c
+                } catch {
+                    state.broken = true
+                    broken = true
+                    break
+                }
+                let used = state.handler.handle(chain, memory: memory)
+                do {
+                    try state.queue.pushUsed(head: chain.head, length: used, memory: memory)
+                } catch {
+                    state.broken = true
+                    broken = true
+                    break
+                }
+                if state.queue.needsNotification(memory: memory) { notify = true }
+            }
+        }
+        if broken { interrupt.deviceBroken() }
+        if notify { interrupt.signalQueue(0) }
+    }
+
+    public func reset() {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        let r = running.withLock { r -> Running? in
+            let old = r
+            r = nil
+            return old
+        }
+        r?.worker.stop()
+    }
+
+    /// Stops serving and closes the disk (flushes it and clears a qcow2 dirty bit).
+    public func close() throws {
+        reset()
+        try backend.close()
+    }
+}
+
+extension VirtioBlock {
+    /// The GET_ID string used when none is given: the image's file name, printable ASCII
+    /// only (other bytes become '_'), cut to 20 bytes.
+    public static func defaultSerial(forPath path: String) -> String {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        let bytes = name.utf8.prefix(VirtioBlockLayout.idSize).map { $0 >= 0x20 && $0 < 0x7f ? $0 : UInt8(ascii: "_") }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
