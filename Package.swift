@@ -71,7 +71,7 @@ let package = Package(
         // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no Foundation).
         .target(
             name: "VMCommands",
-            dependencies: ["VMM", "ArchX86", "Loader", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // The `skiff` command tree (library so it can be tested).
         .target(

@@ -40,6 +40,16 @@ public struct VMOptions: ParsableArguments {
         valueName: "PATH[,readonly][,format=raw|qcow2][,serial=ID]"))
     var disk: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Attach a virtio-net device on a TAP interface (repeatable), created if absent (needs CAP_NET_ADMIN); its addresses and link state are the host's business. Without mac= the guest gets a random locally administered address.",
+        valueName: "tap=NAME[,mac=MAC]"))
+    var net: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Attach a virtio-vsock device with guest context ID N. Host processes connect to the AF_UNIX socket PATH (created by Skiff) and write 'CONNECT <port>\\n'; guest connections to host port P go to PATH_P.",
+        valueName: "cid=N,socket=PATH"))
+    var vsock: String?
+
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
 
@@ -68,6 +78,8 @@ public struct VMOptions: ParsableArguments {
         config.verbose = verbose
         if rng { config.devices.append(.rng) }
         for d in disk { config.devices.append(try DiskOption.parse(d)) }
+        for n in net { config.devices.append(try NetOption.parse(n)) }
+        if let vsock { config.devices.append(try VsockOption.parse(vsock)) }
         guard let format = KernelFormat(rawValue: kernelFormat) else {
             throw ValidationError("--kernel-format must be one of: \(KernelFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
