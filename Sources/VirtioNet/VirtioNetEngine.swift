@@ -12,7 +12,7 @@ import Glibc
 /// before dropping the engine, so its state needs no lock.
 final class VirtioNetEngine: @unchecked Sendable {
     /// Frames moved per direction before the worker looks at its other sources again.
-    static let framesPerWakeup = 256
+    static let framesPerWakeup = 64
     /// Room for the header, the largest frame, and one byte to notice anything longer.
     static let bufferSize = VirtioNetHeader.size + VirtioNetHeader.maxFrameSize + 1
 
@@ -183,7 +183,9 @@ final class VirtioNetEngine: @unchecked Sendable {
 
     /// Takes the next receive chain, completing (empty) any that has no writable space.
     private func popRxChain() throws(VirtqueueError) -> DescriptorChain? {
-        while let c = try rx.pop(memory: memory) {
+        // Bounded, so a driver that keeps adding empty buffers cannot hold the worker here.
+        for _ in 0..<Int(rx.size) {
+            guard let c = try rx.pop(memory: memory) else { return nil }
             if c.writable.isEmpty {
                 counters.rxBadBuffers.add(1, ordering: .relaxed)
                 try rx.pushUsed(head: c.head, length: 0, memory: memory)
@@ -258,7 +260,13 @@ final class VirtioNetEngine: @unchecked Sendable {
                 try complete(p.head)
             }
             var frames = 0
-            while let chain = try tx.pop(memory: memory) {
+            while true {
+                if frames >= Self.framesPerWakeup {
+                    // Come back after the other sources had a turn; the driver will not notify again.
+                    txNotifier.signal()
+                    return
+                }
+                guard let chain = try tx.pop(memory: memory) else { return }
                 frames += 1
                 let length = chain.readableLength
                 guard length >= UInt64(VirtioNetHeader.size), length <= UInt64(VirtioNetHeader.size + VirtioNetHeader.maxFrameSize) else {
@@ -278,11 +286,6 @@ final class VirtioNetEngine: @unchecked Sendable {
                     return
                 }
                 try complete(chain.head)
-                if frames >= Self.framesPerWakeup {
-                    // Come back after the other sources had a turn; the driver will not notify again.
-                    txNotifier.signal()
-                    return
-                }
             }
         } catch {
             markBroken(error)

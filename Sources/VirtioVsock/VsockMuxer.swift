@@ -17,7 +17,7 @@ import Glibc
 final class VsockMuxer: @unchecked Sendable {
     static let hostCID: UInt64 = 2
     static let maxPayload = 64 * 1024
-    static let packetsPerWakeup = 256
+    static let packetsPerWakeup = 64
     static let connectLineLimit = 32
     enum Backend {
         static let listener = 0

@@ -1,3 +1,4 @@
+import Foundation
 import GuestMemory
 import Testing
 @testable import Virtio
@@ -253,5 +254,42 @@ struct VirtioNetHostileDriverTests {
         try h.postRxBuffers(1, length: 1526)
         #expect(try eventually { try h.rx.usedIndex() == 1 })
         #expect(Array(try h.rxBuffer(0, length: 92)[12...]) == Array(makeFrame(payloadLength: 80, seed: 2)[12...]))
+    }
+}
+
+struct VirtioNetEventIndexTests {
+    /// With EVENT_IDX the driver kicks once for a whole batch; more frames than the worker
+    /// moves per wakeup must still all go out (the worker re-arms itself).
+    @Test func aBatchLargerThanOneWakeupIsFullyTransmitted() throws {
+        let h = try NetHarness()
+        try h.start(eventIndex: true)
+        let count = 200
+        let drained = CountingReader(fd: h.backend.peer.rawValue, expected: count, size: 74)
+        for i in 0..<count {
+            try h.transmit(makeFrame(payloadLength: 62, seed: UInt8(truncatingIfNeeded: i)), slot: i, kick: false)
+        }
+        // One kick for all of them, as a driver with EVENT_IDX does.
+        h.kick(VirtioNet.txQueue)
+        #expect(try eventually { try h.tx.usedIndex() == UInt16(count) })
+        #expect(drained.wait() == count)
+    }
+
+    @Test func receiveRecoversFromStarvationWithEventIndex() throws {
+        let h = try NetHarness()
+        try h.start(eventIndex: true)
+        // More than the socket holds at once: a sender thread waits for room.
+        Thread.detachNewThreadSending(fd: h.backend.peer.rawValue, frame: makeFrame(payloadLength: 60), count: 300)
+        var received = 0
+        var round = 0
+        while received < 300 && round < 20 {
+            // 64 buffers at a time, one kick each: the device asks for a notification when it runs dry.
+            for i in 0..<64 { try h.rx.add([(NetHarness.rxData + UInt64(i) * 0x1_0000, 2048, true)]) }
+            h.kick(VirtioNet.rxQueue)
+            let before = received
+            _ = try eventually(2) { received += try h.rx.takeUsed().count; return received - before >= min(64, 300 - before) }
+            round += 1
+        }
+        #expect(received == 300)
+        #expect(h.device.counters.rxFrames.load(ordering: .relaxed) == 300)
     }
 }
