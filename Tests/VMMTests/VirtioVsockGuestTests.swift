@@ -32,6 +32,12 @@ struct VirtioVsockGuestTests {
                 guest.write("hello from host")
                 log.add(guest.waitForEOF(timeout: 10) ? "guest closed" : "guest did not close")
             }
+            // A port the guest does not listen on: the guest resets it, the host sees EOF without OK.
+            if let refused = UnixStream.connect(path) {
+                refused.write("CONNECT 9999\n")
+                let answer = refused.readString(timeout: 10) { $0.contains("\n") }
+                log.add(answer.isEmpty && refused.waitForEOF(timeout: 1) ? "port 9999 refused" : "port 9999 answered '\(answer)'")
+            }
             // Host-initiated: CONNECT until the guest answers.
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline {
@@ -52,10 +58,11 @@ struct VirtioVsockGuestTests {
             }
         })
         #expect(run.outcome == GuestKit.passStatus, "\(run.output)")
-        #expect(log.all == ["accepted hello from guest 7", "guest closed", "ack OK 1073741824", "reply echo:ping from host"], "\(log.all)")
+        #expect(log.all == ["accepted hello from guest 7", "guest closed", "port 9999 refused", "ack OK 1073741825", "reply echo:ping from host"],
+                "\(log.all)")
         for line in ["virtio-vsock 00:01.0 cid 7 features 0x100000000", "guest-initiated connected to port 5000",
                      "guest-initiated got \"hello from host\"", "guest-initiated closed",
-                     "host-initiated connection from port 1073741824", "host-initiated got \"ping from host\"", "host-initiated closed"] {
+                     "host-initiated connection from port 1073741825", "host-initiated got \"ping from host\"", "host-initiated closed"] {
             #expect(run.output.contains(line + "\n"), "missing '\(line)' in \(run.output)")
         }
         // The device removed its socket when the machine went away.
