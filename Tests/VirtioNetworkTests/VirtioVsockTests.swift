@@ -230,6 +230,22 @@ struct VsockFlowControlTests {
         #expect(host.read(exactly: 4) == [1, 2, 3, 4])
     }
 
+    @Test func theDeviceReturnsCreditBeforeTheGuestRunsOut() throws {
+        let v = try VsockHarness()
+        let service = try HostListener(path: v.path + "_8")
+        try v.start()
+        try v.postRx(8)
+        let host = try #require(try connect(v, service: service, bufAlloc: 4096))
+        // 61 KiB: the guest now believes 3 KiB of the device's 64 KiB are free.
+        let chunk = [UInt8](repeating: 9, count: 1024)
+        for _ in 0..<61 { try v.send(v.guestHeader(op: op.rw, src: 40, dst: 8), payload: chunk) }
+        #expect(host.read(exactly: 61 * 1024).count == 61 * 1024)
+        let update = try #require(try v.receive())
+        #expect(update.header.op == op.creditUpdate)
+        #expect(update.header.fwdCnt == 61 * 1024 && update.header.bufAlloc == 65536)
+        #expect(try v.receive(timeout: 0.2) == nil, "one update is enough")
+    }
+
     @Test func aGuestIgnoringCreditIsResetAndHostMemoryStaysBounded() throws {
         var limits = VsockLimits()
         limits.bufferSize = 4096
