@@ -70,6 +70,7 @@ final class VirtioNetEngine: @unchecked Sendable {
 
     /// Called on the worker thread for each ready source.
     func handle(_ source: VirtioWorker.Source, events: UInt32) {
+        counters.wakeups.add(1, ordering: .relaxed)
         rxPushed = false
         txPushed = false
         if !broken {

@@ -33,6 +33,8 @@ public final class VsockCounters: Sendable {
     public let acceptErrors = Atomic<UInt64>(0)
     /// Queue errors that put the device into DEVICE_NEEDS_RESET.
     public let queueErrors = Atomic<UInt64>(0)
+    /// Times the worker woke up (a busy loop shows here first).
+    public let wakeups = Atomic<UInt64>(0)
 
     public init() {}
 }

@@ -99,6 +99,7 @@ final class VsockMuxer: @unchecked Sendable {
     // MARK: Event dispatch
 
     func handle(_ source: VirtioWorker.Source, events: UInt32) {
+        counters.wakeups.add(1, ordering: .relaxed)
         rxPushed = false
         txPushed = false
         if case .backend(Backend.timer) = source {

@@ -79,6 +79,14 @@ final class NetHarness {
 
     func kick(_ q: Int) { notifiers[q].signal() }
 
+    /// Whether the worker stays asleep for `seconds` (at most a couple of stray wakeups).
+    func isIdle(for seconds: Double = 0.3) -> Bool {
+        sleepSeconds(0.05)
+        let before = device.counters.wakeups.load(ordering: .relaxed)
+        sleepSeconds(seconds)
+        return device.counters.wakeups.load(ordering: .relaxed) - before <= 2
+    }
+
     /// Posts `count` receive buffers of `length` bytes each (one writable descriptor per chain).
     func postRxBuffers(_ count: Int, length: UInt32, from first: Int = 0) throws {
         for i in first..<(first + count) {

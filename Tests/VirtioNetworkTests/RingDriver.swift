@@ -111,20 +111,3 @@ func sleepSeconds(_ s: Double) {
     nanosleep(&ts, nil)
 }
 
-/// CPU time (user + system, seconds) the threads of this process named `name` have used so far.
-func threadCPUSeconds(named name: String) -> Double {
-    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-    var total = 0.0
-    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-    for tid in tasks {
-        guard let comm = try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8),
-              comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
-              let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { continue }
-        // After the parenthesised name: state is field 3, utime field 14, stime field 15.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { continue }
-        total += (u + s) / ticks
-    }
-    return total
-}
