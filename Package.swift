@@ -68,6 +68,11 @@ let package = Package(
             name: "skiff-storage-stress",
             dependencies: ["Storage", "ImageCommands", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
+        // Host-side virtio-blk benchmark: request rate and notify → completion round trip with a mock driver.
+        .executableTarget(
+            name: "skiff-virtio-bench",
+            dependencies: ["VirtioBlock", "Virtio", "Storage", "GuestMemory", "PCI", "SystemExtras"],
+            swiftSettings: strict),
         // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no Foundation).
         .target(
             name: "VMCommands",

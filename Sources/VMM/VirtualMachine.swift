@@ -67,7 +67,10 @@ public final class VirtualMachine: @unchecked Sendable {
     public func run() -> MachineOutcome {
         while true {
             let (machine, stopped) = current.withLock { ($0.machine, $0.stopped) }
-            guard let machine, !stopped else { return .stopped }
+            guard let machine, !stopped else {
+                releaseDevices()
+                return .stopped
+            }
             boots += 1
             let outcome = machine.run()
             current.withLock { $0.devices?.virtio.shutdown() }
@@ -84,12 +87,29 @@ public final class VirtualMachine: @unchecked Sendable {
                     state.devices = next.1
                     return true
                 }
-                if !proceed { return .stopped }
+                if !proceed {
+                    next.1.virtio.shutdown()
+                    releaseDevices()
+                    return .stopped
+                }
             } catch {
                 return .failed("cannot restart the VM: \(error)")
             }
         }
     }
+
+    /// Stops the devices of a machine that will not run (again) and closes its disks.
+    private func releaseDevices() {
+        let devices = current.withLock { state -> PlatformDevices? in
+            let d = state.devices
+            state.machine = nil
+            state.devices = nil
+            return d
+        }
+        devices?.virtio.shutdown()
+    }
+
+    deinit { releaseDevices() }
 
     /// Stops the VM from the host; `run()` returns `.stopped`.
     public func stop() {

@@ -200,6 +200,29 @@ struct VirtioBlockBadInputTests {
         #expect(rig.device.statistics.counts.bytesWritten == 0)
     }
 
+    // MARK: Item 17: a qcow2 header written into a raw disk
+
+    @Test func qcow2HeaderWrittenIntoARawDiskLeavesItRaw() throws {
+        let rig = try BlockTestRig()
+        // "QFI\xfb", version 3, backing file offset 512 naming a host file.
+        var header = [UInt8](repeating: 0, count: 1024)
+        header.replaceSubrange(0..<8, with: [0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3])
+        header.replaceSubrange(8..<16, with: [0, 0, 0, 0, 0, 0, 2, 0])
+        header.replaceSubrange(16..<20, with: [0, 0, 0, 11])
+        header.replaceSubrange(512..<523, with: Array("/etc/passwd".utf8))
+        try rig.memory.write(header, at: BlockTestRig.dataAddress)
+        #expect(try rig.request(type: .write, sector: 0, data: [1024]).status == ok)
+        #expect(try rig.request(type: .flush).status == ok)
+        try rig.device.close()
+        // Opened again the way the VMM opens it (format given, never probed): still raw.
+        let again = try DiskImage.open(path: rig.path, format: .raw, readOnly: true)
+        defer { try? again.close() }
+        #expect(again.size == 2048 * 512)
+        var sector = [UInt8](repeating: 0, count: 1024)
+        try sector.withUnsafeMutableBytes { try again.read(at: 0, into: $0) }
+        #expect(sector == header)
+    }
+
     // MARK: Backend failures
 
     @Test func backendErrorsBecomeIOERRAndFlushFailureIsSticky() throws {
