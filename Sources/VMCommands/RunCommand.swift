@@ -116,7 +116,8 @@ extension VMOptions {
         The kernel may be a Linux bzImage, an ELF with a PVH entry note (vmlinux), or a multiboot v1 kernel.
         Press Ctrl-A then x to stop the VM. Exit status: 0 after the guest powers off (or resets with
         --on-reboot exit), (v << 1) | 1 after the guest writes v to the debug-exit port 0xf4, 1 on errors.
-        virtio devices take PCI slots 1, 2, ... in this order: --rng, then each --disk as given. A disk image is
-        opened (and locked) before the guest starts; its format is raw unless format=qcow2 is given.
+        virtio devices take PCI slots 1, 2, ... in this order: --rng, then each --disk as given, each --net, then
+        --vsock. A disk image is opened (and locked) before the guest starts; its format is raw unless
+        format=qcow2 is given. TAP interfaces and the vsock socket are opened when the VM is built.
         """
 }
