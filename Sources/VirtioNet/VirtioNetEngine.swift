@@ -261,13 +261,23 @@ final class VirtioNetEngine: @unchecked Sendable {
                 try complete(p.head)
             }
             var frames = 0
+            var rechecked = false
             while true {
                 if frames >= Self.framesPerWakeup {
                     // Come back after the other sources had a turn; the driver will not notify again.
                     txNotifier.signal()
                     return
                 }
-                guard let chain = try tx.pop(memory: memory) else { return }
+                guard let chain = try tx.pop(memory: memory) else {
+                    // pop() published avail_event; look once more after a full fence so a chain the
+                    // driver added without notifying (it read the old avail_event) is not left behind.
+                    atomicMemoryFence(ordering: .sequentiallyConsistent)
+                    if !rechecked, try tx.hasPending(memory: memory) {
+                        rechecked = true  // once: a driver flipping avail.idx must not keep the worker here
+                        continue
+                    }
+                    return
+                }
                 frames += 1
                 let length = chain.readableLength
                 guard length >= UInt64(VirtioNetHeader.size), length <= UInt64(VirtioNetHeader.size + VirtioNetHeader.maxFrameSize) else {

@@ -429,7 +429,18 @@ final class VsockMuxer: @unchecked Sendable {
     private func processTx() {
         do {
             var n = 0
-            while let chain = try tx.pop(memory: memory) {
+            var rechecked = false
+            while true {
+                guard let chain = try tx.pop(memory: memory) else {
+                    // As in virtio-net: re-check after a full fence so a packet added without a
+                    // notification (the driver read the old avail_event) is not left behind.
+                    atomicMemoryFence(ordering: .sequentiallyConsistent)
+                    if !rechecked, try tx.hasPending(memory: memory) {
+                        rechecked = true  // once: a driver flipping avail.idx must not keep the worker here
+                        continue
+                    }
+                    return
+                }
                 handleGuestPacket(chain)
                 try tx.pushUsed(head: chain.head, length: 0, memory: memory)
                 txPushed = true
