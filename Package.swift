@@ -37,13 +37,19 @@ let package = Package(
         .target(name: "PCI", dependencies: ["DeviceModel"], swiftSettings: strict),
         // virtio: split virtqueues and descriptor chains (transport- and device-independent).
         .target(name: "Virtio", dependencies: ["GuestMemory", "PCI", "DeviceModel", "SystemExtras"], swiftSettings: strict),
+        // TAP ioctls and timerfd for the virtio device backends.
+        .target(name: "CVirtioHost"),
+        // virtio-net over a TAP (or any frame descriptor with the virtio-net header).
+        .target(name: "VirtioNet", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSystem"], swiftSettings: strict),
+        // virtio-vsock relayed to host AF_UNIX sockets (Firecracker's hybrid scheme).
+        .target(name: "VirtioVsock", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSystem"], swiftSettings: strict),
         // virtio-blk over Storage's block devices (kept out of `Virtio` so that stays light).
         .target(name: "VirtioBlock", dependencies: ["Virtio", "Storage", "GuestMemory", "SystemExtras"], swiftSettings: strict),
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
             dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio",
-                           "VirtioBlock", "Storage", "X86Emulator", "SystemExtras"],
+                           "VirtioBlock", "Storage", "VirtioNet", "VirtioVsock", "X86Emulator", "SystemExtras"],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(
@@ -76,7 +82,7 @@ let package = Package(
         // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no Foundation).
         .target(
             name: "VMCommands",
-            dependencies: ["VMM", "ArchX86", "Loader", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // The `skiff` command tree (library so it can be tested).
         .target(
@@ -97,6 +103,7 @@ let package = Package(
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ImageStore"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "VirtioBlock", "Storage", "GuestMemory", "PCI", "SystemExtras"]),
+        .testTarget(name: "VirtioNetworkTests", dependencies: ["VirtioNet", "VirtioVsock", "Virtio", "GuestMemory", "SystemExtras", "CSystem"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage", "ImageStore"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "CSystem", "VMCommands", "SkiffCLI", "Storage"]),

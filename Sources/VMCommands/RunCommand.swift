@@ -58,6 +58,16 @@ public struct VMOptions: ParsableArguments {
         valueName: "PATH[,readonly][,format=raw|qcow2][,serial=ID]"))
     var disk: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Attach a virtio-net device on a TAP interface (repeatable), created if absent (needs CAP_NET_ADMIN); its addresses and link state are the host's business. Without mac= the guest gets a random locally administered address.",
+        valueName: "tap=NAME[,mac=MAC]"))
+    var net: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Attach a virtio-vsock device with guest context ID N. Host processes connect to the AF_UNIX socket PATH (created by Skiff) and write 'CONNECT <port>\\n'; guest connections to host port P go to PATH_P.",
+        valueName: "cid=N,socket=PATH"))
+    var vsock: String?
+
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
 
@@ -86,6 +96,8 @@ public struct VMOptions: ParsableArguments {
         config.verbose = verbose
         if rng { config.devices.append(.rng) }
         for d in disk { config.devices.append(try DiskOption.parse(d)) }
+        for n in net { config.devices.append(try NetOption.parse(n)) }
+        if let vsock { config.devices.append(try VsockOption.parse(vsock)) }
         if balloon {
             config.devices.append(.balloon(BalloonSpec(statistics: true, freePageReporting: balloonFreePageReporting,
                                                        deflateOnOOM: balloonDeflateOnOOM)))
@@ -138,8 +150,9 @@ extension VMOptions {
         The kernel may be a Linux bzImage, an ELF with a PVH entry note (vmlinux), or a multiboot v1 kernel.
         Press Ctrl-A then x to stop the VM. Exit status: 0 after the guest powers off (or resets with
         --on-reboot exit), (v << 1) | 1 after the guest writes v to the debug-exit port 0xf4, 1 on errors.
-        virtio devices take PCI slots 1, 2, ... in this order: --rng, each --disk as given, --balloon, then
-        --console virtio. A disk image is opened (and locked) before the guest starts; its format is raw
-        unless format=qcow2 is given.
+        virtio devices take PCI slots 1, 2, ... in this order: --rng, each --disk as given, each --net, --vsock,
+        --balloon, then --console virtio. A disk image is opened (and locked) before the guest starts; its
+        format is raw unless format=qcow2 is given. TAP interfaces and the vsock socket are opened when the VM
+        is built.
         """
 }

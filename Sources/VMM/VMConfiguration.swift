@@ -1,6 +1,7 @@
 import ArchX86
 import Loader
 import Storage
+import VirtioNet
 
 /// What to do when the guest resets itself (i8042 0xFE, ACPI reset, triple fault).
 public enum RebootAction: String, Sendable, CaseIterable, Codable {
@@ -67,6 +68,12 @@ public enum VirtioDeviceSpec: Sendable, Equatable {
     /// virtio-blk backed by the image at `path`, opened as `format` (never probed) when the
     /// VM is built; `serial` is the GET_ID string (default: the image's file name).
     case block(path: String, format: DiskFormat, readOnly: Bool, serial: String?)
+    /// virtio-net on the TAP interface `tap` (created if absent) with `mac` in its
+    /// configuration space (a random locally administered address if nil).
+    case net(tap: String, mac: MACAddress?)
+    /// virtio-vsock for guest context ID `cid`: host processes connect to the AF_UNIX socket
+    /// `socket` (created when the VM is built); guest connections to port P go to `socket_P`.
+    case vsock(cid: UInt32, socket: String)
     /// virtio-balloon; its target is set while the VM runs (`VirtualMachine.setBalloonTarget`).
     case balloon(BalloonSpec)
     /// virtio-console (hvc0) on the same host stdio as the serial console; host input goes to

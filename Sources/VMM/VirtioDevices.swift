@@ -6,6 +6,8 @@ import Storage
 import SystemExtras
 import Virtio
 import VirtioBlock
+import VirtioNet
+import VirtioVsock
 
 /// Puts the PCI root on a machine (0xCF8/0xCFC, ECAM) and plugs in the configured virtio
 /// devices, each with its BAR, MSI-X vectors on irqfds, an INTx line and ioeventfd notifications.
@@ -49,6 +51,18 @@ final class VirtioDevices: @unchecked Sendable {
             device = d
         case .block(let path, let format, let readOnly, let serial):
             device = try Self.openDisk(path: path, format: format, readOnly: readOnly, serial: serial)
+        case .net(let tap, let mac):
+            do {
+                device = VirtioNet(backend: try TapDevice(name: tap), mac: mac)
+            } catch {
+                throw VMError("cannot open TAP \(tap): \(error.message)")
+            }
+        case .vsock(let cid, let socket):
+            do {
+                device = try VirtioVsock(guestCID: cid, socketPath: socket)
+            } catch {
+                throw VMError("cannot create the vsock socket: \(error)")
+            }
         }
         guard let slot = root.nextFreeSlot() else { throw VMError("no free PCI slot for \(spec)") }
         let vm = machine.vm
@@ -87,6 +101,9 @@ final class VirtioDevices: @unchecked Sendable {
         for t in transports {
             t.device.reset()
             if let disk = t.device as? VirtioBlock { try? disk.close() }
+            // A TAP this VM created disappears; the vsock socket path is removed.
+            if let net = t.device as? VirtioNet { net.close() }
+            if let vsock = t.device as? VirtioVsock { vsock.close() }
         }
     }
 }

@@ -1,0 +1,109 @@
+import GuestMemory
+import Synchronization
+import SystemExtras
+import Virtio
+
+/// virtio-net (virtio 1.x §5.1) over a frame backend such as a TAP interface: one receive
+/// and one transmit queue, the MAC address and link status in configuration space,
+/// mergeable receive buffers, and checksum/TSO offloads when the backend can change its
+/// offloads (TUNSETOFFLOAD). The worker thread waits in epoll on the backend and the two
+/// queue notifiers; it stops reading the backend while the driver has no receive buffers.
+public final class VirtioNet: VirtioDevice, @unchecked Sendable {
+    public static let queueSize: UInt16 = 256
+    public static let rxQueue = 0
+    public static let txQueue = 1
+
+    public let deviceType = VirtioDeviceType.net
+    public let deviceFeatures: UInt64
+    public let queueMaxSizes: [UInt16] = [VirtioNet.queueSize, VirtioNet.queueSize]
+    public let mac: MACAddress
+    public let backend: any VirtioNetBackend
+    /// Frame, byte and drop counts.
+    public let counters = VirtioNetCounters()
+
+    private struct Running {
+        var worker: VirtioWorker
+        var engine: VirtioNetEngine
+    }
+    private let running = Mutex<Running?>(nil)
+    private let closed = Atomic<Bool>(false)
+
+    /// - Parameters:
+    ///   - backend: where frames go; the device owns it from now on.
+    ///   - mac: the address in configuration space (a random locally administered one if nil).
+    public init(backend: any VirtioNetBackend, mac: MACAddress? = nil) {
+        self.backend = backend
+        self.mac = mac ?? MACAddress.random()
+        var features = VirtioNetFeature.mac | VirtioNetFeature.status | VirtioNetFeature.mergeableRxBuffers
+        if backend.supportsOffloads { features |= VirtioNetFeature.offloads }
+        deviceFeatures = features
+    }
+
+    public func readConfig(offset: Int, into data: UnsafeMutableRawBufferPointer) {
+        var config = mac.bytes
+        config.append(UInt8(truncatingIfNeeded: VirtioNetConfig.linkUp))
+        config.append(UInt8(truncatingIfNeeded: VirtioNetConfig.linkUp >> 8))
+        for i in 0..<data.count {
+            let (at, overflow) = offset.addingReportingOverflow(i)
+            data[i] = !overflow && at >= 0 && at < config.count ? config[at] : 0
+        }
+    }
+
+    /// The MAC address is read-only here (no VIRTIO_NET_F_CTRL_MAC_ADDR); writes are ignored.
+    public func writeConfig(offset: Int, from data: UnsafeRawBufferPointer) {}
+
+    public func activate(_ a: VirtioActivation) throws(VirtioDeviceError) {
+        guard !closed.load(ordering: .acquiring) else { throw VirtioDeviceError("virtio-net: backend closed") }
+        guard a.queues.count >= 2, a.notifiers.count >= 2, a.queues[Self.rxQueue].ready, a.queues[Self.txQueue].ready else {
+            throw VirtioDeviceError("virtio-net: receive and transmit queues must both be enabled")
+        }
+        if backend.supportsOffloads {
+            do {
+                try backend.setOffloads(Self.tunOffloads(features: a.features))
+            } catch {
+                throw VirtioDeviceError("virtio-net: \(error)")
+            }
+        }
+        let engine = VirtioNetEngine(activation: a, backendFD: backend.fd, counters: counters)
+        do {
+            // The backend starts unwatched; the engine turns EPOLLIN on once it knows its worker.
+            let worker = try VirtioWorker(name: "virtio-net", notifiers: Array(a.notifiers.prefix(2)),
+                                          backends: [(fd: backend.fd, events: 0)]) { source, events in
+                engine.handle(source, events: events)
+            }
+            engine.attach(worker)
+            running.withLock { $0 = Running(worker: worker, engine: engine) }
+        } catch {
+            throw VirtioDeviceError("virtio-net: \(error)")
+        }
+        // Run the engine once so it starts watching the backend.
+        a.notifiers[Self.rxQueue].signal()
+    }
+
+    /// TUN_F_* bits for the receive offloads the driver accepted.
+    static func tunOffloads(features: UInt64) -> UInt32 {
+        guard features & VirtioNetFeature.guestCSUM != 0 else { return 0 }
+        var flags: UInt32 = 0x01  // TUN_F_CSUM
+        if features & VirtioNetFeature.guestTSO4 != 0 { flags |= 0x02 }
+        if features & VirtioNetFeature.guestTSO6 != 0 { flags |= 0x04 }
+        return flags
+    }
+
+    public func reset() {
+        let r = running.withLock { r -> Running? in
+            let old = r
+            r = nil
+            return old
+        }
+        r?.worker.stop()
+        r?.engine.release()
+        if backend.supportsOffloads { try? backend.setOffloads(0) }
+    }
+
+    /// Stops the device and closes its backend (machine teardown; a TAP this process created disappears).
+    public func close() {
+        closed.store(true, ordering: .releasing)
+        reset()
+        backend.close()
+    }
+}

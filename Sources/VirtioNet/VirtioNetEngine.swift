@@ -1,0 +1,327 @@
+import CSystem
+import GuestMemory
+import Synchronization
+import SystemExtras
+import Virtio
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The worker-thread half of virtio-net: moves frames between the backend and the two
+/// queues. Only the device's worker thread calls `handle`, and the device stops that thread
+/// before dropping the engine, so its state needs no lock.
+final class VirtioNetEngine: @unchecked Sendable {
+    /// Frames moved per direction before the worker looks at its other sources again.
+    static let framesPerWakeup = 64
+    /// Room for the header, the largest frame, and one byte to notice anything longer.
+    static let bufferSize = VirtioNetHeader.size + VirtioNetHeader.maxFrameSize + 1
+
+    private let memory: GuestMemory
+    private let interrupt: any VirtioInterrupt
+    private let fd: Int32
+    private let counters: VirtioNetCounters
+    private let mergeable: Bool
+    private let txNotifier: EventFD
+    private var rx: SplitQueue
+    private var tx: SplitQueue
+
+    /// Receive chains taken from the ring but not filled yet (never more than the queue size).
+    private var rxStash: [DescriptorChain] = []
+    /// Length of a received frame in `rxBuffer` that is waiting for receive buffers.
+    private var pendingRx: Int?
+    /// A frame in `txBuffer` the backend could not take yet, and its chain.
+    private var pendingTx: (head: UInt16, length: Int)?
+    private var rxStarved = false
+    private var backendFailed = false
+    private var broken = false
+    private var rxPushed = false
+    private var txPushed = false
+
+    private let rxBuffer: UnsafeMutableRawBufferPointer
+    private let txBuffer: UnsafeMutableRawBufferPointer
+
+    private let worker = Mutex<VirtioWorker?>(nil)
+    /// The epoll events currently registered for the backend.
+    private var watched: UInt32 = 0
+
+    init(activation a: VirtioActivation, backendFD: Int32, counters: VirtioNetCounters) {
+        memory = a.memory
+        interrupt = a.interrupt
+        fd = backendFD
+        self.counters = counters
+        mergeable = a.has(VirtioNetFeature.mergeableRxBuffers)
+        rx = a.queues[VirtioNet.rxQueue]
+        tx = a.queues[VirtioNet.txQueue]
+        txNotifier = a.notifiers[VirtioNet.txQueue]
+        rxBuffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
+        txBuffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
+    }
+
+    deinit {
+        rxBuffer.deallocate()
+        txBuffer.deallocate()
+    }
+
+    /// Gives the engine its worker so it can change what it watches on the backend.
+    func attach(_ w: VirtioWorker) { worker.withLock { $0 = w } }
+
+    /// Drops the worker reference (the device stopped it).
+    func release() { worker.withLock { $0 = nil } }
+
+    /// Called on the worker thread for each ready source.
+    func handle(_ source: VirtioWorker.Source, events: UInt32) {
+        counters.wakeups.add(1, ordering: .relaxed)
+        rxPushed = false
+        txPushed = false
+        if !broken {
+            switch source {
+            case .queue(VirtioNet.rxQueue):
+                processRx()
+            case .queue(VirtioNet.txQueue):
+                processTx()
+            case .backend(0):
+                if events & EPOLLOUT.rawValue != 0 { processTx() }
+                if events & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { processRx() }
+            default:
+                break
+            }
+        }
+        if rxPushed && rx.needsNotification(memory: memory) { interrupt.signalQueue(VirtioNet.rxQueue) }
+        if txPushed && tx.needsNotification(memory: memory) { interrupt.signalQueue(VirtioNet.txQueue) }
+        updateWatch()
+    }
+
+    /// Watches EPOLLIN unless reception is paused, EPOLLOUT while a frame waits, nothing when broken;
+    /// a failed backend is watched one last time (EPOLLONESHOT) so its error cannot wake the loop forever.
+    private func updateWatch() {
+        var desired: UInt32 = 0
+        if backendFailed {
+            desired = EPOLLONESHOT.rawValue
+        } else if !broken {
+            if !rxStarved { desired |= EPOLLIN.rawValue }
+            if pendingTx != nil { desired |= EPOLLOUT.rawValue }
+        }
+        guard desired != watched, let w = worker.withLock({ $0 }) else { return }
+        w.watchBackend(0, fd: fd, events: desired)
+        watched = desired
+    }
+
+    private func markBroken(_ error: VirtqueueError) {
+        broken = true
+        counters.queueErrors.add(1, ordering: .relaxed)
+        interrupt.deviceBroken()
+    }
+
+    // MARK: Receive
+
+    private enum Delivery {
+        case delivered
+        case dropped
+        case noBuffers
+    }
+
+    private func processRx() {
+        var frames = 0
+        var rounds = 0
+        while frames < Self.framesPerWakeup && rounds < 2 * Self.framesPerWakeup {
+            rounds += 1
+            let length: Int
+            if let p = pendingRx {
+                length = p
+            } else {
+                guard !backendFailed, let base = rxBuffer.baseAddress else { return }
+                let n = read(fd, base, rxBuffer.count)
+                if n < 0 {
+                    let e = errno
+                    if e == EINTR { continue }
+                    if e == EAGAIN || e == EWOULDBLOCK { return }
+                    counters.rxErrors.add(1, ordering: .relaxed)
+                    backendFailed = true
+                    return
+                }
+                frames += 1
+                guard n >= VirtioNetHeader.size else {
+                    counters.rxDroppedMalformed.add(1, ordering: .relaxed)
+                    continue
+                }
+                guard n <= VirtioNetHeader.size + VirtioNetHeader.maxFrameSize else {
+                    counters.rxDroppedTooLarge.add(1, ordering: .relaxed)
+                    continue
+                }
+                length = n
+            }
+            let result: Delivery
+            do {
+                result = try deliver(length: length)
+            } catch {
+                markBroken(error)
+                return
+            }
+            switch result {
+            case .delivered, .dropped:
+                pendingRx = nil
+                rxStarved = false
+            case .noBuffers:
+                pendingRx = length
+                if !rxStarved {
+                    rxStarved = true
+                    counters.rxStalls.add(1, ordering: .relaxed)
+                }
+                // Ask for a notification, then look again so a buffer added meanwhile is not missed.
+                rx.setNotifications(true, memory: memory)
+                atomicMemoryFence(ordering: .sequentiallyConsistent)
+                let more: Bool
+                do {
+                    more = try rx.hasPending(memory: memory)
+                } catch {
+                    markBroken(error)
+                    return
+                }
+                if !more { return }
+            }
+        }
+    }
+
+    /// Takes the next receive chain, completing (empty) any that has no writable space.
+    private func popRxChain() throws(VirtqueueError) -> DescriptorChain? {
+        // Bounded, so a driver that keeps adding empty buffers cannot hold the worker here.
+        for _ in 0..<Int(rx.size) {
+            guard let c = try rx.pop(memory: memory) else { return nil }
+            if c.writable.isEmpty {
+                counters.rxBadBuffers.add(1, ordering: .relaxed)
+                try rx.pushUsed(head: c.head, length: 0, memory: memory)
+                rxPushed = true
+                continue
+            }
+            return c
+        }
+        return nil
+    }
+
+    /// Places the frame of `length` bytes (header included) in `rxBuffer` into receive chains.
+    private func deliver(length: Int) throws(VirtqueueError) -> Delivery {
+        var count = 0
+        if mergeable {
+            var room: UInt64 = 0
+            while room < UInt64(length) {
+                if count == rxStash.count {
+                    guard rxStash.count < Int(rx.size) else {
+                        // Every buffer the ring can hold is here and the frame still does not fit.
+                        counters.rxDroppedTooLarge.add(1, ordering: .relaxed)
+                        return .dropped
+                    }
+                    guard let c = try popRxChain() else { return .noBuffers }
+                    rxStash.append(c)
+                }
+                room += rxStash[count].writableLength
+                count += 1
+            }
+        } else {
+            if rxStash.isEmpty {
+                guard let c = try popRxChain() else { return .noBuffers }
+                rxStash.append(c)
+            }
+            guard rxStash[0].writableLength >= UInt64(length) else {
+                // Without mergeable buffers a frame must fit one chain; keep the chain for the next frame.
+                counters.rxDroppedTooLarge.add(1, ordering: .relaxed)
+                return .dropped
+            }
+            count = 1
+        }
+        rxBuffer[VirtioNetHeader.numBuffersOffset] = UInt8(truncatingIfNeeded: count)
+        rxBuffer[VirtioNetHeader.numBuffersOffset + 1] = UInt8(truncatingIfNeeded: count >> 8)
+        var offset = 0
+        for i in 0..<count {
+            let chain = rxStash[i]
+            let take = Int(min(UInt64(length - offset), chain.writableLength))
+            var writer = ChainWriter(memory: memory, chain: chain)
+            writer.write(UnsafeRawBufferPointer(rebasing: rxBuffer[offset..<(offset + take)]))
+            offset += take
+            try rx.pushUsed(head: chain.head, length: writer.written, memory: memory)
+        }
+        rxStash.removeFirst(count)
+        rxPushed = true
+        counters.rxFrames.add(1, ordering: .relaxed)
+        counters.rxBytes.add(UInt64(length - VirtioNetHeader.size), ordering: .relaxed)
+        return .delivered
+    }
+
+    // MARK: Transmit
+
+    private enum Send {
+        case done
+        case wouldBlock
+    }
+
+    private func processTx() {
+        do {
+            if let p = pendingTx {
+                guard send(length: p.length) == .done else { return }
+                pendingTx = nil
+                try complete(p.head)
+            }
+            var frames = 0
+            var rechecked = false
+            while true {
+                if frames >= Self.framesPerWakeup {
+                    // Come back after the other sources had a turn; the driver will not notify again.
+                    txNotifier.signal()
+                    return
+                }
+                guard let chain = try tx.pop(memory: memory) else {
+                    // pop() published avail_event; look once more after a full fence so a chain the
+                    // driver added without notifying (it read the old avail_event) is not left behind.
+                    atomicMemoryFence(ordering: .sequentiallyConsistent)
+                    if !rechecked, try tx.hasPending(memory: memory) {
+                        rechecked = true  // once: a driver flipping avail.idx must not keep the worker here
+                        continue
+                    }
+                    return
+                }
+                frames += 1
+                let length = chain.readableLength
+                guard length >= UInt64(VirtioNetHeader.size), length <= UInt64(VirtioNetHeader.size + VirtioNetHeader.maxFrameSize) else {
+                    counters.txDroppedMalformed.add(1, ordering: .relaxed)
+                    try complete(chain.head)
+                    continue
+                }
+                var reader = ChainReader(memory: memory, chain: chain)
+                guard reader.read(into: UnsafeMutableRawBufferPointer(rebasing: txBuffer[0..<Int(length)])) else {
+                    counters.txDroppedMalformed.add(1, ordering: .relaxed)
+                    try complete(chain.head)
+                    continue
+                }
+                if send(length: Int(length)) == .wouldBlock {
+                    pendingTx = (chain.head, Int(length))
+                    counters.txBlocked.add(1, ordering: .relaxed)
+                    return
+                }
+                try complete(chain.head)
+            }
+        } catch {
+            markBroken(error)
+        }
+    }
+
+    private func complete(_ head: UInt16) throws(VirtqueueError) {
+        try tx.pushUsed(head: head, length: 0, memory: memory)
+        txPushed = true
+    }
+
+    private func send(length: Int) -> Send {
+        guard let base = txBuffer.baseAddress else { return .done }
+        while true {
+            let n = write(fd, base, length)
+            if n >= 0 {
+                counters.txFrames.add(1, ordering: .relaxed)
+                counters.txBytes.add(UInt64(length - VirtioNetHeader.size), ordering: .relaxed)
+                return .done
+            }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+            counters.txErrors.add(1, ordering: .relaxed)
+            return .done
+        }
+    }
+}
