@@ -107,6 +107,10 @@ public struct SplitQueue: Sendable {
         if eventIndex {
             // Ask to be notified when the driver adds the next buffer (avail_event after the used ring).
             try? memory.store(nextAvail, at: usedRing + 4 + 8 * UInt64(size))
+            // The store must be visible before the next avail.idx load (x86 lets loads pass
+            // stores): otherwise the driver can read the old avail_event, skip the notification,
+            // and the device sleeps with a request pending.
+            atomicFullFence()
         }
         return chain
     }
@@ -228,9 +232,11 @@ public struct SplitQueue: Sendable {
     public func setNotifications(_ enabled: Bool, memory: GuestMemory) {
         if eventIndex {
             if enabled { try? memory.store(nextAvail, at: usedRing + 4 + 8 * UInt64(size)) }
-            return
+        } else {
+            try? memory.store(enabled ? UInt16(0) : Self.usedNoNotify, at: usedRing)
         }
-        try? memory.store(enabled ? UInt16(0) : Self.usedNoNotify, at: usedRing)
+        // Callers re-check for pending buffers after enabling: order that load after this store.
+        atomicFullFence()
     }
 }
 
