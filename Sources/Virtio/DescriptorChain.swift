@@ -35,46 +35,73 @@ public struct DescriptorChain: Equatable, Sendable {
     public var writableLength: UInt64 { writable.reduce(0) { $0 + UInt64($1.length) } }
 }
 
-/// Reads the device-readable part of a chain sequentially.
-public struct ChainReader {
-    private let memory: GuestMemory
+/// A position in a list of guest buffers, shared by `ChainReader` and `ChainWriter`.
+struct BufferCursor {
     private let buffers: [VirtioBuffer]
     private var index = 0
     private var offset: UInt32 = 0
 
-    public init(memory: GuestMemory, chain: DescriptorChain) {
-        self.memory = memory
-        self.buffers = chain.readable
-    }
+    init(_ buffers: [VirtioBuffer]) { self.buffers = buffers }
 
-    /// Bytes left to read.
-    public var remaining: UInt64 {
+    /// Bytes after the position.
+    var remaining: UInt64 {
         guard index < buffers.count else { return 0 }
         var total = UInt64(buffers[index].length - offset)
         for b in buffers[(index + 1)...] { total += UInt64(b.length) }
         return total
     }
 
+    /// The next piece of at most `limit` bytes (possibly empty for zero-length buffers), or nil at the end.
+    mutating func next(limit: UInt64) -> (address: UInt64, length: UInt32)? {
+        guard index < buffers.count else { return nil }
+        let b = buffers[index]
+        let take = UInt32(min(UInt64(b.length - offset), limit))
+        let piece = (b.address + UInt64(offset), take)
+        offset += take
+        if offset == b.length {
+            index += 1
+            offset = 0
+        }
+        return piece
+    }
+
+    /// The next `count` bytes as guest segments; nil if the buffers end first.
+    mutating func segments(count: UInt64) -> [(address: UInt64, length: UInt32)]? {
+        var result: [(address: UInt64, length: UInt32)] = []
+        var left = count
+        while left > 0 {
+            guard let piece = next(limit: left) else { return nil }
+            if piece.length > 0 { result.append(piece) }
+            left -= UInt64(piece.length)
+        }
+        return result
+    }
+}
+
+/// Reads the device-readable part of a chain sequentially.
+public struct ChainReader {
+    private let memory: GuestMemory
+    private var cursor: BufferCursor
+
+    public init(memory: GuestMemory, chain: DescriptorChain) {
+        self.memory = memory
+        cursor = BufferCursor(chain.readable)
+    }
+
+    /// Bytes left to read.
+    public var remaining: UInt64 { cursor.remaining }
+
     /// Fills `out` completely; returns false (reading nothing further) if the chain is too short.
     public mutating func read(into out: UnsafeMutableRawBufferPointer) -> Bool {
+        guard let pieces = cursor.segments(count: UInt64(out.count)) else { return false }
         var done = 0
-        while done < out.count {
-            guard index < buffers.count else { return false }
-            let b = buffers[index]
-            let take = min(Int(b.length - offset), out.count - done)
-            if take > 0 {
-                do {
-                    try memory.read(at: b.address + UInt64(offset), into: UnsafeMutableRawBufferPointer(rebasing: out[done..<(done + take)]))
-                } catch {
-                    return false
-                }
-                done += take
-                offset += UInt32(take)
+        for p in pieces {
+            do {
+                try memory.read(at: p.address, into: UnsafeMutableRawBufferPointer(rebasing: out[done..<(done + Int(p.length))]))
+            } catch {
+                return false
             }
-            if offset == b.length {
-                index += 1
-                offset = 0
-            }
+            done += Int(p.length)
         }
         return true
     }
@@ -88,85 +115,44 @@ public struct ChainReader {
 
     /// Skips `count` bytes; returns false if the chain is too short.
     public mutating func skip(_ count: UInt64) -> Bool {
-        var left = count
-        while left > 0 {
-            guard index < buffers.count else { return false }
-            let avail = UInt64(buffers[index].length - offset)
-            let take = min(avail, left)
-            offset += UInt32(take)
-            left -= take
-            if offset == buffers[index].length {
-                index += 1
-                offset = 0
-            }
-        }
-        return true
+        cursor.segments(count: count) != nil
     }
 
     /// Visits the next `count` bytes as guest (address, length) segments without copying.
     public mutating func segments(count: UInt64) -> [(address: UInt64, length: UInt32)]? {
-        var result: [(UInt64, UInt32)] = []
-        var left = count
-        while left > 0 {
-            guard index < buffers.count else { return nil }
-            let b = buffers[index]
-            let take = UInt32(min(UInt64(b.length - offset), left))
-            if take > 0 { result.append((b.address + UInt64(offset), take)) }
-            offset += take
-            left -= UInt64(take)
-            if offset == b.length {
-                index += 1
-                offset = 0
-            }
-        }
-        return result
+        cursor.segments(count: count)
     }
 }
 
 /// Writes into the device-writable part of a chain sequentially.
 public struct ChainWriter {
     private let memory: GuestMemory
-    private let buffers: [VirtioBuffer]
-    private var index = 0
-    private var offset: UInt32 = 0
+    private var cursor: BufferCursor
     /// Bytes written so far (what the device reports as the used length).
     public private(set) var written: UInt32 = 0
 
     public init(memory: GuestMemory, chain: DescriptorChain) {
         self.memory = memory
-        self.buffers = chain.writable
+        cursor = BufferCursor(chain.writable)
     }
 
     /// Bytes of room left.
-    public var remaining: UInt64 {
-        guard index < buffers.count else { return 0 }
-        var total = UInt64(buffers[index].length - offset)
-        for b in buffers[(index + 1)...] { total += UInt64(b.length) }
-        return total
-    }
+    public var remaining: UInt64 { cursor.remaining }
 
     /// Writes all of `bytes`; returns false (after writing what fits) if there is not enough room.
     @discardableResult
     public mutating func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         var done = 0
         while done < bytes.count {
-            guard index < buffers.count else { return false }
-            let b = buffers[index]
-            let take = min(Int(b.length - offset), bytes.count - done)
-            if take > 0 {
-                do {
-                    try memory.write(at: b.address + UInt64(offset), from: UnsafeRawBufferPointer(rebasing: bytes[done..<(done + take)]))
-                } catch {
-                    return false
-                }
-                done += take
-                offset += UInt32(take)
-                written += UInt32(take)
+            guard let p = cursor.next(limit: UInt64(bytes.count - done)) else { return false }
+            guard p.length > 0 else { continue }
+            do {
+                try memory.write(at: p.address, from: UnsafeRawBufferPointer(rebasing: bytes[done..<(done + Int(p.length))]))
+            } catch {
+                return false
             }
-            if offset == b.length {
-                index += 1
-                offset = 0
-            }
+            done += Int(p.length)
+            written += p.length
         }
         return true
     }
@@ -180,21 +166,8 @@ public struct ChainWriter {
 
     /// Takes the next `count` bytes as guest segments to fill directly (e.g. with pread), counting them as written.
     public mutating func segments(count: UInt64) -> [(address: UInt64, length: UInt32)]? {
-        var result: [(UInt64, UInt32)] = []
-        var left = count
-        while left > 0 {
-            guard index < buffers.count else { return nil }
-            let b = buffers[index]
-            let take = UInt32(min(UInt64(b.length - offset), left))
-            if take > 0 { result.append((b.address + UInt64(offset), take)) }
-            offset += take
-            written += take
-            left -= UInt64(take)
-            if offset == b.length {
-                index += 1
-                offset = 0
-            }
-        }
-        return result
+        guard let pieces = cursor.segments(count: count) else { return nil }
+        for p in pieces { written += p.length }
+        return pieces
     }
 }
