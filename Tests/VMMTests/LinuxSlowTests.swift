@@ -24,3 +24,82 @@ struct LinuxSlowTests {
         #expect(run.outcome == .powerOff)
     }
 }
+
+/// Opt-in (SKIFF_SLOW_TESTS=1, root): the Debian kernel loads its own virtio modules from the
+/// initramfs, mounts an ext4 virtio-blk disk, reads virtio-rng, and talks TCP to a peer behind
+/// a TAP in a network namespace this test creates. `SKIFF_BINARY` may name a release build.
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["SKIFF_SLOW_TESTS"] == "1" && NetworkNamespaceSupport.problem == nil,
+                "set SKIFF_SLOW_TESTS=1 (as root) to boot Linux with virtio devices"))
+struct LinuxVirtioSlowTests {
+    static let responder = """
+        import socket, sys
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((sys.argv[1], 7777))
+        s.listen(1)
+        s.settimeout(int(sys.argv[2]))
+        print("ready", flush=True)
+        c, peer = s.accept()
+        data = c.recv(4096)
+        print("got", data.decode(errors="replace").strip(), "from", peer[0], flush=True)
+        c.sendall(b"pong:" + data)
+        c.close()
+        """
+
+    @Test func debianKernelDrivesSkiffVirtioDevices() throws {
+        let kernel = try LinuxKernel.require(LinuxKernel.vmlinux)
+        let initramfs = try LinuxKernel.require(LinuxKernel.initramfs)
+        let limit = Double(ProcessInfo.processInfo.environment["SKIFF_SLOW_TIMEOUT"] ?? "") ?? 5400
+        let skiff = ProcessInfo.processInfo.environment["SKIFF_BINARY"] ?? CLITests.binDirectory.appendingPathComponent("skiff").path
+
+        // An ext4 disk with one file on it.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("skiff-linux-virtio-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("root"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Data("hello from the host\n".utf8).write(to: dir.appendingPathComponent("root/hello.txt"))
+        let image = dir.appendingPathComponent("disk.ext4").path
+        let mkfs = try NetworkNamespaceSupport.tool("/usr/sbin/mkfs.ext4", ["-q", "-F", "-d", dir.appendingPathComponent("root").path, image, "32M"])
+        try #require(mkfs.status == 0, "mkfs.ext4: \(mkfs.output)")
+
+        // A namespace with a TAP and a TCP responder on the host side of it.
+        let ns = try TestNamespace()
+        let tap = "sktap\(ns.subnet)"
+        try ns.ip(["tuntap", "add", "dev", tap, "mode", "tap"])
+        try ns.ip(["addr", "add", "\(ns.hostAddress)/30", "dev", tap])
+        try ns.ip(["link", "set", tap, "up"])
+        let responder = ns.process(try #require(NetworkNamespaceSupport.findPython()), ["-c", Self.responder, ns.hostAddress, String(Int(limit))])
+        let responderOut = Pipe()
+        responder.standardOutput = responderOut
+        try responder.run()
+        defer { if responder.isRunning { responder.terminate() } }
+
+        let cmdline = LinuxKernel.commandLine("\(LinuxSlowTests.skippedInitcalls) nowatchdog skiff.virtio skiff.ip=\(ns.guestAddress) skiff.peer=\(ns.hostAddress)")
+        let vm = ns.process(skiff, ["run", "--kernel", kernel, "--initrd", initramfs, "--memory", "384M", "--cmdline", cmdline,
+                                    "--disk", "\(image),format=raw", "--net", "tap=\(tap)", "--rng", "--balloon"])
+        let out = Pipe()
+        vm.standardOutput = out
+        vm.standardError = out
+        let start = Date()
+        try vm.run()
+        let deadline = Date().addingTimeInterval(limit)
+        while vm.isRunning && Date() < deadline { usleep(500_000) }
+        if vm.isRunning { kill(vm.processIdentifier, SIGKILL) }
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
+        vm.waitUntilExit()
+        let seconds = Int(Date().timeIntervalSince(start))
+        let last = output.split(separator: "\n").last.map(String.init) ?? "(no output)"
+        print("Linux with virtio devices: exit \(vm.terminationStatus) after \(seconds) s; last line: \(last)")
+        for line in output.split(separator: "\n") where line.contains("SKIFF-") { print("  \(line)") }
+
+        #expect(output.contains("SKIFF-INIT-OK"), "did not reach /init in \(seconds) s; last line: \(last)")
+        #expect(output.contains("SKIFF-VIRTIO modules"), "modules were not loaded")
+        #expect(!output.contains("insmod") || !output.contains("failed"), "a module failed to load")
+        #expect(output.contains("SKIFF-VIRTIO disk says: hello from the host"))
+        #expect(output.contains("SKIFF-VIRTIO blk ok"))
+        #expect(output.contains("SKIFF-VIRTIO rng "))
+        #expect(output.contains("SKIFF-VIRTIO net reply: pong:hello-from-linux"))
+        let written = try NetworkNamespaceSupport.tool("/usr/sbin/debugfs", ["-R", "cat /guest.txt", image])
+        #expect(written.output.contains("written by the guest"), "the guest's file is not on the disk: \(written.output)")
+        #expect(vm.terminationStatus == 0)
+    }
+}
