@@ -7,8 +7,9 @@ import Testing
 /// takes many minutes; the test prints how long it took, or how far the kernel got.
 @Suite(.enabled(if: ProcessInfo.processInfo.environment["SKIFF_SLOW_TESTS"] == "1", "set SKIFF_SLOW_TESTS=1 to boot Linux to /init"))
 struct LinuxSlowTests {
-    /// Initcalls that only set up tracing and run for minutes at emulation speed.
-    static let skippedInitcalls = "initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init,tracer_init_tracefs"
+    /// Initcalls that only set up tracing, and the crypto self-tests (RSA in generic C): they run for
+    /// many minutes at emulation speed and a boot does not need them.
+    static let skippedInitcalls = "initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init,tracer_init_tracefs cryptomgr.notests"
 
     @Test func debianKernelBootsToInitAndPowersOff() throws {
         let kernel = try LinuxKernel.require(LinuxKernel.vmlinux)
