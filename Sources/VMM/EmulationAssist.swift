@@ -150,6 +150,14 @@ final class EmulationAssist: @unchecked Sendable {
         st.mxcsr = f.mxcsr
         st.fcw = f.fcw
         st.fsw = f.fsw
+        st.ftwx = f.ftwx
+        st.fop = f.last_opcode
+        st.fip = f.last_ip
+        st.fdp = f.last_dp
+        var fpr = f.fpr
+        withUnsafeBytes(of: &fpr) { raw in
+            for i in 0..<8 { st.x87[i] = Array(raw[(i * 16)..<(i * 16 + 10)]) }
+        }
         return st
     }
 
@@ -187,9 +195,18 @@ final class EmulationAssist: @unchecked Sendable {
                 for (j, b) in st.xmm[i].bytes.prefix(16).enumerated() { raw[i * 16 + j] = b }
             }
         }
+        withUnsafeMutableBytes(of: &f.fpr) { raw in
+            for i in 0..<8 {
+                for (j, b) in st.x87[i].prefix(10).enumerated() { raw[i * 16 + j] = b }
+            }
+        }
         f.mxcsr = st.mxcsr
         f.fcw = st.fcw
         f.fsw = st.fsw
+        f.ftwx = st.ftwx
+        f.last_opcode = st.fop
+        f.last_ip = st.fip
+        f.last_dp = st.fdp
     }
 
     static func segment(_ k: kvm_segment) -> SegmentRegister {

@@ -159,6 +159,14 @@ public final class Emulator: Sendable {
             return c.executeBitCount(.tzcnt, &state)
         case .fwait:
             return c.executeFWAIT(&state)
+        case .fnclex:
+            return c.executeFNCLEX(&state)
+        case .fninit:
+            return c.executeFNINIT(&state)
+        case .emms:
+            return c.executeEMMS(&state)
+        case .fild32:
+            return c.executeFILD32(&state)
         case .ldmxcsr:
             return c.executeLDMXCSR(&state)
         case .stmxcsr:

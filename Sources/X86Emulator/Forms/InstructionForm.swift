@@ -7,6 +7,12 @@ enum Operation: Sendable, Equatable {
     case lzcnt
     case tzcnt
     case fwait
+    /// FNCLEX, FNINIT, EMMS and FILD m32int: the x87 instructions Linux runs when switching FPU
+    /// state on AMD CPUs (X86_BUG_FXSAVE_LEAK) and at FPU initialisation.
+    case fnclex
+    case fninit
+    case emms
+    case fild32
     case ldmxcsr
     case stmxcsr
     /// ENDBR64 / ENDBR32: no effect without CET.

@@ -4,6 +4,10 @@ enum InstructionTable {
     static let systemForms: [InstructionForm] = [
         form("int3", .primary, 0xCC, .any, .absent, .int3),
         form("fwait", .primary, 0x9B, .any, .absent, .fwait),
+        form("fnclex", .primary, 0xDB, .any, .byte(0xE2), .fnclex),
+        form("fninit", .primary, 0xDB, .any, .byte(0xE3), .fninit),
+        form("fild", .primary, 0xDB, .any, .memory(reg: 0), .fild32),
+        form("emms", .map0F, 0x77, .exactly(.none), .absent, .emms),
         form("ud2", .map0F, 0x0B, .any, .absent, .undefined),
         form("ud1", .map0F, 0xB9, .any, .any, .undefined),
         form("ud0", .map0F, 0xFF, .any, .any, .undefined),

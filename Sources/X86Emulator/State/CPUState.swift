@@ -37,6 +37,14 @@ public struct CPUState: Sendable, Equatable {
     public var fcw: UInt16 = 0x037F
     /// x87 status word (FWAIT raises #MF when its ES bit is set).
     public var fsw: UInt16 = 0
+    /// x87 tag word in FXSAVE's abridged form: bit i set = physical register i is valid (`kvm_fpu.ftwx`).
+    public var ftwx: UInt8 = 0
+    /// ST(0)–ST(7) as FXSAVE stores them: 80-bit values in stack order (`kvm_fpu.fpr`).
+    public var x87 = X87Registers()
+    /// Last x87 opcode (11 bits), instruction pointer and data pointer (`kvm_fpu.last_opcode/ip/dp`).
+    public var fop: UInt16 = 0
+    public var fip: UInt64 = 0
+    public var fdp: UInt64 = 0
 
     /// Power-on-like real-mode state; fill in what the vCPU reports.
     public init() {}

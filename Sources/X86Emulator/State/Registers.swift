@@ -103,3 +103,29 @@ public struct XMMRegisters: Sendable, Equatable {
     /// The sixteen values.
     public var all: [XMMValue] { values }
 }
+
+/// The eight x87 data registers in stack order (ST(0) first), 10 bytes each; indices wrap, so no
+/// subscript can trap.
+public struct X87Registers: Sendable, Equatable {
+    private var values: [[UInt8]]
+
+    /// All registers zero.
+    public init() { values = Array(repeating: [UInt8](repeating: 0, count: 10), count: 8) }
+
+    /// ST(i): its 10 bytes (64-bit significand little-endian, then sign and 15-bit exponent).
+    public subscript(index: Int) -> [UInt8] {
+        get { values[index & 7] }
+        set {
+            var v = Array(newValue.prefix(10))
+            while v.count < 10 { v.append(0) }
+            values[index & 7] = v
+        }
+    }
+
+    /// Pushes `value` as the new ST(0); ST(7) falls off.
+    mutating func push(_ value: [UInt8]) {
+        values.removeLast()
+        values.insert([UInt8](repeating: 0, count: 10), at: 0)
+        self[0] = value
+    }
+}
