@@ -41,6 +41,8 @@ public enum Disassembler {
         case "pextrd": return "pextrq"
         case "pinsrd": return "pinsrq"
         case "sysret": return "sysretq"
+        case "fxsave": return "fxsave64"
+        case "fxrstor": return "fxrstor64"
         default: return f.mnemonic
         }
     }
@@ -57,8 +59,10 @@ public enum Disassembler {
         case .popcnt, .lzcnt, .tzcnt:
             let size = i.operandSize / 8
             return [gprName(i.regField, size: size), rmText(i, size: size)]
-        case .ldmxcsr, .stmxcsr:
+        case .ldmxcsr, .stmxcsr, .fild32:
             return [memoryText(i, size: 4)]
+        case .fxsave, .fxrstor:
+            return [memoryText(i, size: nil)]
         case .rdpid:
             return [gprName(i.rmField, size: i.mode.is64Bit ? 8 : 4)]
         case .readSegmentBase, .writeSegmentBase:

@@ -167,6 +167,10 @@ public final class Emulator: Sendable {
             return c.executeEMMS(&state)
         case .fild32:
             return c.executeFILD32(&state)
+        case .fxsave:
+            return c.executeFXSAVE(&state)
+        case .fxrstor:
+            return c.executeFXRSTOR(&state)
         case .ldmxcsr:
             return c.executeLDMXCSR(&state)
         case .stmxcsr:

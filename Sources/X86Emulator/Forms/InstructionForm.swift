@@ -13,6 +13,9 @@ enum Operation: Sendable, Equatable {
     case fninit
     case emms
     case fild32
+    /// FXSAVE / FXRSTOR (and their REX.W forms): the 512-byte x87/SSE image.
+    case fxsave
+    case fxrstor
     case ldmxcsr
     case stmxcsr
     /// ENDBR64 / ENDBR32: no effect without CET.

@@ -22,6 +22,8 @@ enum InstructionTable {
         form("popcnt", .map0F, 0xB8, .exactly(.pF3), .any, .popcnt, .popcnt),
         form("tzcnt", .map0F, 0xBC, .exactly(.pF3), .any, .tzcnt, .bmi1),
         form("lzcnt", .map0F, 0xBD, .exactly(.pF3), .any, .lzcnt, .lzcnt),
+        form("fxsave", .map0F, 0xAE, .exactly(.none), .memory(reg: 0), .fxsave),
+        form("fxrstor", .map0F, 0xAE, .exactly(.none), .memory(reg: 1), .fxrstor),
         form("ldmxcsr", .map0F, 0xAE, .exactly(.none), .memory(reg: 2), .ldmxcsr, .sse),
         form("stmxcsr", .map0F, 0xAE, .exactly(.none), .memory(reg: 3), .stmxcsr, .sse),
         form("rdfsbase", .map0F, 0xAE, .exactly(.pF3), .register(reg: 0), .readSegmentBase(.fs), .fsgsbase),
