@@ -138,6 +138,9 @@ final class EmulationAssist: @unchecked Sendable {
         st.fs = segment(s.fs)
         st.gs = segment(s.gs)
         st.ss = segment(s.ss)
+        st.ldtr = segment(s.ldt)
+        st.gdtBase = s.gdt.base
+        st.gdtLimit = s.gdt.limit
         st.cr0 = s.cr0
         st.cr2 = s.cr2
         st.cr3 = s.cr3

@@ -61,6 +61,8 @@ public enum Disassembler {
             return [gprName(i.regField, size: size), rmText(i, size: size)]
         case .ldmxcsr, .stmxcsr, .fild32:
             return [memoryText(i, size: 4)]
+        case .verifySegment:
+            return [rmText(i, size: 2)]
         case .fxsave, .fxrstor:
             return [memoryText(i, size: nil)]
         case .rdpid:

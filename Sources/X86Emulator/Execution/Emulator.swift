@@ -167,6 +167,8 @@ public final class Emulator: Sendable {
             return c.executeEMMS(&state)
         case .fild32:
             return c.executeFILD32(&state)
+        case .verifySegment(let write):
+            return c.executeVerifySegment(write: write, &state)
         case .fxsave:
             return c.executeFXSAVE(&state)
         case .fxrstor:

@@ -16,6 +16,8 @@ enum Operation: Sendable, Equatable {
     /// FXSAVE / FXRSTOR (and their REX.W forms): the 512-byte x87/SSE image.
     case fxsave
     case fxrstor
+    /// VERR / VERW: ZF = the selector names a segment readable / writable at the current privilege.
+    case verifySegment(write: Bool)
     case ldmxcsr
     case stmxcsr
     /// ENDBR64 / ENDBR32: no effect without CET.

@@ -22,6 +22,8 @@ enum InstructionTable {
         form("popcnt", .map0F, 0xB8, .exactly(.pF3), .any, .popcnt, .popcnt),
         form("tzcnt", .map0F, 0xBC, .exactly(.pF3), .any, .tzcnt, .bmi1),
         form("lzcnt", .map0F, 0xBD, .exactly(.pF3), .any, .lzcnt, .lzcnt),
+        form("verr", .map0F, 0x00, .any, ModRMRequirement(kind: .anyOperand, reg: 4), .verifySegment(write: false)),
+        form("verw", .map0F, 0x00, .any, ModRMRequirement(kind: .anyOperand, reg: 5), .verifySegment(write: true)),
         form("fxsave", .map0F, 0xAE, .exactly(.none), .memory(reg: 0), .fxsave),
         form("fxrstor", .map0F, 0xAE, .exactly(.none), .memory(reg: 1), .fxrstor),
         form("ldmxcsr", .map0F, 0xAE, .exactly(.none), .memory(reg: 2), .ldmxcsr, .sse),

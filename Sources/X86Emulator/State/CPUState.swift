@@ -18,6 +18,11 @@ public struct CPUState: Sendable, Equatable {
     public var gs = SegmentRegister.realMode(selector: 0)
     public var ss = SegmentRegister.realMode(selector: 0)
 
+    /// GDTR base and limit (`kvm_sregs.gdt`) and LDTR (`kvm_sregs.ldt`): read by VERR/VERW.
+    public var gdtBase: UInt64 = 0
+    public var gdtLimit: UInt16 = 0xFFFF
+    public var ldtr = SegmentRegister(type: 2, codeOrData: false, unusable: true)
+
     /// Control registers and IA32_EFER (`kvm_sregs`).
     public var cr0: UInt64 = 0x10
     public var cr2: UInt64 = 0
