@@ -73,6 +73,8 @@ case_def debug-exit pc $B/debug-exit.elf 85 "" "^exiting with 42$;!SKIFF-TEST"
 case_def debug-exit-7 pc $B/debug-exit.elf 15 "-append code=7" "^exiting with 7$;!SKIFF-TEST"
 case_def longmode pc $B/longmode.elf 33 "" \
     "^long mode ok cr0=0x80000011 cr4=0x20 efer=0x500$;^high mapping 0xffff800000000000 -> 0x[0-9a-f]+ ok$;^long mode interrupt ok$;^SKIFF-TEST PASS longmode$"
+case_def user-mode pc $B/user-mode.elf 33 "" \
+    "^user-mode: entering ring 3$;^user-mode syscall ok$;^user-mode sysret ok$;^user-mode exception ok$;^SKIFF-TEST PASS user-mode$"
 case_def rtc pc $B/rtc.elf 33 "-rtc base=2031-12-31T13:59:30" "^rtc regB 0x02 bcd 24h$;^rtc 2031-12-31 13:59:[3-5][0-9]$;^SKIFF-TEST PASS rtc$"
 case_def rtc-binary-12h pc $B/rtc.elf 33 "-rtc base=2031-12-31T13:59:30 -append regb=0x04" \
     "^rtc regB 0x04 binary 12h$;^rtc 2031-12-31 13:59:[3-5][0-9]$;^SKIFF-TEST PASS rtc$"

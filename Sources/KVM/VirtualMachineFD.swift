@@ -42,6 +42,16 @@ public final class VirtualMachineFD: Sendable {
     }
 
     /// Creates the in-kernel PIC pair, IOAPIC and per-vCPU local APICs.
+    /// KVM_ENABLE_CAP on the VM: turns on capability `capability` with `arguments` (up to four).
+    public func enableCapability(_ capability: UInt32, arguments: [UInt64] = []) throws(KVMError) {
+        var c = kvm_enable_cap()
+        c.cap = capability
+        withUnsafeMutableBytes(of: &c.args) { raw in
+            for (i, v) in arguments.prefix(4).enumerated() { raw.storeBytes(of: v, toByteOffset: i * 8, as: UInt64.self) }
+        }
+        try ioctlInOut(fd.rawValue, CKVM_ENABLE_CAP, "KVM_ENABLE_CAP", &c)
+    }
+
     public func createIRQChip() throws(KVMError) {
         _ = try ioctlValue(fd.rawValue, CKVM_CREATE_IRQCHIP, "KVM_CREATE_IRQCHIP")
     }

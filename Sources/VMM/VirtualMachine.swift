@@ -113,6 +113,13 @@ public final class VirtualMachine: @unchecked Sendable {
             kvm: kvm, memorySize: configuration.memorySize, vcpuCount: count, cpuid: cpuid,
             msrs: GuestCPUID.bootMSRs(), plan: plan, platformTables: platform.writes)
         if configuration.emulationAssist != .off {
+            // Without this, KVM turns an emulation failure at CPL > 0 into #UD inside the guest
+            // and user-space instructions never reach the assist.
+            do {
+                try machine.vm.enableCapability(UInt32(KVM_CAP_EXIT_ON_EMULATION_FAILURE), arguments: [1])
+            } catch {
+                notices.append("KVM cannot report emulation failures in user mode (\(error)); the assist covers ring 0 only")
+            }
             let assist = EmulationAssist(guestCPUID: assistCPUID(cpuid[0]))
             machine.assist = assist
             lastAssist = assist
