@@ -5,8 +5,8 @@
 # kernel command line has `skiff.shell`) or powers the VM off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=artifacts/initramfs.cpio
-busybox=/bin/busybox
+out=${SKIFF_INITRAMFS:-artifacts/initramfs.cpio}
+busybox=${SKIFF_BUSYBOX:-/bin/busybox}
 [ -x "$busybox" ] || { echo "build-initramfs: $busybox missing (apt-get install busybox-static)" >&2; exit 1; }
 if [ -s "$out" ] && [ "$out" -nt "$0" ] && [ "$out" -nt "$busybox" ]; then
     exit 0

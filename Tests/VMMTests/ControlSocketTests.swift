@@ -55,18 +55,31 @@ final class ControlClient {
         _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
-    /// Reads until a line `ok` or `error: …` (or end of stream / timeout).
+    /// Bytes received past the last reply (a read may carry the start of the next reply).
+    private var pending = ""
+
+    /// Reads until a line `ok` or `error: …` (or end of stream / timeout) and returns that reply's
+    /// lines; what follows it stays for the next call.
     func reply() -> [String] {
-        var text = ""
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            if text.hasSuffix("\n"), let last = lines.dropLast().last, last == "ok" || last.hasPrefix("error:") {
-                return Array(lines.dropLast())
+            var lines: [String] = []
+            var consumed = pending.startIndex
+            while let newline = pending[consumed...].firstIndex(of: "\n") {
+                let line = String(pending[consumed..<newline])
+                lines.append(line)
+                consumed = pending.index(after: newline)
+                if line == "ok" || line.hasPrefix("error:") {
+                    pending = String(pending[consumed...])
+                    return lines
+                }
             }
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { return text.split(separator: "\n").map(String.init) }
-            text += String(decoding: buffer[0..<n], as: UTF8.self)
+            if n <= 0 {
+                defer { pending = "" }
+                return pending.split(separator: "\n").map(String.init)
+            }
+            pending += String(decoding: buffer[0..<n], as: UTF8.self)
         }
     }
 
