@@ -72,7 +72,8 @@ struct LinuxVirtioSlowTests {
         let responderOut = Pipe()
         responder.standardOutput = responderOut
         try responder.run()
-        defer { if responder.isRunning { responder.terminate() } }
+        // SIGKILL: a child may inherit SIGTERM blocked from the test runner's thread.
+        defer { if responder.isRunning { kill(responder.processIdentifier, SIGKILL); responder.waitUntilExit() } }
 
         let cmdline = LinuxKernel.commandLine("\(LinuxSlowTests.skippedInitcalls) nowatchdog skiff.virtio skiff.ip=\(ns.guestAddress) skiff.peer=\(ns.hostAddress)")
         let vm = ns.process(skiff, ["run", "--kernel", kernel, "--initrd", initramfs, "--memory", "384M", "--cmdline", cmdline,
