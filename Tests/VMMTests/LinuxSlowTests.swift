@@ -4,7 +4,9 @@ import Testing
 
 /// Opt-in (SKIFF_SLOW_TESTS=1): the Debian kernel boots with a busybox initramfs to `/init`,
 /// which prints a marker and powers the VM off. On hosts whose KVM emulates instructions this
-/// takes many minutes; the test prints how long it took, or how far the kernel got.
+/// takes many minutes; the test prints how long it took, or how far the kernel got. On the
+/// emulating hosts Skiff is built on the kernel gets to "Run /init" and then dies at the first
+/// system call: their SYSCALL leaves the CPU in ring 3 (docs/emulation-assist.md).
 @Suite(.enabled(if: ProcessInfo.processInfo.environment["SKIFF_SLOW_TESTS"] == "1", "set SKIFF_SLOW_TESTS=1 to boot Linux to /init"))
 struct LinuxSlowTests {
     /// Initcalls that only set up tracing, and the crypto self-tests (RSA in generic C): they run for
