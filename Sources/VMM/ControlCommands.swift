@@ -4,17 +4,20 @@ import Virtio
 public protocol BalloonControl: AnyObject, Sendable {
     func setBalloonTarget(pages: UInt64) throws(VMError)
     func balloonStatistics(freshWithin timeout: Double) -> VirtioBalloon.Status?
+    /// Counters of the running VM as (name, value), names made of `[a-z0-9.-]`.
+    func metrics() -> [(name: String, value: UInt64)]
 }
 
 extension VirtualMachine: BalloonControl {}
 
 /// The control socket's commands: `balloon <MiB>` sets the balloon target, `balloon-stats`
-/// asks the guest for fresh statistics and prints them, `help` lists the commands.
+/// asks the guest for fresh statistics and prints them, `metrics` prints the VM's counters (exits
+/// by kind, emulation-assist instructions), `help` lists the commands.
 public enum ControlCommands {
     /// How long `balloon-stats` waits for the guest's fresh statistics.
     public static let statisticsTimeout = 1.0
     static let pagesPerMiB: UInt64 = 256
-    static let usage = "commands: balloon <MiB>, balloon-stats, help"
+    static let usage = "commands: balloon <MiB>, balloon-stats, metrics, help"
 
     /// Runs one request line; the reply ends with `ok` or `error: …`.
     public static func handle(_ line: String, target: any BalloonControl) -> [String] {
@@ -50,6 +53,9 @@ public enum ControlCommands {
             lines += s.statistics?.lines ?? []
             lines.append("ok")
             return lines
+        case "metrics":
+            guard words.count == 1 else { return ["error: metrics takes no arguments"] }
+            return target.metrics().map { "\($0.name) \($0.value)" } + ["ok"]
         default:
             return ["error: unknown command '\(command.prefix(32))'; \(usage)"]
         }

@@ -24,6 +24,24 @@ public final class VirtualMachine: @unchecked Sendable {
     public private(set) var lastExitCounts: [String: Int] = [:]
     /// The emulation assist of the last boot, if enabled.
     private(set) var lastAssist: EmulationAssist?
+    /// Counters of the running boot: `exits.<kind>`, and with the emulation assist
+    /// `assist.failures`, `assist.batched`, `assist.unsupported`, `assist.insn.<mnemonic>`,
+    /// `assist.exception.<vector>`; sorted by name.
+    public func metrics() -> [(name: String, value: UInt64)] {
+        let machine = current.withLock { $0.machine }
+        var out: [(name: String, value: UInt64)] = []
+        for (kind, count) in machine?.exitCounts ?? lastExitCounts { out.append(("exits.\(kind)", UInt64(max(0, count)))) }
+        if let a = machine?.assist ?? lastAssist {
+            let stats = a.emulator.statistics()
+            out.append(("assist.failures", a.failures.load(ordering: .relaxed)))
+            out.append(("assist.batched", a.batchedInstructions.load(ordering: .relaxed)))
+            out.append(("assist.unsupported", stats.unsupported))
+            for (m, n) in stats.instructions { out.append(("assist.insn.\(m)", n)) }
+            for (v, n) in stats.exceptions { out.append(("assist.exception.\(v.lowercased().filter { $0.isLetter })", n)) }
+        }
+        return out.sorted { $0.name < $1.name }
+    }
+
     /// Instructions the emulation assist completed, e.g. "int3 1, clac 1530" (empty when none).
     public var emulationSummary: String {
         guard let a = lastAssist, a.failures.load(ordering: .relaxed) > 0 else { return "" }

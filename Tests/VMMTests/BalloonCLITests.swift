@@ -75,6 +75,10 @@ struct BalloonCLITests {
         #expect(stats.contains("total-memory 67108864"), "\(stats)")
         #expect(stats.contains("free-memory 50331648"), "\(stats)")
         #expect(stats.contains { $0.hasPrefix("statistics-updates ") && $0 != "statistics-updates 1" }, "fresh statistics: \(stats)")
+        // The running VM's counters: the guest has done port I/O (its serial output) by now.
+        let metrics = client.request("metrics")
+        #expect(metrics.last == "ok", "\(metrics)")
+        #expect(metrics.contains { $0.hasPrefix("exits.io ") && (UInt64($0.dropFirst(9)) ?? 0) > 0 }, "\(metrics)")
         #expect(client.request("balloon 65").first?.hasPrefix("error: balloon target 16640 pages is larger than guest RAM") == true)
         #expect(client.request("balloon 0") == ["target-mib 0", "ok"])
         #expect(child.waitFor("deflated 8192 zeroed 8192"), "\(child.text)")

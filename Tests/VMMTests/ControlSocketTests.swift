@@ -18,6 +18,8 @@ final class FakeBalloon: BalloonControl, @unchecked Sendable {
         self.status = status
     }
 
+    func metrics() -> [(name: String, value: UInt64)] { [("assist.insn.clac", 7), ("exits.io", 42)] }
+
     func setBalloonTarget(pages: UInt64) throws(VMError) {
         guard pages <= limit else { throw VMError("balloon target \(pages) pages is larger than guest RAM (\(limit) pages)") }
         targets.withLock { $0.append(pages) }
@@ -125,10 +127,15 @@ struct ControlCommandTests {
         #expect(ControlCommands.handle("balloon-stats now", target: FakeBalloon()) == ["error: balloon-stats takes no arguments"])
     }
 
+    @Test func metricsArePrintedOnePerLine() {
+        #expect(ControlCommands.handle("metrics", target: FakeBalloon()) == ["assist.insn.clac 7", "exits.io 42", "ok"])
+        #expect(ControlCommands.handle("metrics now", target: FakeBalloon()) == ["error: metrics takes no arguments"])
+    }
+
     @Test func unknownAndEmptyRequestsGetAnError() {
-        #expect(ControlCommands.handle("", target: FakeBalloon()) == ["error: empty request; commands: balloon <MiB>, balloon-stats, help"])
-        #expect(ControlCommands.handle("reboot", target: FakeBalloon()) == ["error: unknown command 'reboot'; commands: balloon <MiB>, balloon-stats, help"])
-        #expect(ControlCommands.handle("help", target: FakeBalloon()) == ["commands: balloon <MiB>, balloon-stats, help", "ok"])
+        #expect(ControlCommands.handle("", target: FakeBalloon()) == ["error: empty request; commands: balloon <MiB>, balloon-stats, metrics, help"])
+        #expect(ControlCommands.handle("reboot", target: FakeBalloon()) == ["error: unknown command 'reboot'; commands: balloon <MiB>, balloon-stats, metrics, help"])
+        #expect(ControlCommands.handle("help", target: FakeBalloon()) == ["commands: balloon <MiB>, balloon-stats, metrics, help", "ok"])
     }
 }
 
@@ -152,7 +159,7 @@ struct ControlSocketTests {
             // Two requests in one write, CR LF line ends.
             c.send("balloon 1\r\nbogus\n")
             #expect(c.reply() == ["target-mib 1", "ok"])
-            #expect(c.reply() == ["error: unknown command 'bogus'; commands: balloon <MiB>, balloon-stats, help"])
+            #expect(c.reply() == ["error: unknown command 'bogus'; commands: balloon <MiB>, balloon-stats, metrics, help"])
             #expect(fake.targets.withLock { $0 } == [4096, 256])
             let attrs = try FileManager.default.attributesOfItem(atPath: path)
             #expect((attrs[.posixPermissions] as? Int) == 0o600)
