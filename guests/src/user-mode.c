@@ -110,7 +110,6 @@ static void on_ud(struct isr_frame *f)
     f->flags = 0x2;
 }
 
-static void wrmsr64(uint32_t msr, uint64_t v) { __asm__ volatile("wrmsr" ::"c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32))); }
 
 void kmain64(uint64_t magic, uint64_t mbi)
 {
@@ -149,10 +148,10 @@ void kmain64(uint64_t magic, uint64_t mbi)
         lm_pd[i] |= 4;
     __asm__ volatile("mov %%cr3, %%rax; mov %%rax, %%cr3" ::: "rax", "memory");
 
-    wrmsr64(0xc0000080, rdmsr(0xc0000080) | 1);                 /* EFER.SCE */
-    wrmsr64(0xc0000081, (uint64_t)USER_BASE << 48 | (uint64_t)KERNEL_CS << 32); /* STAR */
-    wrmsr64(0xc0000082, (uint64_t)(uintptr_t)syscall_entry);    /* LSTAR */
-    wrmsr64(0xc0000084, 0x47700);                               /* SFMASK: TF DF IF IOPL AC NT */
+    wrmsr(0xc0000080, rdmsr(0xc0000080) | 1);                 /* EFER.SCE */
+    wrmsr(0xc0000081, (uint64_t)USER_BASE << 48 | (uint64_t)KERNEL_CS << 32); /* STAR */
+    wrmsr(0xc0000082, (uint64_t)(uintptr_t)syscall_entry);    /* LSTAR */
+    wrmsr(0xc0000084, 0x47700);                               /* SFMASK: TF DF IF IOPL AC NT */
 
     kprintf("user-mode: entering ring 3\n");
     enter_user((uint64_t)(uintptr_t)user_stack + sizeof user_stack);
