@@ -13,7 +13,11 @@ struct VirtioRNGGuestTests {
         let bytes = run.output.split(separator: "\n").first { $0.hasPrefix("rng bytes ") }.map { $0.dropFirst("rng bytes ".count) }
         let hex = try #require(bytes, "\(run.output)")
         #expect(hex.count == 32 && hex.allSatisfy(\.isHexDigit) && hex != String(repeating: "0", count: 32))
-        #expect(run.output.contains("rng msix interrupts 2"), "\(run.output)")
+        // One interrupt per request, but two MSIs of one vector raised while the first is still
+        // pending in the LAPIC's IRR coalesce (as on hardware), so a loaded host may show one.
+        let line = run.output.split(separator: "\n").first { $0.hasPrefix("rng msix interrupts ") }
+        let interrupts = line.flatMap { Int($0.dropFirst("rng msix interrupts ".count)) }
+        #expect(interrupts == 1 || interrupts == 2, "\(run.output)")
     }
 
     @Test func guestWithoutTheDeviceFailsCleanly() throws {
