@@ -129,3 +129,13 @@ struct LinuxVirtioSlowTests {
         #expect(vm.terminationStatus == 0)
     }
 }
+
+/// The console parsing the slow tests report with (runs in the normal suite).
+struct LinuxConsoleParsingTests {
+    @Test func guestTimeAtRunInitIsTakenFromTheKernelTimestamp() {
+        let console = "[    0.000000] Linux version 6.1\n[  603.633942] Run /init as init process\n[  604.1] init[1]: segfault\n"
+        #expect(LinuxSlowTests.secondsToInit(console) == "603.633942")
+        #expect(LinuxSlowTests.secondsToInit("[    1.0] Freeing unused kernel memory\n") == nil)
+        #expect(LinuxSlowTests.secondsToInit("Run /init as init process without a timestamp\n") == nil)
+    }
+}
