@@ -4,5 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The loader's real-kernel tests parse the kernel setup.sh downloaded.
+export SKIFF_TEST_BZIMAGE="${SKIFF_TEST_BZIMAGE:-$PWD/artifacts/kernel/vmlinuz}"
+export SKIFF_TEST_VMLINUX="${SKIFF_TEST_VMLINUX:-$PWD/artifacts/kernel/vmlinux}"
 swift build --build-tests
 swift test --skip-build "$@"
