@@ -126,11 +126,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
 
     public func reset() {
         stopping.store(true, ordering: .sequentiallyConsistent)
-        let r = running.withLock { r -> Running? in
-            let old = r
-            r = nil
-            return old
-        }
+        let r = running.withLock { $0.take() }
         r?.worker.stop()
     }
 

@@ -90,11 +90,7 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     }
 
     public func reset() {
-        let r = running.withLock { r -> Running? in
-            let old = r
-            r = nil
-            return old
-        }
+        let r = running.withLock { $0.take() }
         r?.worker.stop()
         r?.engine.release()
         if backend.supportsOffloads { try? backend.setOffloads(0) }

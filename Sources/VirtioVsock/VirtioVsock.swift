@@ -94,11 +94,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
 
     /// Stops the worker and drops every connection (the guest's sockets are gone after a reset).
     public func reset() {
-        let r = running.withLock { r -> Running? in
-            let old = r
-            r = nil
-            return old
-        }
+        let r = running.withLock { $0.take() }
         r?.worker.stop()
         r?.muxer.release()
     }

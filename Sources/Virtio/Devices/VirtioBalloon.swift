@@ -236,11 +236,7 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
     }
 
     public func reset() {
-        let r = running.withLock { r -> Running? in
-            let old = r
-            r = nil
-            return old
-        }
+        let r = running.withLock { $0.take() }
         r?.worker?.stop()
         // A new driver starts with an empty balloon; the host's target stays.
         config.withLock { $0.actual = 0 }

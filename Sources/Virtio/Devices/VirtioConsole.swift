@@ -192,11 +192,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
 
     /// Stops serving; host input still waiting stays queued for the next driver.
     public func reset() {
-        let r = running.withLock { r -> Running? in
-            let old = r
-            r = nil
-            return old
-        }
+        let r = running.withLock { $0.take() }
         r?.worker?.stop()
     }
 }

@@ -86,11 +86,7 @@ public final class VirtioRNG: VirtioDevice, @unchecked Sendable {
     }
 
     public func reset() {
-        let r = running.withLock { r -> Running? in
-            let old = r
-            r = nil
-            return old
-        }
+        let r = running.withLock { $0.take() }
         r?.worker.stop()
     }
 }
