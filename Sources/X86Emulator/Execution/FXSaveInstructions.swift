@@ -28,7 +28,11 @@ extension InstructionContext {
 
     /// FXSAVE / FXSAVE64 m512byte.
     func executeFXSAVE(_ state: inout CPUState) -> Result<Completion, AccessFault> {
-        if case .failure(let f) = fxImageAddress(state, kind: .write) { return .failure(f) }
+        let linear: UInt64
+        switch fxImageAddress(state, kind: .write) {
+        case .success(let l): linear = l
+        case .failure(let f): return .failure(f)
+        }
         var image = [UInt8](repeating: 0, count: Self.fxImageSize)
         func put(_ value: UInt64, at offset: Int, size: Int) {
             for i in 0..<size { image[offset + i] = UInt8(truncatingIfNeeded: value >> UInt64(8 * i)) }
@@ -51,15 +55,19 @@ extension InstructionContext {
         }
         for i in 0..<8 { image.replaceSubrange((32 + 16 * i)..<(42 + 16 * i), with: state.x87[i]) }
         for i in 0..<fxXMMCount(state) { image.replaceSubrange((160 + 16 * i)..<(176 + 16 * i), with: state.xmm[i].bytes) }
-        if case .failure(let f) = writeMemoryOperand(state, image, alignmentCheck: false) { return .failure(f) }
+        if case .failure(let f) = linearMemory(state).write(linear, image) { return .failure(f) }
         return .success(.done(.registers))
     }
 
     /// FXRSTOR / FXRSTOR64 m512byte: reserved MXCSR bits set → #GP(0), nothing changed.
     func executeFXRSTOR(_ state: inout CPUState) -> Result<Completion, AccessFault> {
-        if case .failure(let f) = fxImageAddress(state, kind: .read) { return .failure(f) }
+        let linear: UInt64
+        switch fxImageAddress(state, kind: .read) {
+        case .success(let l): linear = l
+        case .failure(let f): return .failure(f)
+        }
         let image: [UInt8]
-        switch readMemoryOperand(state, size: Self.fxImageSize, alignmentCheck: false) {
+        switch linearMemory(state).read(linear, count: Self.fxImageSize) {
         case .success(let bytes) where bytes.count == Self.fxImageSize: image = bytes
         case .success: return .failure(.stop("FXRSTOR read a short image"))
         case .failure(let f): return .failure(f)

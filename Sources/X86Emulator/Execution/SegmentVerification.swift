@@ -39,10 +39,7 @@ extension InstructionContext {
             limit = UInt64(state.gdtLimit)
         }
         guard index * 8 + 7 <= limit else { return .success(nil) }
-        var supervisor = state
-        supervisor.ss.dpl = 0
-        supervisor.cs.dpl = 0
-        let table = LinearMemory(state: supervisor, memory: memory, walker: walker)
+        let table = LinearMemory(state: state, memory: memory, walker: walker, supervisor: true)
         let linear = state.mode.is64Bit ? base &+ index * 8 : (base &+ index * 8) & 0xFFFF_FFFF
         switch table.read(linear, count: 8) {
         case .success(let bytes): return .success(littleEndian(bytes))

@@ -5,12 +5,16 @@ struct LinearMemory<Memory: GuestPhysicalMemory> {
     let memory: Memory
     let walker: PageWalker
     let segmentation: Segmentation
+    /// The privilege the page walk checks: the CPL, or 0 for implicit supervisor accesses
+    /// (descriptor-table reads) whatever the CPL.
+    let accessCPL: Int
 
-    init(state: CPUState, memory: Memory, walker: PageWalker) {
+    init(state: CPUState, memory: Memory, walker: PageWalker, supervisor: Bool = false) {
         self.state = state
         self.memory = memory
         self.walker = walker
         self.segmentation = Segmentation(state: state)
+        self.accessCPL = supervisor ? 0 : state.cpl
     }
 
     /// The guest-physical pieces (address, length) of `count` bytes at `linear`, translated for `kind`.
@@ -21,7 +25,7 @@ struct LinearMemory<Memory: GuestPhysicalMemory> {
             let address = (linear &+ UInt64(done)) & segmentation.linearMask
             let inPage = Int(truncatingIfNeeded: 0x1000 - (address & 0xFFF))
             let length = min(inPage, count - done)
-            switch walker.translate(address, access: kind, cpl: state.cpl, state: state, memory: memory) {
+            switch walker.translate(address, access: kind, cpl: accessCPL, state: state, memory: memory) {
             case .physical(let p):
                 pieces.append((p, length))
             case .pageFault(let code, let at):
