@@ -79,4 +79,32 @@ import Testing
         #expect(e.vector == .pageFault)
         #expect(m.state.rip == LongModeMachine.codeBase)
     }
+
+    /// Hostile tables: random descriptors, selectors, GDT limits and LDTRs at every CPL. Each step
+    /// completes and changes nothing but ZF and RIP.
+    @Test func randomDescriptorsOnlyEverSetOrClearZF() {
+        var rng = SeededGenerator(seed: 0x5E6_0000)
+        for _ in 0..<2000 {
+            let cpl = UInt8(rng.next() % 4)
+            var m = LongModeMachine(cpl: cpl)
+            m.place([0x0F, 0x00, (rng.next() & 1 == 0) ? 0xE8 : 0xE0])  // verw ax / verr ax
+            let descriptor = rng.next()
+            let selector = UInt16(truncatingIfNeeded: rng.next()) & 0x7F
+            for i in 0..<16 { m.memory.store64(i == Int(selector >> 3) ? descriptor : rng.next(), at: m.dataPhysical(LongModeMachine.dataBase) + UInt64(8 * i)) }
+            m.state.gdtBase = LongModeMachine.dataBase
+            m.state.gdtLimit = UInt16(truncatingIfNeeded: rng.next() % 0x90)
+            if rng.next() & 1 == 0 {
+                m.state.ldtr = SegmentRegister(selector: 0x40, base: LongModeMachine.dataBase, limit: UInt32(rng.next() % 0x90), type: 2, codeOrData: false)
+            }
+            m.state.gpr[.rax] = UInt64(selector)
+            var expected = m.state
+            let flagsBefore = m.state.rflags
+            let r = Emulator().step(state: &m.state, memory: m.memory, platform: m.platform)
+            #expect(r == .completed(changes: .registers), "descriptor 0x\(String(descriptor, radix: 16)) selector 0x\(String(selector, radix: 16))")
+            expected.rip = LongModeMachine.codeBase + 3
+            expected.rflags = m.state.rflags
+            #expect(m.state == expected)
+            #expect(m.state.rflags & ~RFlags.zero == flagsBefore & ~RFlags.zero)
+        }
+    }
 }
