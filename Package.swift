@@ -24,7 +24,7 @@ let package = Package(
         // /dev/kvm, VM and vCPU file descriptors, exits.
         .target(name: "KVM", dependencies: ["CKVM", "CSystem", "SystemExtras"], swiftSettings: strict),
         // Guest physical memory: regions and bounds-checked access.
-        .target(name: "GuestMemory", dependencies: ["SystemExtras"], swiftSettings: strict),
+        .target(name: "GuestMemory", dependencies: ["SystemExtras", "CSystem"], swiftSettings: strict),
         // x86 platform: memory map, GDT, page tables, CPUID, MSRs, MP and ACPI tables.
         .target(name: "ArchX86", swiftSettings: strict),
         // Kernel loaders: bzImage, PVH ELF, multiboot; zero page and start info.

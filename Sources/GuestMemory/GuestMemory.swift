@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSystem
 import SystemExtras
 import Synchronization
 
@@ -19,6 +23,17 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible, Sendabl
     }
 }
 
+/// What backs guest RAM on the host.
+public enum GuestMemoryBacking: Sendable, Equatable {
+    /// Private anonymous memory (zero pages until touched).
+    case anonymous
+    /// One memfd shared by all regions (MAP_SHARED): another process can map the same RAM.
+    case memfd
+    /// A file mapped MAP_PRIVATE: pages load lazily from the file and are copied on the
+    /// first write (snapshot restore and fork); the file is never written.
+    case privateFile
+}
+
 /// One contiguous range of guest RAM backed by a host mapping.
 public struct GuestMemoryRegion: Sendable {
     /// First guest-physical address.
@@ -27,6 +42,18 @@ public struct GuestMemoryRegion: Sendable {
     public let size: UInt64
     /// The host mapping that backs it.
     public let mapping: MemoryMapping
+    /// Offset of the region in the backing file (memfd or snapshot memory file).
+    public let fileOffset: UInt64
+    /// Pages the monitor itself wrote since the last take.
+    public let dirtyPages: DirtyPageBitmap
+
+    public init(guestAddress: UInt64, size: UInt64, mapping: MemoryMapping, fileOffset: UInt64 = 0) {
+        self.guestAddress = guestAddress
+        self.size = size
+        self.mapping = mapping
+        self.fileOffset = fileOffset
+        dirtyPages = DirtyPageBitmap(pages: Int(clamping: size / GuestMemory.pageSize))
+    }
 
     /// Host address of the region's first byte.
     public var hostAddress: UnsafeMutableRawPointer { mapping.base }
@@ -41,28 +68,87 @@ public struct GuestMemoryRegion: Sendable {
 /// regions, nothing past the end) and then copies; it never hands out pointers that
 /// outlive the call except through `withHostPointer`, whose range it checks.
 public final class GuestMemory: Sendable {
+    /// Guest page size for dirty tracking and discards.
+    public static let pageSize: UInt64 = 4096
+
     /// The regions, sorted by guest address and non-overlapping.
     public let regions: [GuestMemoryRegion]
+    /// What backs the regions.
+    public let backing: GuestMemoryBacking
+    /// The memfd or file the regions map (nil for anonymous memory).
+    public let backingFile: OwnedFileDescriptor?
+    /// Whether the monitor's own writes are recorded in each region's `dirtyPages`.
+    private let tracking = Atomic<Bool>(false)
 
-    /// Allocates anonymous memory for each (address, size) range.
-    public convenience init(ranges: [(address: UInt64, size: UInt64)]) throws(GuestMemoryError) {
+    /// Allocates guest RAM for each (address, size) range: anonymous memory, or one memfd
+    /// holding the ranges back to back.
+    public convenience init(ranges: [(address: UInt64, size: UInt64)], backing: GuestMemoryBacking = .anonymous) throws(GuestMemoryError) {
+        try Self.checkRanges(ranges)
+        var regions: [GuestMemoryRegion] = []
+        switch backing {
+        case .anonymous:
+            for r in ranges {
+                do {
+                    let m = try MemoryMapping.anonymous(size: Int(r.size))
+                    regions.append(GuestMemoryRegion(guestAddress: r.address, size: r.size, mapping: m))
+                } catch {
+                    throw .allocation(error)
+                }
+            }
+            try self.init(regions: regions)
+        case .memfd:
+            let total = ranges.reduce(UInt64(0)) { $0 + $1.size }
+            let fd = csystem_memfd_create("skiff-guest-ram", UInt32(MFD_CLOEXEC))
+            guard fd >= 0 else { throw .allocation(.current("memfd_create")) }
+            let file = OwnedFileDescriptor(taking: fd)
+            guard ftruncate(fd, off_t(total)) == 0 else { throw .allocation(.current("ftruncate memfd to \(total) bytes")) }
+            var offset: UInt64 = 0
+            for r in ranges {
+                do {
+                    let m = try MemoryMapping.file(fd, size: Int(r.size), offset: Int64(offset), shared: true)
+                    regions.append(GuestMemoryRegion(guestAddress: r.address, size: r.size, mapping: m, fileOffset: offset))
+                } catch {
+                    throw .allocation(error)
+                }
+                offset += r.size
+            }
+            try self.init(regions: regions, backing: .memfd, backingFile: file)
+        case .privateFile:
+            throw .invalidLayout("a private file mapping needs a file (use GuestMemory(mapping:ranges:))")
+        }
+    }
+
+    /// Maps `file` MAP_PRIVATE as guest RAM: each range reads its pages from `fileOffset` in
+    /// the file, lazily, and writes stay in this process (the file never changes).
+    public convenience init(mapping file: OwnedFileDescriptor, ranges: [(address: UInt64, size: UInt64, fileOffset: UInt64)]) throws(GuestMemoryError) {
+        try Self.checkRanges(ranges.map { ($0.address, $0.size) })
         var regions: [GuestMemoryRegion] = []
         for r in ranges {
-            guard r.size > 0, r.size % 4096 == 0, r.address % 4096 == 0, r.size <= UInt64(Int.max) else {
-                throw .invalidLayout("region 0x\(String(r.address, radix: 16)) size \(r.size) is empty or not page aligned")
+            guard r.fileOffset % Self.pageSize == 0, r.fileOffset <= UInt64(Int64.max) else {
+                throw .invalidLayout("file offset \(r.fileOffset) is not page aligned")
             }
             do {
-                let m = try MemoryMapping.anonymous(size: Int(r.size))
-                regions.append(GuestMemoryRegion(guestAddress: r.address, size: r.size, mapping: m))
+                let m = try MemoryMapping.file(file.rawValue, size: Int(r.size), offset: Int64(r.fileOffset), shared: false)
+                regions.append(GuestMemoryRegion(guestAddress: r.address, size: r.size, mapping: m, fileOffset: r.fileOffset))
             } catch {
                 throw .allocation(error)
             }
         }
-        try self.init(regions: regions)
+        try self.init(regions: regions, backing: .privateFile, backingFile: file)
+    }
+
+    private static func checkRanges(_ ranges: [(address: UInt64, size: UInt64)]) throws(GuestMemoryError) {
+        for r in ranges {
+            guard r.size > 0, r.size % pageSize == 0, r.address % pageSize == 0, r.size <= UInt64(Int.max) else {
+                throw .invalidLayout("region 0x\(String(r.address, radix: 16)) size \(r.size) is empty or not page aligned")
+            }
+        }
     }
 
     /// Uses existing mappings as guest RAM.
-    public init(regions: [GuestMemoryRegion]) throws(GuestMemoryError) {
+    public init(regions: [GuestMemoryRegion], backing: GuestMemoryBacking = .anonymous, backingFile: OwnedFileDescriptor? = nil) throws(GuestMemoryError) {
+        self.backing = backing
+        self.backingFile = backingFile
         let sorted = regions.sorted { $0.guestAddress < $1.guestAddress }
         for r in sorted {
             guard r.size > 0, r.size <= UInt64(r.mapping.size) else { throw .invalidLayout("region size mismatch") }
@@ -106,11 +192,13 @@ public final class GuestMemory: Sendable {
         guard let p = host(address, UInt64(buffer.count)) else { throw .outOfBounds(address: address, length: UInt64(buffer.count)) }
         guard let src = buffer.baseAddress else { return }
         p.copyMemory(from: src, byteCount: buffer.count)
+        noteWrite(address, UInt64(buffer.count))
     }
 
     /// Writes bytes at `address`.
     public func write<C: Collection<UInt8>>(_ bytes: C, at address: UInt64) throws(GuestMemoryError) {
         guard let p = host(address, UInt64(bytes.count)) else { throw .outOfBounds(address: address, length: UInt64(bytes.count)) }
+        noteWrite(address, UInt64(bytes.count))
         let copied: Bool? = bytes.withContiguousStorageIfAvailable { buf in
             if let base = buf.baseAddress { p.copyMemory(from: base, byteCount: buf.count) }
             return true
@@ -133,6 +221,7 @@ public final class GuestMemory: Sendable {
     public func zero(at address: UInt64, length: UInt64) throws(GuestMemoryError) {
         guard let p = host(address, length) else { throw .outOfBounds(address: address, length: length) }
         p.initializeMemory(as: UInt8.self, repeating: 0, count: Int(length))
+        noteWrite(address, length)
     }
 
     /// Reads a little-endian integer.
@@ -149,6 +238,7 @@ public final class GuestMemory: Sendable {
             throw .outOfBounds(address: address, length: UInt64(MemoryLayout<T>.size))
         }
         p.storeBytes(of: value.littleEndian, as: T.self)
+        noteWrite(address, UInt64(MemoryLayout<T>.size))
     }
 
     /// Reads a naturally aligned 16-bit value with acquire ordering (virtqueue ring indices).
@@ -162,14 +252,68 @@ public final class GuestMemory: Sendable {
     public func storeReleasing16(_ value: UInt16, at address: UInt64) throws(GuestMemoryError) {
         guard address % 2 == 0, let p = host(address, 2) else { throw .outOfBounds(address: address, length: 2) }
         UnsafeAtomic16(p).storeReleasing(value.littleEndian)
+        noteWrite(address, 2)
     }
 
     /// Runs `body` with a host pointer to `address ..< address + length` after checking the range.
     ///
     /// The pointer must not escape `body`; the guest may change the bytes concurrently.
-    public func withHostPointer<R>(at address: UInt64, length: UInt64, _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
+    /// `writing` says whether `body` may store through the pointer (the pages then count as
+    /// written by the monitor for dirty tracking).
+    public func withHostPointer<R>(at address: UInt64, length: UInt64, writing: Bool, _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
         guard let p = host(address, length), length <= UInt64(Int.max) else { throw GuestMemoryError.outOfBounds(address: address, length: length) }
+        if writing { noteWrite(address, length) }
         return try body(UnsafeMutableRawBufferPointer(start: p, count: Int(length)))
+    }
+
+    // MARK: Dirty tracking and discards
+
+    /// Starts recording the monitor's writes into `dirtyPages` (each region's bitmap is cleared).
+    public func startDirtyTracking() {
+        for r in regions { _ = r.dirtyPages.take() }
+        tracking.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    /// Stops recording the monitor's writes.
+    public func stopDirtyTracking() {
+        tracking.store(false, ordering: .sequentiallyConsistent)
+    }
+
+    /// Whether the monitor's writes are being recorded.
+    public var isTrackingDirtyPages: Bool { tracking.load(ordering: .relaxed) }
+
+    @inline(__always)
+    private func noteWrite(_ address: UInt64, _ length: UInt64) {
+        guard length > 0, tracking.load(ordering: .relaxed) else { return }
+        for r in regions where address >= r.guestAddress && address - r.guestAddress < r.size {
+            let first = (address - r.guestAddress) / Self.pageSize
+            let last = (address - r.guestAddress + length - 1) / Self.pageSize
+            r.dirtyPages.mark(firstPage: Int(first), count: Int(last - first + 1))
+            return
+        }
+    }
+
+    /// Gives `length` bytes at `address` (whole pages inside one region) back to the host;
+    /// the guest reads zeros there afterwards whatever the backing: anonymous memory is
+    /// dropped (MADV_DONTNEED), a shared memfd gets a hole punched, and a private file
+    /// mapping gets fresh anonymous pages mapped over the range — dropping its copies would
+    /// bring the file's old contents back. Counts as a monitor write for dirty tracking.
+    public func discard(at address: UInt64, length: UInt64) throws(GuestMemoryError) {
+        guard address % Self.pageSize == 0, length % Self.pageSize == 0, let p = host(address, length), length <= UInt64(Int.max) else {
+            throw .outOfBounds(address: address, length: length)
+        }
+        guard length > 0 else { return }
+        let n = Int(length)
+        switch backing {
+        case .anonymous:
+            guard madvise(p, n, MADV_DONTNEED) == 0 else { throw .allocation(.current("madvise MADV_DONTNEED")) }
+        case .memfd:
+            guard madvise(p, n, MADV_REMOVE) == 0 else { throw .allocation(.current("madvise MADV_REMOVE")) }
+        case .privateFile:
+            let q = mmap(p, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
+            guard let q, q != MAP_FAILED else { throw .allocation(.current("mmap MAP_FIXED over a private file mapping")) }
+        }
+        noteWrite(address, length)
     }
 
     /// The region and offset holding `address`, for callers that need a host mapping (snapshots, balloon).

@@ -8,6 +8,8 @@ public enum KVMError: Error, CustomStringConvertible, Sendable {
     case apiVersion(found: Int32)
     case missingCapability(name: String)
     case ioctl(SystemError)
+    /// A saved vCPU or platform state that cannot be restored (wrong sizes, counts, values).
+    case invalidState(String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,8 @@ public enum KVMError: Error, CustomStringConvertible, Sendable {
             return "this host's KVM lacks \(name), which Skiff needs: use a newer host kernel"
         case .ioctl(let error):
             return error.description
+        case .invalidState(let reason):
+            return "invalid saved state: \(reason)"
         }
     }
 }

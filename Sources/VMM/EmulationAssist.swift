@@ -250,7 +250,7 @@ struct EmulatorAdapter: GuestPhysicalMemory, EmulatorPlatform {
     }
 
     func atomicOr(_ address: UInt64, _ bits: UInt8) -> Bool {
-        (try? memory.withHostPointer(at: address, length: 1) { p in
+        (try? memory.withHostPointer(at: address, length: 1, writing: true) { p in
             guard let base = p.baseAddress else { return false }
             csystem_atomic_or8(base.assumingMemoryBound(to: UInt8.self), bits)
             return true

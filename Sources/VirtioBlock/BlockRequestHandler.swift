@@ -59,7 +59,7 @@ struct BlockRequestHandler: Sendable {
             guard let offset = dataRange(sector: sector, length: dataIn) else { return (.ioError, 0) }
             var writer = ChainWriter(memory: memory, chain: chain)
             guard let segments = writer.segments(count: dataIn) else { return (.ioError, 0) }
-            let done = transfer(segments, at: offset, memory: memory) { pointer, position in
+            let done = transfer(segments, at: offset, memory: memory, intoGuest: true) { pointer, position in
                 try backend.read(at: position, into: pointer)
             }
             statistics.add(\.bytesRead, done)
@@ -69,7 +69,7 @@ struct BlockRequestHandler: Sendable {
             guard dataIn == 0 else { return (.ioError, 0) }
             guard let offset = dataRange(sector: sector, length: dataOut) else { return (.ioError, 0) }
             guard let segments = reader.segments(count: dataOut) else { return (.ioError, 0) }
-            let done = transfer(segments, at: offset, memory: memory) { pointer, position in
+            let done = transfer(segments, at: offset, memory: memory, intoGuest: false) { pointer, position in
                 try backend.write(at: position, from: UnsafeRawBufferPointer(pointer))
             }
             statistics.add(\.bytesWritten, done)
@@ -114,13 +114,13 @@ struct BlockRequestHandler: Sendable {
     }
 
     /// Moves data segment by segment; returns the bytes done before the first failure.
-    private func transfer(_ segments: [(address: UInt64, length: UInt32)], at offset: UInt64, memory: GuestMemory,
+    private func transfer(_ segments: [(address: UInt64, length: UInt32)], at offset: UInt64, memory: GuestMemory, intoGuest: Bool,
                           _ io: (UnsafeMutableRawBufferPointer, UInt64) throws -> Void) -> UInt64 {
         var position = offset
         var done: UInt64 = 0
         for s in segments {
             do {
-                try memory.withHostPointer(at: s.address, length: UInt64(s.length)) { pointer in
+                try memory.withHostPointer(at: s.address, length: UInt64(s.length), writing: intoGuest) { pointer in
                     try io(pointer, position)
                 }
             } catch {

@@ -27,6 +27,11 @@ extern const unsigned long CKVM_IRQFD;
 extern const unsigned long CKVM_IOEVENTFD;
 extern const unsigned long CKVM_SET_GSI_ROUTING;
 extern const unsigned long CKVM_GET_DIRTY_LOG;
+extern const unsigned long CKVM_CLEAR_DIRTY_LOG;
+extern const unsigned long CKVM_GET_XSAVE;
+extern const unsigned long CKVM_GET_XSAVE2;
+extern const unsigned long CKVM_SET_XSAVE;
+extern const unsigned long CKVM_KVMCLOCK_CTRL;
 extern const unsigned long CKVM_GET_CLOCK;
 extern const unsigned long CKVM_SET_CLOCK;
 extern const unsigned long CKVM_RUN;
@@ -123,6 +128,15 @@ static inline void ckvm_routing_set_irqchip(struct kvm_irq_routing_entry *e, uin
                                             uint32_t irqchip, uint32_t pin) {
     e->gsi = gsi; e->type = KVM_IRQ_ROUTING_IRQCHIP; e->flags = 0;
     e->u.irqchip.irqchip = irqchip; e->u.irqchip.pin = pin;
+}
+
+/* --- dirty log: the bitmap pointer lives in an anonymous union --- */
+static inline void ckvm_dirty_log_set(struct kvm_dirty_log *log, uint32_t slot, void *bitmap) {
+    log->slot = slot; log->padding1 = 0; log->dirty_bitmap = bitmap;
+}
+static inline void ckvm_clear_dirty_log_set(struct kvm_clear_dirty_log *log, uint32_t slot, uint64_t first_page,
+                                            uint32_t num_pages, void *bitmap) {
+    log->slot = slot; log->num_pages = num_pages; log->first_page = first_page; log->dirty_bitmap = bitmap;
 }
 
 /* --- vCPU events: exception injection --- */

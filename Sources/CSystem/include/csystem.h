@@ -30,6 +30,10 @@ int csystem_set_thread_name(const char *name);
 int csystem_unblock_signal(int signo);
 /* Atomically ORs bits into the byte at p (page-table accessed/dirty bits shared with other vCPUs). */
 void csystem_atomic_or8(uint8_t *p, uint8_t bits);
+/* 64-bit atomics on words of a bitmap shared between threads (dirty-page tracking). */
+static inline void csystem_atomic_or64(uint64_t *p, uint64_t bits) { __atomic_fetch_or(p, bits, __ATOMIC_RELAXED); }
+static inline uint64_t csystem_atomic_exchange64(uint64_t *p, uint64_t value) { return __atomic_exchange_n(p, value, __ATOMIC_ACQ_REL); }
+static inline uint64_t csystem_atomic_load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 /* Opens a pseudo-terminal master, unlocks it and writes the slave path into name; returns the fd or -1. */
 int csystem_open_pty(char *name, unsigned long size);
 

@@ -110,7 +110,7 @@ public enum BalloonPages {
                     continue
                 }
                 do {
-                    try piece.region.mapping.discard(offset: Int(piece.offset), length: Int(piece.length))
+                    try memory.discard(at: piece.region.guestAddress + piece.offset, length: piece.length)
                     result.discarded += pages
                 } catch {
                     result.failed += pages
