@@ -76,6 +76,14 @@ public struct SplitQueue: Sendable {
         signalledValid = false
     }
 
+    /// used.idx at the last notification, if one was sent.
+    var signalledState: UInt16? { signalledValid ? signalledUsed : nil }
+
+    mutating func restoreSignalled(_ value: UInt16?) {
+        signalledUsed = value ?? 0
+        signalledValid = value != nil
+    }
+
     private func availIndex(_ memory: GuestMemory) throws(VirtqueueError) -> UInt16 {
         do {
             return try memory.loadAcquiring16(at: availRing + 2)

@@ -30,10 +30,19 @@ public protocol VirtioDevice: AnyObject, Sendable {
     func readConfig(offset: Int, into data: UnsafeMutableRawBufferPointer)
     /// Writes device configuration space.
     func writeConfig(offset: Int, from data: UnsafeRawBufferPointer)
-    /// Starts serving the queues after DRIVER_OK.
+    /// Starts serving the queues after DRIVER_OK (or, with `activation.startPaused`, takes
+    /// them over without serving until `resume()`: a restored device).
     func activate(_ activation: VirtioActivation) throws(VirtioDeviceError)
     /// Stops serving and drops driver state; returns once the device no longer touches guest memory.
     func reset()
+    /// Quiesces an active device: requests already taken are completed and their completions
+    /// published, then its worker stops; it takes nothing new and does not touch guest
+    /// memory until `resume()`. No effect when the device is not active.
+    func pause()
+    /// Serves again after `pause()` or a paused activation; no effect when not active.
+    func resume()
+    /// The device's queues with its current positions, while it is active and paused.
+    func pausedQueues() -> [SplitQueue]?
 }
 
 /// Why a device could not start.
@@ -54,13 +63,17 @@ public struct VirtioActivation: Sendable {
     public let notifiers: [EventFD]
     /// Raises the device's interrupts.
     public let interrupt: VirtioInterrupt
+    /// Take the queues over without serving them until `resume()` (snapshot restore).
+    public var startPaused: Bool
 
-    public init(memory: GuestMemory, features: UInt64, queues: [SplitQueue], notifiers: [EventFD], interrupt: VirtioInterrupt) {
+    public init(memory: GuestMemory, features: UInt64, queues: [SplitQueue], notifiers: [EventFD], interrupt: VirtioInterrupt,
+                startPaused: Bool = false) {
         self.memory = memory
         self.features = features
         self.queues = queues
         self.notifiers = notifiers
         self.interrupt = interrupt
+        self.startPaused = startPaused
     }
 
     public func has(_ feature: UInt64) -> Bool { features & feature == feature }

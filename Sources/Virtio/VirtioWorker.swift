@@ -63,3 +63,47 @@ public final class VirtioWorker: @unchecked Sendable {
 
     deinit { stop() }
 }
+
+/// The worker thread of an active device, which a VM pause stops and a resume starts again.
+///
+/// `pause()` returns once the thread has finished the handler call it was in (so requests
+/// the device had taken are completed and published) and no handler runs until `resume()`.
+/// The device keeps its queues and backends meanwhile; only the thread goes away.
+public final class PausableWorker: @unchecked Sendable {
+    // @unchecked: `current` is behind a Mutex, everything else is immutable.
+    public typealias Factory = @Sendable () throws(SystemError) -> VirtioWorker
+
+    private let factory: Factory
+    private let notifiers: [EventFD]
+    private let current = Mutex<VirtioWorker?>(nil)
+
+    /// Prepares a worker made by `factory`; it starts running only with `resume()`.
+    /// `notifiers` are signalled on every resume so requests queued meanwhile are seen.
+    public init(notifiers: [EventFD], factory: @escaping Factory) {
+        self.notifiers = notifiers
+        self.factory = factory
+    }
+
+    /// The running worker, if any (for backends that change what they watch).
+    public var worker: VirtioWorker? { current.withLock { $0 } }
+
+    /// Starts the thread if it is not running; `onStart` runs with the new worker before
+    /// the queues are signalled.
+    public func resume(onStart: (VirtioWorker) -> Void = { _ in }) throws(SystemError) {
+        let started: VirtioWorker? = try current.withLock { w throws(SystemError) -> VirtioWorker? in
+            guard w == nil else { return nil }
+            let made = try factory()
+            w = made
+            return made
+        }
+        guard let started else { return }
+        onStart(started)
+        for n in notifiers { n.signal() }
+    }
+
+    /// Stops the thread after its current handler call; idempotent.
+    public func pause() {
+        let w = current.withLock { $0.take() }
+        w?.stop()
+    }
+}

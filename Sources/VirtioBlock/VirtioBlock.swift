@@ -25,11 +25,11 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     private let handler: BlockRequestHandler
 
     private final class Running: @unchecked Sendable {
-        let worker: VirtioWorker
+        let worker: PausableWorker
         var queue: SplitQueue
         var handler: BlockRequestHandler
         var broken = false
-        init(worker: VirtioWorker, queue: SplitQueue, handler: BlockRequestHandler) {
+        init(worker: PausableWorker, queue: SplitQueue, handler: BlockRequestHandler) {
             self.worker = worker
             self.queue = queue
             self.handler = handler
@@ -78,17 +78,20 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         let memory = a.memory
         let interrupt = a.interrupt
         stopping.store(false, ordering: .sequentiallyConsistent)
-        do {
-            // The worker must not run before `running` is set: it only looks at the queue
-            // under the lock, which this call holds until the state is in place.
-            try running.withLock { r throws(SystemError) in
-                let worker = try VirtioWorker(name: "virtio-blk", notifiers: [notifier]) { [weak self] source, _ in
-                    guard case .queue(0) = source else { return }
-                    self?.serve(memory: memory, interrupt: interrupt)
-                }
-                r = Running(worker: worker, queue: queue, handler: handler)
+        let serve: @Sendable () -> Void = { [weak self] in self?.serve(memory: memory, interrupt: interrupt) }
+        let worker = PausableWorker(notifiers: [notifier]) { () throws(SystemError) in
+            try VirtioWorker(name: "virtio-blk", notifiers: [notifier]) { source, _ in
+                guard case .queue(0) = source else { return }
+                serve()
             }
+        }
+        // The worker starts only after `running` is set: it looks at the queue under the lock.
+        running.withLock { $0 = Running(worker: worker, queue: queue, handler: handler) }
+        guard !a.startPaused else { return }
+        do {
+            try worker.resume()
         } catch {
+            running.withLock { $0 = nil }
             throw VirtioDeviceError("virtio-blk: \(error)")
         }
     }
@@ -127,7 +130,29 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     public func reset() {
         stopping.store(true, ordering: .sequentiallyConsistent)
         let r = running.withLock { $0.take() }
-        r?.worker.stop()
+        r?.worker.pause()
+    }
+
+    /// Completes the request being executed (the backend call returns and its status and
+    /// used entry are published), leaves the rest in the ring, and stops the worker.
+    public func pause() {
+        guard let w = running.withLock({ $0?.worker }) else { return }
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        w.pause()
+        stopping.store(false, ordering: .sequentiallyConsistent)
+    }
+
+    public func resume() {
+        guard let w = running.withLock({ $0?.worker }) else { return }
+        do {
+            try w.resume()
+        } catch {
+            running.withLock { $0?.broken = true }
+        }
+    }
+
+    public func pausedQueues() -> [SplitQueue]? {
+        running.withLock { r in r.map { [$0.queue] } }
     }
 
     /// Stops serving and closes the disk (flushes it and clears a qcow2 dirty bit).

@@ -22,7 +22,7 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     public let counters = VirtioNetCounters()
 
     private struct Running {
-        var worker: VirtioWorker
+        var worker: PausableWorker
         var engine: VirtioNetEngine
     }
     private let running = Mutex<Running?>(nil)
@@ -65,19 +65,56 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
             }
         }
         let engine = VirtioNetEngine(activation: a, backendFD: backend.fd, counters: counters)
-        do {
-            // The backend starts unwatched; the engine turns EPOLLIN on once it knows its worker.
-            let worker = try VirtioWorker(name: "virtio-net", notifiers: Array(a.notifiers.prefix(2)),
-                                          backends: [(fd: backend.fd, events: 0)]) { source, events in
+        let notifiers = Array(a.notifiers.prefix(2))
+        let fd = backend.fd
+        // The backend starts unwatched; the engine turns EPOLLIN on once it knows its worker
+        // (resuming signals the queues, which runs the engine once).
+        let worker = PausableWorker(notifiers: notifiers) { () throws(SystemError) in
+            try VirtioWorker(name: "virtio-net", notifiers: notifiers, backends: [(fd: fd, events: 0)]) { source, events in
                 engine.handle(source, events: events)
             }
-            engine.attach(worker)
-            running.withLock { $0 = Running(worker: worker, engine: engine) }
+        }
+        running.withLock { $0 = Running(worker: worker, engine: engine) }
+        guard !a.startPaused else { return }
+        do {
+            try worker.resume { engine.attach($0) }
         } catch {
+            running.withLock { $0 = nil }
             throw VirtioDeviceError("virtio-net: \(error)")
         }
-        // Run the engine once so it starts watching the backend.
-        a.notifiers[Self.rxQueue].signal()
+    }
+
+    /// Stops the worker after the frame batch it is moving; received frames not yet placed
+    /// are dropped (as on a wire), a frame the backend could not take yet is completed.
+    public func pause() {
+        guard let r = running.withLock({ $0 }) else { return }
+        r.worker.pause()
+        r.engine.release()
+        r.engine.quiesce()
+    }
+
+    public func resume() {
+        guard let r = running.withLock({ $0 }) else { return }
+        do {
+            try r.worker.resume { r.engine.attach($0) }
+        } catch {
+            r.engine.markBackendFailed()
+        }
+    }
+
+    public func pausedQueues() -> [SplitQueue]? {
+        running.withLock { $0?.engine.queues }
+    }
+
+    /// Receive chains the device holds (taken from the ring, not filled yet), while paused.
+    public var heldReceiveChains: [UInt16] {
+        running.withLock { $0?.engine.heldReceiveHeads } ?? []
+    }
+
+    /// Takes back receive chains a snapshot says the device held (restore, before `resume()`).
+    public func restoreHeldReceiveChains(_ heads: [UInt16]) throws(VirtioDeviceError) {
+        guard let engine = running.withLock({ $0?.engine }) else { throw VirtioDeviceError("virtio-net: not active") }
+        try engine.restoreHeldReceiveChains(heads)
     }
 
     /// TUN_F_* bits for the receive offloads the driver accepted.
@@ -91,7 +128,7 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
 
     public func reset() {
         let r = running.withLock { $0.take() }
-        r?.worker.stop()
+        r?.worker.pause()
         r?.engine.release()
         if backend.supportsOffloads { try? backend.setOffloads(0) }
     }

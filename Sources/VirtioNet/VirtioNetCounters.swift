@@ -18,6 +18,8 @@ public final class VirtioNetCounters: Sendable {
     public let rxErrors = Atomic<UInt64>(0)
     /// Transmit chains shorter than the header or longer than 64 KiB plus the header.
     public let txDroppedMalformed = Atomic<UInt64>(0)
+    /// Frames dropped because the VM paused while the backend could not take them.
+    public let txDroppedAtPause = Atomic<UInt64>(0)
     /// Frames the backend refused (e.g. EINVAL for a bad GSO header, EIO while the link is down).
     public let txErrors = Atomic<UInt64>(0)
     /// Times reception paused because the driver had no receive buffers.

@@ -62,11 +62,49 @@ final class VirtioNetEngine: @unchecked Sendable {
         txBuffer.deallocate()
     }
 
-    /// Gives the engine its worker so it can change what it watches on the backend.
-    func attach(_ w: VirtioWorker) { worker.withLock { $0 = w } }
+    /// Gives the engine its worker so it can change what it watches on the backend (a new
+    /// worker watches nothing yet).
+    func attach(_ w: VirtioWorker) {
+        worker.withLock { $0 = w }
+        watched = 0
+    }
 
     /// Drops the worker reference (the device stopped it).
     func release() { worker.withLock { $0 = nil } }
+
+    /// Called with the worker stopped: drops a received frame still waiting for buffers and
+    /// completes a frame the backend did not take (both are lost as on a wire), so the only
+    /// device-held descriptors left are the receive chains in the stash.
+    func quiesce() {
+        pendingRx = nil
+        if let p = pendingTx {
+            pendingTx = nil
+            counters.txDroppedAtPause.add(1, ordering: .relaxed)
+            if (try? complete(p.head)) == nil { broken = true }
+            if tx.needsNotification(memory: memory) { interrupt.signalQueue(VirtioNet.txQueue) }
+        }
+    }
+
+    /// The queues with their positions (worker stopped).
+    var queues: [SplitQueue] { [rx, tx] }
+
+    /// Heads of the receive chains taken but not filled (worker stopped).
+    var heldReceiveHeads: [UInt16] { rxStash.map(\.head) }
+
+    /// Re-reads receive chains held at snapshot time (worker not started yet).
+    func restoreHeldReceiveChains(_ heads: [UInt16]) throws(VirtioDeviceError) {
+        guard heads.count <= Int(rx.size), Set(heads).count == heads.count else {
+            throw VirtioDeviceError("virtio-net: \(heads.count) held receive chains in a queue of \(rx.size)")
+        }
+        do {
+            rxStash = try heads.map { (head) throws(VirtqueueError) in try rx.chain(head: head, memory: memory) }
+        } catch {
+            throw VirtioDeviceError("virtio-net: held receive chain: \(error)")
+        }
+    }
+
+    /// The backend cannot be used any more (e.g. the worker could not restart).
+    func markBackendFailed() { backendFailed = true }
 
     /// Called on the worker thread for each ready source.
     func handle(_ source: VirtioWorker.Source, events: UInt32) {

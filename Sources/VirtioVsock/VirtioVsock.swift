@@ -36,8 +36,14 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     private let listenerIdentity: (UInt64, UInt64)?
 
     private struct Running {
-        var worker: VirtioWorker
+        var worker: PausableWorker
         var muxer: VsockMuxer
+        /// The event queue (the device uses it only to announce a transport reset).
+        var events: SplitQueue
+        var memory: GuestMemory
+        var interrupt: any VirtioInterrupt
+        /// A restored device owes the guest a VIRTIO_VSOCK_EVENT_TRANSPORT_RESET.
+        var owesTransportReset = false
     }
     private let running = Mutex<Running?>(nil)
     private let closed = Atomic<Bool>(false)
@@ -77,26 +83,98 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
         guard a.queues.count >= 3, a.notifiers.count >= 3, a.queues[Self.rxQueue].ready, a.queues[Self.txQueue].ready else {
             throw VirtioDeviceError("virtio-vsock: receive and transmit queues must be enabled")
         }
+        let muxer: VsockMuxer
         do {
-            let muxer = try VsockMuxer(activation: a, guestCID: UInt64(guestCID), socketPath: socketPath, listenerFD: listenerFD,
-                                       limits: limits, counters: counters)
-            let worker = try VirtioWorker(name: "virtio-vsock", notifiers: Array(a.notifiers.prefix(3)), backends: muxer.backends) { source, events in
-                muxer.handle(source, events: events)
-            }
-            muxer.attach(worker)
-            running.withLock { $0 = Running(worker: worker, muxer: muxer) }
+            muxer = try VsockMuxer(activation: a, guestCID: UInt64(guestCID), socketPath: socketPath, listenerFD: listenerFD,
+                                   limits: limits, counters: counters)
         } catch {
             throw VirtioDeviceError("virtio-vsock: \(error)")
         }
-        // Run the muxer once so it starts watching its sockets.
-        a.notifiers[Self.rxQueue].signal()
+        let notifiers = Array(a.notifiers.prefix(3))
+        let backends = muxer.backends
+        // Resuming signals the queues, which runs the muxer once so it starts watching its sockets.
+        let worker = PausableWorker(notifiers: notifiers) { () throws(SystemError) in
+            try VirtioWorker(name: "virtio-vsock", notifiers: notifiers, backends: backends) { source, events in
+                muxer.handle(source, events: events)
+            }
+        }
+        running.withLock {
+            $0 = Running(worker: worker, muxer: muxer, events: a.queues[Self.eventQueue], memory: a.memory, interrupt: a.interrupt)
+        }
+        guard !a.startPaused else { return }
+        do {
+            try worker.resume { muxer.attach($0) }
+        } catch {
+            running.withLock { $0 = nil }
+            throw VirtioDeviceError("virtio-vsock: \(error)")
+        }
     }
 
     /// Stops the worker and drops every connection (the guest's sockets are gone after a reset).
     public func reset() {
         let r = running.withLock { $0.take() }
-        r?.worker.stop()
+        r?.worker.pause()
         r?.muxer.release()
+    }
+
+    /// Stops the worker after its current batch; host connections stay open.
+    public func pause() {
+        guard let r = running.withLock({ $0 }) else { return }
+        r.worker.pause()
+        r.muxer.release()
+    }
+
+    public func resume() {
+        guard let r = running.withLock({ $0 }) else { return }
+        if r.owesTransportReset { announceTransportReset() }
+        do {
+            try r.worker.resume { r.muxer.attach($0) }
+        } catch {
+            r.muxer.markBroken()
+        }
+    }
+
+    public func pausedQueues() -> [SplitQueue]? {
+        running.withLock { r in r.map { $0.muxer.queues + [$0.events] } }
+    }
+
+    /// The receive chain the device holds (taken, not filled), while paused.
+    public var heldReceiveChain: UInt16? {
+        running.withLock { $0?.muxer.heldReceiveHead }
+    }
+
+    /// Prepares a restored device (before `resume()`): takes back the receive chain it held
+    /// and arranges for the guest to be told that every connection is gone — host sockets do
+    /// not survive a snapshot — with a transport-reset event, as Firecracker does.
+    public func restoreAfterSnapshot(heldReceiveChain: UInt16?) throws(VirtioDeviceError) {
+        guard let muxer = running.withLock({ $0?.muxer }) else { throw VirtioDeviceError("virtio-vsock: not active") }
+        try muxer.restoreHeldReceiveChain(heldReceiveChain)
+        running.withLock { $0?.owesTransportReset = true }
+    }
+
+    /// Transport-reset events delivered to the guest.
+    public var transportResets: UInt64 { counters.transportResets.load(ordering: .relaxed) }
+
+    /// Puts VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (id 0) in the guest's next event buffer.
+    private func announceTransportReset() {
+        var signal: (any VirtioInterrupt)?
+        running.withLock { r in
+            guard var state = r, state.owesTransportReset, state.events.ready else { return }
+            defer { r = state }
+            state.owesTransportReset = false
+            do {
+                guard let chain = try state.events.pop(memory: state.memory) else { return }
+                var writer = ChainWriter(memory: state.memory, chain: chain)
+                var id: UInt32 = 0
+                _ = withUnsafeBytes(of: &id) { writer.write($0) }
+                try state.events.pushUsed(head: chain.head, length: writer.written, memory: state.memory)
+                counters.transportResets.add(1, ordering: .relaxed)
+                if state.events.needsNotification(memory: state.memory) { signal = state.interrupt }
+            } catch {
+                state.interrupt.deviceBroken()
+            }
+        }
+        signal?.signalQueue(Self.eventQueue)
     }
 
     /// Stops the device, closes the listening socket and removes its path (machine teardown).

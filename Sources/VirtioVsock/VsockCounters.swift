@@ -36,5 +36,8 @@ public final class VsockCounters: Sendable {
     /// Times the worker woke up (a busy loop shows here first).
     public let wakeups = Atomic<UInt64>(0)
 
+    /// Transport-reset events sent to the guest (after a restore).
+    public let transportResets = Atomic<UInt64>(0)
+
     public init() {}
 }

@@ -93,8 +93,33 @@ final class VsockMuxer: @unchecked Sendable {
         [(listenerFD, 0), (readSet.fd.rawValue, 0), (writeSet.fd.rawValue, 0), (timer.fd.rawValue, EPOLLIN.rawValue)]
     }
 
-    func attach(_ w: VirtioWorker) { worker.withLock { $0 = w } }
+    /// Gives the muxer its (new) worker, which watches only the timer at first.
+    func attach(_ w: VirtioWorker) {
+        worker.withLock { $0 = w }
+        watched = [0, 0, 0, EPOLLIN.rawValue]
+    }
+
     func release() { worker.withLock { $0 = nil } }
+
+    /// The receive and transmit queues with their positions (worker stopped).
+    var queues: [SplitQueue] { [rx, tx] }
+
+    /// The receive chain taken but not used (worker stopped).
+    var heldReceiveHead: UInt16? { spareRx?.head }
+
+    /// Re-reads the receive chain held at snapshot time (worker not started).
+    func restoreHeldReceiveChain(_ head: UInt16?) throws(VirtioDeviceError) {
+        guard let head else {
+            spareRx = nil
+            return
+        }
+        do {
+            spareRx = try rx.chain(head: head, memory: memory)
+        } catch {
+            throw VirtioDeviceError("virtio-vsock: held receive chain: \(error)")
+        }
+    }
+
 
     // MARK: Event dispatch
 
@@ -144,7 +169,8 @@ final class VsockMuxer: @unchecked Sendable {
         timerRunning = needed
     }
 
-    private func markBroken() {
+    /// Stops using the queues and tells the driver (DEVICE_NEEDS_RESET).
+    func markBroken() {
         broken = true
         counters.queueErrors.add(1, ordering: .relaxed)
         interrupt.deviceBroken()

@@ -94,7 +94,7 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
     }
 
     private struct Running {
-        var worker: VirtioWorker?
+        var worker: PausableWorker?
         var queues: [SplitQueue]
         var roles: [Role?]
         var memory: GuestMemory
@@ -103,6 +103,8 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
         var broken = false
         /// Head of the statistics buffer the device holds, to return when it wants fresh numbers.
         var heldStatistics: UInt16?
+        /// While the VM is paused the device does not return the statistics buffer.
+        var paused = false
     }
 
     private let config = Mutex(Config())
@@ -159,7 +161,7 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
     public func requestStatistics() -> Bool {
         var notify: (any VirtioInterrupt, Int)?
         let sent = running.withLock { r -> Bool in
-            guard var state = r, !state.broken, let head = state.heldStatistics,
+            guard var state = r, !state.broken, !state.paused, let head = state.heldStatistics,
                   let index = state.roles.firstIndex(of: .statistics) else { return false }
             defer { r = state }
             state.heldStatistics = nil
@@ -220,24 +222,54 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
         for (i, role) in roles.enumerated() where role == .inflate || role == .deflate {
             guard a.queues[i].ready else { throw VirtioDeviceError("virtio-balloon: the inflate and deflate queues must be enabled") }
         }
-        running.withLock {
-            $0 = Running(worker: nil, queues: a.queues, roles: roles, memory: a.memory, interrupt: a.interrupt, notifiers: a.notifiers)
-        }
-        do {
-            let worker = try VirtioWorker(name: "virtio-balloon", notifiers: a.notifiers) { [weak self] source, _ in
+        let notifiers = a.notifiers
+        let serve: @Sendable (Int) -> Void = { [weak self] index in self?.serve(queue: index) }
+        let worker = PausableWorker(notifiers: notifiers) { () throws(SystemError) in
+            try VirtioWorker(name: "virtio-balloon", notifiers: notifiers) { source, _ in
                 guard case .queue(let index) = source else { return }
-                self?.serve(queue: index)
+                serve(index)
             }
-            running.withLock { $0?.worker = worker }
+        }
+        running.withLock {
+            $0 = Running(worker: worker, queues: a.queues, roles: roles, memory: a.memory, interrupt: a.interrupt, notifiers: a.notifiers,
+                         paused: a.startPaused)
+        }
+        guard !a.startPaused else { return }
+        do {
+            try worker.resume()
         } catch {
             running.withLock { $0 = nil }
             throw VirtioDeviceError("virtio-balloon: \(error)")
         }
     }
 
+    public func pause() {
+        guard let w = running.withLock({ r -> PausableWorker? in
+            r?.paused = true
+            return r?.worker
+        }) else { return }
+        w.pause()
+    }
+
+    public func resume() {
+        guard let w = running.withLock({ r -> PausableWorker? in
+            r?.paused = false
+            return r?.worker
+        }) else { return }
+        do {
+            try w.resume()
+        } catch {
+            running.withLock { $0?.broken = true }
+        }
+    }
+
+    public func pausedQueues() -> [SplitQueue]? {
+        running.withLock { $0?.queues }
+    }
+
     public func reset() {
         let r = running.withLock { $0.take() }
-        r?.worker?.stop()
+        r?.worker?.pause()
         // A new driver starts with an empty balloon; the host's target stays.
         config.withLock { $0.actual = 0 }
     }

@@ -33,12 +33,14 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
     public let inputCapacity: Int
 
     private struct Running {
-        var worker: VirtioWorker?
+        var worker: PausableWorker?
         var queues: [SplitQueue]
         var memory: GuestMemory
         var interrupt: any VirtioInterrupt
         var notifiers: [EventFD]
         var broken = false
+        /// While the VM is paused host input only queues up.
+        var paused = false
     }
     private let running = Mutex<Running?>(nil)
     /// Host input not yet delivered (at most `inputCapacity` bytes).
@@ -90,7 +92,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
     private func deliverInput() {
         var signal: (any VirtioInterrupt)?
         running.withLock { r in
-            guard var state = r, !state.broken, state.queues[Self.receiveQueue].ready else { return }
+            guard var state = r, !state.broken, !state.paused, state.queues[Self.receiveQueue].ready else { return }
             defer { r = state }
             pendingInput.withLock { pending in
                 var served = 0
@@ -176,14 +178,23 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
 
     public func activate(_ a: VirtioActivation) throws(VirtioDeviceError) {
         guard a.queues.count == 2 else { throw VirtioDeviceError("virtio-console: expected two queues") }
-        running.withLock { $0 = Running(worker: nil, queues: a.queues, memory: a.memory, interrupt: a.interrupt, notifiers: a.notifiers) }
-        do {
-            let worker = try VirtioWorker(name: "virtio-console", notifiers: a.notifiers) { [weak self] source, _ in
+        let notifiers = a.notifiers
+        let handle: @Sendable (Int) -> Void = { [weak self] index in
+            if index == Self.receiveQueue { self?.deliverInput() }
+            if index == Self.transmitQueue { self?.transmit() }
+        }
+        let worker = PausableWorker(notifiers: notifiers) { () throws(SystemError) in
+            try VirtioWorker(name: "virtio-console", notifiers: notifiers) { source, _ in
                 guard case .queue(let index) = source else { return }
-                if index == Self.receiveQueue { self?.deliverInput() }
-                if index == Self.transmitQueue { self?.transmit() }
+                handle(index)
             }
-            running.withLock { $0?.worker = worker }
+        }
+        running.withLock {
+            $0 = Running(worker: worker, queues: a.queues, memory: a.memory, interrupt: a.interrupt, notifiers: a.notifiers, paused: a.startPaused)
+        }
+        guard !a.startPaused else { return }
+        do {
+            try worker.resume()
         } catch {
             running.withLock { $0 = nil }
             throw VirtioDeviceError("virtio-console: \(error)")
@@ -193,6 +204,32 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
     /// Stops serving; host input still waiting stays queued for the next driver.
     public func reset() {
         let r = running.withLock { $0.take() }
-        r?.worker?.stop()
+        r?.worker?.pause()
+    }
+
+    public func pause() {
+        guard let w = running.withLock({ r -> PausableWorker? in
+            r?.paused = true
+            return r?.worker
+        }) else { return }
+        w.pause()
+    }
+
+    public func resume() {
+        guard let w = running.withLock({ r -> PausableWorker? in
+            r?.paused = false
+            return r?.worker
+        }) else { return }
+        do {
+            try w.resume()
+        } catch {
+            running.withLock { $0?.broken = true }
+        }
+        // Input that arrived while paused.
+        deliverInput()
+    }
+
+    public func pausedQueues() -> [SplitQueue]? {
+        running.withLock { $0?.queues }
     }
 }

@@ -13,7 +13,7 @@ public final class VirtioRNG: VirtioDevice, @unchecked Sendable {
     public let queueMaxSizes: [UInt16] = [256]
 
     private struct Running {
-        var worker: VirtioWorker
+        var worker: PausableWorker
         var queue: SplitQueue
         var broken = false
     }
@@ -33,13 +33,20 @@ public final class VirtioRNG: VirtioDevice, @unchecked Sendable {
         guard let queue = a.queues.first, queue.ready else { throw VirtioDeviceError("virtio-rng: request queue not enabled") }
         let memory = a.memory
         let interrupt = a.interrupt
-        do {
-            let worker = try VirtioWorker(name: "virtio-rng", notifiers: Array(a.notifiers.prefix(1))) { [weak self] source, _ in
+        let notifiers = Array(a.notifiers.prefix(1))
+        let serve: @Sendable () -> Void = { [weak self] in self?.serve(memory: memory, interrupt: interrupt) }
+        let worker = PausableWorker(notifiers: notifiers) { () throws(SystemError) in
+            try VirtioWorker(name: "virtio-rng", notifiers: notifiers) { source, _ in
                 guard case .queue(0) = source else { return }
-                self?.serve(memory: memory, interrupt: interrupt)
+                serve()
             }
-            running.withLock { $0 = Running(worker: worker, queue: queue) }
+        }
+        running.withLock { $0 = Running(worker: worker, queue: queue) }
+        guard !a.startPaused else { return }
+        do {
+            try worker.resume()
         } catch {
+            running.withLock { $0 = nil }
             throw VirtioDeviceError("virtio-rng: \(error)")
         }
     }
@@ -87,6 +94,23 @@ public final class VirtioRNG: VirtioDevice, @unchecked Sendable {
 
     public func reset() {
         let r = running.withLock { $0.take() }
-        r?.worker.stop()
+        r?.worker.pause()
+    }
+
+    public func pause() {
+        running.withLock { $0?.worker }?.pause()
+    }
+
+    public func resume() {
+        guard let w = running.withLock({ $0?.worker }) else { return }
+        do {
+            try w.resume()
+        } catch {
+            running.withLock { $0?.broken = true }
+        }
+    }
+
+    public func pausedQueues() -> [SplitQueue]? {
+        running.withLock { r in r.map { [$0.queue] } }
     }
 }
