@@ -32,6 +32,100 @@ public final class FileConsoleOutput: ConsoleOutput, @unchecked Sendable {
     }
 }
 
+/// Guest console output to a host file descriptor through a bounded buffer and a writer
+/// thread, so a device (and the vCPU thread under it) never blocks on a slow or stuck
+/// reader: a pause, a snapshot or a migration cannot wait on the terminal. When the buffer is
+/// full, new output is dropped and counted.
+public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
+    // @unchecked: `buffer` lives in `state`; the thread handle is set once before use.
+    /// Default capacity: 1 MiB of output waiting for the reader.
+    public static let defaultCapacity = 1 << 20
+
+    private struct State {
+        var buffer: [UInt8] = []
+        var head = 0
+        var dropped: UInt64 = 0
+        var closing = false
+        var broken = false
+    }
+    private let fd: Int32
+    private let capacity: Int
+    private let state: ConditionLock<State>
+    private var thread: HostThread?
+
+    public init(fd: Int32 = 1, capacity: Int = BufferedConsoleOutput.defaultCapacity) throws(SystemError) {
+        self.fd = fd
+        self.capacity = max(capacity, 4096)
+        state = ConditionLock(State())
+        thread = try HostThread.spawn(name: "console-out") { [self] in self.drain() }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        state.update { s in
+            guard !s.broken, !s.closing else { return }
+            let room = capacity - (s.buffer.count - s.head)
+            let take = min(room, bytes.count)
+            if take > 0 { s.buffer.append(contentsOf: bytes[0..<take]) }
+            s.dropped += UInt64(bytes.count - take)
+        }
+    }
+
+    /// Bytes dropped because the reader did not keep up.
+    public var droppedBytes: UInt64 { state.read { $0.dropped } }
+
+    /// Writes what is buffered (waiting at most `timeout` seconds for the reader) and stops the thread.
+    public func close(timeout: Double = 2) {
+        _ = state.wait(until: { $0.head == $0.buffer.count || $0.broken }, timeout: timeout) { _ in () }
+        state.update { $0.closing = true }
+        thread?.join()
+        thread = nil
+    }
+
+    deinit { close(timeout: 0) }
+
+    private func drain() {
+        while true {
+            let chunk: [UInt8]? = state.wait(until: { $0.head < $0.buffer.count || $0.closing }) { s in
+                guard s.head < s.buffer.count else { return nil }
+                let c = Array(s.buffer[s.head..<min(s.buffer.count, s.head + 65536)])
+                return c
+            } ?? nil
+            guard let chunk else { return }
+            var done = 0
+            var failed = false
+            chunk.withUnsafeBytes { raw in
+                guard let base = raw.baseAddress else { return }
+                while done < raw.count {
+                    let n = Glibc.write(fd, base + done, raw.count - done)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        if errno == EAGAIN {
+                            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                            _ = poll(&p, 1, 100)
+                            continue
+                        }
+                        failed = true  // reader gone: drop output, keep the VM running
+                        return
+                    }
+                    done += n
+                }
+            }
+            state.update { s in
+                s.head += done
+                if failed { s.broken = true }
+                // Compact once the consumed prefix is large.
+                if s.head == s.buffer.count {
+                    s.buffer.removeAll(keepingCapacity: true)
+                    s.head = 0
+                } else if s.head > 1 << 20 {
+                    s.buffer.removeFirst(s.head)
+                    s.head = 0
+                }
+            }
+        }
+    }
+}
+
 /// Keeps guest console output in memory so tests and tools can wait for text.
 public final class CapturedConsoleOutput: ConsoleOutput, @unchecked Sendable {
     private let state = Mutex<[UInt8]>([])

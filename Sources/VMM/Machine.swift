@@ -4,6 +4,7 @@ import CSystem
 import DeviceModel
 import GuestMemory
 import KVM
+import Synchronization
 import SystemExtras
 
 /// What to put in guest RAM and where the boot vCPU starts.
@@ -28,9 +29,31 @@ struct KVMInterruptLine: InterruptLine {
     func setLevel(_ high: Bool) { try? vm.setIRQLine(gsi, level: high) }
 }
 
+/// The KVM-side state of a machine: every vCPU and the in-kernel platform devices.
+public struct MachineState: Codable, Sendable, Equatable {
+    public var vcpus: [VCPUState]
+    public var platform: VMPlatformState
+
+    /// Checks every part; the VM's vCPU count must match.
+    public func validate(vcpuCount: Int) throws(VMError) {
+        guard vcpus.count == vcpuCount else { throw VMError("the snapshot has \(vcpus.count) vCPUs, the VM \(vcpuCount)") }
+        do throws(KVMError) {
+            for (i, v) in vcpus.enumerated() {
+                guard v.id == UInt32(i) else { throw .invalidState("vCPU \(i) is saved as vCPU \(v.id)") }
+                try v.validate()
+            }
+            try platform.validate()
+        } catch {
+            throw .kvm(error)
+        }
+    }
+}
+
 /// One boot of a VM: KVM VM, guest RAM, irqchip, devices and vCPU threads.
 ///
-/// A reset tears the machine down; the caller builds a new one for the next boot.
+/// A reset tears the machine down; the caller builds a new one for the next boot. A machine
+/// can also be built from a saved `MachineState` (snapshot restore, migration target), and
+/// paused, saved and resumed while it runs.
 public final class Machine: @unchecked Sendable {
     public let memoryMap: MemoryMap
     public let memory: GuestMemory
@@ -42,30 +65,34 @@ public final class Machine: @unchecked Sendable {
     let controller = MachineController()
     /// GSI routing (legacy pins and MSI vectors).
     let interrupts: InterruptRouter
-    private(set) var vcpuThreads: [VCPUThread] = []
+    private let threads = Mutex<[VCPUThread]>([])
     /// Handles emulation failures, when enabled.
     var assist: EmulationAssist?
-    private let vcpus: [VCPUFD]
+    let vcpus: [VCPUFD]
+    /// MSRs KVM can save and restore on this host.
+    private let saveableMSRs: [UInt32]
+    /// Whether KVM_CLEAR_DIRTY_LOG re-protects pages (else GET_DIRTY_LOG does).
+    private let manualDirtyProtect: Bool
+    private let dirtyLogging = Atomic<Bool>(false)
 
-    /// Creates the VM, its memory and vCPUs, writes `plan` into RAM and programs the vCPUs.
-    /// Devices are added by the caller (`addDevices`) before `run()`.
-    public init(kvm: KVMSystem, memorySize: UInt64, vcpuCount: Int, cpuid: [[kvm_cpuid_entry2]],
-                msrs: [(index: UInt32, value: UInt64)], plan: BootLayout, platformTables: [(address: UInt64, bytes: [UInt8])]) throws(VMError) {
-        guard vcpuCount >= 1, vcpuCount <= min(kvm.maxVCPUs, 254), cpuid.count == vcpuCount else {
+    /// Creates the VM with `memory` as guest RAM, its irqchip, PIT and `vcpuCount` bare vCPUs.
+    private init(kvm: KVMSystem, memoryMap: MemoryMap, memory: GuestMemory, vcpuCount: Int) throws(VMError) {
+        guard vcpuCount >= 1, vcpuCount <= min(kvm.maxVCPUs, 254) else {
             throw VMError("--cpus \(vcpuCount) is out of range (1 to \(min(kvm.maxVCPUs, 254)) on this host)")
         }
-        do {
-            memoryMap = try MemoryMap(ramSize: memorySize)
-        } catch {
-            throw VMError(error.description)
-        }
-        do {
-            memory = try GuestMemory(ranges: memoryMap.ramRanges)
-        } catch {
-            throw .memory(error)
-        }
+        self.memoryMap = memoryMap
+        self.memory = memory
         do {
             vm = try kvm.createVM()
+            // Manual protection must be on before any slot logs dirty pages.
+            var manual = false
+            if vm.supportsManualDirtyLogProtect {
+                do {
+                    try vm.enableManualDirtyLogProtect()
+                    manual = true
+                } catch {}
+            }
+            manualDirtyProtect = manual
             for (slot, region) in memory.regions.enumerated() {
                 try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestAddress, size: region.size, hostAddress: region.hostAddress)
             }
@@ -75,12 +102,35 @@ public final class Machine: @unchecked Sendable {
             try vm.createPIT2()
             interrupts = try InterruptRouter(vm: vm)
             var created: [VCPUFD] = []
-            for i in 0..<vcpuCount {
-                let vcpu = try vm.createVCPU(id: UInt32(i))
-                try VCPUSetup.configure(vcpu, cpuid: cpuid[i], msrs: msrs)
-                created.append(vcpu)
-            }
+            for i in 0..<vcpuCount { created.append(try vm.createVCPU(id: UInt32(i))) }
             vcpus = created
+            saveableMSRs = (try? kvm.msrIndexList()) ?? []
+        } catch {
+            throw .kvm(error)
+        }
+    }
+
+    /// Creates the VM, its memory and vCPUs, writes `plan` into RAM and programs the vCPUs.
+    /// Devices are added by the caller (`addDevices`) before `run()`.
+    public convenience init(kvm: KVMSystem, memorySize: UInt64, vcpuCount: Int, cpuid: [[kvm_cpuid_entry2]],
+                            msrs: [(index: UInt32, value: UInt64)], plan: BootLayout, platformTables: [(address: UInt64, bytes: [UInt8])],
+                            backing: GuestMemoryBacking = .anonymous) throws(VMError) {
+        guard cpuid.count == vcpuCount else { throw VMError("one CPUID table per vCPU is needed") }
+        let memoryMap: MemoryMap
+        do {
+            memoryMap = try MemoryMap(ramSize: memorySize)
+        } catch {
+            throw VMError(error.description)
+        }
+        let memory: GuestMemory
+        do {
+            memory = try GuestMemory(ranges: memoryMap.ramRanges, backing: backing)
+        } catch {
+            throw .memory(error)
+        }
+        try self.init(kvm: kvm, memoryMap: memoryMap, memory: memory, vcpuCount: vcpuCount)
+        do {
+            for (i, vcpu) in vcpus.enumerated() { try VCPUSetup.configure(vcpu, cpuid: cpuid[i], msrs: msrs) }
         } catch {
             throw .kvm(error)
         }
@@ -103,6 +153,19 @@ public final class Machine: @unchecked Sendable {
         }
     }
 
+    /// Creates a VM on `memory` (already holding the guest's RAM) and restores its vCPUs and
+    /// in-kernel devices from `state`, without booting anything.
+    public convenience init(kvm: KVMSystem, memoryMap: MemoryMap, memory: GuestMemory, restoring state: MachineState) throws(VMError) {
+        try state.validate(vcpuCount: state.vcpus.count)
+        try self.init(kvm: kvm, memoryMap: memoryMap, memory: memory, vcpuCount: state.vcpus.count)
+        do {
+            try vm.restorePlatformState(state.platform)
+            for (vcpu, saved) in zip(vcpus, state.vcpus) { try vcpu.restoreState(saved) }
+        } catch {
+            throw .kvm(error)
+        }
+    }
+
     /// An interrupt line for legacy IRQ/GSI `gsi`.
     public func interruptLine(gsi: UInt32) -> any InterruptLine {
         KVMInterruptLine(vm: vm, gsi: gsi)
@@ -114,14 +177,14 @@ public final class Machine: @unchecked Sendable {
     /// Starts every vCPU and blocks until the machine stops; returns how it ended.
     public func run() -> MachineOutcome {
         _ = csystem_install_noop_handler(VCPUThread.kickSignal)
-        var threads: [VCPUThread] = []
+        var started: [VCPUThread] = []
         for vcpu in vcpus {
             let t = VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, memory: memory, controller: controller, assist: assist)
             controller.addKicker { [t] in t.kick() }
-            threads.append(t)
+            started.append(t)
         }
-        vcpuThreads = threads
-        for t in threads {
+        threads.withLock { $0 = started }
+        for t in started {
             do {
                 try t.start()
             } catch {
@@ -130,8 +193,8 @@ public final class Machine: @unchecked Sendable {
             }
         }
         let outcome = controller.wait()
-        for t in threads { t.kick() }
-        for t in threads { t.join() }
+        for t in started { t.kick() }
+        for t in started { t.join() }
         return outcome
     }
 
@@ -140,12 +203,111 @@ public final class Machine: @unchecked Sendable {
         controller.finish(.stopped)
     }
 
+    /// How it ended, once it has.
+    public var outcome: MachineOutcome? { controller.current }
+
     /// Exit counts summed over vCPUs.
     public var exitCounts: [String: Int] {
         var total: [String: Int] = [:]
-        for t in vcpuThreads {
+        for t in threads.withLock({ $0 }) {
             for (k, v) in t.exitCounts.withLock({ $0 }) { total[k, default: 0] += v }
         }
         return total
+    }
+
+    // MARK: Pause, save, resume
+
+    /// Parks every vCPU outside KVM_RUN at an instruction boundary (pending I/O completed).
+    /// Fails if they do not all park within `timeout` seconds or the machine stops meanwhile;
+    /// the vCPUs then run on.
+    public func pauseVCPUs(timeout: Double = 10) throws(VMError) {
+        controller.requestPause()
+        guard controller.waitUntilParked(vcpus.count, timeout: timeout) else {
+            controller.releasePause()
+            if let outcome = controller.current { throw VMError("the VM stopped while pausing (\(outcome))") }
+            throw VMError("the vCPUs did not stop within \(Int(timeout)) s")
+        }
+    }
+
+    /// Lets the parked vCPUs run again.
+    public func resumeVCPUs() {
+        for v in vcpus { v.notifyClockPaused() }
+        controller.releasePause()
+    }
+
+    /// Every vCPU's and the in-kernel devices' state. Only while the vCPUs are parked.
+    public func saveState() throws(VMError) -> MachineState {
+        do {
+            let xsaveSize = vm.xsaveSize
+            var saved: [VCPUState] = []
+            for v in vcpus { saved.append(try v.saveState(msrIndices: saveableMSRs, xsaveSize: xsaveSize)) }
+            return MachineState(vcpus: saved, platform: try vm.savePlatformState())
+        } catch {
+            throw .kvm(error)
+        }
+    }
+
+    /// Guest TSC frequency the vCPUs run at (kHz; 0 when unknown).
+    public var tscKHz: UInt32 { (try? vcpus.first?.tscKHz()) ?? 0 }
+
+    // MARK: Dirty pages
+
+    /// Turns KVM's dirty-page log on for every RAM slot (and the monitor's own write
+    /// tracking in GuestMemory); every page written from now on is reported once per fetch.
+    public func startDirtyLogging() throws(VMError) {
+        guard !dirtyLogging.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        memory.startDirtyTracking()
+        do {
+            try setSlotLogging(true)
+        } catch {
+            dirtyLogging.store(false, ordering: .releasing)
+            memory.stopDirtyTracking()
+            throw error
+        }
+    }
+
+    /// Turns dirty-page logging off.
+    public func stopDirtyLogging() {
+        guard dirtyLogging.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        try? setSlotLogging(false)
+        memory.stopDirtyTracking()
+    }
+
+    /// Whether dirty pages are being logged.
+    public var isLoggingDirtyPages: Bool { dirtyLogging.load(ordering: .acquiring) }
+
+    private func setSlotLogging(_ on: Bool) throws(VMError) {
+        do {
+            for (slot, region) in memory.regions.enumerated() {
+                try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestAddress, size: region.size,
+                                           hostAddress: region.hostAddress, logDirtyPages: on)
+            }
+        } catch {
+            throw .kvm(error)
+        }
+    }
+
+    /// The pages written since the last call (by vCPUs, per KVM, or by the monitor), one
+    /// bitmap per RAM region; the pages are write-protected again before this returns, so a
+    /// write that happens while the caller copies them shows up in the next call.
+    public func takeDirtyPages() throws(VMError) -> [[UInt64]] {
+        var result: [[UInt64]] = []
+        do {
+            for (slot, region) in memory.regions.enumerated() {
+                let pages = Int(region.size / GuestMemory.pageSize)
+                var bitmap = [UInt64](repeating: 0, count: (pages + 63) / 64)
+                try vm.fetchDirtyLog(slot: UInt32(slot), into: &bitmap)
+                if manualDirtyProtect {
+                    var clear = bitmap
+                    try vm.clearDirtyLog(slot: UInt32(slot), firstPage: 0, pages: UInt32(clamping: pages), bitmap: &clear)
+                }
+                let own = region.dirtyPages.take()
+                for i in 0..<min(bitmap.count, own.count) { bitmap[i] |= own[i] }
+                result.append(bitmap)
+            }
+        } catch {
+            throw .kvm(error)
+        }
+        return result
     }
 }

@@ -1,6 +1,7 @@
 import DeviceModel
 import Dispatch
 import Synchronization
+import SystemExtras
 
 /// How one boot of a machine ended.
 public enum MachineOutcome: Equatable, Sendable {
@@ -26,6 +27,43 @@ final class MachineController: MachineControl, @unchecked Sendable {
     /// Whether the vCPUs should leave their run loops.
     var isStopping: Bool { stopping.load(ordering: .acquiring) }
 
+    /// Pause hand-shake between the controlling thread and the vCPU threads.
+    private struct Parking {
+        var requested = false
+        var parked = 0
+        var stopping = false
+    }
+    private let parking = ConditionLock(Parking())
+    /// Checked by vCPU threads before each KVM_RUN (cheaper than taking the lock).
+    private let pauseFlag = Atomic<Bool>(false)
+
+    /// Whether a pause was asked for (vCPU threads then park before running the guest again).
+    var pauseRequested: Bool { pauseFlag.load(ordering: .acquiring) }
+
+    /// Asks every vCPU to park and kicks them out of KVM_RUN.
+    func requestPause() {
+        parking.update { $0.requested = true }
+        pauseFlag.store(true, ordering: .releasing)
+        for kick in kickers.withLock({ $0 }) { kick() }
+    }
+
+    /// Waits until `count` vCPUs are parked; false on timeout or when the machine stops first.
+    func waitUntilParked(_ count: Int, timeout: Double) -> Bool {
+        parking.wait(until: { $0.parked >= count || $0.stopping }, timeout: timeout) { $0.parked >= count && !$0.stopping } ?? false
+    }
+
+    /// Lets parked vCPUs run again.
+    func releasePause() {
+        pauseFlag.store(false, ordering: .releasing)
+        parking.update { $0.requested = false }
+    }
+
+    /// Called on a vCPU thread (its pending I/O completed): blocks while a pause is in effect.
+    func park() {
+        parking.update { $0.parked += 1 }
+        parking.wait(until: { !$0.requested || $0.stopping }) { $0.parked -= 1 }
+    }
+
     /// Registers a closure that forces one vCPU out of KVM_RUN.
     func addKicker(_ kick: @escaping @Sendable () -> Void) {
         kickers.withLock { $0.append(kick) }
@@ -48,6 +86,7 @@ final class MachineController: MachineControl, @unchecked Sendable {
         }
         guard first else { return }
         stopping.store(true, ordering: .releasing)
+        parking.update { $0.stopping = true }
         for kick in kickers.withLock({ $0 }) { kick() }
         finished.signal()
     }

@@ -65,6 +65,11 @@ final class VCPUThread: @unchecked Sendable {
         _ = csystem_unblock_signal(Self.kickSignal)
         tid.store(csystem_gettid(), ordering: .releasing)
         while !controller.isStopping {
+            if controller.pauseRequested {
+                completePendingExit()
+                controller.park()
+                continue
+            }
             let exit: VCPUExit
             do {
                 exit = try vcpu.run()
@@ -72,58 +77,85 @@ final class VCPUThread: @unchecked Sendable {
                 controller.finish(.failed("vCPU \(vcpu.id): \(error)"))
                 break
             }
-            switch exit {
-            case .ioIn(let port, let size, let count, let data):
-                tally("io")
-                for i in 0..<count {
-                    let slice = UnsafeMutableRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
-                    pio.read(address: UInt64(port), into: slice)
-                }
-            case .ioOut(let port, let size, let count, let data):
-                tally("io")
-                for i in 0..<count {
-                    let slice = UnsafeRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
-                    pio.write(address: UInt64(port), from: slice)
-                }
-            case .mmioRead(let address, let data):
-                tally("mmio")
-                mmio.read(address: address, into: data)
-            case .mmioWrite(let address, let data):
-                tally("mmio")
-                mmio.write(address: address, from: data)
-            case .halt:
-                tally("hlt")
-            case .interrupted:
-                vcpu.setImmediateExit(false)
-            case .debug:
-                break
-            case .shutdown:
-                tally("shutdown")
-                controller.request(.reset)
-            case .systemEvent(let type):
-                switch Int32(type) {
-                case KVM_SYSTEM_EVENT_SHUTDOWN: controller.request(.powerOff)
-                case KVM_SYSTEM_EVENT_RESET: controller.request(.reset)
-                default: controller.finish(.failed("vCPU \(vcpu.id): guest crashed (system event \(type))"))
-                }
-            case .failEntry(let reason):
-                controller.finish(.failed("vCPU \(vcpu.id): KVM_EXIT_FAIL_ENTRY, hardware reason 0x\(String(reason, radix: 16)); \(describeState())"))
-            case .internalError(let suberror, _) where suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION) && assist != nil:
-                tally("emulation-assist")
-                guard let assist else { break }
-                switch assist.handle(vcpu, memory: memory) {
-                case .resumed: break
-                case .stop(let message): controller.finish(.failed(message))
-                }
-            case .internalError(let suberror, let data):
-                let kind = suberror == 1 ? "emulation failure" : "suberror \(suberror)"
-                let extra = data.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
-                controller.finish(.failed("vCPU \(vcpu.id): KVM_EXIT_INTERNAL_ERROR (\(kind)) \(describeState())\(extra.isEmpty ? "" : "; data \(extra)")"))
-            case .unknown(let reason):
-                controller.finish(.failed("vCPU \(vcpu.id): unhandled KVM exit reason \(reason); \(describeState())"))
-            }
+            handle(exit)
         }
         tid.store(0, ordering: .releasing)
+    }
+
+    /// Handles one exit on this thread.
+    private func handle(_ exit: VCPUExit) {
+        switch exit {
+        case .ioIn(let port, let size, let count, let data):
+            tally("io")
+            for i in 0..<count {
+                let slice = UnsafeMutableRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
+                pio.read(address: UInt64(port), into: slice)
+            }
+        case .ioOut(let port, let size, let count, let data):
+            tally("io")
+            for i in 0..<count {
+                let slice = UnsafeRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
+                pio.write(address: UInt64(port), from: slice)
+            }
+        case .mmioRead(let address, let data):
+            tally("mmio")
+            mmio.read(address: address, into: data)
+        case .mmioWrite(let address, let data):
+            tally("mmio")
+            mmio.write(address: address, from: data)
+        case .halt:
+            tally("hlt")
+        case .interrupted:
+            vcpu.setImmediateExit(false)
+        case .debug:
+            break
+        case .shutdown:
+            tally("shutdown")
+            controller.request(.reset)
+        case .systemEvent(let type):
+            switch Int32(type) {
+            case KVM_SYSTEM_EVENT_SHUTDOWN: controller.request(.powerOff)
+            case KVM_SYSTEM_EVENT_RESET: controller.request(.reset)
+            default: controller.finish(.failed("vCPU \(vcpu.id): guest crashed (system event \(type))"))
+            }
+        case .failEntry(let reason):
+            controller.finish(.failed("vCPU \(vcpu.id): KVM_EXIT_FAIL_ENTRY, hardware reason 0x\(String(reason, radix: 16)); \(describeState())"))
+        case .internalError(let suberror, _) where suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION) && assist != nil:
+            tally("emulation-assist")
+            guard let assist else { break }
+            switch assist.handle(vcpu, memory: memory) {
+            case .resumed: break
+            case .stop(let message): controller.finish(.failed(message))
+            }
+        case .internalError(let suberror, let data):
+            let kind = suberror == 1 ? "emulation failure" : "suberror \(suberror)"
+            let extra = data.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
+            controller.finish(.failed("vCPU \(vcpu.id): KVM_EXIT_INTERNAL_ERROR (\(kind)) \(describeState())\(extra.isEmpty ? "" : "; data \(extra)")"))
+        case .unknown(let reason):
+            controller.finish(.failed("vCPU \(vcpu.id): unhandled KVM exit reason \(reason); \(describeState())"))
+        }
+    }
+
+    /// Lets KVM finish the instruction behind the last exit (an IN or MMIO read completes
+    /// only when KVM_RUN is entered again): with immediate_exit set, KVM_RUN completes it and
+    /// returns at once without running guest code. Afterwards the registers KVM reports
+    /// describe an instruction boundary, which is what a saved state must hold.
+    private func completePendingExit() {
+        vcpu.setImmediateExit(true)
+        // A string I/O instruction can need more I/O before it completes: serve those exits too.
+        while !controller.isStopping {
+            let exit: VCPUExit
+            do {
+                exit = try vcpu.run()
+            } catch {
+                controller.finish(.failed("vCPU \(vcpu.id): \(error)"))
+                break
+            }
+            if case .interrupted = exit { break }
+            handle(exit)
+            vcpu.setImmediateExit(true)
+        }
+        vcpu.setImmediateExit(false)
     }
 
     /// "RIP 0x… (mode), bytes at RIP: 0f 01 ca …" for error messages.

@@ -12,7 +12,14 @@ public enum VMLauncher {
     /// `--on-reboot exit`), the debug-exit status, or 1 after printing the error.
     public static func runInteractive(_ config: VMConfiguration, apiSocket: String? = nil) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        let console = FileConsoleOutput(fd: 1)
+        let console: BufferedConsoleOutput
+        do {
+            console = try BufferedConsoleOutput(fd: 1)
+        } catch {
+            writeStderr("skiff: error: console: \(error)")
+            return 1
+        }
+        defer { console.close() }
         let vm: VirtualMachine
         do {
             vm = try VirtualMachine(configuration: config, console: console)
