@@ -45,11 +45,20 @@ let package = Package(
         .target(name: "VirtioVsock", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSystem"], swiftSettings: strict),
         // virtio-blk over Storage's block devices (kept out of `Virtio` so that stays light).
         .target(name: "VirtioBlock", dependencies: ["Virtio", "Storage", "GuestMemory", "SystemExtras"], swiftSettings: strict),
+        // Versioned binary encoding (a tagged Codable coder) and CRC-64 for state files,
+        // migration streams and control messages; no Foundation.
+        .target(name: "BinaryCoding", swiftSettings: strict),
+        // The monitor's control API: typed requests and replies, framing, a blocking client.
+        .target(name: "ControlProtocol", dependencies: ["BinaryCoding"], swiftSettings: strict),
+        // Snapshot files: the sectioned, checksummed state file, the sparse memory image,
+        // atomic snapshot directories.
+        .target(name: "Snapshot", dependencies: ["BinaryCoding"], swiftSettings: strict),
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
             dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio",
-                           "VirtioBlock", "Storage", "VirtioNet", "VirtioVsock", "X86Emulator", "SystemExtras"],
+                           "VirtioBlock", "Storage", "VirtioNet", "VirtioVsock", "X86Emulator", "SystemExtras", "BinaryCoding",
+                           "ControlProtocol", "Snapshot"],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(

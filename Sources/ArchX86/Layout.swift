@@ -40,8 +40,10 @@ public enum Layout {
     public static let conventionalMemoryEnd: UInt64 = 0xa0000
     /// ACPI tables live in the BIOS area; the RSDP sits first so that a 16-byte scan finds it.
     public static let acpiTablesAddress: UInt64 = 0xe0000
-    /// End of the BIOS area reserved for ACPI tables.
-    public static let acpiTablesEnd: UInt64 = 0x100000
+    /// End of the BIOS area reserved for ACPI tables: the last page holds the VM generation ID.
+    public static let acpiTablesEnd: UInt64 = 0xff000
+    /// The 16-byte VM Generation ID (in the reserved BIOS area, 8-byte aligned).
+    public static let vmGenerationIDAddress: UInt64 = 0xff000
     /// Where protected-mode kernels load (1 MiB).
     public static let highMemoryStart: UInt64 = 0x100000
 
@@ -94,6 +96,10 @@ public enum Layout {
     public static let fwCfgDataPort: UInt16 = 0x511
     /// POST code port.
     public static let postCodePort: UInt16 = 0x80
+    /// GSI of the Generic Event Device interrupt announcing a new VM generation ID.
+    public static let generationIDEventGSI: UInt32 = 5
+    /// GSI of the Generic Event Device interrupt for the power button.
+    public static let powerButtonEventGSI: UInt32 = 6
     /// First GSI used for MSI routes; 0–23 are the IOAPIC pins.
     public static let firstMSIGSI: UInt32 = 24
 }

@@ -59,7 +59,16 @@ struct PlatformTables {
         bridge.mmio32 = AddressWindow(base: Layout.pciMMIO32Start, size: Layout.pciMMIO32Size)
         let acpi: ACPITables
         do {
-            acpi = try ACPITables.build(ACPIConfiguration(vcpuCount: vcpuCount, pciHostBridge: bridge))
+            var configuration = ACPIConfiguration(vcpuCount: vcpuCount, pciHostBridge: bridge)
+            configuration.extraDevices = [
+                try PlatformEvents.generationIDDevice(address: Layout.vmGenerationIDAddress),
+                try PlatformEvents.powerButtonDevice(),
+                try PlatformEvents.genericEventDevice([
+                    .init(gsi: Layout.generationIDEventGSI, device: "\\_SB_.VGEN"),
+                    .init(gsi: Layout.powerButtonEventGSI, device: "\\_SB_.PWRB"),
+                ]),
+            ]
+            acpi = try ACPITables.build(configuration)
         } catch {
             throw VMError("cannot build ACPI tables: \(error)")
         }

@@ -1,20 +1,21 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ControlProtocol
 import SystemExtras
 
-/// A small line-based control API on a unix stream socket: each request is one line, each
-/// reply is zero or more lines followed by `ok` or `error: <reason>`.
+/// The monitor's control API on a unix stream socket: typed `ControlRequest`s in, one
+/// `ControlReply` each out, as `ControlFrame`s.
 ///
-/// One thread serves every client with poll(2). Everything a client sends is bounded: at most
-/// `maxClients` connections, requests of at most `maxLineLength` bytes (a longer line gets an
-/// error and the connection is closed), and a client that does not read its replies is
-/// dropped rather than buffered for. The socket file is created mode 0600 and removed on stop.
+/// One thread serves every client with poll(2), one request at a time. Everything a client
+/// sends is bounded: at most `maxClients` connections, frames of at most
+/// `ControlFrame.maxPayload` bytes (a bad or oversized frame gets an error reply and the
+/// connection is closed), and a client that does not read its replies is dropped rather
+/// than buffered for. The socket file is created mode 0600 and removed on stop.
 public final class ControlSocket: @unchecked Sendable {
     public static let maxClients = 8
-    public static let maxLineLength = 256
-    /// Turns one request line into reply lines (the last one `ok` or `error: …`).
-    public typealias Handler = @Sendable (String) -> [String]
+    /// Answers one request.
+    public typealias Handler = @Sendable (ControlRequest) -> ControlReply
 
     public let path: String
     private let listener: OwnedFileDescriptor
@@ -110,41 +111,44 @@ public final class ControlSocket: @unchecked Sendable {
                     if clients.count < Self.maxClients {
                         clients.append(client)
                     } else {
-                        reply(["error: too many connections"], to: client.fd.rawValue)
+                        reply(.failure(ControlError(.busy, "too many connections")), to: client.fd.rawValue)
                     }
                 }
             }
         }
     }
 
-    /// Reads what the client sent and answers complete lines; returns false to close it.
+    /// Reads what the client sent and answers complete frames; returns false to close it.
     private func serviceClient(_ client: inout Client) -> Bool {
-        var chunk = [UInt8](repeating: 0, count: 512)
+        var chunk = [UInt8](repeating: 0, count: 65536)
         let n = chunk.withUnsafeMutableBytes { recv(client.fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
         if n < 0 { return errno == EINTR || errno == EAGAIN }
         if n == 0 { return false }
         client.buffer.append(contentsOf: chunk[0..<n])
-        while let newline = client.buffer.firstIndex(of: UInt8(ascii: "\n")) {
-            var line = Array(client.buffer[..<newline])
-            client.buffer.removeSubrange(...newline)
-            if line.last == UInt8(ascii: "\r") { line.removeLast() }
-            guard line.count <= Self.maxLineLength else {
-                reply(["error: request longer than \(Self.maxLineLength) bytes"], to: client.fd.rawValue)
+        while true {
+            let payload: [UInt8]
+            do {
+                guard let p = try ControlFrame.take(from: &client.buffer) else { return true }
+                payload = p
+            } catch {
+                reply(.failure(error), to: client.fd.rawValue)
                 return false
             }
-            guard reply(handler(String(decoding: line, as: UTF8.self)), to: client.fd.rawValue) else { return false }
+            let answer: ControlReply
+            do {
+                answer = handler(try ControlFrame.decode(ControlRequest.self, from: payload))
+            } catch {
+                answer = .failure(error)
+            }
+            guard reply(answer, to: client.fd.rawValue) else { return false }
         }
-        if client.buffer.count > Self.maxLineLength {
-            reply(["error: request longer than \(Self.maxLineLength) bytes"], to: client.fd.rawValue)
-            return false
-        }
-        return true
     }
 
-    /// Sends `lines` without blocking; returns false if the client cannot take them.
+    /// Sends `message` without blocking; returns false if the client cannot take it.
     @discardableResult
-    private func reply(_ lines: [String], to fd: Int32) -> Bool {
-        let text = Array(lines.map { $0 + "\n" }.joined().utf8)
+    private func reply(_ message: ControlReply, to fd: Int32) -> Bool {
+        let encoded = try? ControlFrame.encode(message)
+        guard let text = encoded ?? (try? ControlFrame.encode(ControlReply.failure(ControlError(.failed, "reply too large")))) else { return false }
         var done = 0
         while done < text.count {
             let n = text.withUnsafeBytes { send(fd, $0.baseAddress.map { $0 + done }, text.count - done, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
