@@ -93,10 +93,15 @@ let package = Package(
             name: "VMCommands",
             dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
+        // `skiff vm|snapshot|migrate|fork`: clients of running monitors' control sockets.
+        .target(
+            name: "ClientCommands",
+            dependencies: ["ControlProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
         // The `skiff` command tree (library so it can be tested).
         .target(
             name: "SkiffCLI",
-            dependencies: ["VMCommands", "ImageCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMCommands", "ImageCommands", "ClientCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Emulation assist: decoder, page-table walker and emulator for instructions KVM cannot emulate.
         .target(name: "X86Emulator", swiftSettings: strict),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClientCommands
 import ImageCommands
 import VMCommands
 
@@ -11,7 +12,7 @@ public struct SkiffCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "skiff",
         abstract: "Skiff: virtual machines on Linux KVM.",
-        subcommands: [RunCommand.self, ImageCommand.self])
+        subcommands: [RunCommand.self, ImageCommand.self, VMCommand.self, SnapshotCommand.self])
 
     public init() {}
 }

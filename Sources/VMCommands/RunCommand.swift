@@ -6,7 +6,12 @@ import VMM
 /// The options that describe one VM, shared by `skiff run` and `skiff-vmm`.
 public struct VMOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Kernel image: bzImage, PVH ELF or multiboot.", valueName: "path"))
-    var kernel: String
+    var kernel: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Continue the VM saved in this snapshot directory instead of booting (no kernel needed). --disk, --net and --vsock then replace the snapshot's devices of that kind, in order.",
+        valueName: "dir"))
+    var restore: String?
 
     @Option(name: .customLong("kernel-format"), help: ArgumentHelp("Kernel format: automatic, bzImage, pvh or multiboot.", valueName: "format"))
     var kernelFormat: String = "automatic"
@@ -20,17 +25,17 @@ public struct VMOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Kernel command line.", valueName: "string"))
     var cmdline: String = ""
 
-    @Option(name: .long, help: ArgumentHelp("Guest RAM (a number is MiB; K, M, G suffixes).", valueName: "size"))
-    var memory: String = "256M"
+    @Option(name: .long, help: ArgumentHelp("Guest RAM (a number is MiB; K, M, G suffixes; default 256M).", valueName: "size"))
+    var memory: String?
 
-    @Option(name: .long, help: ArgumentHelp("Number of vCPUs.", valueName: "n"))
-    var cpus: Int = 1
+    @Option(name: .long, help: ArgumentHelp("Number of vCPUs (default 1).", valueName: "n"))
+    var cpus: Int?
 
-    @Option(name: .customLong("cpu-template"), help: ArgumentHelp("CPUID template: baseline or host.", valueName: "name"))
-    var cpuTemplate: String = CPUTemplate.baseline.rawValue
+    @Option(name: .customLong("cpu-template"), help: ArgumentHelp("CPUID template: baseline (default) or host.", valueName: "name"))
+    var cpuTemplate: String?
 
-    @Option(name: .customLong("on-reboot"), help: ArgumentHelp("What a guest reset does: exit or restart.", valueName: "action"))
-    var onReboot: String = RebootAction.exit.rawValue
+    @Option(name: .customLong("on-reboot"), help: ArgumentHelp("What a guest reset does: exit (default) or restart.", valueName: "action"))
+    var onReboot: String?
 
     @Option(name: .customLong("emulation-assist"), help: ArgumentHelp("Complete instructions the host's KVM cannot emulate: auto, on or off.", valueName: "mode"))
     var emulationAssist: String = EmulationAssistMode.auto.rawValue
@@ -50,7 +55,8 @@ public struct VMOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Console device for host input: serial or virtio (hvc0; output of both reaches stdout).", valueName: "kind"))
     var console: String = "serial"
 
-    @Option(name: .customLong("api-socket"), help: ArgumentHelp("Serve the line-based control API (balloon <MiB>, balloon-stats) on this unix socket.", valueName: "path"))
+    @Option(name: .customLong("api-socket"), help: ArgumentHelp(
+        "Serve the control API on this unix socket ('skiff vm', 'skiff snapshot' and 'skiff migrate' talk to it).", valueName: "path"))
     var apiSocket: String?
 
     @Option(name: .long, help: ArgumentHelp(
@@ -71,20 +77,44 @@ public struct VMOptions: ParsableArguments {
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
 
+    /// Where the VM comes from: a boot of `--kernel`, or `--restore DIR`.
+    func makeSource() throws(ValidationError) -> VMSource {
+        guard let restore else { return .boot(try makeConfiguration()) }
+        guard kernel == nil, initrd == nil, module.isEmpty, cmdline.isEmpty, memory == nil, cpus == nil, onReboot == nil,
+              kernelFormat == "automatic", !rng, !balloon, !balloonDeflateOnOOM, !balloonFreePageReporting, console == "serial" else {
+            throw ValidationError("--restore takes the VM's hardware from the snapshot: only --disk, --net, --vsock, --cpu-template, --api-socket and --verbose may be given with it")
+        }
+        var options = RestoreOptions()
+        if let cpuTemplate {
+            guard let t = CPUTemplate(rawValue: cpuTemplate) else {
+                throw ValidationError("--cpu-template must be one of: \(CPUTemplate.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            options.cpuTemplate = t
+        }
+        for d in disk { options.deviceOverrides.append(try DiskOption.parse(d)) }
+        for n in net { options.deviceOverrides.append(try NetOption.parse(n)) }
+        if let vsock { options.deviceOverrides.append(try VsockOption.parse(vsock)) }
+        options.verbose = verbose
+        guard !restore.isEmpty else { throw ValidationError("--restore needs a snapshot directory") }
+        return .restore(directory: restore, options: options)
+    }
+
     /// The validated VM configuration.
     func makeConfiguration() throws(ValidationError) -> VMConfiguration {
+        guard let kernel, !kernel.isEmpty else { throw ValidationError("--kernel is required (or --restore DIR)") }
         let bytes: UInt64
         do {
-            bytes = try ByteSize.parse(memory)
+            bytes = try ByteSize.parse(memory ?? "256M")
         } catch {
             throw ValidationError("--memory: \(error)")
         }
-        guard let template = CPUTemplate(rawValue: cpuTemplate) else {
+        guard let template = CPUTemplate(rawValue: cpuTemplate ?? CPUTemplate.baseline.rawValue) else {
             throw ValidationError("--cpu-template must be one of: \(CPUTemplate.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard let reboot = RebootAction(rawValue: onReboot) else {
+        guard let reboot = RebootAction(rawValue: onReboot ?? RebootAction.exit.rawValue) else {
             throw ValidationError("--on-reboot must be one of: \(RebootAction.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        let cpus = self.cpus ?? 1
         guard cpus >= 1, cpus <= 254 else { throw ValidationError("--cpus must be between 1 and 254") }
         var config = VMConfiguration(
             kernelPath: kernel, initrdPath: initrd, commandLine: cmdline, memorySize: bytes, vcpuCount: cpus,
@@ -136,11 +166,11 @@ public struct RunCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
-        _ = try options.makeConfiguration()
+        _ = try options.makeSource()
     }
 
     public func run() throws {
-        let status = VMLauncher.runInteractive(try options.makeConfiguration(), apiSocket: options.apiSocket)
+        let status = VMLauncher.run(try options.makeSource(), apiSocket: options.apiSocket)
         throw ExitCode(status)
     }
 }

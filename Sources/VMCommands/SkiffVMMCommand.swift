@@ -13,10 +13,10 @@ public struct SkiffVMMCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
-        _ = try options.makeConfiguration()
+        _ = try options.makeSource()
     }
 
     public func run() throws {
-        throw ExitCode(VMLauncher.runInteractive(try options.makeConfiguration(), apiSocket: options.apiSocket))
+        throw ExitCode(VMLauncher.run(try options.makeSource(), apiSocket: options.apiSocket))
     }
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArchX86
+import CSystem
 import DeviceModel
 import GuestMemory
 

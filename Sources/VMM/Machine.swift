@@ -155,9 +155,24 @@ public final class Machine: @unchecked Sendable {
 
     /// Creates a VM on `memory` (already holding the guest's RAM) and restores its vCPUs and
     /// in-kernel devices from `state`, without booting anything.
+    /// A TSC frequency that differs from this host's by more than 250 ppm is set with
+    /// KVM_SET_TSC_KHZ where KVM can scale the TSC, and refused otherwise.
     public convenience init(kvm: KVMSystem, memoryMap: MemoryMap, memory: GuestMemory, restoring state: MachineState) throws(VMError) {
         try state.validate(vcpuCount: state.vcpus.count)
         try self.init(kvm: kvm, memoryMap: memoryMap, memory: memory, vcpuCount: state.vcpus.count)
+        if let saved = state.vcpus.first?.tscKHz, saved > 0, let host = try? vcpus[0].tscKHz(), host > 0 {
+            let difference = abs(Int64(saved) - Int64(host))
+            if difference * 1_000_000 > Int64(host) * 250 {
+                guard kvm.checkExtension(KVM_CAP_TSC_CONTROL) > 0 else {
+                    throw VMError("the snapshot's TSC runs at \(saved) kHz, this host's at \(host) kHz, and this host's KVM cannot scale the TSC (no KVM_CAP_TSC_CONTROL)")
+                }
+                do {
+                    for v in vcpus { try v.setTSCKHz(saved) }
+                } catch {
+                    throw VMError("cannot set the guest TSC to \(saved) kHz: \(error)")
+                }
+            }
+        }
         do {
             try vm.restorePlatformState(state.platform)
             for (vcpu, saved) in zip(vcpus, state.vcpus) { try vcpu.restoreState(saved) }

@@ -1,4 +1,5 @@
 import ArchX86
+import GuestMemory
 import Loader
 import Storage
 import VirtioNet
@@ -37,6 +38,8 @@ public struct VMConfiguration: Sendable {
     public var modules: [Module] = []
     /// Print VM events and an exit summary on stderr.
     public var verbose = false
+    /// What backs guest RAM (anonymous memory by default; a memfd lets another process map it).
+    public var memoryBacking: GuestMemoryBacking = .anonymous
 
     /// A multiboot module: a file and the command line the guest sees for it.
     public struct Module: Sendable, Equatable {

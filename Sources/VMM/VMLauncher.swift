@@ -1,16 +1,30 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ControlProtocol
 import DeviceModel
 import KVM
 import SystemExtras
 
+/// Where a VM comes from.
+public enum VMSource: Sendable {
+    /// Boot a kernel.
+    case boot(VMConfiguration)
+    /// Continue a VM from a snapshot directory.
+    case restore(directory: String, options: RestoreOptions)
+}
+
 /// Runs a VM in this process with its console on the terminal: what `skiff run` does.
 public enum VMLauncher {
-    /// Boots `config`, forwards stdin/stdout to the console, serves the control API on
-    /// `apiSocket` if given, and returns the exit status: 0 after poweroff (or reset with
-    /// `--on-reboot exit`), the debug-exit status, or 1 after printing the error.
+    /// Boots `config`; see `run(_:apiSocket:)`.
     public static func runInteractive(_ config: VMConfiguration, apiSocket: String? = nil) -> Int32 {
+        run(.boot(config), apiSocket: apiSocket)
+    }
+
+    /// Builds the VM, forwards stdin/stdout to the console, serves the control API on
+    /// `apiSocket` if given, and returns the exit status: 0 after poweroff (or reset with
+    /// `--on-reboot exit`, or a stop), the debug-exit status, or 1 after printing the error.
+    public static func run(_ source: VMSource, apiSocket: String? = nil) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         let console: BufferedConsoleOutput
         do {
@@ -21,13 +35,21 @@ public enum VMLauncher {
         }
         defer { console.close() }
         let vm: VirtualMachine
+        let verbose: Bool
         do {
-            vm = try VirtualMachine(configuration: config, console: console)
+            switch source {
+            case .boot(let config):
+                vm = try VirtualMachine(configuration: config, console: console)
+                verbose = config.verbose
+            case .restore(let directory, let options):
+                vm = try VirtualMachine.restore(from: directory, options: options, console: console)
+                verbose = options.verbose
+            }
         } catch {
             writeStderr("skiff: error: \(error)")
             return 1
         }
-        if config.verbose || !vm.addedKernelOptions.isEmpty {
+        if verbose || !vm.addedKernelOptions.isEmpty {
             for notice in vm.notices { writeStderr("skiff: note: \(notice)") }
         }
         if !vm.addedKernelOptions.isEmpty {
@@ -36,7 +58,7 @@ public enum VMLauncher {
         var control: ControlSocket?
         if let apiSocket {
             do {
-                let c = try ControlSocket(path: apiSocket) { [vm] line in ControlCommands.handle(line, target: vm) }
+                let c = try ControlSocket(path: apiSocket) { [vm] request in ControlCommands.handle(request, target: vm) }
                 try c.start()
                 control = c
             } catch {
@@ -55,7 +77,7 @@ public enum VMLauncher {
         }
         let outcome = vm.run()
         pump?.stop()
-        if config.verbose {
+        if verbose {
             writeStderr("skiff: VM ended: \(outcome); exits \(vm.lastExitCounts.sorted { $0.key < $1.key })")
             if !vm.emulationSummary.isEmpty { writeStderr("skiff: emulation assist: \(vm.emulationSummary)") }
         }

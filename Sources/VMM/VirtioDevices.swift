@@ -14,6 +14,8 @@ import VirtioVsock
 final class VirtioDevices: @unchecked Sendable {
     let root: PCIRoot
     private(set) var transports: [VirtioPCIDevice] = []
+    /// The spec each transport was built from, in slot order.
+    private(set) var specs: [VirtioDeviceSpec] = []
     /// The balloon, if configured.
     private(set) var balloon: VirtioBalloon?
     /// The virtio console, if configured.
@@ -78,6 +80,7 @@ final class VirtioDevices: @unchecked Sendable {
                 })
             try root.add(transport)
             transports.append(transport)
+            specs.append(spec)
         } catch let e as VMError {
             throw e
         } catch {
@@ -94,6 +97,33 @@ final class VirtioDevices: @unchecked Sendable {
             throw VMError("cannot open disk \(path) (\(format.rawValue)\(readOnly ? ", read-only" : "")): \(error)")
         }
         return VirtioBlock(backend: backend, serial: serial ?? VirtioBlock.defaultSerial(forPath: path))
+    }
+
+    /// The devices as a snapshot records them, with what was chosen at creation (a random
+    /// MAC, the default disk serial) made explicit so a restore presents the same hardware.
+    func savedSpecs() -> [SavedDeviceSpec] {
+        zip(specs, transports).map { spec, transport in
+            switch spec {
+            case .rng: return .rng
+            case .console: return .console
+            case .balloon(let b): return .balloon(statistics: b.statistics, freePageReporting: b.freePageReporting, deflateOnOOM: b.deflateOnOOM)
+            case .block(let path, let format, let readOnly, let serial):
+                return .block(path: path, format: format.rawValue, readOnly: readOnly, serial: serial ?? VirtioBlock.defaultSerial(forPath: path))
+            case .net(let tap, let mac):
+                return .net(tap: tap, mac: (transport.device as? VirtioNet)?.mac.bytes ?? mac?.bytes ?? [])
+            case .vsock(let cid, let socket): return .vsock(cid: cid, socket: socket)
+            }
+        }
+    }
+
+    /// Quiesces every device (VM pause): requests taken are completed, workers stop.
+    func pauseAll() {
+        for t in transports { t.device.pause() }
+    }
+
+    /// Starts every active device's worker again.
+    func resumeAll() {
+        for t in transports { t.device.resume() }
     }
 
     /// Stops every device's worker and closes disks (machine teardown).

@@ -11,26 +11,72 @@ import SystemExtras
 import Virtio
 
 /// A VM across reboots: reads its kernel once, builds a `Machine` per boot, and restarts
-/// it on guest reset when the configuration says so.
+/// it on guest reset when the configuration says so. It can be paused and resumed, written
+/// to a snapshot, and built from one (`VirtualMachine(restoring:)`).
 public final class VirtualMachine: @unchecked Sendable {
+    // @unchecked: every mutable property is behind a Mutex; the rest is immutable.
     public let configuration: VMConfiguration
-    private let kvm: KVMSystem
-    private let console: any ConsoleOutput
-    private let images: BootImages
-    private let supportedCPUID: [kvm_cpuid_entry2]
-    private let tscDeadline: Bool
-    private let current = Mutex<(machine: Machine?, devices: PlatformDevices?, stopped: Bool)>((nil, nil, false))
+    let kvm: KVMSystem
+    let console: any ConsoleOutput
+    /// Kernel, initrd and modules (nil for a restored VM until a reboot needs them).
+    private let images: Mutex<BootImages?>
+    let supportedCPUID: [kvm_cpuid_entry2]
+    let tscDeadline: Bool
+
+    struct Current {
+        var machine: Machine?
+        var devices: PlatformDevices?
+        var stopped = false
+    }
+    let current = Mutex(Current())
+
+    /// What the VM reports about itself, written by the run loop and read by the control thread.
+    private struct Info {
+        var lastExitCounts: [String: Int] = [:]
+        var lastAssist: EmulationAssist?
+        var probe: CPUIDProbe.Result?
+        var notices: [String] = []
+        var addedKernelOptions: [String] = []
+        var boots = 0
+    }
+    private let info = Mutex(Info())
+
+    /// Run state, identity and snapshot lineage.
+    struct Lifecycle {
+        var paused = false
+        var migrating = false
+        var generation: GenerationID
+        /// Snapshot directory the VM came from.
+        var restoredFrom: String?
+        /// The last snapshot this VM wrote or came from: the base of the next diff snapshot.
+        var lastSnapshot: SnapshotLineage?
+        let startedAt = monotonicSeconds()
+    }
+    let lifecycle: Mutex<Lifecycle>
+    /// Held for the whole of a pause, resume, snapshot or migration so they never interleave.
+    let operation = Mutex<Void>(())
+    /// The balloon target in pages, kept across reboots.
+    let balloonTarget = Mutex<UInt64>(0)
+
     /// Exit counts of the last boot.
-    public private(set) var lastExitCounts: [String: Int] = [:]
-    /// The emulation assist of the last boot, if enabled.
-    private(set) var lastAssist: EmulationAssist?
+    public var lastExitCounts: [String: Int] { info.withLock { $0.lastExitCounts } }
+    /// What the CPUID probe found (nil when the emulation assist is off or the probe failed).
+    public var probe: CPUIDProbe.Result? { info.withLock { $0.probe } }
+    /// Options Skiff added to a Linux kernel's command line (e.g. `noxsave` when XSAVE leaks).
+    public var addedKernelOptions: [String] { info.withLock { $0.addedKernelOptions } }
+    /// One-time notes for the user (e.g. CPUID leaks and what Skiff did about them).
+    public var notices: [String] { info.withLock { $0.notices } }
+    /// How many times the guest has been booted (1 + restarts; a restored VM counts its resumption).
+    public var boots: Int { info.withLock { $0.boots } }
+
     /// Counters of the running boot: `exits.<kind>`, and with the emulation assist
     /// `assist.failures`, `assist.batched`, `assist.unsupported`, `assist.insn.<mnemonic>`,
     /// `assist.exception.<vector>`; sorted by name.
     public func metrics() -> [(name: String, value: UInt64)] {
         let machine = current.withLock { $0.machine }
+        let (lastCounts, lastAssist) = info.withLock { ($0.lastExitCounts, $0.lastAssist) }
         var out: [(name: String, value: UInt64)] = []
-        for (kind, count) in machine?.exitCounts ?? lastExitCounts { out.append(("exits.\(kind)", UInt64(max(0, count)))) }
+        for (kind, count) in machine?.exitCounts ?? lastCounts { out.append(("exits.\(kind)", UInt64(max(0, count)))) }
         if let a = machine?.assist ?? lastAssist {
             let stats = a.emulator.statistics()
             out.append(("assist.failures", a.failures.load(ordering: .relaxed)))
@@ -39,24 +85,15 @@ public final class VirtualMachine: @unchecked Sendable {
             for (m, n) in stats.instructions { out.append(("assist.insn.\(m)", n)) }
             for (v, n) in stats.exceptions { out.append(("assist.exception.\(v.lowercased().filter { $0.isLetter })", n)) }
         }
+        if let buffered = console as? BufferedConsoleOutput { out.append(("console.dropped-bytes", buffered.droppedBytes)) }
         return out.sorted { $0.name < $1.name }
     }
 
     /// Instructions the emulation assist completed, e.g. "int3 1, clac 1530" (empty when none).
     public var emulationSummary: String {
-        guard let a = lastAssist, a.failures.load(ordering: .relaxed) > 0 else { return "" }
+        guard let a = info.withLock({ $0.lastAssist }), a.failures.load(ordering: .relaxed) > 0 else { return "" }
         return a.summary
     }
-    /// What the CPUID probe found (nil when the emulation assist is off or the probe failed).
-    public private(set) var probe: CPUIDProbe.Result?
-    /// Options Skiff added to a Linux kernel's command line (e.g. `noxsave` when XSAVE leaks).
-    public private(set) var addedKernelOptions: [String] = []
-    /// One-time notes for the user (e.g. CPUID leaks and what Skiff did about them).
-    public private(set) var notices: [String] = []
-    /// How many times the guest has been booted (1 + restarts).
-    public private(set) var boots = 0
-    /// The balloon target in pages, kept across reboots.
-    private let balloonTarget = Mutex<UInt64>(0)
 
     /// Opens KVM, reads the kernel, initrd and modules, and checks that a machine can be built.
     public init(configuration: VMConfiguration, console: any ConsoleOutput, kvmPath: String = "/dev/kvm") throws(VMError) {
@@ -69,13 +106,33 @@ public final class VirtualMachine: @unchecked Sendable {
         } catch {
             throw .kvm(error)
         }
-        images = try BootImages.read(configuration)
+        images = Mutex(try BootImages.read(configuration))
+        lifecycle = Mutex(Lifecycle(generation: GenerationID.random()))
         if configuration.emulationAssist != .off {
             runProbe()
         }
         // Build the first machine now so configuration errors surface before run().
         let first = try makeMachine()
-        current.withLock { $0 = (first.0, first.1, false) }
+        current.withLock { $0 = Current(machine: first.0, devices: first.1) }
+    }
+
+    /// A VM around a machine that was built from a snapshot or a migration stream.
+    init(restored configuration: VMConfiguration, console: any ConsoleOutput, kvm: KVMSystem, machine: Machine, devices: PlatformDevices,
+         generation: GenerationID, restoredFrom: String?, lineage: SnapshotLineage?, balloonPages: UInt64) throws(VMError) {
+        self.configuration = configuration
+        self.console = console
+        self.kvm = kvm
+        do {
+            supportedCPUID = try kvm.supportedCPUID()
+        } catch {
+            throw .kvm(error)
+        }
+        tscDeadline = kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0
+        images = Mutex(nil)
+        lifecycle = Mutex(Lifecycle(generation: generation, restoredFrom: restoredFrom, lastSnapshot: lineage))
+        balloonTarget.withLock { $0 = balloonPages }
+        if let assist = machine.assist { info.withLock { $0.lastAssist = assist } }
+        current.withLock { $0 = Current(machine: machine, devices: devices) }
     }
 
     /// Reads back the CPUID a guest sees with this configuration's template, once.
@@ -84,18 +141,20 @@ public final class VirtualMachine: @unchecked Sendable {
             let table = try GuestCPUID.entries(supported: supportedCPUID, template: configuration.cpuTemplate, vcpuIndex: 0,
                                                vcpuCount: configuration.vcpuCount, tscDeadline: tscDeadline)
             let result = try CPUIDProbe.run(kvm: kvm, cpuid: table)
-            probe = result
-            if !result.leaked.isEmpty {
-                notices.append("this host's KVM shows guests CPUID features Skiff hid: \(result.leakedFeatureNames.joined(separator: ", "))")
+            info.withLock { i in
+                i.probe = result
+                if !result.leaked.isEmpty {
+                    i.notices.append("this host's KVM shows guests CPUID features Skiff hid: \(result.leakedFeatureNames.joined(separator: ", "))")
+                }
             }
         } catch {
-            notices.append("CPUID probe failed (\(error)); the emulation assist allows every instruction it knows")
+            info.withLock { $0.notices.append("CPUID probe failed (\(error)); the emulation assist allows every instruction it knows") }
         }
     }
 
     /// The CPUID the emulation assist should assume: the probe's view where it ran.
-    private func assistCPUID(_ table: [kvm_cpuid_entry2]) -> [kvm_cpuid_entry2] {
-        guard let probe else { return [] }
+    func assistCPUID(_ table: [kvm_cpuid_entry2]) -> [kvm_cpuid_entry2] {
+        guard let probe = info.withLock({ $0.probe }) else { return [] }
         var merged = table
         for seen in probe.observed {
             if let i = merged.firstIndex(where: { $0.function == seen.function && $0.index == seen.index }) {
@@ -109,6 +168,21 @@ public final class VirtualMachine: @unchecked Sendable {
         return merged
     }
 
+    /// Turns the emulation assist on for `machine` as the configuration says.
+    func attachAssist(to machine: Machine, cpuid: [kvm_cpuid_entry2]) {
+        guard configuration.emulationAssist != .off else { return }
+        // Without this, KVM turns an emulation failure at CPL > 0 into #UD inside the guest
+        // and user-space instructions never reach the assist.
+        do {
+            try machine.vm.enableCapability(UInt32(KVM_CAP_EXIT_ON_EMULATION_FAILURE), arguments: [1])
+        } catch {
+            info.withLock { $0.notices.append("KVM cannot report emulation failures in user mode (\(error)); the assist covers ring 0 only") }
+        }
+        let assist = EmulationAssist(guestCPUID: assistCPUID(cpuid))
+        machine.assist = assist
+        info.withLock { $0.lastAssist = assist }
+    }
+
     private func makeMachine() throws(VMError) -> (Machine, PlatformDevices) {
         let memoryMap: MemoryMap
         do {
@@ -116,6 +190,7 @@ public final class VirtualMachine: @unchecked Sendable {
         } catch {
             throw VMError("--memory: \(error)")
         }
+        guard let images = try loadImages() else { throw VMError("the VM has no kernel to boot") }
         let count = configuration.vcpuCount
         var cpuid: [[kvm_cpuid_entry2]] = []
         for index in 0..<count {
@@ -123,25 +198,16 @@ public final class VirtualMachine: @unchecked Sendable {
                                                 vcpuCount: count, tscDeadline: tscDeadline))
         }
         let platform = try PlatformTables.build(vcpuCount: count, memoryMap: memoryMap, cpuid: cpuid[0].map(GuestCPUID.cpuidEntry), pciSlots: (0..<configuration.devices.count).map { UInt8($0 + 1) })
-        let linuxOptions = probe?.xsaveLeaks == true ? ["noxsave"] : []
+        let linuxOptions = info.withLock { $0.probe?.xsaveLeaks == true } ? ["noxsave"] : []
         let plan = try BootAssembly.plan(images: images, configuration: configuration, memoryMap: memoryMap, rsdpAddress: platform.rsdpAddress,
                                          linuxOptions: linuxOptions)
-        addedKernelOptions = plan.isLinux ? linuxOptions.filter { !configuration.commandLine.split(separator: " ").contains(Substring($0)) } : []
+        let added = plan.isLinux ? linuxOptions.filter { !configuration.commandLine.split(separator: " ").contains(Substring($0)) } : []
+        info.withLock { $0.addedKernelOptions = added }
         let machine = try Machine(
             kvm: kvm, memorySize: configuration.memorySize, vcpuCount: count, cpuid: cpuid,
-            msrs: GuestCPUID.bootMSRs(), plan: plan, platformTables: platform.writes)
-        if configuration.emulationAssist != .off {
-            // Without this, KVM turns an emulation failure at CPL > 0 into #UD inside the guest
-            // and user-space instructions never reach the assist.
-            do {
-                try machine.vm.enableCapability(UInt32(KVM_CAP_EXIT_ON_EMULATION_FAILURE), arguments: [1])
-            } catch {
-                notices.append("KVM cannot report emulation failures in user mode (\(error)); the assist covers ring 0 only")
-            }
-            let assist = EmulationAssist(guestCPUID: assistCPUID(cpuid[0]))
-            machine.assist = assist
-            lastAssist = assist
-        }
+            msrs: GuestCPUID.bootMSRs(), plan: plan, platformTables: platform.writes, backing: configuration.memoryBacking)
+        attachAssist(to: machine, cpuid: cpuid[0])
+        try lifecycle.withLock { $0.generation }.install(in: machine.memory)
         let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration)
         if let balloon = devices.virtio.balloon {
             let target = balloonTarget.withLock { $0 }
@@ -154,19 +220,31 @@ public final class VirtualMachine: @unchecked Sendable {
         return (machine, devices)
     }
 
+    /// The boot files, read now if a restored VM needs them for the first time.
+    private func loadImages() throws(VMError) -> BootImages? {
+        if let loaded = images.withLock({ $0 }) { return loaded }
+        guard !configuration.kernelPath.isEmpty else { return nil }
+        let loaded = try BootImages.read(configuration)
+        images.withLock { $0 = loaded }
+        return loaded
+    }
+
     /// Runs the guest until it powers off, exits through the debug port, fails, or is
     /// stopped; resets restart it when `onReboot` is `.restart`.
     public func run() -> MachineOutcome {
         while true {
-            let (machine, stopped) = current.withLock { ($0.machine, $0.stopped) }
+            let (machine, devices, stopped) = current.withLock { ($0.machine, $0.devices, $0.stopped) }
             guard let machine, !stopped else {
                 releaseDevices()
                 return .stopped
             }
-            boots += 1
+            info.withLock { $0.boots += 1 }
+            // A restored VM's devices start paused: they serve once the vCPUs are about to run.
+            devices?.virtio.resumeAll()
             let outcome = machine.run()
             current.withLock { $0.devices?.virtio.shutdown() }
-            lastExitCounts = machine.exitCounts
+            info.withLock { $0.lastExitCounts = machine.exitCounts }
+            lifecycle.withLock { $0.paused = false }
             guard outcome == .reset, configuration.onReboot == .restart else {
                 current.withLock { $0.machine = nil; $0.devices = nil }
                 return outcome
@@ -216,12 +294,12 @@ public final class VirtualMachine: @unchecked Sendable {
     /// configuration change interrupt. Fails without a balloon or above guest RAM.
     public func setBalloonTarget(pages: UInt64) throws(VMError) {
         guard let balloon = current.withLock({ $0.devices?.virtio.balloon }) else {
-            throw VMError("the VM has no balloon device (start it with --balloon)")
+            throw VMError("the VM has no balloon device (start it with --balloon)", kind: .unsupported)
         }
         do {
             try balloon.setTarget(pages: pages)
         } catch {
-            throw VMError(error.message)
+            throw VMError(error.message, kind: .invalidRequest)
         }
         balloonTarget.withLock { $0 = pages }
     }

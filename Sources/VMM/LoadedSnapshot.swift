@@ -1,0 +1,152 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArchX86
+import CKVM
+import GuestMemory
+import KVM
+import Snapshot
+import SystemExtras
+
+/// A snapshot read from disk and checked before anything is built from it: every section
+/// decoded and validated, the memory layout matching the VM's memory size, and for a diff
+/// snapshot the chain of parents back to a full one, each the one its child names.
+struct LoadedSnapshot {
+    let directory: String
+    let configuration: SavedConfiguration
+    let image: MemoryImage
+    let machine: MachineState
+    let devices: PlatformDevicesState
+    /// The memory images to layer, the full one first and this one last.
+    let chain: [(directory: String, image: MemoryImage)]
+
+    /// Longest chain of diff snapshots followed.
+    static let maxChainLength = 32
+
+    static func load(_ path: String) throws(VMError) -> LoadedSnapshot {
+        do {
+            return try load(VirtualMachine.absolutePath(path), depth: 0)
+        } catch let e as SnapshotError {
+            throw VMError(e.description)
+        } catch let e as VMError {
+            throw e
+        } catch {
+            throw VMError("\(error)")
+        }
+    }
+
+    private static func load(_ directory: String, depth: Int) throws -> LoadedSnapshot {
+        guard depth < maxChainLength else { throw SnapshotError.incompatible("more than \(maxChainLength) diff snapshots in a chain") }
+        let bytes = try SnapshotDirectoryReader.readState(directory)
+        let file = try StateFile(parsing: bytes, path: directory + "/" + SnapshotDirectoryWriter.stateFileName, known: SnapshotSection.all)
+        for name in SnapshotSection.all where !file.has(name) { throw SnapshotError.sections("section '\(name)' is missing") }
+        let configuration = try file.decode(SavedConfiguration.self, section: SnapshotSection.configuration)
+        try configuration.validate()
+        let image = try file.decode(MemoryImage.self, section: SnapshotSection.memory)
+        try image.validate()
+        let machine = try file.decode(MachineState.self, section: SnapshotSection.machine)
+        try machine.validate(vcpuCount: configuration.vcpuCount)
+        let devices = try file.decode(PlatformDevicesState.self, section: SnapshotSection.devices)
+        do {
+            try devices.validate()
+        } catch {
+            throw SnapshotError.invalid(section: SnapshotSection.devices, reason: error.description)
+        }
+        // The image must describe exactly the RAM this memory size gets.
+        let expected = try MemoryMap(ramSize: configuration.memorySize).ramRanges
+        guard expected.count == image.regions.count,
+              zip(expected, image.regions).allSatisfy({ $0.address == $1.guestAddress && $0.size == $1.size }) else {
+            throw SnapshotError.invalid(section: SnapshotSection.memory, reason: "the regions do not match \(configuration.memorySize >> 20) MiB of RAM")
+        }
+        var chain: [(String, MemoryImage)] = []
+        switch (configuration.parent, image.pages) {
+        case (nil, nil):
+            chain = []
+        case (let parent?, _?):
+            let base = try load(parent.directory, depth: depth + 1)
+            guard base.configuration.snapshotID == parent.snapshotID, base.image.digest == parent.memoryDigest else {
+                throw SnapshotError.incompatible("the parent snapshot \(parent.directory) is not the one this diff was taken against")
+            }
+            guard base.image.regions == image.regions, base.configuration.memorySize == configuration.memorySize else {
+                throw SnapshotError.incompatible("the parent snapshot \(parent.directory) has another memory layout")
+            }
+            chain = base.chain
+        default:
+            throw SnapshotError.invalid(section: SnapshotSection.memory, reason: "a diff image needs a parent and a page bitmap, a full image neither")
+        }
+        chain.append((directory, image))
+        return LoadedSnapshot(directory: directory, configuration: configuration, image: image, machine: machine, devices: devices, chain: chain)
+    }
+
+    /// Refuses a snapshot whose vCPUs used CPUID features this host's KVM cannot give.
+    func checkHost(supportedCPUID: [kvm_cpuid_entry2]) throws(VMError) {
+        guard let leaves = machine.vcpus.first?.cpuid else { return }
+        let checked: [(function: UInt32, index: UInt32)] = [(1, 0), (7, 0), (7, 1), (0xd, 1), (0x8000_0001, 0)]
+        var missing: [String] = []
+        for (function, index) in checked {
+            guard let saved = leaves.first(where: { $0.function == function && ($0.index == index || $0.flags & 1 == 0) }) else { continue }
+            let host = supportedCPUID.first { $0.function == function && ($0.index == index || $0.flags & 1 == 0) }
+            let pairs: [(String, UInt32, UInt32)] = [("ebx", saved.ebx, host?.ebx ?? 0), ("ecx", saved.ecx, host?.ecx ?? 0), ("edx", saved.edx, host?.edx ?? 0)]
+            for (register, want, have) in pairs where want & ~have != 0 {
+                // Bits KVM fills in itself (APIC ID, OSXSAVE, hypervisor) are not host features.
+                let ignored: UInt32 = function == 1 && register == "ecx" ? (1 << 27) | (1 << 31) | (1 << 21) : 0
+                let lacking = want & ~have & ~ignored
+                if lacking != 0 { missing.append("leaf 0x\(String(function, radix: 16)).\(index) \(register) bits 0x\(String(lacking, radix: 16))") }
+            }
+        }
+        if !missing.isEmpty {
+            throw VMError("this host cannot run the snapshot: its KVM lacks CPUID features the VM used (\(missing.joined(separator: "; "))); take snapshots with --cpu-template baseline to move VMs between unlike hosts")
+        }
+    }
+
+    /// Guest RAM built from the chain: the full image mapped MAP_PRIVATE (pages load lazily
+    /// and stay shared with every other VM restored from it until written), then each diff's
+    /// pages copied over it.
+    func mapMemory() throws(VMError) -> GuestMemory {
+        guard let root = chain.first else { throw VMError("snapshot has no memory image") }
+        let memory: GuestMemory
+        do {
+            let fd = try SnapshotDirectoryReader.openMemory(root.directory, size: root.image.fileSize)
+            let file = OwnedFileDescriptor(taking: fd)
+            memory = try GuestMemory(mapping: file, ranges: root.image.regions.map { ($0.guestAddress, $0.size, $0.fileOffset) })
+        } catch let e as SnapshotError {
+            throw VMError(e.description)
+        } catch let e as GuestMemoryError {
+            throw .memory(e)
+        } catch {
+            throw VMError("\(error)")
+        }
+        for layer in chain.dropFirst() {
+            try apply(layer.image, from: layer.directory, to: memory)
+        }
+        return memory
+    }
+
+    private func apply(_ image: MemoryImage, from directory: String, to memory: GuestMemory) throws(VMError) {
+        guard let bitmap = image.pages else { return }
+        let fd: Int32
+        do {
+            fd = try SnapshotDirectoryReader.openMemory(directory, size: image.fileSize)
+        } catch {
+            throw VMError(error.description)
+        }
+        defer { close(fd) }
+        var page: UInt64 = 0
+        for (region, target) in zip(image.regions, memory.regions) {
+            let count = region.size / MemoryImage.pageSize
+            for i in 0..<count {
+                let bit = page + i
+                guard bitmap[Int(bit >> 6)] & (1 << (bit & 63)) != 0 else { continue }
+                let host = target.hostAddress + Int(i * MemoryImage.pageSize)
+                var done = 0
+                while done < Int(MemoryImage.pageSize) {
+                    let n = pread(fd, host + done, Int(MemoryImage.pageSize) - done, off_t(region.fileOffset + i * MemoryImage.pageSize) + off_t(done))
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { throw VMError("\(directory)/memory: cannot read page \(bit)") }
+                    done += n
+                }
+            }
+            page += count
+        }
+    }
+}
