@@ -53,12 +53,14 @@ let package = Package(
         // Snapshot files: the sectioned, checksummed state file, the sparse memory image,
         // atomic snapshot directories.
         .target(name: "Snapshot", dependencies: ["BinaryCoding"], swiftSettings: strict),
+        // The live-migration stream: frames, messages, page batches, connections and listeners.
+        .target(name: "Migration", dependencies: ["BinaryCoding", "ControlProtocol", "SystemExtras"], swiftSettings: strict),
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
             dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio",
                            "VirtioBlock", "Storage", "VirtioNet", "VirtioVsock", "X86Emulator", "SystemExtras", "BinaryCoding",
-                           "ControlProtocol", "Snapshot"],
+                           "ControlProtocol", "Snapshot", "Migration"],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(
