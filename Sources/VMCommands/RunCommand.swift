@@ -1,5 +1,6 @@
 import ArgumentParser
 import ArchX86
+import ControlProtocol
 import Loader
 import VMM
 
@@ -12,6 +13,16 @@ public struct VMOptions: ParsableArguments {
         "Continue the VM saved in this snapshot directory instead of booting (no kernel needed). --disk, --net and --vsock then replace the snapshot's devices of that kind, in order.",
         valueName: "dir"))
     var restore: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Wait for a VM migrating in ('skiff migrate' on the source) on tcp://ADDR:PORT or unix:PATH and continue it here. --disk, --net and --vsock replace its devices of that kind, in order.",
+        valueName: "url"))
+    var incoming: String?
+
+    @Option(name: .customLong("incoming-base"), help: ArgumentHelp(
+        "With --incoming: where this host keeps the snapshot the migrating VM was forked or restored from (default: the source's path); only pages that differ from it travel.",
+        valueName: "dir"))
+    var incomingBase: String?
 
     @Option(name: .customLong("kernel-format"), help: ArgumentHelp("Kernel format: automatic, bzImage, pvh or multiboot.", valueName: "format"))
     var kernelFormat: String = "automatic"
@@ -79,10 +90,25 @@ public struct VMOptions: ParsableArguments {
 
     /// Where the VM comes from: a boot of `--kernel`, or `--restore DIR`.
     func makeSource() throws(ValidationError) -> VMSource {
+        if let incoming {
+            guard restore == nil else { throw ValidationError("--incoming and --restore cannot be combined") }
+            guard let endpoint = MigrationEndpoint(incoming) else { throw ValidationError("--incoming must be tcp://ADDR:PORT or unix:PATH") }
+            var options = IncomingOptions()
+            options.restore = try restoreOptions(for: "--incoming")
+            options.baseDirectory = incomingBase
+            return .incoming(endpoint, options: options)
+        }
+        guard incomingBase == nil else { throw ValidationError("--incoming-base needs --incoming") }
         guard let restore else { return .boot(try makeConfiguration()) }
+        guard !restore.isEmpty else { throw ValidationError("--restore needs a snapshot directory") }
+        return .restore(directory: restore, options: try restoreOptions(for: "--restore"))
+    }
+
+    /// Options of a VM that takes its hardware from elsewhere (a snapshot or a migration).
+    private func restoreOptions(for flag: String) throws(ValidationError) -> RestoreOptions {
         guard kernel == nil, initrd == nil, module.isEmpty, cmdline.isEmpty, memory == nil, cpus == nil, onReboot == nil,
               kernelFormat == "automatic", !rng, !balloon, !balloonDeflateOnOOM, !balloonFreePageReporting, console == "serial" else {
-            throw ValidationError("--restore takes the VM's hardware from the snapshot: only --disk, --net, --vsock, --cpu-template, --api-socket and --verbose may be given with it")
+            throw ValidationError("\(flag) takes the VM's hardware from elsewhere: only --disk, --net, --vsock, --cpu-template, --api-socket and --verbose may be given with it")
         }
         var options = RestoreOptions()
         if let cpuTemplate {
@@ -95,8 +121,7 @@ public struct VMOptions: ParsableArguments {
         for n in net { options.deviceOverrides.append(try NetOption.parse(n)) }
         if let vsock { options.deviceOverrides.append(try VsockOption.parse(vsock)) }
         options.verbose = verbose
-        guard !restore.isEmpty else { throw ValidationError("--restore needs a snapshot directory") }
-        return .restore(directory: restore, options: options)
+        return options
     }
 
     /// The validated VM configuration.

@@ -80,6 +80,11 @@ struct LoadedSnapshot {
 
     /// Refuses a snapshot whose vCPUs used CPUID features this host's KVM cannot give.
     func checkHost(supportedCPUID: [kvm_cpuid_entry2]) throws(VMError) {
+        try Self.checkHost(machine, supportedCPUID: supportedCPUID)
+    }
+
+    /// Refuses a saved machine whose vCPUs used CPUID features this host's KVM cannot give.
+    static func checkHost(_ machine: MachineState, supportedCPUID: [kvm_cpuid_entry2]) throws(VMError) {
         guard let leaves = machine.vcpus.first?.cpuid else { return }
         let checked: [(function: UInt32, index: UInt32)] = [(1, 0), (7, 0), (7, 1), (0xd, 1), (0x8000_0001, 0)]
         var missing: [String] = []
@@ -95,7 +100,7 @@ struct LoadedSnapshot {
             }
         }
         if !missing.isEmpty {
-            throw VMError("this host cannot run the snapshot: its KVM lacks CPUID features the VM used (\(missing.joined(separator: "; "))); take snapshots with --cpu-template baseline to move VMs between unlike hosts")
+            throw VMError("this host cannot run the VM: its KVM lacks CPUID features the VM used (\(missing.joined(separator: "; "))); take snapshots with --cpu-template baseline to move VMs between unlike hosts")
         }
     }
 

@@ -74,6 +74,11 @@ public final class Machine: @unchecked Sendable {
     /// Whether KVM_CLEAR_DIRTY_LOG re-protects pages (else GET_DIRTY_LOG does).
     private let manualDirtyProtect: Bool
     private let dirtyLogging = Atomic<Bool>(false)
+    /// Every page reported dirty since logging started (what differs from the memory the
+    /// machine started with, e.g. a snapshot it was restored from).
+    private let cumulativeDirty = Mutex<[[UInt64]]>([])
+    /// Auto-converge: percent of each 10 ms period the vCPUs sleep (0 = off).
+    private let throttle = Mutex<(percent: Int, thread: HostThread?)>((0, nil))
 
     /// Creates the VM with `memory` as guest RAM, its irqchip, PIT and `vcpuCount` bare vCPUs.
     private init(kvm: KVMSystem, memoryMap: MemoryMap, memory: GuestMemory, vcpuCount: Int) throws(VMError) {
@@ -271,6 +276,9 @@ public final class Machine: @unchecked Sendable {
     /// tracking in GuestMemory); every page written from now on is reported once per fetch.
     public func startDirtyLogging() throws(VMError) {
         guard !dirtyLogging.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        cumulativeDirty.withLock { c in
+            c = memory.regions.map { [UInt64](repeating: 0, count: (Int($0.size / GuestMemory.pageSize) + 63) / 64) }
+        }
         memory.startDirtyTracking()
         do {
             try setSlotLogging(true)
@@ -323,6 +331,65 @@ public final class Machine: @unchecked Sendable {
         } catch {
             throw .kvm(error)
         }
+        cumulativeDirty.withLock { c in
+            for (r, bitmap) in result.enumerated() where r < c.count {
+                for i in 0..<min(bitmap.count, c[r].count) { c[r][i] |= bitmap[i] }
+            }
+        }
         return result
+    }
+
+    /// Adds pages to the cumulative set (pages a migration target received before the
+    /// machine existed, which differ from the base snapshot its memory maps).
+    public func addToCumulativeDirty(_ bitmaps: [[UInt64]]) {
+        cumulativeDirty.withLock { c in
+            for (r, bitmap) in bitmaps.enumerated() where r < c.count {
+                for i in 0..<min(bitmap.count, c[r].count) { c[r][i] |= bitmap[i] }
+            }
+        }
+    }
+
+    /// Every page reported dirty since logging started (not cleared by `takeDirtyPages`).
+    public func pagesDirtiedSinceLoggingStarted() -> [[UInt64]] {
+        cumulativeDirty.withLock { $0 }
+    }
+
+    // MARK: Throttling (auto-converge)
+
+    /// Makes every vCPU sleep `percent` of each 10 ms period (0 stops throttling): a guest
+    /// that dirties memory faster than a migration can send it slows down until it converges.
+    public func setThrottle(percent: Int) {
+        let clamped = min(max(percent, 0), 99)
+        let start = throttle.withLock { t -> Bool in
+            t.percent = clamped
+            return clamped > 0 && t.thread == nil
+        }
+        controller.setThrottle(sleepNanoseconds: clamped * 100_000)
+        guard start else { return }
+        let thread = try? HostThread.spawn(name: "vcpu-throttle") { [self] in
+            while true {
+                let percent = throttle.withLock { $0.percent }
+                guard percent > 0, !controller.isStopping else { break }
+                controller.throttleTick()
+                var ts = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+                nanosleep(&ts, nil)
+            }
+        }
+        throttle.withLock { $0.thread = thread }
+    }
+
+    /// The vCPU throttle in percent.
+    public var throttlePercent: Int { throttle.withLock { $0.percent } }
+
+    /// Stops throttling and waits for the throttle thread.
+    public func stopThrottle() {
+        let thread = throttle.withLock { t -> HostThread? in
+            t.percent = 0
+            let th = t.thread
+            t.thread = nil
+            return th
+        }
+        controller.setThrottle(sleepNanoseconds: 0)
+        thread?.join()
     }
 }

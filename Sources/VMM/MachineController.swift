@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import DeviceModel
 import Dispatch
 import Synchronization
@@ -26,6 +29,31 @@ final class MachineController: MachineControl, @unchecked Sendable {
 
     /// Whether the vCPUs should leave their run loops.
     var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    /// Auto-converge: how long each vCPU sleeps per throttle tick, and the tick count.
+    private let throttleSleep = Atomic<Int>(0)
+    private let throttleTicks = Atomic<UInt64>(0)
+
+    func setThrottle(sleepNanoseconds: Int) {
+        throttleSleep.store(sleepNanoseconds, ordering: .releasing)
+    }
+
+    /// Kicks every vCPU so each sleeps once (called every throttle period).
+    func throttleTick() {
+        throttleTicks.add(1, ordering: .releasing)
+        for kick in kickers.withLock({ $0 }) { kick() }
+    }
+
+    /// Called on a vCPU thread before KVM_RUN: sleeps if a throttle tick arrived since `seen`.
+    func throttleIfDue(_ seen: inout UInt64) {
+        let ticks = throttleTicks.load(ordering: .acquiring)
+        guard ticks != seen else { return }
+        seen = ticks
+        let nanos = throttleSleep.load(ordering: .acquiring)
+        guard nanos > 0 else { return }
+        var ts = timespec(tv_sec: 0, tv_nsec: nanos)
+        nanosleep(&ts, nil)
+    }
 
     /// Pause hand-shake between the controlling thread and the vCPU threads.
     private struct Parking {

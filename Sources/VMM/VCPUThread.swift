@@ -64,7 +64,9 @@ final class VCPUThread: @unchecked Sendable {
         // Threads inherit their creator's signal mask; the kick must get through.
         _ = csystem_unblock_signal(Self.kickSignal)
         tid.store(csystem_gettid(), ordering: .releasing)
+        var throttleSeen: UInt64 = 0
         while !controller.isStopping {
+            controller.throttleIfDue(&throttleSeen)
             if controller.pauseRequested {
                 completePendingExit()
                 controller.park()

@@ -4,6 +4,7 @@ import Glibc
 import ControlProtocol
 import DeviceModel
 import KVM
+import Migration
 import SystemExtras
 
 /// Where a VM comes from.
@@ -12,6 +13,8 @@ public enum VMSource: Sendable {
     case boot(VMConfiguration)
     /// Continue a VM from a snapshot directory.
     case restore(directory: String, options: RestoreOptions)
+    /// Wait for a VM migrating in on this endpoint and continue it.
+    case incoming(MigrationEndpoint, options: IncomingOptions)
 }
 
 /// Runs a VM in this process with its console on the terminal: what `skiff run` does.
@@ -44,6 +47,16 @@ public enum VMLauncher {
             case .restore(let directory, let options):
                 vm = try VirtualMachine.restore(from: directory, options: options, console: console)
                 verbose = options.verbose
+            case .incoming(let endpoint, let options):
+                let listener: MigrationListener
+                do {
+                    listener = try MigrationListener(endpoint: endpoint)
+                } catch {
+                    throw VMError(error.description)
+                }
+                if options.restore.verbose { writeStderr("skiff: waiting for a migrating VM on \(endpoint)") }
+                vm = try VirtualMachine.receiveMigration(on: listener, options: options, console: console)
+                verbose = options.restore.verbose
             }
         } catch {
             writeStderr("skiff: error: \(error)")

@@ -1,15 +1,325 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BinaryCoding
 import ControlProtocol
+import GuestMemory
+import Migration
+import Snapshot
+import Synchronization
+import SystemExtras
+
+/// One outgoing live migration: a thread that runs the pre-copy rounds and the switch-over,
+/// and the progress it reports.
+final class MigrationSession: @unchecked Sendable {
+    // @unchecked: mutable state is behind Mutexes; the thread handle is set once.
+    let request: MigrationRequest
+    let progress: Mutex<MigrationProgress>
+    private let connection = Mutex<MigrationConnection?>(nil)
+    private let cancelled = Atomic<Bool>(false)
+    var thread: HostThread?
+
+    init(request: MigrationRequest) {
+        self.request = request
+        progress = Mutex(MigrationProgress(phase: .connecting, destination: request.destination.description))
+    }
+
+    var isCancelled: Bool { cancelled.load(ordering: .acquiring) }
+
+    func cancel() {
+        cancelled.store(true, ordering: .releasing)
+        connection.withLock { $0 }?.cancel()
+    }
+
+    func attach(_ c: MigrationConnection) {
+        connection.withLock { $0 = c }
+        if isCancelled { c.cancel() }
+    }
+
+    var isFinished: Bool {
+        switch progress.withLock({ $0.phase }) {
+        case .completed, .failed, .cancelled, .none: return true
+        default: return false
+        }
+    }
+}
 
 extension VirtualMachine: ControlTarget {
+    /// Pre-copy settings.
+    enum MigrationTuning {
+        /// Rounds after which auto-converge throttles harder each round.
+        static let throttleAfterRound = 2
+        static let initialThrottle = 20
+        static let throttleIncrement = 10
+        static let maxThrottle = 99
+        /// Give up converging after this many rounds and switch over anyway.
+        static let maxRounds = 30
+    }
+
+    /// Starts moving the VM to `request.destination`; the work happens on a thread and
+    /// `migrationProgress()` reports it. When the target runs the VM, this VM stops and
+    /// `run()` returns `.stopped`. If anything fails the VM keeps running here.
     public func startMigration(_ request: MigrationRequest) throws(VMError) -> MigrationProgress {
-        throw VMError("live migration is not available in this build", kind: .unsupported)
+        try operation.withLock { _ throws(VMError) -> MigrationProgress in
+            guard current.withLock({ $0.machine != nil && !$0.stopped }) else { throw VMError("the VM is not running", kind: .invalidState) }
+            if let old = migration.withLock({ $0 }), !old.isFinished { throw VMError("a migration is in progress", kind: .invalidState) }
+            guard !lifecycle.withLock({ $0.migrating }) else { throw VMError("a migration is in progress", kind: .invalidState) }
+            if request.copyDisks { throw VMError("copying disks is not supported yet: use shared storage", kind: .unsupported) }
+            let session = MigrationSession(request: request)
+            migration.withLock { $0 = session }
+            lifecycle.withLock { $0.migrating = true }
+            do {
+                session.thread = try HostThread.spawn(name: "migration") { [self] in self.runOutgoing(session) }
+            } catch {
+                lifecycle.withLock { $0.migrating = false }
+                throw VMError("cannot start the migration thread: \(error)")
+            }
+            return session.progress.withLock { $0 }
+        }
     }
 
     public func migrationProgress() -> MigrationProgress {
-        MigrationProgress(phase: .none)
+        migration.withLock { $0 }?.progress.withLock { $0 } ?? MigrationProgress(phase: .none)
     }
 
     public func cancelMigration() throws(VMError) {
-        throw VMError("no migration is in progress", kind: .invalidState)
+        guard let session = migration.withLock({ $0 }), !session.isFinished else {
+            throw VMError("no migration is in progress", kind: .invalidState)
+        }
+        session.cancel()
+    }
+
+    // MARK: Source side
+
+    private func runOutgoing(_ session: MigrationSession) {
+        let started = monotonicSeconds()
+        do {
+            try migrate(session, started: started)
+        } catch {
+            let cancelled = session.isCancelled
+            session.progress.withLock { p in
+                p.phase = cancelled ? .cancelled : .failed
+                p.error = cancelled ? "cancelled" : error.message
+                p.totalMilliseconds = (monotonicSeconds() - started) * 1000
+            }
+            current.withLock { $0.machine }?.stopThrottle()
+            lifecycle.withLock { $0.migrating = false }
+        }
+    }
+
+    private func migrate(_ session: MigrationSession, started: Double) throws(VMError) {
+        let request = session.request
+        guard let machine = current.withLock({ $0.machine }), let devices = current.withLock({ $0.devices }) else {
+            throw VMError("the VM is not running")
+        }
+        let connection: MigrationConnection
+        do {
+            connection = try MigrationConnection.connect(to: request.destination)
+        } catch {
+            throw VMError(error.description)
+        }
+        session.attach(connection)
+        func fail(_ e: MigrationError) -> VMError {
+            if session.isCancelled { connection.abort("cancelled on the source") } else { connection.abort(e.description) }
+            return VMError(e.description)
+        }
+        let pageCount = machine.memory.regions.reduce(UInt64(0)) { $0 + $1.size / GuestMemory.pageSize }
+        let base = lifecycle.withLock { $0.baseImage }
+        let configuration = savedConfiguration(snapshotID: Self.randomHex(16), devices: devices, tscKHz: machine.tscKHz, parent: nil)
+        let accept: MigrationAccept
+        do {
+            let encoded = try MigrationFrame.encode(configuration)
+            let hello = MigrationHello(configuration: encoded, pageCount: pageCount,
+                                       base: base.map { BaseSnapshot(directory: $0.directory, snapshotID: $0.snapshotID, memoryDigest: $0.memoryDigest) },
+                                       disks: [])
+            try connection.send(.hello, value: hello)
+            accept = try connection.receive(.accept, as: MigrationAccept.self)
+        } catch {
+            throw fail(error)
+        }
+        // Round 1: everything the target lacks; later rounds: what the guest wrote meanwhile.
+        try machine.startDirtyLogging()
+        var pending = try machine.takeDirtyPages()
+        if accept.usesBase {
+            let sinceBase = machine.pagesDirtiedSinceLoggingStarted()
+            session.progress.withLock { $0.pagesSkippedByBase = pageCount - Self.count(sinceBase) }
+            pending = sinceBase
+        } else {
+            pending = machine.memory.regions.map { r in
+                let pages = Int(r.size / GuestMemory.pageSize)
+                var words = [UInt64](repeating: ~0, count: (pages + 63) / 64)
+                if pages % 64 != 0 { words[words.count - 1] = (1 << UInt64(pages % 64)) - 1 }
+                return words
+            }
+        }
+        session.progress.withLock { $0.phase = .precopy }
+        let downtimeBudget = Double(request.maxDowntimeMilliseconds) / 1000
+        var throttle = 0
+        while true {
+            guard !session.isCancelled else { throw fail(.cancelled) }
+            guard monotonicSeconds() - started < Double(request.timeoutSeconds) else {
+                throw fail(.transport("not converged within \(request.timeoutSeconds) s"))
+            }
+            let roundStart = monotonicSeconds()
+            let bytesBefore = connection.bytesSent
+            let sent: UInt64
+            do {
+                sent = try sendPages(pending, memory: machine.memory, over: connection, session: session, limit: request.bandwidthLimit)
+            } catch {
+                throw fail(error)
+            }
+            let elapsed = max(monotonicSeconds() - roundStart, 1e-6)
+            let bandwidth = Double(connection.bytesSent - bytesBefore) / elapsed
+            pending = try machine.takeDirtyPages()
+            let dirty = Self.count(pending)
+            session.progress.withLock { p in
+                p.rounds += 1
+                p.bandwidth = sent > 0 ? bandwidth : p.bandwidth
+                p.dirtyRate = Double(dirty) / elapsed
+                p.remainingPages = dirty
+                p.bytesSent = connection.bytesSent
+                p.totalMilliseconds = (monotonicSeconds() - started) * 1000
+            }
+            let rate = session.progress.withLock { $0.bandwidth }
+            let expected = rate > 0 ? Double(dirty) * Double(GuestMemory.pageSize) / rate : 0
+            let rounds = session.progress.withLock { $0.rounds }
+            if expected <= downtimeBudget || rounds >= MigrationTuning.maxRounds { break }
+            // The guest dirties memory faster than it leaves: slow its vCPUs down.
+            if request.autoConverge && rounds >= MigrationTuning.throttleAfterRound && Double(dirty) > Double(sent) / 2 {
+                throttle = throttle == 0 ? MigrationTuning.initialThrottle : min(throttle + MigrationTuning.throttleIncrement, MigrationTuning.maxThrottle)
+                machine.setThrottle(percent: throttle)
+                session.progress.withLock { $0.throttlePercent = throttle }
+            }
+        }
+        try switchOver(session, machine: machine, devices: devices, connection: connection, started: started, fail: fail)
+    }
+
+    /// Pauses the VM, sends what is left and the device state, and hands the VM over; on any
+    /// failure the VM runs on here as if nothing happened.
+    private func switchOver(_ session: MigrationSession, machine: Machine, devices: PlatformDevices, connection: MigrationConnection,
+                            started: Double, fail: (MigrationError) -> VMError) throws(VMError) {
+        try operation.withLock { _ throws(VMError) in
+            let wasPaused = lifecycle.withLock { $0.paused }
+            let pausedAt = monotonicSeconds()
+            if !wasPaused { try pauseLocked() }
+            machine.stopThrottle()
+            session.progress.withLock { $0.phase = .stopAndCopy }
+            var released = false
+            do throws(VMError) {
+                let last = try machine.takeDirtyPages()
+                do {
+                    _ = try sendPages(last, memory: machine.memory, over: connection, session: session, limit: nil)
+                } catch {
+                    throw fail(error)
+                }
+                let state = StateFileBuilder.migrationState(configuration: savedConfiguration(snapshotID: Self.randomHex(16), devices: devices,
+                                                                                               tscKHz: machine.tscKHz, parent: nil),
+                                                            machine: try machine.saveState(), devices: try devices.saveState())
+                let stateBytes = try state.get()
+                // Shared storage: flush and close the disks so the target can lock them.
+                try devices.virtio.releaseDisks()
+                released = true
+                let sentPages = session.progress.withLock { $0.pagesSent }
+                do {
+                    try connection.send(.state, stateBytes)
+                    try connection.send(.complete, value: MigrationComplete(pagesSent: sentPages, diskBytesSent: 0))
+                    connection.timeout = 60
+                    let ready = try connection.receive()
+                    guard ready.kind == .ready else { throw MigrationError.malformed("expected ready, got \(ready.kind)") }
+                } catch {
+                    throw fail(error)
+                }
+            } catch {
+                if released { try? devices.virtio.reacquireDisks() }
+                if !wasPaused { try? resumeLocked() }
+                throw error
+            }
+            let downtime = (monotonicSeconds() - pausedAt) * 1000
+            session.progress.withLock { p in
+                p.phase = .completed
+                p.downtimeMilliseconds = downtime
+                p.bytesSent = connection.bytesSent
+                p.remainingPages = 0
+                p.totalMilliseconds = (monotonicSeconds() - started) * 1000
+            }
+            // The target runs the VM now: this one ends (the monitor exits with status 0).
+            stop()
+        }
+    }
+
+    /// Sends the pages set in `bitmaps` (one per region) in batches; zero pages as tokens.
+    private func sendPages(_ bitmaps: [[UInt64]], memory: GuestMemory, over connection: MigrationConnection, session: MigrationSession,
+                           limit: UInt64?) throws(MigrationError) -> UInt64 {
+        var batch = PageBatch()
+        var sent: UInt64 = 0
+        var zero: UInt64 = 0
+        var first: UInt64 = 0
+        let startBytes = connection.bytesSent
+        let start = monotonicSeconds()
+        func flush() throws(MigrationError) {
+            guard !batch.isEmpty else { return }
+            guard !session.isCancelled else { throw .cancelled }
+            try connection.send(.pages, batch.serialized())
+            batch = PageBatch()
+            if let limit, limit > 0 {
+                // Pace to the bandwidth cap.
+                let due = Double(connection.bytesSent - startBytes) / Double(limit)
+                let ahead = due - (monotonicSeconds() - start)
+                if ahead > 0 {
+                    var ts = timespec(tv_sec: Int(ahead), tv_nsec: Int((ahead - Double(Int(ahead))) * 1e9))
+                    nanosleep(&ts, nil)
+                }
+            }
+        }
+        for (r, region) in memory.regions.enumerated() {
+            let pages = Int(region.size / GuestMemory.pageSize)
+            let words = r < bitmaps.count ? bitmaps[r] : []
+            for w in 0..<min(words.count, (pages + 63) / 64) where words[w] != 0 {
+                var bits = words[w]
+                while bits != 0 {
+                    let bit = bits.trailingZeroBitCount
+                    bits &= bits - 1
+                    let page = w * 64 + bit
+                    guard page < pages else { break }
+                    let host = UnsafeRawPointer(region.hostAddress + page * Int(GuestMemory.pageSize))
+                    if MemoryImageWriter.isZeroPage(host) {
+                        batch.appendZero(first + UInt64(page))
+                        zero += 1
+                    } else {
+                        batch.append(first + UInt64(page), contents: UnsafeRawBufferPointer(start: host, count: Int(GuestMemory.pageSize)))
+                    }
+                    sent += 1
+                    if batch.isFull { try flush() }
+                }
+            }
+            first += UInt64(pages)
+        }
+        try flush()
+        session.progress.withLock { p in
+            p.pagesSent += sent
+            p.zeroPages += zero
+            p.bytesSent = connection.bytesSent
+        }
+        return sent
+    }
+
+    static func count(_ bitmaps: [[UInt64]]) -> UInt64 {
+        bitmaps.reduce(0) { $0 + $1.reduce(0) { $0 + UInt64($1.nonzeroBitCount) } }
+    }
+}
+
+/// The state frame of a migration: a state file with the same sections as a snapshot's
+/// (configuration, machine, devices), so the target checks it the same way.
+enum StateFileBuilder {
+    static func migrationState(configuration: SavedConfiguration, machine: MachineState, devices: PlatformDevicesState) -> Result<[UInt8], VMError> {
+        var file = StateFile()
+        do {
+            try file.add(SnapshotSection.configuration, configuration)
+            try file.add(SnapshotSection.machine, machine)
+            try file.add(SnapshotSection.devices, devices)
+        } catch {
+            return .failure(VMError("cannot encode the VM state: \(error)"))
+        }
+        return .success(file.serialized())
     }
 }

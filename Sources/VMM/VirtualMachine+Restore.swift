@@ -135,6 +135,7 @@ extension VirtualMachine {
                                       memoryDigest: snapshot.image.digest)
         return try VirtualMachine(restored: configuration, console: console, kvm: kvm, machine: machine, devices: devices,
                                   generation: generation, restoredFrom: snapshot.directory, lineage: lineage,
+                                  baseImage: snapshot.chain.count == 1 ? lineage : nil,
                                   balloonPages: snapshot.configuration.balloonTargetPages)
     }
 }

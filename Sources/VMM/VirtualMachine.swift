@@ -50,6 +50,9 @@ public final class VirtualMachine: @unchecked Sendable {
         var restoredFrom: String?
         /// The last snapshot this VM wrote or came from: the base of the next diff snapshot.
         var lastSnapshot: SnapshotLineage?
+        /// The full snapshot whose memory file guest RAM maps (restore, fork, or a migration
+        /// that used it): pages never written since still equal that file's.
+        var baseImage: SnapshotLineage?
         let startedAt = monotonicSeconds()
     }
     let lifecycle: Mutex<Lifecycle>
@@ -57,6 +60,8 @@ public final class VirtualMachine: @unchecked Sendable {
     let operation = Mutex<Void>(())
     /// The balloon target in pages, kept across reboots.
     let balloonTarget = Mutex<UInt64>(0)
+    /// The current or last outgoing migration.
+    let migration = Mutex<MigrationSession?>(nil)
 
     /// Exit counts of the last boot.
     public var lastExitCounts: [String: Int] { info.withLock { $0.lastExitCounts } }
@@ -118,7 +123,7 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// A VM around a machine that was built from a snapshot or a migration stream.
     init(restored configuration: VMConfiguration, console: any ConsoleOutput, kvm: KVMSystem, machine: Machine, devices: PlatformDevices,
-         generation: GenerationID, restoredFrom: String?, lineage: SnapshotLineage?, balloonPages: UInt64) throws(VMError) {
+         generation: GenerationID, restoredFrom: String?, lineage: SnapshotLineage?, baseImage: SnapshotLineage?, balloonPages: UInt64) throws(VMError) {
         self.configuration = configuration
         self.console = console
         self.kvm = kvm
@@ -129,7 +134,7 @@ public final class VirtualMachine: @unchecked Sendable {
         }
         tscDeadline = kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0
         images = Mutex(nil)
-        lifecycle = Mutex(Lifecycle(generation: generation, restoredFrom: restoredFrom, lastSnapshot: lineage))
+        lifecycle = Mutex(Lifecycle(generation: generation, restoredFrom: restoredFrom, lastSnapshot: lineage, baseImage: baseImage))
         balloonTarget.withLock { $0 = balloonPages }
         if let assist = machine.assist { info.withLock { $0.lastAssist = assist } }
         current.withLock { $0 = Current(machine: machine, devices: devices) }

@@ -1,0 +1,77 @@
+import ArgumentParser
+import ControlProtocol
+import Foundation
+
+/// `skiff migrate`: moves a running VM to another host's `skiff run --incoming`.
+public struct MigrateCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Move a running VM to a target waiting with 'skiff run --incoming URL'.",
+        discussion: """
+            Memory is copied while the VM runs (pre-copy rounds with the KVM dirty log) until what is left fits the
+            downtime target, then the VM pauses, the rest and its device state travel, and the target continues it.
+            Returns when the move is done; the source monitor then exits with status 0. If anything fails, the VM
+            keeps running here. Disks must be on storage both hosts see at the same paths.
+            """)
+
+    @OptionGroup var monitor: MonitorOptions
+
+    @Argument(help: ArgumentHelp("Target: tcp://HOST:PORT or unix:PATH.", valueName: "url"))
+    var destination: String
+
+    @Option(name: .customLong("max-downtime"), help: ArgumentHelp("Longest pause at switch-over, in milliseconds (default 50).", valueName: "ms"))
+    var maxDowntime: UInt32 = 50
+
+    @Option(name: .long, help: ArgumentHelp("Cap on the stream's rate in MiB/s (default: none).", valueName: "mib"))
+    var bandwidth: UInt64?
+
+    @Flag(name: .customLong("no-auto-converge"), help: "Do not throttle vCPUs when the guest dirties memory faster than it is sent.")
+    var noAutoConverge = false
+
+    @Option(name: .long, help: ArgumentHelp("Give up after this many seconds (default 3600).", valueName: "s"))
+    var timeout: UInt32 = 3600
+
+    @Flag(name: .long, help: "Print progress on stderr while migrating.")
+    var progress = false
+
+    public init() {}
+
+    public func validate() throws {
+        guard MigrationEndpoint(destination) != nil else { throw ValidationError("the target must be tcp://HOST:PORT or unix:PATH") }
+        guard maxDowntime >= 1 else { throw ValidationError("--max-downtime must be at least 1 ms") }
+        guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 s") }
+    }
+
+    public func run() throws {
+        guard let endpoint = MigrationEndpoint(destination) else { throw ValidationError("invalid target") }
+        let request = MigrationRequest(destination: endpoint, maxDowntimeMilliseconds: maxDowntime,
+                                       bandwidthLimit: bandwidth.map { $0 << 20 }, autoConverge: !noAutoConverge,
+                                       copyDisks: false, timeoutSeconds: timeout)
+        _ = try monitor.send(.migrate(request))
+        while true {
+            Thread.sleep(forTimeInterval: 0.1)
+            let reply: ControlReply
+            do {
+                reply = try ControlClient(path: monitor.apiSocket).send(.migrationStatus, timeout: 10)
+            } catch let e where e.code == .transport {
+                // The source monitor exits once the target runs the VM.
+                throw ClientFailure("lost the source monitor before the migration finished: \(e.message)")
+            }
+            guard case .migration(let p) = reply else { throw ClientFailure("unexpected reply") }
+            switch p.phase {
+            case .completed:
+                if monitor.output == .json { return try Output.json(p) }
+                print("migrated to \(p.destination): \(p.rounds) rounds, \(Output.bytes(p.bytesSent)) sent (\(p.pagesSent) pages, \(p.zeroPages) zero, \(p.pagesSkippedByBase) already on the target), downtime \(Output.milliseconds(p.downtimeMilliseconds ?? 0)), total \(Output.milliseconds(p.totalMilliseconds))")
+                return
+            case .failed, .cancelled:
+                throw ClientFailure("migration \(p.phase.rawValue): \(p.error ?? "unknown reason"); the VM keeps running here")
+            case .none:
+                throw ClientFailure("the monitor reports no migration")
+            case .connecting, .precopy, .stopAndCopy:
+                if progress {
+                    FileHandle.standardError.write(Data("migrate: \(p.phase.rawValue) round \(p.rounds) sent \(Output.bytes(p.bytesSent)) remaining \(p.remainingPages) pages throttle \(p.throttlePercent)%\n".utf8))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+import ArchX86
+import CKVM
+import ControlProtocol
+import GuestMemory
+import KVM
+import Migration
+import Snapshot
+import SystemExtras
+
+/// How to receive a migrating VM.
+public struct IncomingOptions: Sendable {
+    /// Devices that replace the source's host-side resources, as for a restore.
+    public var restore = RestoreOptions()
+    /// Where this host keeps the snapshot the source VM was forked or restored from, if not
+    /// at the same path as on the source.
+    public var baseDirectory: String?
+    /// How long to wait for the source to connect (nil: forever).
+    public var acceptTimeout: Double?
+
+    public init() {}
+}
+
+extension VirtualMachine {
+    /// Waits for a migrating VM on `listener`, receives its memory and state, and builds it
+    /// here (its devices reopened: shared disks, TAPs, vsock sockets). The source is told the
+    /// VM is ready just before this returns; `run()` continues the guest. Any failure is sent
+    /// to the source (which keeps running the VM) and thrown.
+    public static func receiveMigration(on listener: MigrationListener, options: IncomingOptions, console: any ConsoleOutput,
+                                        kvmPath: String = "/dev/kvm") throws(VMError) -> VirtualMachine {
+        let connection: MigrationConnection
+        do {
+            connection = try listener.accept(timeout: options.acceptTimeout)
+        } catch {
+            throw VMError(error.description)
+        }
+        do {
+            return try receive(over: connection, options: options, console: console, kvmPath: kvmPath)
+        } catch {
+            connection.abort(error.message)
+            throw error
+        }
+    }
+
+    private static func receive(over connection: MigrationConnection, options: IncomingOptions, console: any ConsoleOutput,
+                                kvmPath: String) throws(VMError) -> VirtualMachine {
+        func stream<T>(_ body: () throws(MigrationError) -> T) throws(VMError) -> T {
+            do {
+                return try body()
+            } catch {
+                throw VMError(error.description)
+            }
+        }
+        let hello = try stream { () throws(MigrationError) in try connection.receive(.hello, as: MigrationHello.self) }
+        let saved = try stream { () throws(MigrationError) in
+            try MigrationFrame.decode(SavedConfiguration.self, hello.configuration, kind: .hello)
+        }
+        do {
+            try saved.validate()
+        } catch {
+            throw VMError(error.description)
+        }
+        let configuration = try saved.vmConfiguration(applying: options.restore)
+        let memoryMap: MemoryMap
+        do {
+            memoryMap = try MemoryMap(ramSize: configuration.memorySize)
+        } catch {
+            throw VMError("\(error)")
+        }
+        let pageCount = memoryMap.ramRanges.reduce(UInt64(0)) { $0 + $1.size / GuestMemory.pageSize }
+        guard hello.pageCount == pageCount else { throw VMError("the source sends \(hello.pageCount) pages for \(configuration.memorySize >> 20) MiB of RAM") }
+        guard hello.disks.isEmpty else { throw VMError("copying disks is not supported by this target") }
+        // Map the base snapshot if this host holds the very one the source VM started from.
+        var memory: GuestMemory?
+        var base: SnapshotLineage?
+        if let offered = hello.base {
+            let directory = options.baseDirectory ?? offered.directory
+            if let snapshot = try? LoadedSnapshot.load(directory), snapshot.chain.count == 1,
+               snapshot.configuration.snapshotID == offered.snapshotID, snapshot.image.digest == offered.memoryDigest,
+               snapshot.configuration.memorySize == configuration.memorySize, let mapped = try? snapshot.mapMemory() {
+                memory = mapped
+                base = SnapshotLineage(directory: snapshot.directory, snapshotID: offered.snapshotID, memoryDigest: offered.memoryDigest)
+            }
+        }
+        let guestMemory: GuestMemory
+        if let memory {
+            guestMemory = memory
+        } else {
+            do {
+                guestMemory = try GuestMemory(ranges: memoryMap.ramRanges, backing: configuration.memoryBacking)
+            } catch {
+                throw .memory(error)
+            }
+        }
+        try stream { () throws(MigrationError) in try connection.send(.accept, value: MigrationAccept(usesBase: base != nil)) }
+        // Receive pages until the state arrives, then the end of the stream.
+        var received = guestMemory.regions.map { [UInt64](repeating: 0, count: (Int($0.size / GuestMemory.pageSize) + 63) / 64) }
+        var stateBytes: [UInt8]?
+        connection.timeout = 120
+        receiving: while true {
+            let frame = try stream { () throws(MigrationError) in try connection.receive() }
+            switch frame.kind {
+            case .pages:
+                let batch = try stream { () throws(MigrationError) in try PageBatch(parsing: frame.payload, pageCount: pageCount) }
+                try apply(batch, to: guestMemory, received: &received)
+            case .state:
+                guard stateBytes == nil else { throw VMError("the source sent the VM state twice") }
+                stateBytes = frame.payload
+            case .complete:
+                break receiving
+            default:
+                throw VMError("unexpected \(frame.kind) frame from the source")
+            }
+        }
+        guard let stateBytes else { throw VMError("the source ended the stream without the VM state") }
+        let known: Set<String> = [SnapshotSection.configuration, SnapshotSection.machine, SnapshotSection.devices]
+        let machineState: MachineState
+        let deviceState: PlatformDevicesState
+        do {
+            let file = try StateFile(parsing: stateBytes, path: "migration stream", known: known)
+            machineState = try file.decode(MachineState.self, section: SnapshotSection.machine)
+            deviceState = try file.decode(PlatformDevicesState.self, section: SnapshotSection.devices)
+        } catch {
+            throw VMError(error.description)
+        }
+        try machineState.validate(vcpuCount: configuration.vcpuCount)
+        do {
+            try deviceState.validate()
+        } catch {
+            throw VMError("device state: \(error)")
+        }
+        let kvm: KVMSystem
+        do {
+            kvm = try KVMSystem(path: kvmPath)
+            try LoadedSnapshot.checkHost(machineState, supportedCPUID: try kvm.supportedCPUID())
+        } catch let e as KVMError {
+            throw .kvm(e)
+        } catch let e as VMError {
+            throw e
+        } catch {
+            throw VMError("\(error)")
+        }
+        let machine = try Machine(kvm: kvm, memoryMap: memoryMap, memory: guestMemory, restoring: machineState)
+        if configuration.emulationAssist != .off {
+            try? machine.vm.enableCapability(UInt32(KVM_CAP_EXIT_ON_EMULATION_FAILURE), arguments: [1])
+            machine.assist = EmulationAssist(guestCPUID: [])
+        }
+        let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration)
+        do {
+            try devices.restoreState(deviceState, memory: guestMemory)
+        } catch {
+            devices.virtio.shutdown()
+            throw error
+        }
+        try machine.startDirtyLogging()
+        if base != nil { machine.addToCumulativeDirty(received) }
+        let vm = try VirtualMachine(restored: configuration, console: console, kvm: kvm, machine: machine, devices: devices,
+                                    generation: GenerationID(bytes: saved.generationID), restoredFrom: nil, lineage: nil,
+                                    baseImage: base, balloonPages: saved.balloonTargetPages)
+        try stream { () throws(MigrationError) in try connection.send(.ready, []) }
+        return vm
+    }
+
+    /// Writes a batch into guest RAM (page numbers count across the regions in order).
+    private static func apply(_ batch: PageBatch, to memory: GuestMemory, received: inout [[UInt64]]) throws(VMError) {
+        var dataOffset = 0
+        for page in batch.pages {
+            var number = page.number
+            var placed = false
+            for (r, region) in memory.regions.enumerated() {
+                let pages = region.size / GuestMemory.pageSize
+                if number < pages {
+                    let address = region.guestAddress + number * GuestMemory.pageSize
+                    do {
+                        if page.zero {
+                            try memory.zero(at: address, length: GuestMemory.pageSize)
+                        } else {
+                            let end = dataOffset + Int(GuestMemory.pageSize)
+                            guard end <= batch.data.count else { throw VMError("page batch data ends early") }
+                            try batch.data.withUnsafeBytes { try memory.write(at: address, from: UnsafeRawBufferPointer(rebasing: $0[dataOffset..<end])) }
+                            dataOffset = end
+                        }
+                    } catch let e as VMError {
+                        throw e
+                    } catch {
+                        throw VMError("cannot place page \(page.number): \(error)")
+                    }
+                    received[r][Int(number >> 6)] |= 1 << (number & 63)
+                    placed = true
+                    break
+                }
+                number -= pages
+            }
+            guard placed else { throw VMError("page \(page.number) is outside guest RAM") }
+        }
+    }
+}
