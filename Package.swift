@@ -93,7 +93,7 @@ let package = Package(
         // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no Foundation).
         .target(
             name: "VMCommands",
-            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", "CSystem", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // `skiff vm|snapshot|migrate|fork`: clients of running monitors' control sockets.
         .target(

@@ -12,7 +12,7 @@ public struct SkiffCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "skiff",
         abstract: "Skiff: virtual machines on Linux KVM.",
-        subcommands: [RunCommand.self, ImageCommand.self, VMCommand.self, SnapshotCommand.self, MigrateCommand.self])
+        subcommands: [RunCommand.self, ImageCommand.self, VMCommand.self, SnapshotCommand.self, MigrateCommand.self, ForkCommand.self])
 
     public init() {}
 }

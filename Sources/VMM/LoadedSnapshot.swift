@@ -155,3 +155,36 @@ struct LoadedSnapshot {
         }
     }
 }
+
+/// What a snapshot holds, for tools that act on it without restoring it (fork).
+public struct SnapshotDescription: Sendable {
+    public struct Disk: Sendable, Equatable {
+        public var path: String
+        public var format: String
+        public var readOnly: Bool
+    }
+    public var memorySize: UInt64
+    public var vcpuCount: Int
+    public var disks: [Disk]
+    public var networkInterfaces: [String]
+    public var vsockCID: UInt32?
+    public var isDiff: Bool
+
+    /// Reads and checks the snapshot at `directory`.
+    public static func read(_ directory: String) throws(VMError) -> SnapshotDescription {
+        let s = try LoadedSnapshot.load(directory)
+        var disks: [Disk] = []
+        var taps: [String] = []
+        var cid: UInt32?
+        for d in s.configuration.devices {
+            switch d {
+            case .block(let path, let format, let readOnly, _): disks.append(Disk(path: path, format: format, readOnly: readOnly))
+            case .net(let tap, _): taps.append(tap)
+            case .vsock(let c, _): cid = c
+            default: break
+            }
+        }
+        return SnapshotDescription(memorySize: s.configuration.memorySize, vcpuCount: s.configuration.vcpuCount, disks: disks,
+                                   networkInterfaces: taps, vsockCID: cid, isDiff: s.chain.count > 1)
+    }
+}

@@ -116,6 +116,35 @@ final class VirtioDevices: @unchecked Sendable {
         }
     }
 
+    /// Flushes and closes every disk so another process can lock them (VM paused, migration
+    /// switch-over with shared storage). On failure the disks closed so far are reopened.
+    func releaseDisks() throws(VMError) {
+        var released: [Int] = []
+        for (i, t) in transports.enumerated() {
+            guard let disk = t.device as? VirtioBlock else { continue }
+            do {
+                try disk.releaseBackend()
+                released.append(i)
+            } catch {
+                try? reacquireDisks(only: released)
+                throw VMError("cannot hand over disk \(specs[i]): \(error)")
+            }
+        }
+    }
+
+    /// Reopens (and relocks) disks released by `releaseDisks()`: the migration failed.
+    func reacquireDisks(only indices: [Int]? = nil) throws(VMError) {
+        for (i, t) in transports.enumerated() {
+            guard let disk = t.device as? VirtioBlock, indices?.contains(i) ?? true,
+                  case .block(let path, let format, let readOnly, _) = specs[i] else { continue }
+            do {
+                try disk.adopt(try DiskImage.open(path: path, format: format, readOnly: readOnly))
+            } catch {
+                throw VMError("cannot reopen disk \(path) after a failed migration: \(error)")
+            }
+        }
+    }
+
     /// Quiesces every device (VM pause): requests taken are completed, workers stop.
     func pauseAll() {
         for t in transports { t.device.pause() }

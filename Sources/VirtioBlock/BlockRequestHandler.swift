@@ -11,7 +11,7 @@ import Virtio
 /// nothing; the device then serves the next one. Data moves between the backend and guest
 /// RAM through host pointers, without a copy.
 struct BlockRequestHandler: Sendable {
-    let backend: any BlockDevice
+    var backend: any BlockDevice
     let configuration: VirtioBlockConfiguration
     /// Capacity in 512-byte sectors.
     let capacity: UInt64

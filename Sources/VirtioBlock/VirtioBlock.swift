@@ -19,10 +19,11 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     /// Request counters.
     public let statistics = VirtioBlockStatistics()
     /// The disk; still open after `reset()` (the VM owns it until `close()`).
-    public let backend: any BlockDevice
+    public var backend: any BlockDevice { backendBox.withLock { $0 } }
+    private let backendBox: Mutex<any BlockDevice>
 
     private let configSpace: VirtioBlockConfigSpace
-    private let handler: BlockRequestHandler
+    private let handlerTemplate: Mutex<BlockRequestHandler>
 
     private final class Running: @unchecked Sendable {
         let worker: PausableWorker
@@ -45,7 +46,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     ///   - serial: the GET_ID string (cut to 20 bytes).
     ///   - configuration: queue size and request limits.
     public init(backend: any BlockDevice, serial: String, configuration: VirtioBlockConfiguration = VirtioBlockConfiguration()) {
-        self.backend = backend
+        backendBox = Mutex(backend)
         let capacity = backend.size / VirtioBlockLayout.sectorSize
         var features = VirtioBlockFeature.sizeMax | VirtioBlockFeature.segmentMax | VirtioBlockFeature.blockSize
             | VirtioBlockFeature.flush | VirtioBlockFeature.topology
@@ -56,12 +57,12 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         configSpace = VirtioBlockConfigSpace(capacitySectors: capacity, configuration: configuration)
         var id = Array(serial.utf8.prefix(VirtioBlockLayout.idSize))
         id += [UInt8](repeating: 0, count: VirtioBlockLayout.idSize - id.count)
-        handler = BlockRequestHandler(backend: backend, configuration: configuration, capacity: capacity, serial: id,
-                                      readOnly: backend.isReadOnly, statistics: statistics)
+        handlerTemplate = Mutex(BlockRequestHandler(backend: backend, configuration: configuration, capacity: capacity, serial: id,
+                                                    readOnly: backend.isReadOnly, statistics: statistics))
     }
 
     /// Capacity in 512-byte sectors.
-    public var capacity: UInt64 { handler.capacity }
+    public var capacity: UInt64 { handlerTemplate.withLock { $0.capacity } }
 
     public func readConfig(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         configSpace.read(offset: offset, into: data)
@@ -73,7 +74,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     public func activate(_ a: VirtioActivation) throws(VirtioDeviceError) {
         guard let queue = a.queues.first, queue.ready else { throw VirtioDeviceError("virtio-blk: request queue not enabled") }
         guard let notifier = a.notifiers.first else { throw VirtioDeviceError("virtio-blk: no queue notifier") }
-        var handler = self.handler
+        var handler = handlerTemplate.withLock { $0 }
         handler.negotiated = a.features
         let memory = a.memory
         let interrupt = a.interrupt
@@ -159,6 +160,25 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     public func close() throws {
         reset()
         try backend.close()
+    }
+
+    /// Flushes and closes the disk without touching the queue (the VM is paused): its image
+    /// lock goes, so another host can open it (migration with shared storage). Until
+    /// `adopt(_:)` gives it a disk again the device must not run.
+    public func releaseBackend() throws {
+        try backend.flush()
+        try backend.close()
+    }
+
+    /// Serves from `disk` from now on (after `releaseBackend()`, or a disk replaced at
+    /// restore); it must have the size the guest knows.
+    public func adopt(_ disk: any BlockDevice) throws(VirtioDeviceError) {
+        guard disk.size / VirtioBlockLayout.sectorSize == capacity else {
+            throw VirtioDeviceError("virtio-blk: the new disk has \(disk.size) bytes, the guest knows \(capacity * VirtioBlockLayout.sectorSize)")
+        }
+        backendBox.withLock { $0 = disk }
+        handlerTemplate.withLock { $0.backend = disk }
+        running.withLock { $0?.handler.backend = disk }
     }
 }
 
