@@ -13,15 +13,24 @@ final class PlatformDevices: @unchecked Sendable {
     let rtc: CMOSRTC
     let fwCfg: FwCfg
     let postCode: PostCodePort
+    let resetControl: PCIResetControl
     let virtio: VirtioDevices
+    /// Generic Event Device interrupt announcing a new VM generation ID.
+    let generationEvent: any InterruptLine
+    /// Generic Event Device interrupt of the ACPI power button.
+    let powerButtonEvent: any InterruptLine
 
-    private init(serial: Serial16550, i8042: I8042, rtc: CMOSRTC, fwCfg: FwCfg, postCode: PostCodePort, virtio: VirtioDevices) {
+    private init(serial: Serial16550, i8042: I8042, rtc: CMOSRTC, fwCfg: FwCfg, postCode: PostCodePort, resetControl: PCIResetControl,
+                 virtio: VirtioDevices, generationEvent: any InterruptLine, powerButtonEvent: any InterruptLine) {
         self.serial = serial
         self.i8042 = i8042
         self.rtc = rtc
         self.fwCfg = fwCfg
         self.postCode = postCode
+        self.resetControl = resetControl
         self.virtio = virtio
+        self.generationEvent = generationEvent
+        self.powerButtonEvent = powerButtonEvent
     }
 
     static func install(on machine: Machine, console: any ConsoleOutput, configuration: VMConfiguration) throws(VMError) -> PlatformDevices {
@@ -45,9 +54,12 @@ final class PlatformDevices: @unchecked Sendable {
             throw VMError("cannot place platform devices: \(error)")
         }
         // 0xCF9 shares the 0xCF8 dword with the PCI address register: narrow accesses reach it.
-        let virtio = try VirtioDevices(machine: machine, narrowConfigAccesses: OffsetDevice(PCIResetControl(machine: control), offset: 1))
+        let resetControl = PCIResetControl(machine: control)
+        let virtio = try VirtioDevices(machine: machine, narrowConfigAccesses: OffsetDevice(resetControl, offset: 1))
         for spec in configuration.devices { try virtio.add(spec, machine: machine, output: console) }
-        return PlatformDevices(serial: serial, i8042: i8042, rtc: rtc, fwCfg: fwCfg, postCode: postCode, virtio: virtio)
+        return PlatformDevices(serial: serial, i8042: i8042, rtc: rtc, fwCfg: fwCfg, postCode: postCode, resetControl: resetControl, virtio: virtio,
+                               generationEvent: machine.interruptLine(gsi: Layout.generationIDEventGSI),
+                               powerButtonEvent: machine.interruptLine(gsi: Layout.powerButtonEventGSI))
     }
 
     /// Host input for the console: the virtio console if there is one, else the UART.

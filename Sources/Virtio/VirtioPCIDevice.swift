@@ -35,13 +35,13 @@ public final class VirtioPCIDevice: PCIDevice, VirtioInterrupt, @unchecked Senda
     public typealias NotifyRegistrar = @Sendable (_ eventFD: EventFD, _ address: UInt64, _ register: Bool) -> Void
 
     public let device: any VirtioDevice
-    private let memory: GuestMemory
+    let memory: GuestMemory
     private let vectors: any MSIVectorSink
-    private let intx: (any InterruptLine)?
+    let intx: (any InterruptLine)?
     private let notifyRegistrar: NotifyRegistrar?
-    private let notifiers: [EventFD]
+    let notifiers: [EventFD]
 
-    private struct State {
+    struct State {
         var config: PCIConfiguration
         var msix: MSIXState
         var deviceFeatureSelect: UInt32 = 0
@@ -57,7 +57,7 @@ public final class VirtioPCIDevice: PCIDevice, VirtioInterrupt, @unchecked Senda
         var notifyBase: UInt64?
     }
 
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     /// Offered features: the device's plus the transport's.
     public let offeredFeatures: UInt64
@@ -387,7 +387,7 @@ public final class VirtioPCIDevice: PCIDevice, VirtioInterrupt, @unchecked Senda
 
     // MARK: Interrupts
 
-    private func updateRoute(_ vector: Int) {
+    func updateRoute(_ vector: Int) {
         let (message, pending) = state.withLock { s in (s.msix.deliverableMessage(vector), s.msix.isPending(vector)) }
         vectors.route(vector: vector, message: message)
         if message != nil && pending {

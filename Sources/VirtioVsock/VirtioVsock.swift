@@ -152,6 +152,9 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
         running.withLock { $0?.owesTransportReset = true }
     }
 
+    /// Whether the driver activated the device.
+    public var isActive: Bool { running.withLock { $0 != nil } }
+
     /// Transport-reset events delivered to the guest.
     public var transportResets: UInt64 { counters.transportResets.load(ordering: .relaxed) }
 

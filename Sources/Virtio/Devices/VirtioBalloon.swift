@@ -1,3 +1,4 @@
+import DeviceModel
 import GuestMemory
 import Synchronization
 import SystemExtras
@@ -272,6 +273,50 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
         r?.worker?.pause()
         // A new driver starts with an empty balloon; the host's target stays.
         config.withLock { $0.actual = 0 }
+    }
+
+    // MARK: Saved state
+
+    /// The balloon's saved state: its size and the statistics buffer it holds.
+    public struct SavedState: ValidatedState {
+        public var targetPages: UInt32
+        public var actualPages: UInt32
+        /// Head of the statistics buffer the device holds (returned to ask for fresh numbers).
+        public var heldStatistics: UInt16?
+
+        public func validate() throws(DeviceStateError) {
+            try DeviceStateError.require(heldStatistics.map { $0 < VirtioBalloon.queueSize } ?? true, "virtio-balloon",
+                                         "held statistics buffer \(heldStatistics ?? 0)")
+        }
+    }
+
+    /// The state to save (VM paused).
+    public var savedState: SavedState {
+        let (target, actual) = config.withLock { ($0.target, $0.actual) }
+        return SavedState(targetPages: target, actualPages: actual, heldStatistics: running.withLock { $0?.heldStatistics })
+    }
+
+    /// Restores the balloon's size (before the transport reactivates the device).
+    public func restore(_ saved: SavedState) throws(DeviceStateError) {
+        try saved.validate()
+        try DeviceStateError.require(UInt64(saved.targetPages) <= guestPages && UInt64(saved.actualPages) <= guestPages, "virtio-balloon",
+                                     "target \(saved.targetPages) or actual \(saved.actualPages) pages exceed guest RAM (\(guestPages) pages)")
+        config.withLock { c in
+            c.target = saved.targetPages
+            c.actual = saved.actualPages
+        }
+    }
+
+    /// Takes back the statistics buffer the device held (after the paused activation).
+    public func restoreHeldStatistics(_ saved: SavedState) throws(DeviceStateError) {
+        guard let head = saved.heldStatistics else { return }
+        try running.withLock { r throws(DeviceStateError) in
+            guard var state = r, let index = state.roles.firstIndex(of: .statistics), head < state.queues[index].size else {
+                throw DeviceStateError("virtio-balloon", "held statistics buffer \(head) without a statistics queue")
+            }
+            state.heldStatistics = head
+            r = state
+        }
     }
 
     // MARK: Requests

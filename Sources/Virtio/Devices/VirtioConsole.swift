@@ -88,6 +88,15 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
     /// Bytes waiting for receive buffers.
     public var pendingInputCount: Int { pendingInput.withLock { $0.count } }
 
+    /// Host input not delivered yet (saved with the VM).
+    public var savedPendingInput: [UInt8] { pendingInput.withLock { $0 } }
+
+    /// Puts saved host input back (restore, before the device runs).
+    public func restorePendingInput(_ bytes: [UInt8]) throws(DeviceStateError) {
+        try DeviceStateError.require(bytes.count <= inputCapacity, "virtio-console", "\(bytes.count) bytes of input for a \(inputCapacity)-byte queue")
+        pendingInput.withLock { $0 = bytes }
+    }
+
     /// Moves pending input into the guest's receive buffers while both exist.
     private func deliverInput() {
         var signal: (any VirtioInterrupt)?
