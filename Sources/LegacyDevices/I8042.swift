@@ -25,7 +25,7 @@ public final class I8042: BusDevice {
 
     private let interrupt: any InterruptLine
     private let machine: any MachineControl
-    private let state = Mutex(I8042State())
+    private let state = Mutex(I8042Controller())
 
     /// Creates the controller.
     ///
@@ -98,7 +98,7 @@ public final class I8042: BusDevice {
     public func sendCtrlAltDel() -> Bool {
         state.withLock { state in
             guard state.scanning, state.keyboardQueue.freeSpace >= 4 else { return false }
-            let translated = state.config & I8042State.Config.translate != 0
+            let translated = state.config & I8042Controller.Config.translate != 0
             // Left Ctrl, left Alt, Delete (extended).
             let codes: [UInt8] = translated ? [0x1d, 0x38, 0xe0, 0x53] : [0x14, 0x11, 0xe0, 0x71]
             _ = state.injectKeyboardBytes(codes)
@@ -116,7 +116,7 @@ public final class I8042: BusDevice {
     }
 
     /// Runs `body` on the locked state (tests and invariant checks).
-    func withState<R>(_ body: (inout I8042State) -> R) -> R {
+    func withState<R>(_ body: (inout I8042Controller) -> R) -> R {
         state.withLock { body(&$0) }
     }
 }
