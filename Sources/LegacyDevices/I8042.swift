@@ -23,9 +23,10 @@ public final class I8042: BusDevice {
     /// Offset of the status/command port (0x64).
     public static let commandOffset: UInt64 = 4
 
-    private let interrupt: any InterruptLine
+    // Internal rather than private for I8042+Persist.swift.
+    let interrupt: any InterruptLine
     private let machine: any MachineControl
-    private let state = Mutex(I8042Controller())
+    let state = Mutex(I8042Controller())
 
     /// Creates the controller.
     ///
