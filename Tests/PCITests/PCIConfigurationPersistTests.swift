@@ -56,6 +56,21 @@ private func driveIntoBusyState(_ c: inout PCIConfiguration) {
         #expect(restored.bars == original.bars)
     }
 
+    /// A 64-bit BAR in the middle of a size probe sits at the very top of the address space:
+    /// valid (its last byte is 2^64 − 1), and the probe reads back the same after a restore.
+    @Test func sixtyFourBitBARBeingSizedIsValid() throws {
+        var original = makeLayout()
+        original.write(offset: 0x18, size: 4, value: 0xffff_ffff)
+        original.write(offset: 0x1c, size: 4, value: 0xffff_ffff)
+        let saved = original.savedState
+        #expect(saved.bars[1].address == 0xffff_ffff_fff0_0000)
+        try saved.validate()
+        let restored = try PCIConfiguration(restoring: saved, layout: makeLayout())
+        #expect(restored.read(offset: 0x18, size: 4) == 0xfff0_000c)
+        #expect(restored.read(offset: 0x1c, size: 4) == 0xffff_ffff)
+        #expect(everyRead(restored) == everyRead(original))
+    }
+
     @Test func restoreInPlaceReplacesTheGuestContent() throws {
         var source = makeLayout()
         driveIntoBusyState(&source)
