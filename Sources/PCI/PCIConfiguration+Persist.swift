@@ -128,15 +128,6 @@ extension PCIConfiguration.BAR.Kind {
         case .io: return .io
         }
     }
-
-    /// The low type bits of the BAR register.
-    var typeBits: UInt64 {
-        switch self {
-        case .memory32: return 0
-        case .memory64(let p): return 0b100 | (p ? 0b1000 : 0)
-        case .io: return 0b1
-        }
-    }
 }
 
 extension PCIConfiguration {

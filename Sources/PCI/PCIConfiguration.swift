@@ -41,13 +41,7 @@ public struct PCIConfiguration: Sendable {
         public var address: UInt64
 
         /// The low type bits of the register.
-        var typeBits: UInt64 {
-            switch kind {
-            case .memory32: return 0
-            case .memory64(let p): return 0b100 | (p ? 0b1000 : 0)
-            case .io: return 0b1
-            }
-        }
+        var typeBits: UInt64 { kind.typeBits }
     }
 
     // bytes, writable and bars are internal rather than private for PCIConfiguration+Persist.swift.
@@ -214,5 +208,16 @@ public struct PCIConfiguration: Sendable {
         lastCapability = offset
         nextCapabilityOffset = (offset + length + 3) & ~3
         return offset
+    }
+}
+
+extension PCIConfiguration.BAR.Kind {
+    /// The low type bits of a BAR register of this kind.
+    var typeBits: UInt64 {
+        switch self {
+        case .memory32: return 0
+        case .memory64(let p): return 0b100 | (p ? 0b1000 : 0)
+        case .io: return 0b1
+        }
     }
 }
