@@ -9,6 +9,9 @@ import DeviceModel
 /// to the `_S5_` type requests `.powerOff`; other sleep types are ignored (no suspend). A write
 /// of the reset value to the reset register requests `.reset`. The sleep status register reads
 /// 0 (WAK_STS clear; there is no wake from S5) and ignores writes; other reads are 0.
+///
+/// The device holds no state (every register reads 0 and writes act at once), so it has no
+/// saved state: a snapshot rebuilds it from the configuration.
 public final class ACPIPowerManagement: BusDevice {
     /// SLP_EN, bit 5 of the sleep control register.
     public static let sleepEnable: UInt8 = 0x20

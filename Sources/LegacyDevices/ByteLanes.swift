@@ -48,4 +48,11 @@ struct LineLevel: Sendable {
         isHigh = high
         line.setLevel(high)
     }
+
+    /// Takes `high` as the line's level without driving it: for a restored device whose
+    /// interrupt controller is restored from the same snapshot, and so already holds the pin at
+    /// this level (see `Serial16550.restoreState(_:)`).
+    mutating func adopt(_ high: Bool) {
+        isHigh = high
+    }
 }

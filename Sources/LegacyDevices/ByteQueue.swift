@@ -12,10 +12,28 @@ struct ByteQueue: Sendable {
         storage = [UInt8](repeating: 0, count: max(1, capacity))
     }
 
+    /// Creates a queue holding at most `capacity` bytes that contains `contents`, oldest first;
+    /// bytes past the capacity are dropped (callers check the length first).
+    init(capacity: Int, contents: some Sequence<UInt8>) {
+        self.init(capacity: capacity)
+        for byte in contents {
+            guard push(byte) else { break }
+        }
+    }
+
     var capacity: Int { storage.count }
     var isEmpty: Bool { count == 0 }
     var isFull: Bool { count == storage.count }
     var freeSpace: Int { storage.count - count }
+
+    /// The bytes in the queue, oldest first.
+    var contents: [UInt8] {
+        (0..<count).map { i in
+            var index = head + i
+            if index >= storage.count { index -= storage.count }
+            return storage[index]
+        }
+    }
 
     /// The oldest byte, if any.
     var first: UInt8? { isEmpty ? nil : storage[head] }

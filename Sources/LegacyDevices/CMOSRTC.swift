@@ -32,7 +32,8 @@ public final class CMOSRTC: BusDevice {
     public static let centuryRegister: UInt8 = 0x32
 
     private let now: @Sendable () -> UnixTime
-    private let state: Mutex<CMOSState>
+    // Internal rather than private for CMOSRTC+Persist.swift.
+    let state: Mutex<CMOSState>
 
     /// Creates the CMOS with its memory-size bytes filled in.
     ///

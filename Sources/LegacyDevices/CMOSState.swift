@@ -67,7 +67,7 @@ struct CMOSState: Sendable {
     var latchedFlags: UInt8 = 0
 
     init(now: UnixTime) {
-        lastFlagCheck = now
+        lastFlagCheck = UnixTime(seconds: now.seconds, nanoseconds: min(max(now.nanoseconds, 0), 999_999_999))
         ram[Int(Register.a)] = RegA.initial
         ram[Int(Register.b)] = RegB.initial
         ram[Int(Register.d)] = Self.regD

@@ -10,7 +10,8 @@ import DeviceModel
 /// 0xFF → 511 (exit code 255), 0xFFFF_FFFF → −1 (exit code 255). Writes of other sizes or at
 /// other offsets are ignored; reads return all ones.
 ///
-/// Insert it with length 1 (QEMU iosize=1) or 4 (iosize=4).
+/// Insert it with length 1 (QEMU iosize=1) or 4 (iosize=4). It holds no state, so it has no
+/// saved state for snapshots.
 public final class DebugExit: BusDevice {
     /// Length of the port range as QEMU's default iosize (1); 4 works as well.
     public static let portRange: UInt64 = 1

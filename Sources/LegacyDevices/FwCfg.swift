@@ -62,13 +62,14 @@ public final class FwCfg: BusDevice {
     /// Longest file name, excluding the terminating NUL.
     public static let maxFileNameLength = 55
 
-    private struct File: Sendable {
+    // File, State and state are internal rather than private for FwCfg+Persist.swift.
+    struct File: Sendable {
         let name: [UInt8]
         let selector: UInt16
         let size: UInt32
     }
 
-    private struct State: Sendable {
+    struct State: Sendable {
         var items: [UInt16: [UInt8]] = [:]
         /// Files sorted by name (byte order), as QEMU sorts its directory.
         var files: [File] = []
@@ -103,7 +104,7 @@ public final class FwCfg: BusDevice {
         }
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     /// Creates the device with the fixed items.
     ///

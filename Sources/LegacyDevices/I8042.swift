@@ -23,9 +23,10 @@ public final class I8042: BusDevice {
     /// Offset of the status/command port (0x64).
     public static let commandOffset: UInt64 = 4
 
-    private let interrupt: any InterruptLine
+    // Internal rather than private for I8042+Persist.swift.
+    let interrupt: any InterruptLine
     private let machine: any MachineControl
-    private let state = Mutex(I8042State())
+    let state = Mutex(I8042Controller())
 
     /// Creates the controller.
     ///
@@ -98,7 +99,7 @@ public final class I8042: BusDevice {
     public func sendCtrlAltDel() -> Bool {
         state.withLock { state in
             guard state.scanning, state.keyboardQueue.freeSpace >= 4 else { return false }
-            let translated = state.config & I8042State.Config.translate != 0
+            let translated = state.config & I8042Controller.Config.translate != 0
             // Left Ctrl, left Alt, Delete (extended).
             let codes: [UInt8] = translated ? [0x1d, 0x38, 0xe0, 0x53] : [0x14, 0x11, 0xe0, 0x71]
             _ = state.injectKeyboardBytes(codes)
@@ -116,7 +117,7 @@ public final class I8042: BusDevice {
     }
 
     /// Runs `body` on the locked state (tests and invariant checks).
-    func withState<R>(_ body: (inout I8042State) -> R) -> R {
+    func withState<R>(_ body: (inout I8042Controller) -> R) -> R {
         state.withLock { body(&$0) }
     }
 }

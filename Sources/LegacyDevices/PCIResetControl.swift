@@ -15,10 +15,12 @@ public final class PCIResetControl: BusDevice {
     public static let portRange: UInt64 = 1
     /// Bit 2: reset the CPU when written as 1.
     public static let resetCPU: UInt8 = 0x04
-    private static let keptBits: UInt8 = 0x0a
+    /// Bits 1 (system reset) and 3 (full reset): what a write keeps.
+    static let keptBits: UInt8 = 0x0a
 
     private let machine: any MachineControl
-    private let value = Mutex<UInt8>(0)
+    // Internal rather than private for PCIResetControl+Persist.swift.
+    let value = Mutex<UInt8>(0)
 
     /// - Parameter machine: receives `.reset`.
     public init(machine: any MachineControl) {

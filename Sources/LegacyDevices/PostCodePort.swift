@@ -10,12 +10,13 @@ public final class PostCodePort: BusDevice {
     /// Length of the port range (0x80).
     public static let portRange: UInt64 = 1
 
-    private struct State: Sendable {
+    // State and state are internal rather than private for PostCodePort+Persist.swift.
+    struct State: Sendable {
         var lastCode: UInt8?
         var writeCount: UInt64 = 0
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
     private let onCode: (@Sendable (UInt8) -> Void)?
 
     /// - Parameter onCode: called for every code written, on the vCPU thread and without the

@@ -20,10 +20,11 @@ public final class Serial16550: BusDevice {
     /// Default capacity of the host-side input queue.
     public static let defaultInputCapacity = 4096
 
-    private let interrupt: any InterruptLine
+    // Internal rather than private for Serial16550+Persist.swift.
+    let interrupt: any InterruptLine
     private let output: any ConsoleOutput
-    private let inputSpaceAvailable: (@Sendable () -> Void)?
-    private let state: Mutex<UARTState>
+    let inputSpaceAvailable: (@Sendable () -> Void)?
+    let state: Mutex<UARTState>
 
     /// Creates a UART in its power-on state.
     ///

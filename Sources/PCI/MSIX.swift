@@ -28,10 +28,11 @@ public struct MSIXState: Sendable {
 
     /// Vectors in the table.
     public let vectorCount: Int
-    private var table: [UInt32]  // 4 dwords per entry
-    private var pending: [Bool]
-    public private(set) var enabled = false
-    public private(set) var functionMasked = false
+    // table, pending and the control bits are internal rather than private for MSIX+Persist.swift.
+    var table: [UInt32]  // 4 dwords per entry
+    var pending: [Bool]
+    public internal(set) var enabled = false
+    public internal(set) var functionMasked = false
 
     public init(vectorCount: Int) {
         precondition(vectorCount >= 1 && vectorCount <= 2048)

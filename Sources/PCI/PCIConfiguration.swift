@@ -41,19 +41,14 @@ public struct PCIConfiguration: Sendable {
         public var address: UInt64
 
         /// The low type bits of the register.
-        var typeBits: UInt64 {
-            switch kind {
-            case .memory32: return 0
-            case .memory64(let p): return 0b100 | (p ? 0b1000 : 0)
-            case .io: return 0b1
-            }
-        }
+        var typeBits: UInt64 { kind.typeBits }
     }
 
-    private var bytes = [UInt8](repeating: 0, count: size)
-    private var writable = [UInt8](repeating: 0, count: size)
+    // bytes, writable and bars are internal rather than private for PCIConfiguration+Persist.swift.
+    var bytes = [UInt8](repeating: 0, count: size)
+    private(set) var writable = [UInt8](repeating: 0, count: size)
     /// Registered BARs.
-    public private(set) var bars: [BAR] = []
+    public internal(set) var bars: [BAR] = []
     private var lastCapability = 0
     private var nextCapabilityOffset = 0x40
 
@@ -134,10 +129,15 @@ public struct PCIConfiguration: Sendable {
 
     // MARK: BARs
 
-    /// Adds a BAR of `size` bytes (a power of two ≥ 16) at `address`.
+    /// Adds a BAR of `size` bytes (a power of two ≥ 16) at `address`, which is aligned down to
+    /// the size and cut to the BAR's width (32 bits for `.memory32`, 16 for `.io`) as a guest
+    /// write would be, so that the BAR's address is always what its register reads.
     public mutating func addBAR(index: Int, size: UInt64, kind: BAR.Kind, address: UInt64) {
         precondition(size >= 16 && size & (size - 1) == 0, "BAR size must be a power of two")
-        let bar = BAR(index: index, size: size, kind: kind, address: address)
+        var aligned = address & ~(size - 1)
+        if case .memory32 = kind { aligned &= 0xffff_ffff }
+        if case .io = kind { aligned &= 0xffff }
+        let bar = BAR(index: index, size: size, kind: kind, address: aligned)
         bars.append(bar)
         storeBAR(bar)
     }
@@ -208,5 +208,16 @@ public struct PCIConfiguration: Sendable {
         lastCapability = offset
         nextCapabilityOffset = (offset + length + 3) & ~3
         return offset
+    }
+}
+
+extension PCIConfiguration.BAR.Kind {
+    /// The low type bits of a BAR register of this kind.
+    var typeBits: UInt64 {
+        switch self {
+        case .memory32: return 0
+        case .memory64(let p): return 0b100 | (p ? 0b1000 : 0)
+        case .io: return 0b1
+        }
     }
 }

@@ -1,4 +1,5 @@
 import DeviceModel
+import Synchronization
 
 /// A PCI function on Skiff's root bus.
 ///
@@ -24,14 +25,15 @@ extension PCIDevice {
 
 /// The host bridge at 00:00.0.
 public final class PCIHostBridge: PCIDevice, @unchecked Sendable {
-    private let config: PCIConfiguration
+    // Internal rather than private for PCIRoot+Persist.swift.
+    let config: Mutex<PCIConfiguration>
 
     public init() {
         // Red Hat, QEMU PCIe host bridge; class 06:00:00 (host bridge).
-        config = PCIConfiguration(vendor: 0x1b36, device: 0x0008, classCode: 0x06_00_00)
+        config = Mutex(PCIConfiguration(vendor: 0x1b36, device: 0x0008, classCode: 0x06_00_00))
     }
 
-    public func configRead(offset: Int, size: Int) -> UInt32 { config.read(offset: offset, size: size) }
+    public func configRead(offset: Int, size: Int) -> UInt32 { config.withLock { $0.read(offset: offset, size: size) } }
     public func configWrite(offset: Int, size: Int, value: UInt32) {}
     public var barMappings: (bars: [PCIConfiguration.BAR], memoryEnabled: Bool, ioEnabled: Bool) { ([], false, false) }
     public func barRead(index: Int, offset: UInt64, into data: UnsafeMutableRawBufferPointer) {}

@@ -14,6 +14,11 @@ public final class PCIRoot: @unchecked Sendable {
     private let allocator: Mutex<(next32: UInt64, end32: UInt64, next64: UInt64)>
     /// First GSI used for INTx (pins A–D of all slots share 8 GSIs).
     public let intxBaseGSI: UInt32
+    /// The host bridge in slot 0.
+    let hostBridge = PCIHostBridge()
+    /// Configuration mechanism #1's address register (0xCF8), shared by every set of
+    /// `configIODevices`.
+    let configAddress = Mutex<UInt32>(0)
 
     public enum Error: Swift.Error, CustomStringConvertible {
         case slotsFull
@@ -31,7 +36,8 @@ public final class PCIRoot: @unchecked Sendable {
         self.pioBus = pioBus
         self.intxBaseGSI = intxBaseGSI
         allocator = Mutex((mmio32Window.start, mmio32Window.start + mmio32Window.size, mmio64Start))
-        slots.withLock { $0[0] = PCIHostBridge() }
+        let bridge = hostBridge
+        slots.withLock { $0[0] = bridge }
     }
 
     /// The GSI of INTx pin `pin` (1 = INTA … 4 = INTD) of `slot`, with the usual swizzle.
@@ -102,44 +108,73 @@ public final class PCIRoot: @unchecked Sendable {
 
     /// Brings the bus mappings of `slot` in line with its BARs and command register.
     private func refreshMappings(slot: Int) {
-        guard let d = device(bus: 0, slot: slot, function: 0) else { return }
-        let state = d.barMappings
-        var changes: [(Int, UInt64?)] = []
+        refreshMappings(slots: [slot])
+    }
+
+    /// Brings the bus mappings of `slots` in line with their devices' BARs and command
+    /// registers: first every mapping that moves or goes is taken off its bus, then every BAR
+    /// that should be mapped and is not is placed, so BARs that trade places both land. A BAR
+    /// that would overlap another mapping is left unmapped (and its device told so).
+    private func refreshMappings(slots wanted: some Sequence<Int>) {
+        let targets = wanted.compactMap { slot in device(bus: 0, slot: slot, function: 0).map { (slot, $0, $0.barMappings) } }
+        var changes: [(any PCIDevice, Int, UInt64?)] = []
         mapped.withLock { all in
-            var current = all[slot] ?? [:]
-            for bar in state.bars {
-                let isIO: Bool
-                if case .io = bar.kind { isIO = true } else { isIO = false }
-                let enabled = isIO ? state.ioEnabled : state.memoryEnabled
-                let wanted: UInt64? = enabled && bar.address != 0 ? bar.address : nil
-                let existing = current[bar.index]
-                if existing?.address == wanted { continue }
-                let bus = isIO ? pioBus : mmioBus
-                if let existing {
-                    bus.remove(base: existing.address)
+            var removed = Set<[Int]>()
+            for (slot, _, state) in targets {
+                var current = all[slot] ?? [:]
+                for bar in state.bars {
+                    guard let existing = current[bar.index], existing.address != Self.wantedAddress(bar, state) else { continue }
+                    (existing.io ? pioBus : mmioBus).remove(base: existing.address)
                     current[bar.index] = nil
+                    removed.insert([slot, bar.index])
                 }
-                if let wanted {
-                    do {
-                        try bus.insert(BARWindow(device: d, index: bar.index), base: wanted, length: bar.size)
-                        current[bar.index] = (wanted, bar.size, isIO)
-                        changes.append((bar.index, wanted))
-                    } catch {
-                        changes.append((bar.index, nil))  // overlaps something: leave it unmapped
-                    }
-                } else if existing != nil {
-                    changes.append((bar.index, nil))
-                }
+                all[slot] = current
             }
-            all[slot] = current
+            for (slot, d, state) in targets {
+                var current = all[slot] ?? [:]
+                for bar in state.bars where current[bar.index] == nil {
+                    guard let address = Self.wantedAddress(bar, state) else {
+                        if removed.contains([slot, bar.index]) { changes.append((d, bar.index, nil)) }
+                        continue
+                    }
+                    let isIO = bar.kind == .io
+                    do {
+                        try (isIO ? pioBus : mmioBus).insert(BARWindow(device: d, index: bar.index), base: address, length: bar.size)
+                        current[bar.index] = (address, bar.size, isIO)
+                        changes.append((d, bar.index, address))
+                    } catch {
+                        changes.append((d, bar.index, nil))  // overlaps something: leave it unmapped
+                    }
+                }
+                all[slot] = current
+            }
         }
-        for (index, address) in changes { d.barMapped(index: index, at: address) }
+        for (d, index, address) in changes { d.barMapped(index: index, at: address) }
+    }
+
+    /// Where `bar` should be mapped: its address while its space is decoded, nil otherwise
+    /// (or while it is at 0, unprogrammed).
+    private static func wantedAddress(_ bar: PCIConfiguration.BAR, _ state: (bars: [PCIConfiguration.BAR], memoryEnabled: Bool, ioEnabled: Bool)) -> UInt64? {
+        let enabled = bar.kind == .io ? state.ioEnabled : state.memoryEnabled
+        return enabled && bar.address != 0 ? bar.address : nil
+    }
+
+    /// Maps every device's BARs where its configuration space says, as a guest write to the
+    /// BARs or command register would, and tells each device whose BAR moved
+    /// (`PCIDevice.barMapped`, which moves the virtio transport's ioeventfds). Call it after
+    /// restoring every device's configuration space (and `restoreState(_:)`).
+    ///
+    /// One difference from the history the guest made: if two enabled BARs overlap, the one
+    /// mapped first wins on the live machine, here the one in the lower slot.
+    public func remapAllBARs() {
+        refreshMappings(slots: 0..<32)
     }
 
     /// The configuration-mechanism-#1 devices: the address register at 0xCF8 (4 ports) and
     /// the data window at 0xCFC (4 ports). Accesses to 0xCF8–0xCFB that are not 32 bits wide
     /// are not the address register (as on a PC): they go to `narrowAccesses` (e.g. the 0xCF9
-    /// reset control), which sees offsets relative to 0xCF8.
+    /// reset control), which sees offsets relative to 0xCF8. The address register is the
+    /// root's own (it is part of the root's saved state), whichever pair of devices sets it.
     public func configIODevices(narrowAccesses: (any BusDevice)? = nil) -> (address: any BusDevice, data: any BusDevice) {
         let io = PCIConfigIO(root: self, narrow: narrowAccesses)
         return (PCIConfigAddressPort(io: io), PCIConfigDataPort(io: io))
@@ -165,7 +200,6 @@ final class BARWindow: BusDevice, @unchecked Sendable {
 final class PCIConfigIO: @unchecked Sendable {
     private let root: PCIRoot
     private let narrow: (any BusDevice)?
-    private let address = Mutex<UInt32>(0)
 
     init(root: PCIRoot, narrow: (any BusDevice)?) {
         self.root = root
@@ -177,7 +211,7 @@ final class PCIConfigIO: @unchecked Sendable {
             narrow?.read(offset: offset, into: data)
             return
         }
-        data.storeBytes(of: address.withLock { $0 }.littleEndian, as: UInt32.self)
+        data.storeBytes(of: root.configAddress.withLock { $0 }.littleEndian, as: UInt32.self)
     }
 
     func writeAddress(offset: UInt64, from data: UnsafeRawBufferPointer) {
@@ -185,7 +219,7 @@ final class PCIConfigIO: @unchecked Sendable {
             narrow?.write(offset: offset, from: data)
             return
         }
-        address.withLock { $0 = data.loadUnaligned(as: UInt32.self) & 0x80ff_fffc }
+        root.configAddress.withLock { $0 = data.loadUnaligned(as: UInt32.self) & 0x80ff_fffc }
     }
 
     func readData(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
@@ -202,7 +236,7 @@ final class PCIConfigIO: @unchecked Sendable {
     }
 
     private func target(byteOffset: Int) -> (Int, Int, Int, Int)? {
-        let a = address.withLock { $0 }
+        let a = root.configAddress.withLock { $0 }
         guard a & 0x8000_0000 != 0 else { return nil }
         return (Int((a >> 16) & 0xff), Int((a >> 11) & 0x1f), Int((a >> 8) & 0x7), Int(a & 0xfc) + byteOffset)
     }

@@ -95,7 +95,7 @@ struct GuestFuzzer {
             default: fuzz.access(kbc, favouring: [0, 4])
             }
             let ok = kbc.withState { s -> Bool in
-                guard s.keyboardQueue.count <= I8042State.keyboardQueueCapacity, s.ram.count == 32 else { return false }
+                guard s.keyboardQueue.count <= I8042Controller.keyboardQueueCapacity, s.ram.count == 32 else { return false }
                 guard s.status & 0x02 == 0, (s.status & 0x01 != 0) == (s.visibleOutput != nil) else { return false }
                 return s.line.isHigh == s.interruptAsserted && line.isHigh == s.interruptAsserted
             }

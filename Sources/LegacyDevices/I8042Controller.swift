@@ -4,7 +4,7 @@ import DeviceModel
 /// auxiliary (mouse) device.
 ///
 /// Pure state, no locking: `I8042` keeps one inside a `Mutex`.
-struct I8042State: Sendable {
+struct I8042Controller: Sendable {
     /// Controller commands written to port 0x64.
     enum Command {
         static let readRAMFirst: UInt8 = 0x20  // 0x20 reads the command byte (CTR)
@@ -102,7 +102,7 @@ struct I8042State: Sendable {
     /// A controller reply (self test, CTR read, ...) waiting in the output buffer; it is read
     /// before any keyboard byte and a newer reply replaces an unread one.
     var controllerReply: UInt8?
-    var keyboardQueue = ByteQueue(capacity: I8042State.keyboardQueueCapacity)
+    var keyboardQueue = ByteQueue(capacity: I8042Controller.keyboardQueueCapacity)
     /// The last byte the guest read from port 0x60 (what the output buffer reads when empty).
     var lastOutput: UInt8 = 0
     /// Controller command waiting for its data byte on port 0x60.
@@ -289,7 +289,7 @@ struct I8042State: Sendable {
     /// Back to power-on state.
     mutating func reset() {
         let line = self.line
-        self = I8042State()
+        self = I8042Controller()
         self.line = line
     }
 }
