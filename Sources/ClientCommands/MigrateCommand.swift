@@ -53,9 +53,8 @@ public struct MigrateCommand: ParsableCommand {
             let reply: ControlReply
             do {
                 reply = try ControlClient(path: monitor.apiSocket).send(.migrationStatus, timeout: 10)
-            } catch let e where e.code == .transport {
-                // The source monitor exits once the target runs the VM.
-                throw ClientFailure("lost the source monitor before the migration finished: \(e.message)")
+            } catch {
+                throw ClientFailure(error.code == .transport ? "lost the source monitor before the migration finished: \(error.message)" : error.message)
             }
             guard case .migration(let p) = reply else { throw ClientFailure("unexpected reply") }
             switch p.phase {

@@ -140,19 +140,18 @@ extension PlatformDevices {
     }
 
     private func restoreSpecificAfterActivation(_ device: any VirtioDevice, _ specific: VirtioSpecificState) throws(DeviceStateError) {
-        do {
+        do throws(VirtioDeviceError) {
             switch (device, specific) {
             case (let d as VirtioNet, .net(let heads)):
                 if !heads.isEmpty { try d.restoreHeldReceiveChains(heads) }
             case (let d as VirtioVsock, .vsock(let head)):
                 if d.isActive { try d.restoreAfterSnapshot(heldReceiveChain: head) }
-            case (let d as VirtioBalloon, .balloon(let b)):
-                try d.restoreHeldStatistics(b)
             default:
-                return
+                break
             }
         } catch {
             throw DeviceStateError("virtio", error.message)
         }
+        if case (let d as VirtioBalloon, .balloon(let b)) = (device, specific) { try d.restoreHeldStatistics(b) }
     }
 }

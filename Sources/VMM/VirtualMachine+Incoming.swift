@@ -1,6 +1,7 @@
 import ArchX86
 import CKVM
 import ControlProtocol
+import DeviceModel
 import GuestMemory
 import KVM
 import Migration
@@ -33,7 +34,7 @@ extension VirtualMachine {
         } catch {
             throw VMError(error.description)
         }
-        do {
+        do throws(VMError) {
             return try receive(over: connection, options: options, console: console, kvmPath: kvmPath)
         } catch {
             connection.abort(error.message)

@@ -207,7 +207,7 @@ extension VirtualMachine: ControlTarget {
             var released = false
             do throws(VMError) {
                 let last = try machine.takeDirtyPages()
-                do {
+                do throws(MigrationError) {
                     _ = try sendPages(last, memory: machine.memory, over: connection, session: session, limit: nil)
                 } catch {
                     throw fail(error)
@@ -220,12 +220,12 @@ extension VirtualMachine: ControlTarget {
                 try devices.virtio.releaseDisks()
                 released = true
                 let sentPages = session.progress.withLock { $0.pagesSent }
-                do {
+                do throws(MigrationError) {
                     try connection.send(.state, stateBytes)
                     try connection.send(.complete, value: MigrationComplete(pagesSent: sentPages, diskBytesSent: 0))
                     connection.timeout = 60
                     let ready = try connection.receive()
-                    guard ready.kind == .ready else { throw MigrationError.malformed("expected ready, got \(ready.kind)") }
+                    guard ready.kind == .ready else { throw .malformed("expected ready, got \(ready.kind)") }
                 } catch {
                     throw fail(error)
                 }
