@@ -49,6 +49,7 @@
 #include "io.h"
 #include "lapic.h"
 #include "multiboot.h"
+#include "pic.h"
 #include "print.h"
 #include "serial.h"
 #include "string.h"
@@ -256,6 +257,7 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
 
     idt_init();
     idt_set_handler(VEC_TICK, on_tick);
+    pic_remap(VEC_PIC_BASE, VEC_PIC2_BASE); /* firmware may have IRQ0 on vector 8; all masked */
     lapic_enable(VEC_LAPIC_SPURIOUS);
     if (clock_calibrate(50, 1, &cal) != 0)
         test_fail("TSC calibration against PIT channel 2 failed");
