@@ -20,8 +20,7 @@
 # ... with no gap and no repeat, at least one from each side, no FAIL line, and hashes equal
 # to a recomputation (when the last seq is at most 3,000,000). Prints one summary line:
 #   snapshot-check ok: seq <last before> -> <first after> (K=<k>, <n> hashes recomputed),
-#   state <bytes> bytes,
-#   save <ms> ms (downtime <ms> ms), restore to first line <ms> ms
+#   state <bytes> bytes, save <ms> ms (downtime <ms> ms), restore to first line <ms> ms
 # Exit status 0 if the check passed, 1 if it failed, 2 on a setup problem.
 # Needs qemu-system-x86_64 and python3; builds the kit first.
 set -u
@@ -47,7 +46,7 @@ while getopts "a:M:m:c:b:n:t:kV" opt; do
         t) timeout_s=$OPTARG ;;
         k) keep=1 ;;
         V) vmgenid=1 ;;
-        *) sed -n '2,27p' "$0"; exit 2 ;;
+        *) sed -n '2,26p' "$0"; exit 2 ;;
     esac
 done
 if [ -z "$accel" ]; then
