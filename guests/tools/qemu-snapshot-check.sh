@@ -46,7 +46,7 @@ while getopts "a:M:m:c:b:n:t:kV" opt; do
         t) timeout_s=$OPTARG ;;
         k) keep=1 ;;
         V) vmgenid=1 ;;
-        *) sed -n '2,26p' "$0"; exit 2 ;;
+        *) sed -n '2,25p' "$0"; exit 2 ;;
     esac
 done
 if [ -z "$accel" ]; then
