@@ -41,7 +41,7 @@ work=$(mktemp -d /tmp/skiff-guests.XXXXXX)
 printf 'kit-module-data\n' > "$work/module.txt"
 printf 'second\000module' > "$work/module2.bin"
 # 1 MiB disks for the virtio-blk guests; sector 0 starts with a marker string.
-for d in disk disk-ro disk-hostile; do
+for d in disk disk-ro disk-hostile disk-seq; do
     { printf 'SKIFF-BLK-HOST-DATA'; head -c $((1048576 - 19)) /dev/zero; } > "$work/$d.img"
 done
 VBLK="-device virtio-blk-pci,drive=d0,disable-legacy=on,serial=qemu-disk"
@@ -49,7 +49,8 @@ B=build
 
 # case NAME MACHINE KERNEL EXPECTED_STATUS "QEMU ARGS" "REGEX;REGEX;..." [stdin-line]
 # Regexes are grep -E patterns that must each match a line; a pattern starting with
-# '!' must match no line. A stdin line is typed into the serial port after "ready".
+# '!' must match no line. A stdin line is typed into the serial port after "ready" (or
+# "<name> ready") is printed.
 cases=()
 case_def() { cases+=("$(printf '%s\x1f' "$@")"); }
 
@@ -94,6 +95,35 @@ case_def virtio-blk-ro pc $B/virtio-blk.elf 33 "-append mode=ro -drive file=$wor
 case_def virtio-blk-hostile pc $B/virtio-blk-hostile.elf 33 "-drive file=$work/disk-hostile.img,if=none,id=d0,format=raw $VBLK" \
     "^bad read-at-capacity -> status 1$;^chain loop -> needs-reset$;^hostile requests [0-9]+ chains 19$;^SKIFF-TEST PASS virtio-blk-hostile$"
 case_def virtio-rng-q35 q35 $B/virtio-rng.elf 33 "-device virtio-rng-pci,disable-legacy=on" "^rng bytes [0-9a-f]{32}$;^SKIFF-TEST PASS virtio-rng$"
+case_def virtio-rng-wait-key pc $B/virtio-rng.elf 33 "-append wait-key=1 -device virtio-rng-pci,disable-legacy=on" \
+    "^virtio-rng ready$;^rng bytes [0-9a-f]{32}$;^SKIFF-TEST PASS virtio-rng$" "k"
+case_def virtio-blk-seq pc $B/virtio-blk.elf 33 "-append 'mode=seq count=40 wait-key=1' -drive file=$work/disk-seq.img,if=none,id=d0,format=raw $VBLK" \
+    "^virtio-blk ready$;^blk seq=16$;^blk seq=32$;!^blk seq=40$;^blk done count=40$;^SKIFF-TEST PASS virtio-blk$" "k"
+# workload: the hashes are FNV-1a over (s, page) with splitmix64 page choice (src/workload.c).
+case_def workload pc $B/workload.elf 33 "-append 'report=1000 stop=5000'" \
+    "^WL tsc-khz=[1-9][0-9]* pages=2048 dirty=max$;^WL seq=1000 hash=af4cc0c335ed01c2$;^WL verify seq=4000 ok$;^WL seq=5000 hash=377188ae869a66d0$;^WL verify seq=5000 ok$;^SKIFF-TEST PASS workload$"
+case_def workload-paced q35 $B/workload.elf 33 "-append 'mib=4 dirty=400 report=100 stop=200'" \
+    "^WL tsc-khz=[1-9][0-9]* pages=1024 dirty=400$;^WL seq=100 hash=1cf3ae32abfd04fa$;^WL seq=200 hash=226bff7db4768c9a$;^WL verify seq=200 ok$;^SKIFF-TEST PASS workload$"
+case_def workload-idle pc $B/workload.elf 33 "-append 'dirty=0 stop=4 wait=poll'" \
+    "dirty=0$;^WL heartbeat n=1$;^WL heartbeat n=4$;!^WL heartbeat n=5$;^WL verify seq=0 ok$;!^WL seq=;^SKIFF-TEST PASS workload$"
+case_def workload-too-big pc $B/workload.elf 35 "-append mib=64" "^SKIFF-TEST FAIL workload: region 0x1000000-0x5000000 does not fit"
+case_def smp-ipi-1 pc $B/smp-ipi.elf 33 "-smp 1 -append 'report=50 stop=200'" "^IPI cpus=1 apic ids 0$;^IPI round=50 counts=50$;^IPI round=200 counts=200$;^SKIFF-TEST PASS smp-ipi$"
+case_def smp-ipi-2 pc $B/smp-ipi.elf 33 "-smp 2 -append stop=300" "^IPI cpus=2 apic ids 0 1$;^IPI round=100 counts=100,100$;^IPI round=300 counts=300,300$;^SKIFF-TEST PASS smp-ipi$"
+case_def smp-ipi-4 q35 $B/smp-ipi.elf 33 "-smp 4 -append stop=300" "^IPI cpus=4 apic ids 0( [1-3]){3}$;^IPI round=300 counts=300,300,300,300$;^SKIFF-TEST PASS smp-ipi$"
+case_def smp-ipi-lost pc $B/smp-ipi.elf 35 "-smp 2 -append drop=120" "^IPI round=100 counts=100,100$;^SKIFF-TEST FAIL smp-ipi: token lost at round 120$"
+case_def lapic-timer pc $B/lapic-timer.elf 33 "-append delay-ms=700" \
+    "^TIMER tsc-khz=[1-9][0-9]* lapic-khz=[1-9][0-9]*$;^TIMER armed mode=oneshot delay-ms=700$;^TIMER fired$;^TIMER elapsed-ms=[0-9]+$;^SKIFF-TEST PASS lapic-timer$"
+if [ "$accel" = kvm ]; then
+    case_def lapic-timer-deadline q35 $B/lapic-timer.elf 33 "-cpu qemu64,+tsc-deadline -append mode=tsc-deadline" \
+        "^TIMER armed mode=tsc-deadline delay-ms=1500$;^TIMER fired$;^SKIFF-TEST PASS lapic-timer$"
+else # TCG has no TSC-deadline timer: the guest must say so
+    case_def lapic-timer-deadline q35 $B/lapic-timer.elf 35 "-append mode=tsc-deadline" \
+        "^SKIFF-TEST FAIL lapic-timer: mode=tsc-deadline but CPUID.01H:ECX\[24\] \(TSC-deadline timer\) is 0$"
+fi
+case_def vmgenid-none pc $B/vmgenid.elf 33 "" "^VMGENID none$;^SKIFF-TEST PASS vmgenid$"
+case_def vmgenid-required pc $B/vmgenid.elf 35 "-append require=1" "^VMGENID none$;^SKIFF-TEST FAIL vmgenid: no VM_GEN_COUNTER device"
+case_def vmgenid-qemu pc $B/vmgenid.elf 33 "-device vmgenid,guid=01234567-89ab-cdef-0123-456789abcdef -append stop=changes:0" \
+    "^VMGENID table=SSDT form=qemu-vgia$;^VMGENID addr=0x[0-9a-f]+ guid=67452301ab89efcd0123456789abcdef$;^SKIFF-TEST PASS vmgenid$"
 
 if [ "$list" = 1 ]; then
     for c in "${cases[@]}"; do IFS=$'\x1f' read -r name machine kernel _ <<< "$c"; echo "$name ($machine, $kernel)"; done
@@ -121,7 +151,7 @@ for c in "${cases[@]}"; do
         qpid=$!
         exec 3> "$fifo"
         for _ in $(seq 1 $((timeout_s * 10))); do
-            grep -qE '(^|\.\.)ready$' "$log" 2> /dev/null && break
+            grep -qE '(^|\.\.| )ready$' "$log" 2> /dev/null && break
             kill -0 $qpid 2> /dev/null || break
             sleep 0.1
         done

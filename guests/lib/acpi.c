@@ -268,3 +268,159 @@ unsigned acpi_madt_cpus(const struct acpi_header *madt)
     }
     return cpus;
 }
+
+/* ---- VM Generation ID ----------------------------------------------------------------- */
+
+/* PkgLength at aml[pos] (pos < len): its value (counted from aml[pos]) and its own size. */
+static int aml_pkg_length(const uint8_t *aml, uint32_t len, uint32_t pos, uint32_t *value, uint32_t *size)
+{
+    if (pos >= len)
+        return -1;
+    uint32_t follow = aml[pos] >> 6;
+    if (follow > len - pos - 1)
+        return -1;
+    uint32_t v;
+    if (follow == 0) {
+        v = aml[pos] & 0x3fu;
+    } else {
+        v = aml[pos] & 0x0fu;
+        for (uint32_t k = 0; k < follow; k++)
+            v |= (uint32_t)aml[pos + 1 + k] << (4 + 8 * k);
+    }
+    *value = v;
+    *size = 1 + follow;
+    return 0;
+}
+
+/* One ComputationalData integer (ZeroOp, OneOp, OnesOp, Byte/Word/DWord/QWordPrefix) at
+ * aml[*pos] that fits 32 bits (OnesOp counts as 0xffffffff); advances *pos. */
+static int aml_integer32(const uint8_t *aml, uint32_t len, uint32_t *pos, uint32_t *value)
+{
+    uint32_t p = *pos;
+    if (p >= len)
+        return -1;
+    uint8_t op = aml[p++];
+    uint32_t size;
+    switch (op) {
+    case 0x00: *value = 0; *pos = p; return 0;
+    case 0x01: *value = 1; *pos = p; return 0;
+    case 0xff: *value = 0xffffffffu; *pos = p; return 0;
+    case 0x0a: size = 1; break;
+    case 0x0b: size = 2; break;
+    case 0x0c: size = 4; break;
+    case 0x0e: size = 8; break;
+    default: return -1;
+    }
+    if (size > len - p)
+        return -1;
+    uint32_t v = 0;
+    for (uint32_t i = 0; i < size; i++) {
+        if (i >= 4 && aml[p + i])
+            return -1; /* a QWord above 32 bits is not a half of an address */
+        if (i < 4)
+            v |= (uint32_t)aml[p + i] << (8 * i);
+    }
+    *value = v;
+    *pos = p + size;
+    return 0;
+}
+
+/* DeviceOp (0x5B 0x82) at aml[pos] whose PkgLength fits in `end`: returns 0 with the first
+ * byte after the PkgLength and the end of the device. */
+static int aml_device_at(const uint8_t *aml, uint32_t end, uint32_t pos, uint32_t *body, uint32_t *dev_end)
+{
+    if (pos + 2 >= end || aml[pos] != 0x5b || aml[pos + 1] != 0x82)
+        return -1;
+    uint32_t plen, psize;
+    if (aml_pkg_length(aml, end, pos + 2, &plen, &psize) != 0 || plen < psize || plen > end - (pos + 2))
+        return -1;
+    *body = pos + 2 + psize;
+    *dev_end = pos + 2 + plen;
+    return 0;
+}
+
+/* Name(_CID or _HID, "VM_GEN_COUNTER") at aml[pos]; the string in any letter case
+ * (Microsoft's spec and QEMU write "VM_Gen_Counter"). */
+#define VMGENID_ID_LENGTH 21
+static int aml_vmgenid_id_at(const uint8_t *aml, uint32_t end, uint32_t pos)
+{
+    static const char id[] = "\x0dVM_GEN_COUNTER"; /* StringPrefix, string, then NUL */
+    if (end < VMGENID_ID_LENGTH || pos > end - VMGENID_ID_LENGTH || aml[pos] != 0x08)
+        return 0;
+    if (memcmp(aml + pos + 1, "_CID", 4) != 0 && memcmp(aml + pos + 1, "_HID", 4) != 0)
+        return 0;
+    for (uint32_t i = 0; i < 16; i++) {
+        uint8_t c = aml[pos + 5 + i];
+        if (c >= 'a' && c <= 'z')
+            c = (uint8_t)(c - 'a' + 'A');
+        if (c != (uint8_t)id[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Name(ADDR, Package(2){low, high}) at aml[pos], inside `end`. */
+static int aml_addr_package_at(const uint8_t *aml, uint32_t end, uint32_t pos, uint64_t *addr)
+{
+    if (pos + 6 >= end || aml[pos] != 0x08 || memcmp(aml + pos + 1, "ADDR", 4) != 0 || aml[pos + 5] != 0x12)
+        return -1;
+    uint32_t p = pos + 6, plen, psize;
+    if (aml_pkg_length(aml, end, p, &plen, &psize) != 0 || plen > end - p)
+        return -1;
+    uint32_t pkg_end = p + plen;
+    p += psize;
+    if (p >= pkg_end || aml[p] != 0x02) /* NumElements */
+        return -1;
+    p++;
+    uint32_t lo, hi;
+    if (aml_integer32(aml, pkg_end, &p, &lo) != 0 || aml_integer32(aml, pkg_end, &p, &hi) != 0)
+        return -1;
+    *addr = ((uint64_t)hi << 32) | lo;
+    return 0;
+}
+
+/* Name(ADDR, ...) directly in the device [body, dev_end): nested devices are skipped. */
+static int aml_device_addr(const uint8_t *aml, uint32_t body, uint32_t dev_end, uint64_t *addr)
+{
+    for (uint32_t j = body; j < dev_end; j++) {
+        uint32_t nb, ne;
+        if (aml_device_at(aml, dev_end, j, &nb, &ne) == 0) {
+            j = ne - 1;
+            continue;
+        }
+        if (aml_addr_package_at(aml, dev_end, j, addr) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+int acpi_aml_find_vmgenid(const uint8_t *aml, uint32_t len, uint64_t *addr)
+{
+    int found_device = 0;
+    for (uint32_t c = 0; c < len; c++) {
+        if (!aml_vmgenid_id_at(aml, len, c))
+            continue;
+        /* The devices around the Name, innermost (latest start) first. */
+        for (uint32_t d = c; d-- > 0;) {
+            uint32_t body, dev_end;
+            if (aml_device_at(aml, len, d, &body, &dev_end) != 0 || body > c || dev_end < c + VMGENID_ID_LENGTH)
+                continue;
+            found_device = 1;
+            if (aml_device_addr(aml, body, dev_end, addr) == 0)
+                return 0;
+        }
+    }
+    return found_device ? -2 : -1;
+}
+
+int acpi_aml_find_name_dword(const uint8_t *aml, uint32_t len, const char *name, uint32_t *value)
+{
+    for (uint32_t i = 0; len >= 10 && i <= len - 10; i++) {
+        if (aml[i] == 0x08 && memcmp(aml + i + 1, name, 4) == 0 && aml[i + 5] == 0x0c) {
+            *value = (uint32_t)aml[i + 6] | ((uint32_t)aml[i + 7] << 8) | ((uint32_t)aml[i + 8] << 16) |
+                     ((uint32_t)aml[i + 9] << 24);
+            return 0;
+        }
+    }
+    return -1;
+}

@@ -79,4 +79,17 @@ int acpi_gas_write(const struct acpi_gas *gas, uint32_t value);
 /* Counts enabled processors (Local APIC and x2APIC entries) in a MADT. */
 unsigned acpi_madt_cpus(const struct acpi_header *madt);
 
+/* VM Generation ID (Microsoft's vmgenid spec, as Firecracker-style VMMs expose it): in
+ * `aml` (`len` bytes, a table without its header), finds a device (DeviceOp 0x5B 0x82)
+ * whose scope holds Name(_CID or _HID, "VM_GEN_COUNTER") (any letter case: Microsoft's
+ * spec and QEMU spell it "VM_Gen_Counter") and, directly in that device
+ * (not in a nested one), Name(ADDR, Package(2){low32, high32}) with each element a
+ * ZeroOp, OneOp, OnesOp (0xffffffff) or Byte/Word/DWord/QWordPrefix integer below 2^32.
+ * The innermost device around the Name is tried first. Returns 0 with the GUID's
+ * guest-physical address, -1 without such a device, -2 if no device has a usable ADDR.
+ * Never reads past `len`. */
+int acpi_aml_find_vmgenid(const uint8_t *aml, uint32_t len, uint64_t *addr);
+/* First Name(<name>, DWordConst) in `aml`: 0 and its value, or -1 (QEMU's VGIA). */
+int acpi_aml_find_name_dword(const uint8_t *aml, uint32_t len, const char *name, uint32_t *value);
+
 #endif

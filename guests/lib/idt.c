@@ -53,6 +53,11 @@ void idt_init(void)
         g->offset_hi = (uint16_t)(off >> 16);
 #endif
     }
+    idt_load();
+}
+
+void idt_load(void)
+{
     struct idt_pointer p = { sizeof(idt) - 1, (uintptr_t)idt };
     __asm__ volatile("lidt %0" : : "m"(p));
 }

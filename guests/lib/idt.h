@@ -30,6 +30,8 @@ typedef void (*isr_handler_t)(struct isr_frame *frame);
 
 /* Fills all 256 gates and loads the IDT. Interrupts stay disabled. */
 void idt_init(void);
+/* Loads the (already filled) IDT on the calling CPU, e.g. on an AP after the BSP's idt_init(). */
+void idt_load(void);
 void idt_set_handler(uint8_t vector, isr_handler_t fn);
 /* Called from the assembly stubs. */
 void isr_dispatch(struct isr_frame *frame);

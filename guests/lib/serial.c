@@ -34,3 +34,10 @@ void serial_puts(const char *s)
     while (*s)
         serial_putc(*s++);
 }
+
+uint8_t serial_wait_byte(void)
+{
+    while (!(inb(COM1_PORT + UART_LSR) & UART_LSR_DR))
+        cpu_pause();
+    return inb(COM1_PORT + UART_RBR);
+}

@@ -22,5 +22,8 @@ void serial_init(void);
 void serial_putc(char c);
 void serial_write(const char *s, uint32_t len);
 void serial_puts(const char *s);
+/* Waits, without a bound and printing nothing, until COM1 has received a byte (LSR data
+ * ready: one port read and a pause per iteration), then reads and returns it. */
+uint8_t serial_wait_byte(void);
 
 #endif

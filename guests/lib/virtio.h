@@ -182,7 +182,9 @@ void virtq_kick(struct virtq *q);
 void virtq_notify(struct virtq *q);
 /* Takes one used element if there is one: returns 1 and frees its chain, else 0. */
 int virtq_get_used(struct virtq *q, uint32_t *id, uint32_t *len);
-/* Waits up to `timeout_ms` (TSC-estimated) for a used element. 0 on success, -1 on timeout. */
+/* Waits up to `timeout_ms` (TSC-estimated) for a used element. 0 on success, -1 on timeout.
+ * The ring is read once more after the deadline, so a pause of the VM during the wait
+ * does not fail a request that completed. */
 int virtq_wait_used(struct virtq *q, uint32_t *id, uint32_t *len, uint32_t timeout_ms);
 /* used.idx as the device last wrote it. */
 uint16_t virtq_used_idx(const struct virtq *q);

@@ -18,7 +18,19 @@
  * DISCARD may fail with IOERR or do nothing, a FLUSH must succeed:
  *   readonly discard status <0|1>
  *   readonly writes refused
- * and passes. */
+ * and passes.
+ * mode=seq count=N: a continuous writer. Sector k (k = 1..N, N < capacity) gets one
+ * 512-byte write request whose first 8 bytes are k (little-endian) and whose byte i
+ * (8 <= i < 512) is (k * 251 + i * 17 + 0x5a) & 0xff; a FLUSH follows every 16th write
+ * and the last one:
+ *   blk seq=<k>                     (k = 16, 32, ...: after that FLUSH completed)
+ *   blk done count=<N>              (after the final FLUSH)
+ * and passes. Requests are synchronous (one in flight), so a pause between any two
+ * instructions is harmless as long as the device completes in-flight requests first.
+ * wait-key=1 (any mode): after DRIVER_OK and the first line, prints
+ *   virtio-blk ready
+ * then polls COM1 (LSR data ready) until one byte arrives, discards it and goes on; so a
+ * host can snapshot a set-up driver before the device is used. */
 #include "io.h"
 #include "multiboot.h"
 #include "print.h"
@@ -112,6 +124,40 @@ static void run_rw(struct virtio_dev *dev)
     kprintf("flushed\n");
 }
 
+static void seq_sector(uint32_t k)
+{
+    uint64_t k64 = k;
+    memcpy(buf, &k64, 8);
+    uint8_t v = (uint8_t)(k * 251 + 8 * 17 + 0x5a);
+    for (uint32_t i = 8; i < 512; i++, v = (uint8_t)(v + 17))
+        buf[i] = v;
+}
+
+static void run_seq(struct virtio_dev *dev, uint64_t capacity, uint32_t count)
+{
+    if (dev->features & VIRTIO_BLK_F_RO)
+        test_fail("mode=seq on a read-only disk");
+    if (!(dev->features & VIRTIO_BLK_F_FLUSH))
+        test_fail("FLUSH not offered");
+    if (count == 0 || count >= capacity)
+        test_fail("count=%u must be 1..%llu (the capacity less sector 0)", count, (unsigned long long)capacity - 1);
+    for (uint32_t k = 1; k <= count; k++) {
+        seq_sector(k);
+        int st = vblk_request(&vq, VIRTIO_BLK_T_OUT, k, buf, 512, 0, 0);
+        if (st != VIRTIO_BLK_S_OK)
+            test_fail("write sector %u: status %d", k, st);
+        if (k % 16 == 0 || k == count) {
+            st = vblk_request(&vq, VIRTIO_BLK_T_FLUSH, 0, 0, 0, 0, 0);
+            if (st != VIRTIO_BLK_S_OK)
+                test_fail("flush after sector %u: status %d", k, st);
+            if (k % 16 == 0)
+                kprintf("blk seq=%u\n", k);
+        }
+    }
+    kprintf("blk done count=%u\n", count);
+    test_pass();
+}
+
 static void run_ro(struct virtio_dev *dev)
 {
     if (!(dev->features & VIRTIO_BLK_F_RO))
@@ -142,6 +188,13 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
     const char *mode = cmdline_find(cmdline, 256, "mode");
     const char *end = cmdline_find(cmdline, 256, "end");
     int read_only = mode && strncmp(mode, "ro", 2) == 0;
+    int seq = mode && strncmp(mode, "seq", 3) == 0;
+    uint32_t count = 0, wait_key = 0;
+    const char *v;
+    if (seq && (!(v = cmdline_find(cmdline, 256, "count")) || parse_u32(v, &count) != 0))
+        test_fail("mode=seq needs count=N");
+    if ((v = cmdline_find(cmdline, 256, "wait-key")) && parse_u32(v, &wait_key) != 0)
+        test_fail("bad wait-key=%s", v);
 
     struct virtio_dev dev;
     int r = virtio_find(VIRTIO_ID_BLOCK, 0, &dev);
@@ -155,6 +208,12 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
     uint64_t capacity = virtio_cfg_read64(&dev, VIRTIO_BLK_CFG_CAPACITY);
     kprintf("virtio-blk 00:%02x.%u capacity %llu ro %d features 0x%llx\n", dev.pci.slot, dev.pci.func,
             (unsigned long long)capacity, (dev.features & VIRTIO_BLK_F_RO) ? 1 : 0, (unsigned long long)dev.features);
+    if (wait_key) {
+        kprintf("virtio-blk ready\n");
+        serial_wait_byte();
+    }
+    if (seq)
+        run_seq(&dev, capacity, count);
     if (capacity < 24)
         test_fail("capacity %llu is below the 24 sectors this test uses", (unsigned long long)capacity);
 

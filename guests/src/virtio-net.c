@@ -6,7 +6,10 @@
  *   2. a UDP datagram "skiff-ping" from port 40000 to host:port=<n>; waits for a short
  *      reply datagram and then a big one of big=<n> bytes (default 4000) whose byte i is
  *      (i * 7 + 3) & 0xff, which spans several mergeable buffers when the host's MTU allows.
- * Command line: ip=A.B.C.D host=A.B.C.D port=N [big=N] [csum=1]
+ * Command line: ip=A.B.C.D host=A.B.C.D port=N [big=N] [csum=1] [wait-key=1]
+ * wait-key=1: after DRIVER_OK (queues set up, receive buffers posted) and the first line,
+ * prints `virtio-net ready`, then polls COM1 (LSR data ready) until one byte arrives, discards it
+ * and goes on: a host can snapshot a set-up driver before the device is used.
  * Output:
  *   virtio-net 00:<slot>.0 mac <mac> link <0|1> features 0x<negotiated>
  *   arp reply from <host mac>
@@ -264,6 +267,9 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
         test_fail("big=%u is too large", big);
     if (cmdline_find(cmdline, 512, "csum"))
         parse_u32(cmdline_find(cmdline, 512, "csum"), &csum);
+    uint32_t wait_key = 0;
+    if (cmdline_find(cmdline, 512, "wait-key") && parse_u32(cmdline_find(cmdline, 512, "wait-key"), &wait_key) != 0)
+        test_fail("bad wait-key=");
 
     struct virtio_dev dev;
     int r = virtio_find(VIRTIO_ID_NET, 0, &dev);
@@ -294,6 +300,10 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
             (unsigned long long)dev.features);
     if (!(link & VIRTIO_NET_S_LINK_UP))
         test_fail("link is down");
+    if (wait_key) {
+        kprintf("virtio-net ready\n");
+        serial_wait_byte();
+    }
 
     /* 1. ARP for the host. */
     static const uint8_t broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };

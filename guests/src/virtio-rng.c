@@ -7,7 +7,10 @@
  *   virtio-rng 00:<slot>.0 features 0x<negotiated>
  *   rng bytes <first 16 bytes of the first read, hex>
  *   rng msix interrupts <n>
- * Fails if a read is short, all zero, or both reads are equal, or no interrupt arrives. */
+ * Fails if a read is short, all zero, or both reads are equal, or no interrupt arrives.
+ * wait-key=1: after DRIVER_OK (queue and MSI-X set up) prints `virtio-rng ready`, then
+ * polls COM1 (LSR data ready, interrupts off) until one byte arrives, discards it and goes
+ * on: a host can snapshot a set-up driver before the device is used. */
 #include "idt.h"
 #include "io.h"
 #include "lapic.h"
@@ -59,12 +62,17 @@ static int all_zero(const uint8_t *b)
     return 1;
 }
 
-void kmain64(uint64_t magic, uint64_t mbi)
+void kmain64(uint64_t magic, uint64_t mbi_addr)
 {
-    (void)mbi;
     serial_init();
     if (magic != MULTIBOOT_BOOTLOADER_MAGIC)
         test_fail("bad multiboot magic 0x%llx", (unsigned long long)magic);
+    const struct multiboot_info *mbi = (const struct multiboot_info *)(uintptr_t)mbi_addr;
+    const char *cmdline = (mbi->flags & MB_INFO_CMDLINE) && mbi->cmdline ? (const char *)(uintptr_t)mbi->cmdline : "";
+    uint32_t wait_key = 0;
+    const char *v = cmdline_find(cmdline, 512, "wait-key");
+    if (v && parse_u32(v, &wait_key) != 0)
+        test_fail("bad wait-key=%s", v);
 
     struct virtio_dev dev;
     int r = virtio_find(VIRTIO_ID_RNG, 0, &dev);
@@ -86,6 +94,10 @@ void kmain64(uint64_t magic, uint64_t mbi)
     virtio_driver_ok(&dev);
     if (!(virtio_get_status(&dev) & VIRTIO_STATUS_DRIVER_OK))
         test_fail("DRIVER_OK did not stick (status 0x%x)", virtio_get_status(&dev));
+    if (wait_key) {
+        kprintf("virtio-rng ready\n");
+        serial_wait_byte();
+    }
     cpu_sti();
 
     read_random(first);

@@ -5,7 +5,10 @@
  *   2. Host-initiated: accepts a connection to listen=<n> (at any time; others are reset),
  *      echoes each data packet back as "echo:<bytes>", and ends when the host closes.
  * Credit: advertises a 64 KiB buffer and answers credit requests.
- * Command line: port=N listen=N
+ * Command line: port=N listen=N [wait-key=1]
+ * wait-key=1: after DRIVER_OK (queues set up, receive buffers posted) and the first line,
+ * prints `virtio-vsock ready`, then polls COM1 (LSR data ready) until one byte arrives, discards it
+ * and goes on: a host can snapshot a set-up driver before the device is used.
  * Output:
  *   virtio-vsock 00:<slot>.0 cid <cid> features 0x<negotiated>
  *   guest-initiated connected to port <n>
@@ -174,6 +177,9 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
     if (!cmdline_find(cmdline, 512, "port") || parse_u32(cmdline_find(cmdline, 512, "port"), &port) ||
         !cmdline_find(cmdline, 512, "listen") || parse_u32(cmdline_find(cmdline, 512, "listen"), &listen_port))
         test_fail("command line needs port=N listen=N");
+    uint32_t wait_key = 0;
+    if (cmdline_find(cmdline, 512, "wait-key") && parse_u32(cmdline_find(cmdline, 512, "wait-key"), &wait_key) != 0)
+        test_fail("bad wait-key=");
 
     struct virtio_dev dev;
     int r = virtio_find(VIRTIO_ID_VSOCK, 0, &dev);
@@ -197,6 +203,10 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
             (unsigned long long)dev.features);
     if (my_cid < 3 || my_cid >= 0xffffffffull)
         test_fail("guest cid %llu is invalid", (unsigned long long)my_cid);
+    if (wait_key) {
+        kprintf("virtio-vsock ready\n");
+        serial_wait_byte();
+    }
 
     out = (struct conn){ GUEST_PORT, port, 0, 1 };
     send_to(&out, OP_REQUEST, 0, 0, 0);
