@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import ControlProtocol
 import Testing
 
 /// `skiff run --balloon --api-socket` as a user drives it: the control socket changes the
@@ -64,27 +65,36 @@ struct BalloonCLITests {
                                "--balloon", "--balloon-free-page-reporting", "--api-socket", socket])
         #expect(child.waitFor("touched 8192 pages"), "\(child.text)")
         let touched = child.residentBytes
-        let client = try ControlClient(path: socket)
-        #expect(client.request("balloon 32") == ["target-mib 32", "ok"])
+        // The CLI as a user types it, then the typed API for the details.
+        let set = try Child(["vm", "balloon", "--api-socket", socket, "32"])
+        #expect(set.finish() == 0, "\(set.text)")
         #expect(child.waitFor("inflated 8192\n"), "\(child.text)")
         // The device discards a request's pages before completing it, so the memory is back now.
         let inflated = child.residentBytes
-        let stats = client.request("balloon-stats")
+        let printed = try Child(["vm", "balloon-stats", "--api-socket", socket])
+        #expect(printed.finish() == 0)
+        let stats = printed.text.split(separator: "\n").map(String.init)
         #expect(stats.contains("actual-pages 8192"), "\(stats)")
         #expect(stats.contains("inflated-pages 8192"), "\(stats)")
         #expect(stats.contains("total-memory 67108864"), "\(stats)")
         #expect(stats.contains("free-memory 50331648"), "\(stats)")
         #expect(stats.contains { $0.hasPrefix("statistics-updates ") && $0 != "statistics-updates 1" }, "fresh statistics: \(stats)")
+        let client = try ControlProtocol.ControlClient(path: socket)
         // The running VM's counters: the guest has done port I/O (its serial output) by now.
-        let metrics = client.request("metrics")
-        #expect(metrics.last == "ok", "\(metrics)")
-        #expect(metrics.contains { $0.hasPrefix("exits.io ") && (UInt64($0.dropFirst(9)) ?? 0) > 0 }, "\(metrics)")
-        #expect(client.request("balloon 65").first?.hasPrefix("error: balloon target 16640 pages is larger than guest RAM") == true)
-        #expect(client.request("balloon 0") == ["target-mib 0", "ok"])
+        guard case .metrics(let metrics) = try client.send(.metrics) else {
+            Issue.record("no metrics")
+            return
+        }
+        #expect(metrics.contains { $0.name == "exits.io" && $0.value > 0 }, "\(metrics)")
+        #expect(throws: ControlError.self) { try client.send(.setBalloon(targetMiB: 65)) }
+        let refused = try Child(["vm", "balloon", "--api-socket", socket, "65"])
+        #expect(refused.finish() == 1)
+        #expect(refused.text.contains("balloon target 16640 pages is larger than guest RAM"), "\(refused.text)")
+        #expect(try client.send(.setBalloon(targetMiB: 0)) == .done)
         #expect(child.waitFor("deflated 8192 zeroed 8192"), "\(child.text)")
         #expect(child.waitFor("reported 8192\n"), "\(child.text)")
         let reported = child.residentBytes
-        _ = client.request("balloon-stats")  // the guest goes on once asked for statistics
+        _ = try client.send(.balloonStatistics)  // the guest goes on once asked for statistics
         let status = child.finish()
         #expect(status == 33, "\(child.text)")
         #expect(child.text.contains("report zeroed 8192"), "\(child.text)")

@@ -14,11 +14,11 @@ final class FakeTarget: ControlTarget, @unchecked Sendable {
     let snapshots = Mutex<[SnapshotRequest]>([])
     let paused = Mutex(false)
     let limit: UInt64
-    var status: VirtioBalloon.Status?
+    var balloon: VirtioBalloon.Status?
 
     init(limit: UInt64 = 16384, status: VirtioBalloon.Status? = nil) {
         self.limit = limit
-        self.status = status
+        self.balloon = status
     }
 
     func status() -> VMStatus {
@@ -60,7 +60,7 @@ final class FakeTarget: ControlTarget, @unchecked Sendable {
         targets.withLock { $0.append(pages) }
     }
 
-    func balloonStatistics(freshWithin timeout: Double) -> VirtioBalloon.Status? { status }
+    func balloonStatistics(freshWithin timeout: Double) -> VirtioBalloon.Status? { balloon }
 }
 
 /// The error a reply carries, if it is a failure.
@@ -322,8 +322,8 @@ struct ControlSocketTests {
         let existing = FileManager.default.temporaryDirectory.appendingPathComponent("skiff-api-exists-\(UUID().uuidString.prefix(8))")
         try Data().write(to: existing)
         defer { try? FileManager.default.removeItem(at: existing) }
-        #expect(throws: VMError.self) { try ControlSocket(path: existing.path) { _ in [] } }
-        #expect(throws: VMError.self) { try ControlSocket(path: "/tmp/" + String(repeating: "s", count: 200)) { _ in [] } }
-        #expect(throws: VMError.self) { try ControlSocket(path: "") { _ in [] } }
+        #expect(throws: VMError.self) { try ControlSocket(path: existing.path) { _ in .done } }
+        #expect(throws: VMError.self) { try ControlSocket(path: "/tmp/" + String(repeating: "s", count: 200)) { _ in .done } }
+        #expect(throws: VMError.self) { try ControlSocket(path: "") { _ in .done } }
     }
 }
