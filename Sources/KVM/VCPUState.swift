@@ -158,7 +158,10 @@ extension VCPUFD {
     /// vCPU of the VM stopped too, after completing any pending I/O (`KVM_RUN` with
     /// immediate_exit set). The order follows KVM's rules: MP state first (it may accept
     /// pending INIT/SIPI into the LAPIC), events last.
-    public func saveState(msrIndices: [UInt32], xsaveSize: Int) throws(KVMError) -> VCPUState {
+    ///
+    /// `cpuid` is the table the VMM set on this vCPU: KVM_GET_CPUID2 may report more than
+    /// that on hosts whose KVM leaks host features, and the saved table is the VM's contract.
+    public func saveState(msrIndices: [UInt32], xsaveSize: Int, cpuid table: [kvm_cpuid_entry2]) throws(KVMError) -> VCPUState {
         let mp = try mpState()
         let regs = RawStruct.bytes(of: try registers())
         let sregs = RawStruct.bytes(of: try specialRegisters())
@@ -167,7 +170,7 @@ extension VCPUFD {
         let debug = RawStruct.bytes(of: try debugRegisters())
         let apic = RawStruct.bytes(of: try lapic())
         let khz = (try? tscKHz()) ?? 0
-        let leaves = try cpuid().map(VCPUState.CPUIDLeaf.init)
+        let leaves = table.map(VCPUState.CPUIDLeaf.init)
         let saved = try readableMSRs(msrIndices)
         let ev = RawStruct.bytes(of: try events())
         return VCPUState(id: id, registers: regs, specialRegisters: sregs, xsave: xsaveArea, xcrs: xcrBytes, debugRegisters: debug,

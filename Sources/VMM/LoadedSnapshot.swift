@@ -78,29 +78,60 @@ struct LoadedSnapshot {
         return LoadedSnapshot(directory: directory, configuration: configuration, image: image, machine: machine, devices: devices, chain: chain)
     }
 
-    /// Refuses a snapshot whose vCPUs used CPUID features this host's KVM cannot give.
-    func checkHost(supportedCPUID: [kvm_cpuid_entry2]) throws(VMError) {
-        try Self.checkHost(machine, supportedCPUID: supportedCPUID)
+    /// Refuses a snapshot whose vCPUs used CPUID features this host cannot give them.
+    func checkHost(supportedCPUID: [kvm_cpuid_entry2], tscDeadline: Bool) throws(VMError) {
+        try Self.checkHost(machine, template: configuration.cpuTemplate, supportedCPUID: supportedCPUID, tscDeadline: tscDeadline)
     }
 
-    /// Refuses a saved machine whose vCPUs used CPUID features this host's KVM cannot give.
-    static func checkHost(_ machine: MachineState, supportedCPUID: [kvm_cpuid_entry2]) throws(VMError) {
+    /// Refuses a saved machine whose vCPUs used CPUID features this host cannot give: the
+    /// saved table is compared with the one this host builds for the same CPU template (the
+    /// template decides what a guest may see; the host decides what it can have). Only
+    /// feature words are compared; bits the VMM sets from other capabilities (hypervisor,
+    /// x2APIC, TSC deadline, OSXSAVE, HTT) are not host features.
+    static func checkHost(_ machine: MachineState, template name: String, supportedCPUID: [kvm_cpuid_entry2], tscDeadline: Bool) throws(VMError) {
         guard let leaves = machine.vcpus.first?.cpuid else { return }
-        let checked: [(function: UInt32, index: UInt32)] = [(1, 0), (7, 0), (7, 1), (0xd, 1), (0x8000_0001, 0)]
-        var missing: [String] = []
-        for (function, index) in checked {
-            guard let saved = leaves.first(where: { $0.function == function && ($0.index == index || $0.flags & 1 == 0) }) else { continue }
-            let host = supportedCPUID.first { $0.function == function && ($0.index == index || $0.flags & 1 == 0) }
-            let pairs: [(String, UInt32, UInt32)] = [("ebx", saved.ebx, host?.ebx ?? 0), ("ecx", saved.ecx, host?.ecx ?? 0), ("edx", saved.edx, host?.edx ?? 0)]
-            for (register, want, have) in pairs where want & ~have != 0 {
-                // Bits KVM fills in itself (APIC ID, OSXSAVE, hypervisor) are not host features.
-                let ignored: UInt32 = function == 1 && register == "ecx" ? (1 << 27) | (1 << 31) | (1 << 21) : 0
-                let lacking = want & ~have & ~ignored
-                if lacking != 0 { missing.append("leaf 0x\(String(function, radix: 16)).\(index) \(register) bits 0x\(String(lacking, radix: 16))") }
+        guard let template = CPUTemplate(rawValue: name) else { throw VMError("unknown CPU template '\(name)'") }
+        let available = try GuestCPUID.entries(supported: supportedCPUID, template: template, vcpuIndex: 0, vcpuCount: machine.vcpus.count,
+                                               tscDeadline: tscDeadline)
+        struct Word {
+            let function: UInt32
+            let index: UInt32
+            let register: String
+            let ignored: UInt32
+        }
+        let words = [
+            Word(function: 1, index: 0, register: "ecx", ignored: (1 << 21) | (1 << 24) | (1 << 27) | (1 << 31)),
+            Word(function: 1, index: 0, register: "edx", ignored: 1 << 28),
+            Word(function: 7, index: 0, register: "ebx", ignored: 0),
+            Word(function: 7, index: 0, register: "ecx", ignored: 0),
+            Word(function: 7, index: 0, register: "edx", ignored: 0),
+            Word(function: 7, index: 1, register: "eax", ignored: 0),
+            Word(function: 0xd, index: 1, register: "eax", ignored: 0),
+            Word(function: 0x8000_0001, index: 0, register: "ecx", ignored: 0),
+            Word(function: 0x8000_0001, index: 0, register: "edx", ignored: 0),
+        ]
+        func find<T>(_ list: [T], _ function: UInt32, _ index: UInt32, _ fn: (T) -> (UInt32, UInt32, UInt32)) -> T? {
+            list.first { let (f, i, flags) = fn($0); return f == function && (i == index || flags & 1 == 0) }
+        }
+        func value(_ register: String, _ eax: UInt32, _ ebx: UInt32, _ ecx: UInt32, _ edx: UInt32) -> UInt32 {
+            switch register {
+            case "eax": return eax
+            case "ebx": return ebx
+            case "ecx": return ecx
+            default: return edx
             }
         }
+        var missing: [String] = []
+        for w in words {
+            guard let saved = find(leaves, w.function, w.index, { ($0.function, $0.index, $0.flags) }) else { continue }
+            let host = find(available, w.function, w.index, { ($0.function, $0.index, $0.flags) })
+            let want = value(w.register, saved.eax, saved.ebx, saved.ecx, saved.edx)
+            let have = host.map { value(w.register, $0.eax, $0.ebx, $0.ecx, $0.edx) } ?? 0
+            let lacking = want & ~have & ~w.ignored
+            if lacking != 0 { missing.append("leaf 0x\(String(w.function, radix: 16)).\(w.index) \(w.register) bits 0x\(String(lacking, radix: 16))") }
+        }
         if !missing.isEmpty {
-            throw VMError("this host cannot run the VM: its KVM lacks CPUID features the VM used (\(missing.joined(separator: "; "))); take snapshots with --cpu-template baseline to move VMs between unlike hosts")
+            throw VMError("this host cannot run the VM: its \(name) CPU template lacks CPUID features the VM used (\(missing.joined(separator: "; "))); use --cpu-template baseline for VMs that move between unlike hosts")
         }
     }
 

@@ -72,6 +72,8 @@ public final class Machine: @unchecked Sendable {
     /// Handles emulation failures, when enabled.
     var assist: EmulationAssist?
     let vcpus: [VCPUFD]
+    /// The CPUID table set on each vCPU (what a saved state records).
+    private var cpuidTables: [[kvm_cpuid_entry2]] = []
     /// MSRs KVM can save and restore on this host.
     private let saveableMSRs: [UInt32]
     /// Whether KVM_CLEAR_DIRTY_LOG re-protects pages (else GET_DIRTY_LOG does).
@@ -142,6 +144,7 @@ public final class Machine: @unchecked Sendable {
         } catch {
             throw .kvm(error)
         }
+        cpuidTables = cpuid
         do {
             for t in platformTables { try memory.write(t.bytes, at: t.address) }
             for w in plan.writes {
@@ -187,6 +190,7 @@ public final class Machine: @unchecked Sendable {
         } catch {
             throw .kvm(error)
         }
+        cpuidTables = state.vcpus.map { $0.cpuid.map(\.entry) }
     }
 
     /// An interrupt line for legacy IRQ/GSI `gsi`.
@@ -263,7 +267,9 @@ public final class Machine: @unchecked Sendable {
         do {
             let xsaveSize = vm.xsaveSize
             var saved: [VCPUState] = []
-            for v in vcpus { saved.append(try v.saveState(msrIndices: saveableMSRs, xsaveSize: xsaveSize)) }
+            for (i, v) in vcpus.enumerated() {
+                saved.append(try v.saveState(msrIndices: saveableMSRs, xsaveSize: xsaveSize, cpuid: i < cpuidTables.count ? cpuidTables[i] : []))
+            }
             return MachineState(vcpus: saved, platform: try vm.savePlatformState())
         } catch {
             throw .kvm(error)

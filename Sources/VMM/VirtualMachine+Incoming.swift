@@ -132,7 +132,8 @@ extension VirtualMachine {
         let kvm: KVMSystem
         do {
             kvm = try KVMSystem(path: kvmPath)
-            try LoadedSnapshot.checkHost(machineState, supportedCPUID: try kvm.supportedCPUID())
+            try LoadedSnapshot.checkHost(machineState, template: saved.cpuTemplate, supportedCPUID: try kvm.supportedCPUID(),
+                                         tscDeadline: kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0)
         } catch let e as KVMError {
             throw .kvm(e)
         } catch let e as VMError {

@@ -104,7 +104,7 @@ extension VirtualMachine {
         } catch {
             throw .kvm(error)
         }
-        try snapshot.checkHost(supportedCPUID: supported)
+        try snapshot.checkHost(supportedCPUID: supported, tscDeadline: kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0)
         let configuration = try snapshot.configuration.vmConfiguration(applying: options)
         let memoryMap: MemoryMap
         do {
