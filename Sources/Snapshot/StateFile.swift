@@ -51,6 +51,11 @@ public struct StateFile: Equatable, Sendable {
         sections.append((name, payload))
     }
 
+    /// Adds a section whose payload is already encoded (copying sections between files).
+    public mutating func appendRaw(_ name: String, _ payload: [UInt8]) {
+        sections.append((name, payload))
+    }
+
     /// The whole file.
     public func serialized() -> [UInt8] {
         var out = Self.magic
