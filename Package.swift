@@ -114,6 +114,7 @@ let package = Package(
         .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands"], swiftSettings: strict),
 
         .testTarget(name: "ArchX86Tests", dependencies: ["ArchX86"]),
+        .testTarget(name: "BinaryCodingTests", dependencies: ["BinaryCoding"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "ArchX86"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),

@@ -40,12 +40,13 @@ public enum BinaryCodingError: Error, Equatable, Sendable, CustomStringConvertib
     /// encoder or decoder); `reason` is its message.
     case invalidValue(path: String, reason: String)
 
+    /// One line: the path (or "top level"), the problem, and where in the input it is.
     public var description: String {
         switch self {
         case .truncated(let path, let offset):
             "\(at(path)): input ends inside the value at offset \(offset)"
         case .unknownTag(let path, let tag, let offset):
-            "\(at(path)): unknown tag 0x\(String(tag, radix: 16)) at offset \(offset)"
+            "\(at(path)): unknown tag 0x\(tag < 0x10 ? "0" : "")\(String(tag, radix: 16)) at offset \(offset)"
         case .typeMismatch(let path, let expected, let found, let offset):
             "\(at(path)): expected \(expected), found \(found) at offset \(offset)"
         case .integerOutOfRange(let path, let value, let type, let offset):

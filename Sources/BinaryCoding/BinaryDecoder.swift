@@ -4,10 +4,15 @@
 /// traps, never recurses deeper than `limits.maxDepth`, and allocates nothing sized by a length
 /// or count that the input is too short to back. Unknown keys are ignored (fields added by a
 /// later version); bytes after the top-level value are an error.
+///
+/// A keyed container is indexed when a type first reads it: every key is checked (UTF-8, no
+/// duplicates) and located, so lookups need no scan of the input. Values no type reads (those of
+/// unknown keys) are checked for structure only: tags, canonical varints, lengths and limits.
 public struct BinaryDecoder: Sendable {
     /// What input the decoder accepts.
     public var limits: Limits
 
+    /// A decoder that accepts input within `limits`.
     public init(limits: Limits = .default) {
         self.limits = limits
     }
@@ -29,7 +34,8 @@ public struct BinaryDecoder: Sendable {
         let state = DecodingState(input: bytes, limits: limits)
         defer { state.finish() }
         let root = ValueDecoder(state: state, offset: 0, parent: nil, component: nil, enclosingDepth: 0)
-        let (value, knownEnd) = try root.decodeValue(type)
+        var knownEnd: Int?
+        let value = try root.decodeValue(type, end: &knownEnd)
         let end: Int
         if let knownEnd {
             end = knownEnd

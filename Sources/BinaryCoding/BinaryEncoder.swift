@@ -29,8 +29,8 @@
 /// - `Int`, `Int8` … `Int64` are signed integers; `UInt`, `UInt8` … `UInt64` unsigned ones.
 ///   Decoding takes either integer tag into any integer type that can represent the value.
 ///   `Int128` and `UInt128` are not supported.
-/// - `[UInt8]`, `ContiguousArray<UInt8>` and `ArraySlice<UInt8>` are always byte strings, at the
-///   top level and inside containers alike.
+/// - `[UInt8]` and `ContiguousArray<UInt8>` are always byte strings, at the top level and inside
+///   containers alike. (`ArraySlice` is not `Codable`.)
 /// - Structs, classes and enums with associated values are keyed containers: keys are
 ///   `CodingKey.stringValue`s, in the order `encode(to:)` writes them, and unique within a
 ///   container. Dictionaries keyed by `String` or `Int` are keyed containers too, in their
@@ -58,6 +58,8 @@ public struct BinaryEncoder: Sendable {
     /// exhausting the stack).
     public var maxDepth: Int
 
+    /// An encoder writing at most `maxDepth` levels of containers (by default as deep as
+    /// `BinaryDecoder` reads by default).
     public init(maxDepth: Int = BinaryDecoder.Limits.default.maxDepth) {
         self.maxDepth = maxDepth
     }

@@ -34,7 +34,8 @@ struct BinaryKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContainerProto
     func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try read(type, forKey: key) }
 
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
-        try decoder.decodeChild(type, at: valueOffset(for: key), component: .key(key), depth: index.depth).value
+        var end: Int?
+        return try decoder.decodeChild(type, at: valueOffset(for: key), component: .key(key), depth: index.depth, end: &end)
     }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
@@ -67,7 +68,8 @@ struct BinaryKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContainerProto
     private func read<T: ScalarDecodable>(_ type: T.Type, forKey key: Key) throws(BinaryCodingError) -> T {
         let offset = try valueOffset(for: key)
         do {
-            return try T.read(from: decoder.state, at: offset).value
+            var end = 0
+            return try T.read(from: decoder.state, at: offset, end: &end)
         } catch {
             throw error.located(at: decoder.path(appending: .key(key)))
         }
@@ -119,7 +121,8 @@ struct BinaryUnkeyedDecodingContainer: UnkeyedDecodingContainer {
 
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T {
         try checkNext()
-        let (value, end) = try decoder.decodeChild(type, at: offset, component: .index(currentIndex), depth: depth)
+        var end: Int?
+        let value = try decoder.decodeChild(type, at: offset, component: .index(currentIndex), depth: depth, end: &end)
         advance(to: try end ?? endOfCurrentElement())
         return value
     }
@@ -169,7 +172,8 @@ struct BinaryUnkeyedDecodingContainer: UnkeyedDecodingContainer {
     private mutating func read<T: ScalarDecodable>(_ type: T.Type) throws(BinaryCodingError) -> T {
         try checkNext()
         do {
-            let (value, end) = try T.read(from: decoder.state, at: offset)
+            var end = 0
+            let value = try T.read(from: decoder.state, at: offset, end: &end)
             advance(to: end)
             return value
         } catch {
@@ -202,13 +206,15 @@ struct BinarySingleValueDecodingContainer: SingleValueDecodingContainer {
     func decode(_ type: UInt64.Type) throws -> UInt64 { try read(type) }
 
     func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        try decoder.decodeValue(type).value
+        var end: Int?
+        return try decoder.decodeValue(type, end: &end)
     }
 
     private func read<T: ScalarDecodable>(_ type: T.Type) throws(BinaryCodingError) -> T {
         try decoder.checkActive()
         do {
-            return try T.read(from: decoder.state, at: decoder.offset).value
+            var end = 0
+            return try T.read(from: decoder.state, at: decoder.offset, end: &end)
         } catch {
             throw error.located(at: decoder.path())
         }

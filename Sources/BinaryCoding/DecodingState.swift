@@ -46,11 +46,17 @@ final class DecodingState {
 
     // MARK: Tags and varints
 
-    func tag(at offset: Int) throws(FormatError) -> Tag {
+    /// The tag byte of the value at `offset`.
+    @inline(__always)
+    func tag(at offset: Int) throws(FormatError) -> UInt8 {
         guard offset >= 0, offset < input.count else { throw .truncated(offset: offset) }
-        let byte = input[offset]
-        guard let tag = Tag(rawValue: byte) else { throw .unknownTag(byte, offset: offset) }
-        return tag
+        return input[offset]
+    }
+
+    /// The error for a value tagged `tag` at `offset` where a value of kind `expected` is needed.
+    func mismatch(_ tag: UInt8, expected: String, at offset: Int) -> FormatError {
+        guard let found = Tag(rawValue: tag) else { return .unknownTag(tag, offset: offset) }
+        return .typeMismatch(expected: expected, found: found.name, offset: offset)
     }
 
     func isNil(at offset: Int) -> Bool {
@@ -58,20 +64,40 @@ final class DecodingState {
     }
 
     /// Reads a canonical LEB128 varint at `offset`, part of the value or key at `item`.
+    @inline(__always)
     func varint(at offset: Int, item: Int) throws(FormatError) -> (value: UInt64, end: Int) {
-        guard offset >= 0, offset < input.count else { throw .truncated(offset: item) }
-        let first = input[offset]
-        if first < 0x80 { return (UInt64(first), offset + 1) }
-        var value = UInt64(first & 0x7F)
-        for length in 2...maxVarintLength {
-            let position = offset + length - 1
+        if offset < input.count, input[offset] < 0x80 { return (UInt64(input[offset]), offset + 1) }
+        return try multiByteVarint(at: offset, item: item)
+    }
+
+    private func multiByteVarint(at offset: Int, item: Int) throws(FormatError) -> (value: UInt64, end: Int) {
+        if input.count - offset >= 8 {
+            // All of a varint of up to 8 bytes in one load: its last byte is the first without
+            // the continuation bit; its 7-bit groups are then gathered in three steps.
+            let word = UInt64(littleEndian: input.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            let lastBytes = ~word & 0x8080_8080_8080_8080
+            if lastBytes != 0 {
+                let length = lastBytes.trailingZeroBitCount / 8 + 1
+                let bits = length == 8 ? word : word & ((1 << UInt64(8 * length)) - 1)
+                guard length == 1 || bits >> UInt64(8 * length - 8) != 0 else { throw .malformedVarint(offset: item) }
+                var value = bits & 0x7F7F_7F7F_7F7F_7F7F
+                value = (value & 0x007F_007F_007F_007F) | ((value & 0x7F00_7F00_7F00_7F00) >> 1)
+                value = (value & 0x0000_3FFF_0000_3FFF) | ((value & 0x3FFF_0000_3FFF_0000) >> 2)
+                value = (value & 0x0000_0000_0FFF_FFFF) | ((value & 0x0FFF_FFFF_0000_0000) >> 4)
+                return (value, offset + length)
+            }
+        }
+        var value: UInt64 = 0
+        var position = offset
+        for length in 1...maxVarintLength {
             guard position < input.count else { throw .truncated(offset: item) }
             let byte = input[position]
             if length == maxVarintLength, byte > 1 { throw .malformedVarint(offset: item) }
             value |= UInt64(byte & 0x7F) << UInt64(7 * (length - 1))
+            position += 1
             if byte < 0x80 {
-                guard byte != 0 else { throw .malformedVarint(offset: item) }
-                return (value, position + 1)
+                guard byte != 0 || length == 1 else { throw .malformedVarint(offset: item) }
+                return (value, position)
             }
         }
         throw .malformedVarint(offset: item)
@@ -93,20 +119,19 @@ final class DecodingState {
 
     func readBool(at offset: Int) throws(FormatError) -> (Bool, Int) {
         switch try tag(at: offset) {
-        case .falseValue: (false, offset + 1)
-        case .trueValue: (true, offset + 1)
-        case let found: throw .typeMismatch(expected: "bool", found: found.name, offset: offset)
+        case Tag.falseValue.rawValue: (false, offset + 1)
+        case Tag.trueValue.rawValue: (true, offset + 1)
+        case let found: throw mismatch(found, expected: "bool", at: offset)
         }
     }
 
     /// Reads an integer of either sign's tag, if `T` can represent it.
     func readInteger<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) throws(FormatError) -> (T, Int) {
         let found = try tag(at: offset)
-        guard found == .unsigned || found == .signed else {
-            throw .typeMismatch(expected: "integer", found: found.name, offset: offset)
-        }
+        let isUnsigned = found == Tag.unsigned.rawValue
+        guard isUnsigned || found == Tag.signed.rawValue else { throw mismatch(found, expected: "integer", at: offset) }
         let (raw, end) = try varint(at: offset + 1, item: offset)
-        if found == .unsigned {
+        if isUnsigned {
             guard let value = T(exactly: raw) else {
                 throw .integerOutOfRange(value: String(raw), type: String(describing: T.self), offset: offset)
             }
@@ -131,7 +156,7 @@ final class DecodingState {
 
     private func readFixedWidth<T: FixedWidthInteger>(_ expected: Tag, at offset: Int) throws(FormatError) -> (T, Int) {
         let found = try tag(at: offset)
-        guard found == expected else { throw .typeMismatch(expected: expected.name, found: found.name, offset: offset) }
+        guard found == expected.rawValue else { throw mismatch(found, expected: expected.name, at: offset) }
         let start = offset + 1
         guard MemoryLayout<T>.size <= input.count - start else { throw .truncated(offset: offset) }
         return (T(littleEndian: input.loadUnaligned(fromByteOffset: start, as: T.self)), start + MemoryLayout<T>.size)
@@ -150,7 +175,7 @@ final class DecodingState {
 
     private func readPayload(_ expected: Tag, at offset: Int) throws(FormatError) -> Range<Int> {
         let found = try tag(at: offset)
-        guard found == expected else { throw .typeMismatch(expected: expected.name, found: found.name, offset: offset) }
+        guard found == expected.rawValue else { throw mismatch(found, expected: expected.name, at: offset) }
         return try lengthPrefixed(at: offset + 1, limit: expected == .string ? .stringLength : .byteStringLength, item: offset)
     }
 
@@ -173,6 +198,8 @@ final class DecodingState {
         bytes(in: range).withMemoryRebound(to: UInt8.self) { String(validating: $0, as: UTF8.self) }
     }
 
+    // MARK: Containers
+
     /// Reads a key (varint length and UTF-8) at `offset` and returns the range of its UTF-8.
     func readKey(at offset: Int) throws(FormatError) -> Range<Int> {
         let range = try lengthPrefixed(at: offset, limit: .stringLength, item: offset)
@@ -185,11 +212,11 @@ final class DecodingState {
     /// element count (checked against the limits and the input left) and its first element.
     func readContainerHeader(_ expected: Tag, at offset: Int, depth: Int) throws(FormatError) -> (count: Int, first: Int) {
         let found = try tag(at: offset)
-        guard found == expected else { throw .typeMismatch(expected: expected.name, found: found.name, offset: offset) }
-        return try containerCount(expected, at: offset, depth: depth)
+        guard found == expected.rawValue else { throw mismatch(found, expected: expected.name, at: offset) }
+        return try containerCount(keyed: expected == .keyed, at: offset, depth: depth)
     }
 
-    private func containerCount(_ tag: Tag, at offset: Int, depth: Int) throws(FormatError) -> (count: Int, first: Int) {
+    private func containerCount(keyed: Bool, at offset: Int, depth: Int) throws(FormatError) -> (count: Int, first: Int) {
         guard depth <= limits.maxDepth else {
             throw .limitExceeded(.depth, value: UInt64(depth), maximum: limits.maxDepth, offset: offset)
         }
@@ -198,8 +225,7 @@ final class DecodingState {
             throw .limitExceeded(.containerCount, value: count, maximum: limits.maxContainerCount, offset: offset)
         }
         // Each element takes at least one byte (its tag), each entry at least two (key length, tag).
-        let smallestElement = tag == .keyed ? 2 : 1
-        guard Int(count) <= (input.count - first) / smallestElement else { throw .truncated(offset: offset) }
+        guard Int(count) <= (input.count - first) / (keyed ? 2 : 1) else { throw .truncated(offset: offset) }
         return (Int(count), first)
     }
 
@@ -210,111 +236,30 @@ final class DecodingState {
     func skipValue(at offset: Int, enclosingDepth: Int) throws(FormatError) -> Int {
         let found = try tag(at: offset)
         switch found {
-        case .nilValue, .falseValue, .trueValue:
+        case Tag.nilValue.rawValue, Tag.falseValue.rawValue, Tag.trueValue.rawValue:
             return offset + 1
-        case .unsigned, .signed:
+        case Tag.unsigned.rawValue, Tag.signed.rawValue:
             return try varint(at: offset + 1, item: offset).end
-        case .float32, .float64:
-            let size = found == .float32 ? 4 : 8
+        case Tag.float32.rawValue, Tag.float64.rawValue:
+            let size = found == Tag.float32.rawValue ? 4 : 8
             guard size <= input.count - (offset + 1) else { throw .truncated(offset: offset) }
             return offset + 1 + size
-        case .string, .bytes:
-            return try readPayload(found, at: offset).upperBound
-        case .array, .keyed:
+        case Tag.string.rawValue:
+            return try lengthPrefixed(at: offset + 1, limit: .stringLength, item: offset).upperBound
+        case Tag.bytes.rawValue:
+            return try lengthPrefixed(at: offset + 1, limit: .byteStringLength, item: offset).upperBound
+        case Tag.array.rawValue, Tag.keyed.rawValue:
+            let keyed = found == Tag.keyed.rawValue
             let depth = enclosingDepth + 1
-            var (remaining, next) = try containerCount(found, at: offset, depth: depth)
+            var (remaining, next) = try containerCount(keyed: keyed, at: offset, depth: depth)
             while remaining > 0 {
-                if found == .keyed { next = try lengthPrefixed(at: next, limit: .stringLength, item: next).upperBound }
+                if keyed { next = try lengthPrefixed(at: next, limit: .stringLength, item: next).upperBound }
                 next = try skipValue(at: next, enclosingDepth: depth)
                 remaining -= 1
             }
             return next
+        default:
+            throw .unknownTag(found, offset: offset)
         }
-    }
-
-    // MARK: Primitive types
-
-    /// Reads a value of `type` if it is one the format encodes directly (integers, floats,
-    /// Bool, String, byte arrays); nil for any other type, which decodes itself.
-    func readPrimitive<T>(_ type: T.Type, at offset: Int) throws(FormatError) -> (value: T, end: Int)? {
-        if T.self == [UInt8].self {
-            let range = try readByteString(at: offset)
-            return (byteArray(in: range) as? T).map { ($0, range.upperBound) }
-        }
-        if T.self == Int.self { return try read(Int.self, as: T.self, at: offset) }
-        if T.self == UInt64.self { return try read(UInt64.self, as: T.self, at: offset) }
-        if T.self == UInt32.self { return try read(UInt32.self, as: T.self, at: offset) }
-        if T.self == UInt16.self { return try read(UInt16.self, as: T.self, at: offset) }
-        if T.self == UInt8.self { return try read(UInt8.self, as: T.self, at: offset) }
-        if T.self == String.self { return try read(String.self, as: T.self, at: offset) }
-        if T.self == Bool.self { return try read(Bool.self, as: T.self, at: offset) }
-        if T.self == Int64.self { return try read(Int64.self, as: T.self, at: offset) }
-        if T.self == Int32.self { return try read(Int32.self, as: T.self, at: offset) }
-        if T.self == Int16.self { return try read(Int16.self, as: T.self, at: offset) }
-        if T.self == Int8.self { return try read(Int8.self, as: T.self, at: offset) }
-        if T.self == UInt.self { return try read(UInt.self, as: T.self, at: offset) }
-        if T.self == Double.self { return try read(Double.self, as: T.self, at: offset) }
-        if T.self == Float.self { return try read(Float.self, as: T.self, at: offset) }
-        if T.self == ContiguousArray<UInt8>.self {
-            let range = try readByteString(at: offset)
-            return (ContiguousArray(bytes(in: range)) as? T).map { ($0, range.upperBound) }
-        }
-        if T.self == ArraySlice<UInt8>.self {
-            let range = try readByteString(at: offset)
-            return (byteArray(in: range)[...] as? T).map { ($0, range.upperBound) }
-        }
-        return nil
-    }
-
-    /// Reads a `Scalar` and returns it as a `T`, which the caller has checked is `Scalar`.
-    private func read<Scalar: ScalarDecodable, T>(_ scalar: Scalar.Type, as type: T.Type, at offset: Int) throws(FormatError) -> (value: T, end: Int)? {
-        let (value, end) = try Scalar.read(from: self, at: offset)
-        return (value as? T).map { ($0, end) }
-    }
-}
-
-/// A type the format holds as one scalar value, read without a `Decoder`.
-protocol ScalarDecodable {
-    static func read(from state: DecodingState, at offset: Int) throws(FormatError) -> (value: Self, end: Int)
-}
-
-extension ScalarDecodable where Self: FixedWidthInteger {
-    static func read(from state: DecodingState, at offset: Int) throws(FormatError) -> (value: Self, end: Int) {
-        try state.readInteger(Self.self, at: offset)
-    }
-}
-
-extension Int: ScalarDecodable {}
-extension Int8: ScalarDecodable {}
-extension Int16: ScalarDecodable {}
-extension Int32: ScalarDecodable {}
-extension Int64: ScalarDecodable {}
-extension UInt: ScalarDecodable {}
-extension UInt8: ScalarDecodable {}
-extension UInt16: ScalarDecodable {}
-extension UInt32: ScalarDecodable {}
-extension UInt64: ScalarDecodable {}
-
-extension Bool: ScalarDecodable {
-    static func read(from state: DecodingState, at offset: Int) throws(FormatError) -> (value: Bool, end: Int) {
-        try state.readBool(at: offset)
-    }
-}
-
-extension String: ScalarDecodable {
-    static func read(from state: DecodingState, at offset: Int) throws(FormatError) -> (value: String, end: Int) {
-        try state.readString(at: offset)
-    }
-}
-
-extension Float: ScalarDecodable {
-    static func read(from state: DecodingState, at offset: Int) throws(FormatError) -> (value: Float, end: Int) {
-        try state.readFloat(at: offset)
-    }
-}
-
-extension Double: ScalarDecodable {
-    static func read(from state: DecodingState, at offset: Int) throws(FormatError) -> (value: Double, end: Int) {
-        try state.readDouble(at: offset)
     }
 }

@@ -1,7 +1,7 @@
 /// A keyed container being written: entries in the order the type encodes them.
 struct BinaryKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let encoder: ValueEncoder
-    let handle: Result<ContainerHandle, BinaryCodingError>
+    let handle: ContainerHandle
 
     var codingPath: [any CodingKey] { encoder.codingPath }
 
@@ -40,7 +40,6 @@ struct BinaryKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProto
 
     @discardableResult
     private func beginEntry(_ key: some CodingKey) throws(BinaryCodingError) -> ContainerHandle {
-        let handle = try handle.get()
         try encoder.state.beginEntry(of: handle, key: key, owner: encoder)
         return handle
     }
@@ -53,10 +52,10 @@ struct BinaryKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProto
 /// An array being written.
 struct BinaryUnkeyedEncodingContainer: UnkeyedEncodingContainer {
     let encoder: ValueEncoder
-    let handle: Result<ContainerHandle, BinaryCodingError>
+    let handle: ContainerHandle
     private(set) var count = 0
 
-    init(encoder: ValueEncoder, handle: Result<ContainerHandle, BinaryCodingError>) {
+    init(encoder: ValueEncoder, handle: ContainerHandle) {
         self.encoder = encoder
         self.handle = handle
     }
@@ -97,7 +96,6 @@ struct BinaryUnkeyedEncodingContainer: UnkeyedEncodingContainer {
 
     @discardableResult
     private mutating func beginElement() throws(BinaryCodingError) -> ContainerHandle {
-        let handle = try handle.get()
         try encoder.state.beginElement(of: handle, owner: encoder)
         count += 1
         return handle

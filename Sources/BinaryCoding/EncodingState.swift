@@ -1,8 +1,11 @@
 /// A container `EncodingState` has open: position `level` on its stack, and a serial number
-/// that tells it from later containers at the same level.
+/// that tells it from later containers at the same level. A negative level marks a container
+/// that could not be opened; `serial` is then the index of the error that prevented it.
 struct ContainerHandle {
     let serial: Int
     let level: Int
+
+    var failed: Bool { level < 0 }
 }
 
 /// The output of one `encode` call and the containers still open in it.
@@ -16,16 +19,31 @@ struct ContainerHandle {
 /// This asks types to fill nested containers in order — as synthesized and almost all written
 /// `encode(to:)` methods do; writing to a container after a later sibling value was started is
 /// reported as an error rather than silently producing a corrupt encoding.
+///
+/// The mutable properties are `@exclusivity(unchecked)`: only this class's methods access them,
+/// and none of those calls out (into `Encodable` code) while modifying one, so the dynamic
+/// exclusivity checks Swift would make on every write (a third of encoding time) find nothing.
 final class EncodingState {
     private struct OpenContainer {
         let serial: Int
         let headerOffset: Int
+        /// Where this container's keys start in `keys`.
+        let firstKey: Int
         var count = 0
-        /// Keys written so far (keyed containers).
-        var keys = KeyLog()
+        /// The keys once there are too many to search `keys` (empty until then).
+        var keySet: Set<String> = []
         /// The entry or element handed out as an encoder (`superEncoder()`), whose value has
         /// to be in place before the container's next entry.
         var pendingValue: PendingValue?
+    }
+
+    /// A key in the output: where its UTF-8 is, and its fingerprint. (Closing a container moves
+    /// only bytes after its header, so the offsets of keys of open containers stay valid.)
+    private struct WrittenKey {
+        let offset: Int
+        let fingerprint: KeyFingerprint
+
+        var range: Range<Int> { offset..<(offset + fingerprint.length) }
     }
 
     private struct PendingValue {
@@ -33,27 +51,38 @@ final class EncodingState {
         let path: [PathComponent]
     }
 
-    private(set) var output: [UInt8] = []
-    private var openContainers: [OpenContainer] = []
+    @exclusivity(unchecked) private(set) var output: [UInt8] = []
+    @exclusivity(unchecked) private var openContainers: [OpenContainer] = []
+    /// The keys written to the open keyed containers, innermost container's last.
+    @exclusivity(unchecked) private var keys: [WrittenKey] = []
     private var nextSerial = 0
-    /// The first error of a non-throwing container request (`container(keyedBy:)`, …), thrown at
-    /// the latest when encoding ends.
-    private var recordedError: BinaryCodingError?
+    /// Errors of non-throwing container requests (`container(keyedBy:)`, …), thrown when the
+    /// container is used and, the first of them, when encoding ends.
+    private var failures: [BinaryCodingError] = []
     let maxDepth: Int
 
     init(maxDepth: Int) {
         self.maxDepth = maxDepth
-        output.reserveCapacity(256)
+        output.reserveCapacity(1024)
     }
 
-    func record(_ error: BinaryCodingError) {
-        if recordedError == nil { recordedError = error }
+    /// Records the failure of a request that cannot throw; returns the handle of the container
+    /// it did not open.
+    @discardableResult
+    func record(_ error: BinaryCodingError) -> ContainerHandle {
+        failures.append(error)
+        return ContainerHandle(serial: failures.count - 1, level: -1)
+    }
+
+    /// The error that made `handle` a failed handle.
+    func failure(of handle: ContainerHandle) -> BinaryCodingError {
+        failures[handle.serial]
     }
 
     /// Closes every container and returns the encoding.
     func finish() throws(BinaryCodingError) -> [UInt8] {
         while !openContainers.isEmpty { closeInnermost() }
-        if let recordedError { throw recordedError }
+        if let failure = failures.first { throw failure }
         return output
     }
 
@@ -74,25 +103,26 @@ final class EncodingState {
 
     /// Writes `value` if the format has a tag for its type; returns whether it did.
     func writePrimitive<T>(_ value: T) -> Bool {
-        if T.self == [UInt8].self, let bytes = value as? [UInt8] { bytes.withUnsafeBytes(writeBytes) }
-        else if T.self == Int.self, let value = value as? Int { writeSigned(Int64(value)) }
-        else if T.self == UInt64.self, let value = value as? UInt64 { writeUnsigned(value) }
-        else if T.self == UInt32.self, let value = value as? UInt32 { writeUnsigned(UInt64(value)) }
-        else if T.self == UInt16.self, let value = value as? UInt16 { writeUnsigned(UInt64(value)) }
-        else if T.self == UInt8.self, let value = value as? UInt8 { writeUnsigned(UInt64(value)) }
-        else if T.self == String.self, let value = value as? String { writeString(value) }
-        else if T.self == Bool.self, let value = value as? Bool { writeBool(value) }
-        else if T.self == Int64.self, let value = value as? Int64 { writeSigned(value) }
-        else if T.self == Int32.self, let value = value as? Int32 { writeSigned(Int64(value)) }
-        else if T.self == Int16.self, let value = value as? Int16 { writeSigned(Int64(value)) }
-        else if T.self == Int8.self, let value = value as? Int8 { writeSigned(Int64(value)) }
-        else if T.self == UInt.self, let value = value as? UInt { writeUnsigned(UInt64(value)) }
-        else if T.self == Double.self, let value = value as? Double { writeDouble(value) }
-        else if T.self == Float.self, let value = value as? Float { writeFloat(value) }
-        else if T.self == ContiguousArray<UInt8>.self, let bytes = value as? ContiguousArray<UInt8> { bytes.withUnsafeBytes(writeBytes) }
-        else if T.self == ArraySlice<UInt8>.self, let bytes = value as? ArraySlice<UInt8> { bytes.withUnsafeBytes(writeBytes) }
-        else { return false }
-        return true
+        switch Primitive(T.self) {
+        case .bytes?: if let bytes = value as? [UInt8] { bytes.withUnsafeBufferPointer(writeBytes); return true }
+        case .contiguousBytes?: if let bytes = value as? ContiguousArray<UInt8> { bytes.withUnsafeBufferPointer(writeBytes); return true }
+        case .bool?: if let value = value as? Bool { writeBool(value); return true }
+        case .string?: if let value = value as? String { writeString(value); return true }
+        case .double?: if let value = value as? Double { writeDouble(value); return true }
+        case .float?: if let value = value as? Float { writeFloat(value); return true }
+        case .int?: if let value = value as? Int { writeSigned(Int64(value)); return true }
+        case .int8?: if let value = value as? Int8 { writeSigned(Int64(value)); return true }
+        case .int16?: if let value = value as? Int16 { writeSigned(Int64(value)); return true }
+        case .int32?: if let value = value as? Int32 { writeSigned(Int64(value)); return true }
+        case .int64?: if let value = value as? Int64 { writeSigned(value); return true }
+        case .uint?: if let value = value as? UInt { writeUnsigned(UInt64(value)); return true }
+        case .uint8?: if let value = value as? UInt8 { writeUnsigned(UInt64(value)); return true }
+        case .uint16?: if let value = value as? UInt16 { writeUnsigned(UInt64(value)); return true }
+        case .uint32?: if let value = value as? UInt32 { writeUnsigned(UInt64(value)); return true }
+        case .uint64?: if let value = value as? UInt64 { writeUnsigned(value); return true }
+        case nil: break
+        }
+        return false
     }
 
     func writeNil() { output.append(Tag.nilValue.rawValue) }
@@ -120,23 +150,18 @@ final class EncodingState {
     }
 
     func writeString(_ value: String) {
-        output.append(Tag.string.rawValue)
-        writeUTF8(value)
-    }
-
-    func writeBytes(_ bytes: UnsafeRawBufferPointer) {
-        output.append(Tag.bytes.rawValue)
-        writeVarint(UInt64(bytes.count))
-        output.append(contentsOf: bytes)
-    }
-
-    /// Varint length and UTF-8 bytes: a string's payload, or a key.
-    private func writeUTF8(_ string: String) {
-        var string = string
-        string.withUTF8 { utf8 in
+        var value = value
+        value.withUTF8 { utf8 in
+            output.append(Tag.string.rawValue)
             writeVarint(UInt64(utf8.count))
             output.append(contentsOf: utf8)
         }
+    }
+
+    func writeBytes(_ bytes: UnsafeBufferPointer<UInt8>) {
+        output.append(Tag.bytes.rawValue)
+        writeVarint(UInt64(bytes.count))
+        output.append(contentsOf: bytes)
     }
 
     private func writeVarint(_ value: UInt64) {
@@ -162,7 +187,7 @@ final class EncodingState {
         }
         let handle = ContainerHandle(serial: nextSerial, level: openContainers.count)
         nextSerial += 1
-        openContainers.append(OpenContainer(serial: handle.serial, headerOffset: output.count))
+        openContainers.append(OpenContainer(serial: handle.serial, headerOffset: output.count, firstKey: keys.count))
         output.append(tag.rawValue)
         output.append(0)  // element count, patched when the container closes
         return handle
@@ -172,11 +197,31 @@ final class EncodingState {
     func beginEntry(of handle: ContainerHandle, key: some CodingKey, owner: ValueEncoder) throws(BinaryCodingError) {
         try reopen(handle, owner: owner)
         let name = key.stringValue
-        guard openContainers[handle.level].keys.insert(name) else {
-            throw .duplicateKey(path: owner.path(appending: .key(key)), offset: output.count)
-        }
+        var contiguousName = name
+        let isNew = contiguousName.withUTF8 { writeKey($0, named: name, level: handle.level) }
+        guard isNew else { throw .duplicateKey(path: owner.path(appending: .key(key)), offset: output.count) }
         openContainers[handle.level].count += 1
-        writeUTF8(name)
+    }
+
+    /// Writes `utf8`, the UTF-8 of `name`, as the next key of the container at `level` unless it
+    /// has that key already; returns whether it wrote it.
+    private func writeKey(_ utf8: UnsafeBufferPointer<UInt8>, named name: String, level: Int) -> Bool {
+        let fingerprint = KeyFingerprint(UnsafeRawBufferPointer(utf8))
+        let first = openContainers[level].firstKey
+        if keys.count - first < KeyedIndex.linearSearchLimit {
+            for key in keys[first...] where key.fingerprint == fingerprint {
+                if fingerprint.isWholeKey || utf8.elementsEqual(output[key.range]) { return false }
+            }
+        } else {
+            if openContainers[level].keySet.isEmpty {
+                openContainers[level].keySet = Set(keys[first...].map { String(decoding: output[$0.range], as: UTF8.self) })
+            }
+            guard openContainers[level].keySet.insert(name).inserted else { return false }
+        }
+        writeVarint(UInt64(utf8.count))
+        keys.append(WrittenKey(offset: output.count, fingerprint: fingerprint))
+        output.append(contentsOf: utf8)
+        return true
     }
 
     /// Starts the next element of an array.
@@ -204,11 +249,12 @@ final class EncodingState {
 
     /// Makes `handle`'s container the innermost open one, closing those opened after it.
     private func reopen(_ handle: ContainerHandle, owner: ValueEncoder) throws(BinaryCodingError) {
+        guard !handle.failed else { throw failure(of: handle) }
         guard handle.level < openContainers.count, openContainers[handle.level].serial == handle.serial else {
             throw .invalidValue(path: owner.path(), reason: Self.outOfOrder)
         }
         while openContainers.count > handle.level + 1 { closeInnermost() }
-        writePendingValue(of: handle.level)
+        if openContainers[handle.level].pendingValue != nil { writePendingValue(of: handle.level) }
     }
 
     private func writePendingValue(of level: Int) {
@@ -220,6 +266,7 @@ final class EncodingState {
     private func closeInnermost() {
         writePendingValue(of: openContainers.count - 1)
         let container = openContainers.removeLast()
+        keys.removeSubrange(container.firstKey...)
         let countOffset = container.headerOffset + 1
         if container.count < 0x80 {
             output[countOffset] = UInt8(container.count)
@@ -243,24 +290,4 @@ private func appendVarint(_ value: UInt64, to bytes: inout [UInt8]) {
         rest >>= 7
     }
     bytes.append(UInt8(rest))
-}
-
-/// The keys of one keyed container: a list while short, a set once long.
-private struct KeyLog {
-    private var list: [String] = []
-    private var set: Set<String> = []
-
-    /// Adds `key`; returns false if it was already there.
-    mutating func insert(_ key: String) -> Bool {
-        if set.isEmpty {
-            if list.contains(key) { return false }
-            if list.count < KeyedIndex.linearSearchLimit {
-                list.append(key)
-                return true
-            }
-            set = Set(list)
-            list = []
-        }
-        return set.insert(key).inserted
-    }
 }

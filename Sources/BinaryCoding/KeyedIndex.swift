@@ -1,10 +1,13 @@
 /// The entries of one keyed container in the input, indexed once so that lookups by key need
 /// no scan of the input: a linear search of the entry list for small containers (structs), a
 /// hash table for larger ones (dictionaries). Keys are compared as UTF-8 bytes, in place.
-struct KeyedIndex {
+///
+/// A class, because `KeyedDecodingContainer` copies its container on every call.
+final class KeyedIndex {
     struct Entry {
         /// The key's UTF-8 in the input.
         let key: Range<Int>
+        let fingerprint: KeyFingerprint
         /// Offset of the entry's value.
         let value: Int
     }
@@ -13,66 +16,94 @@ struct KeyedIndex {
     static let linearSearchLimit = 16
 
     /// The entries in input order.
-    private(set) var entries: [Entry] = []
+    let entries: [Entry]
     /// Open-addressing hash table of entry positions plus one (0 = empty slot), a power of two
     /// at least twice the entry count; empty for containers searched linearly.
-    private var slots: [Int] = []
+    private let slots: [Int]
     /// Nesting depth of the container.
     let depth: Int
     /// Offset just past the container's last entry.
-    var end = 0
+    let end: Int
+    /// Where the next linear search starts: at the entry found last, as types mostly read their
+    /// keys in the order they wrote them (and `decodeIfPresent` looks a key up more than once).
+    private var searchStart = 0
 
-    /// An empty index for a container at `depth` announcing `count` entries (checked against
-    /// the input by the caller, so the reservations are bounded by the input size).
-    init(count: Int, depth: Int) {
+    private init(entries: [Entry], slots: [Int], depth: Int, end: Int) {
+        self.entries = entries
+        self.slots = slots
         self.depth = depth
-        entries.reserveCapacity(count)
-        if count > Self.linearSearchLimit {
-            slots = Array(repeating: 0, count: 1 << (Int.bitWidth - (2 * count - 1).leadingZeroBitCount))
-        }
-    }
-
-    /// Adds `entry` unless its key is already present; returns whether it was added.
-    mutating func insert(_ entry: Entry, in input: UnsafeRawBufferPointer) -> Bool {
-        let key = UnsafeRawBufferPointer(rebasing: input[entry.key])
-        if slots.isEmpty {
-            guard linearSearch(key, in: input) == nil else { return false }
-        } else {
-            let mask = slots.count - 1
-            var slot = Self.hash(key) & mask
-            while slots[slot] != 0 {
-                if Self.key(of: entries[slots[slot] - 1], in: input, equals: key) { return false }
-                slot = (slot + 1) & mask
-            }
-            slots[slot] = entries.count + 1
-        }
-        entries.append(entry)
-        return true
+        self.end = end
     }
 
     /// Offset of the value whose key is `key` (UTF-8).
     func valueOffset(forKey key: UnsafeRawBufferPointer, in input: UnsafeRawBufferPointer) -> Int? {
-        if slots.isEmpty { return linearSearch(key, in: input) }
+        let fingerprint = KeyFingerprint(key)
+        if slots.isEmpty {
+            for index in searchStart..<entries.count where Self.key(of: entries[index], in: input, equals: key, fingerprint) {
+                searchStart = index
+                return entries[index].value
+            }
+            for index in 0..<searchStart where Self.key(of: entries[index], in: input, equals: key, fingerprint) {
+                searchStart = index
+                return entries[index].value
+            }
+            return nil
+        }
         let mask = slots.count - 1
         var slot = Self.hash(key) & mask
         while slots[slot] != 0 {
             let entry = entries[slots[slot] - 1]
-            if Self.key(of: entry, in: input, equals: key) { return entry.value }
+            if Self.key(of: entry, in: input, equals: key, fingerprint) { return entry.value }
             slot = (slot + 1) & mask
         }
         return nil
     }
 
-    private func linearSearch(_ key: UnsafeRawBufferPointer, in input: UnsafeRawBufferPointer) -> Int? {
-        for entry in entries where Self.key(of: entry, in: input, equals: key) {
-            return entry.value
+    /// Collects a container's entries as its keys are read, refusing duplicate keys.
+    struct Builder {
+        private var entries: [Entry] = []
+        private var slots: [Int] = []
+
+        /// A builder for a container announcing `count` entries (checked against the input by
+        /// the caller, so the reservations are bounded by the input size).
+        init(count: Int) {
+            entries.reserveCapacity(count)
+            if count > KeyedIndex.linearSearchLimit {
+                slots = Array(repeating: 0, count: 1 << (Int.bitWidth - (2 * count - 1).leadingZeroBitCount))
+            }
         }
-        return nil
+
+        /// Adds the entry whose key's UTF-8 is at `key` and whose value is at `value`, unless
+        /// the key is already present; returns whether it was added.
+        mutating func insert(key: Range<Int>, value: Int, in input: UnsafeRawBufferPointer) -> Bool {
+            let keyBytes = UnsafeRawBufferPointer(rebasing: input[key])
+            let fingerprint = KeyFingerprint(keyBytes)
+            if slots.isEmpty {
+                for existing in entries where KeyedIndex.key(of: existing, in: input, equals: keyBytes, fingerprint) { return false }
+            } else {
+                let mask = slots.count - 1
+                var slot = KeyedIndex.hash(keyBytes) & mask
+                while slots[slot] != 0 {
+                    if KeyedIndex.key(of: entries[slots[slot] - 1], in: input, equals: keyBytes, fingerprint) { return false }
+                    slot = (slot + 1) & mask
+                }
+                slots[slot] = entries.count + 1
+            }
+            entries.append(Entry(key: key, fingerprint: fingerprint, value: value))
+            return true
+        }
+
+        func index(depth: Int, end: Int) -> KeyedIndex {
+            KeyedIndex(entries: entries, slots: slots, depth: depth, end: end)
+        }
     }
 
-    private static func key(of entry: Entry, in input: UnsafeRawBufferPointer, equals key: UnsafeRawBufferPointer) -> Bool {
-        entry.key.count == key.count && entry.key.upperBound <= input.count
-            && UnsafeRawBufferPointer(rebasing: input[entry.key]).elementsEqual(key)
+    /// Whether `entry`'s key is `key`, whose fingerprint is `fingerprint`.
+    @inline(__always)
+    private static func key(of entry: Entry, in input: UnsafeRawBufferPointer, equals key: UnsafeRawBufferPointer, _ fingerprint: KeyFingerprint) -> Bool {
+        guard entry.fingerprint == fingerprint else { return false }
+        return fingerprint.isWholeKey
+            || (entry.key.upperBound <= input.count && UnsafeRawBufferPointer(rebasing: input[entry.key]).elementsEqual(key))
     }
 
     /// Swift's per-process randomly seeded hash, so input cannot be built to collide.

@@ -8,8 +8,9 @@ extension BinaryDecoder {
         /// Largest input accepted at all, in bytes (checked before parsing).
         public var maxInputSize: Int
         /// Deepest nesting of containers (arrays and keyed containers); the top-level container
-        /// is at depth 1. Decoding recurses once per level, skipped values included, so keep it
-        /// modest.
+        /// is at depth 1. Decoding recurses once per level, skipped values included, and reads
+        /// the entries of a keyed container once for each keyed container around it, so keep
+        /// it modest.
         public var maxDepth: Int
         /// Most elements in one array, or entries in one keyed container.
         public var maxContainerCount: Int
@@ -18,6 +19,7 @@ extension BinaryDecoder {
         /// Longest byte string, in bytes.
         public var maxByteStringLength: Int
 
+        /// Limits with the given values, each defaulting to the value in `.default`.
         public init(
             maxInputSize: Int = 1 << 30,
             maxDepth: Int = 64,

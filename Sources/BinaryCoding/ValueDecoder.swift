@@ -52,23 +52,49 @@ final class ValueDecoder: Decoder, CodingPathNode {
         }
     }
 
-    /// Decodes this decoder's own value as a `T`; returns it with its end offset if known.
-    func decodeValue<T: Decodable>(_ type: T.Type) throws(BinaryCodingError) -> (value: T, end: Int?) {
+    /// Decodes this decoder's own value as a `T`; sets `end` to the offset after it if known.
+    func decodeValue<T: Decodable>(_ type: T.Type, end: inout Int?) throws(BinaryCodingError) -> T {
         try checkActive()
-        let primitive: (value: T, end: Int)?
-        do { primitive = try state.readPrimitive(T.self, at: offset) } catch { throw error.located(at: path()) }
-        if let primitive { return (primitive.value, primitive.end) }
-        return (try decodeSelf(T.self), knownEnd)
+        return try decode(type, at: offset, component: nil, depth: enclosingDepth, end: &end)
     }
 
     /// Decodes the value of `component` at `offset` in one of this decoder's containers, which
-    /// sits at nesting `depth`; returns it with its end offset if known.
-    func decodeChild<T: Decodable>(_ type: T.Type, at offset: Int, component: PathComponent, depth: Int) throws(BinaryCodingError) -> (value: T, end: Int?) {
-        let primitive: (value: T, end: Int)?
-        do { primitive = try state.readPrimitive(T.self, at: offset) } catch { throw error.located(at: path(appending: component)) }
-        if let primitive { return (primitive.value, primitive.end) }
-        let child = childDecoder(at: offset, component: component, depth: depth)
-        return (try child.decodeSelf(T.self), child.knownEnd)
+    /// sits at nesting `depth`; sets `end` to the offset after it if known.
+    func decodeChild<T: Decodable>(_ type: T.Type, at offset: Int, component: PathComponent, depth: Int, end: inout Int?) throws(BinaryCodingError) -> T {
+        try decode(type, at: offset, component: component, depth: depth, end: &end)
+    }
+
+    /// Decodes the value at `offset`: this decoder's own value if `component` is nil, else the
+    /// value of `component` in one of its containers.
+    private func decode<T: Decodable>(_ type: T.Type, at offset: Int, component: PathComponent?, depth: Int, end: inout Int?) throws(BinaryCodingError) -> T {
+        if let primitive = Primitive(type) {
+            return try decodePrimitive(primitive, as: type, at: offset, component: component, depth: depth, end: &end)
+        }
+        return try decodeComposite(type, at: offset, component: component, depth: depth, end: &end)
+    }
+
+    /// Reads a primitive directly. Out of line, because its `T?` needs type metadata that
+    /// composite values, the common case, should not pay for.
+    @inline(never)
+    private func decodePrimitive<T: Decodable>(_ primitive: Primitive, as type: T.Type, at offset: Int, component: PathComponent?, depth: Int, end: inout Int?) throws(BinaryCodingError) -> T {
+        var primitiveEnd = 0
+        let value: T?
+        do {
+            value = try state.readPrimitive(primitive, as: type, at: offset, end: &primitiveEnd)
+        } catch {
+            throw error.located(at: path(appending: component))
+        }
+        guard let value else { return try decodeComposite(type, at: offset, component: component, depth: depth, end: &end) }
+        end = primitiveEnd
+        return value
+    }
+
+    /// Runs `T`'s own `init(from:)` on the value's decoder.
+    private func decodeComposite<T: Decodable>(_ type: T.Type, at offset: Int, component: PathComponent?, depth: Int, end: inout Int?) throws(BinaryCodingError) -> T {
+        let decoder = component.map { childDecoder(at: offset, component: $0, depth: depth) } ?? self
+        let value = try decoder.decodeSelf(type)
+        end = decoder.knownEnd
+        return value
     }
 
     func childDecoder(at offset: Int, component: PathComponent, depth: Int) -> ValueDecoder {
@@ -91,26 +117,25 @@ final class ValueDecoder: Decoder, CodingPathNode {
         let count: Int
         var next: Int
         do { (count, next) = try state.readContainerHeader(.keyed, at: offset, depth: depth) } catch { throw error.located(at: path()) }
-        var index = KeyedIndex(count: count, depth: depth)
+        var builder = KeyedIndex.Builder(count: count)
         for _ in 0..<count {
             let keyOffset = next
             let key: Range<Int>
             do { key = try state.readKey(at: keyOffset) } catch { throw error.located(at: path()) }
-            guard index.insert(KeyedIndex.Entry(key: key, value: key.upperBound), in: state.input) else {
-                throw .duplicateKey(path: path(appending: component(forKey: key)), offset: keyOffset)
+            guard builder.insert(key: key, value: key.upperBound, in: state.input) else {
+                throw .duplicateKey(path: path(appending: keyComponent(at: key)), offset: keyOffset)
             }
             do {
                 next = try state.skipValue(at: key.upperBound, enclosingDepth: depth)
             } catch {
-                throw error.located(at: path(appending: component(forKey: key)))
+                throw error.located(at: path(appending: keyComponent(at: key)))
             }
         }
-        index.end = next
-        return index
+        return builder.index(depth: depth, end: next)
     }
 
     /// The path component of the key whose UTF-8 (already validated) is at `range`.
-    func component(forKey range: Range<Int>) -> PathComponent {
+    private func keyComponent(at range: Range<Int>) -> PathComponent {
         .key(NamedKey(String(decoding: state.bytes(in: range), as: UTF8.self)))
     }
 }

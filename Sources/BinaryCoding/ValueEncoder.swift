@@ -8,8 +8,9 @@ final class ValueEncoder: Encoder, CodingPathNode {
         /// A container: asking for the same kind of container again continues it (the
         /// `super.encode(to: encoder)` pattern).
         case container(ContainerHandle, Tag)
-        /// The encoder was handed out after a failure (already recorded); every use throws it.
-        case failed(BinaryCodingError)
+        /// The encoder was handed out after a failure (recorded in the state, as what this
+        /// failed handle refers to); every use throws it.
+        case failed(ContainerHandle)
     }
 
     let state: EncodingState
@@ -44,25 +45,22 @@ final class ValueEncoder: Encoder, CodingPathNode {
 
     /// The container holding this value: opened on the first request, the same on later ones.
     /// (The requests cannot throw, so a failure is recorded and thrown on the container's use.)
-    private func containerHandle(_ tag: Tag) -> Result<ContainerHandle, BinaryCodingError> {
+    private func containerHandle(_ tag: Tag) -> ContainerHandle {
         switch content {
         case .container(let handle, let existing) where existing == tag:
-            return .success(handle)
+            return handle
         case .nothing:
             do {
                 let handle = try state.openContainer(tag, for: self)
                 content = .container(handle, tag)
-                return .success(handle)
+                return handle
             } catch {
-                state.record(error)
-                return .failure(error)
+                return state.record(error)
             }
-        case .failed(let error):
-            return .failure(error)
+        case .failed(let handle):
+            return handle
         case .scalar, .container:
-            let error = BinaryCodingError.invalidValue(path: path(), reason: "\(tag.name) requested for a value already encoded as another kind")
-            state.record(error)
-            return .failure(error)
+            return state.record(.invalidValue(path: path(), reason: "\(tag.name) requested for a value already encoded as another kind"))
         }
     }
 
@@ -105,8 +103,8 @@ final class ValueEncoder: Encoder, CodingPathNode {
             if deferred { state.deferValue(in: handle, to: child) }
             return child
         } catch {
-            state.record(error)
-            return ValueEncoder(state: state, parent: self, component: component, enclosingDepth: enclosingDepth + 1, valueOffset: state.output.count, content: .failed(error))
+            let handle = state.record(error)
+            return ValueEncoder(state: state, parent: self, component: component, enclosingDepth: enclosingDepth + 1, valueOffset: state.output.count, content: .failed(handle))
         }
     }
 
@@ -114,8 +112,8 @@ final class ValueEncoder: Encoder, CodingPathNode {
         switch content {
         case .nothing:
             try state.checkPosition(of: self)
-        case .failed(let error):
-            throw error
+        case .failed(let handle):
+            throw state.failure(of: handle)
         case .scalar, .container:
             throw .invalidValue(path: path(), reason: "value encoded twice")
         }

@@ -36,6 +36,12 @@ final class MigrationSession: @unchecked Sendable {
         if isCancelled { c.cancel() }
     }
 
+    /// Tells the target why the migration ends here (if it has not been told) and drops the connection.
+    func closeConnection(reason: String) {
+        guard let c = connection.withLock({ $0.take() }) else { return }
+        c.abort(reason)
+    }
+
     var isFinished: Bool {
         switch progress.withLock({ $0.phase }) {
         case .completed, .failed, .cancelled, .none: return true
@@ -97,6 +103,7 @@ extension VirtualMachine: ControlTarget {
             try migrate(session, started: started)
         } catch {
             let cancelled = session.isCancelled
+            session.closeConnection(reason: cancelled ? "cancelled on the source" : error.message)
             session.progress.withLock { p in
                 p.phase = cancelled ? .cancelled : .failed
                 p.error = cancelled ? "cancelled" : error.message
@@ -191,13 +198,14 @@ extension VirtualMachine: ControlTarget {
                 session.progress.withLock { $0.throttlePercent = throttle }
             }
         }
-        try switchOver(session, machine: machine, devices: devices, connection: connection, started: started, fail: fail)
+        try switchOver(session, machine: machine, devices: devices, connection: connection, pending: pending, started: started, fail: fail)
     }
 
     /// Pauses the VM, sends what is left and the device state, and hands the VM over; on any
     /// failure the VM runs on here as if nothing happened.
+    /// `pending` are the pages dirtied during the last round, not sent yet.
     private func switchOver(_ session: MigrationSession, machine: Machine, devices: PlatformDevices, connection: MigrationConnection,
-                            started: Double, fail: (MigrationError) -> VMError) throws(VMError) {
+                            pending: [[UInt64]], started: Double, fail: (MigrationError) -> VMError) throws(VMError) {
         try operation.withLock { _ throws(VMError) in
             let wasPaused = lifecycle.withLock { $0.paused }
             let pausedAt = monotonicSeconds()
@@ -206,7 +214,10 @@ extension VirtualMachine: ControlTarget {
             session.progress.withLock { $0.phase = .stopAndCopy }
             var released = false
             do throws(VMError) {
-                let last = try machine.takeDirtyPages()
+                var last = try machine.takeDirtyPages()
+                for (r, bitmap) in pending.enumerated() where r < last.count {
+                    for i in 0..<min(bitmap.count, last[r].count) { last[r][i] |= bitmap[i] }
+                }
                 do throws(MigrationError) {
                     _ = try sendPages(last, memory: machine.memory, over: connection, session: session, limit: nil)
                 } catch {

@@ -23,7 +23,7 @@ final class IncomingVM: @unchecked Sendable {
                 let vm = try VirtualMachine.receiveMigration(on: listener, options: o, console: console)
                 state.withLock { $0.vm = RunningVM(vm, console: console) }
             } catch {
-                state.withLock { $0.error = error.message }
+                state.withLock { $0.error = "\(error)" }
             }
             received.signal()
         }
@@ -89,9 +89,11 @@ struct MigrationTests {
         let source = try RunningVM.boot("smp-ipi.elf", cmdline: "report=50 stop=800", cpus: 2)
         #expect(source.waitFor("IPI round=100 "), "\(source.text)")
         _ = try source.vm.startMigration(MigrationRequest(destination: target.endpoint))
-        #expect(waitForMigration(source.vm).phase == .completed)
+        let progress = waitForMigration(source.vm)
+        #expect(progress.phase == .completed, "\(progress)")
         source.finish()
-        let vm = try #require(target.wait().vm)
+        let arrived = target.wait()
+        let vm = try #require(arrived.vm, "\(arrived.error ?? "")")
         #expect(vm.finish(timeout: 120) == GuestKit.passStatus, "\(vm.text)")
         #expect(vm.text.contains("IPI round=800 counts=800,800"), "\(vm.text)")
     }

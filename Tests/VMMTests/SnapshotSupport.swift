@@ -84,9 +84,9 @@ struct WorkloadChecker {
     /// The seq/hash lines of `text` in order.
     static func lines(_ text: String) -> [Line] {
         text.split(separator: "\n").compactMap { line in
-            guard line.hasPrefix("WL seq="), let space = line.firstIndex(of: " ") else { return nil }
-            let seq = UInt64(line[line.index(line.startIndex, offsetBy: 7)..<space])
-            guard let hashStart = line.range(of: "hash=")?.upperBound, let seq, let hash = UInt64(line[hashStart...], radix: 16) else { return nil }
+            let words = line.split(separator: " ")
+            guard words.count == 3, words[0] == "WL", words[1].hasPrefix("seq="), words[2].hasPrefix("hash="),
+                  let seq = UInt64(words[1].dropFirst(4)), let hash = UInt64(words[2].dropFirst(5), radix: 16) else { return nil }
             return Line(seq: seq, hash: hash)
         }
     }
