@@ -238,3 +238,46 @@ struct MigrationStreamTests {
         #expect(accepted < 3000)
     }
 }
+
+/// Migration of a VM restored from a snapshot the target also holds: only what differs travels.
+@Suite(.serialized, .enabled(if: KVMAvailability.shouldRun, KVMAvailability.skipReason))
+struct BaseSnapshotMigrationTests {
+    func migrateRestored(targetHasBase: Bool, dir: ScratchDirectory) throws -> MigrationProgress {
+        if !FileManager.default.fileExists(atPath: dir.file("base")) {
+            // A 64 MiB guest whose workload touches 3 MiB (about 5 % of its RAM).
+            let vm = try RunningVM.boot("workload.elf", cmdline: "mib=3 report=200")
+            #expect(vm.waitFor("WL seq=200 "))
+            _ = try vm.vm.createSnapshot(SnapshotRequest(directory: dir.file("base"), stopAfter: true))
+            vm.finish()
+        }
+        let forked = try RunningVM.restore(dir.file("base"))
+        #expect(forked.waitFor("WL seq=3000 "), "\(forked.text)")
+        var options = IncomingOptions()
+        if !targetHasBase { options.baseDirectory = dir.file("nowhere") }
+        let target = try IncomingVM(.unix(path: dir.file("m-\(targetHasBase).sock")), options: options)
+        _ = try forked.vm.startMigration(MigrationRequest(destination: target.endpoint))
+        let progress = MigrationTests().waitForMigration(forked.vm)
+        #expect(progress.phase == .completed, "\(progress)")
+        forked.finish()
+        let arrived = try #require(target.wait().vm)
+        let last = try #require(WorkloadChecker.lines(forked.text).last).seq
+        #expect(arrived.waitFor("WL seq=\(last + 3 * 200) "), "\(arrived.text)")
+        arrived.stop()
+        let checker = WorkloadChecker(pages: 3 * 256, report: 200)
+        #expect(checker.problems(forked.text + arrived.text).isEmpty, "\(checker.problems(forked.text + arrived.text))")
+        return progress
+    }
+
+    @Test func onlyPagesThatDifferFromTheSharedBaseTravel() throws {
+        let dir = ScratchDirectory("skiff-base")
+        defer { dir.cleanup() }
+        let withBase = try migrateRestored(targetHasBase: true, dir: dir)
+        let without = try migrateRestored(targetHasBase: false, dir: dir)
+        print("fork migration, target holds the base: \(withBase.bytesSent) bytes, \(withBase.pagesSent) pages sent, \(withBase.pagesSkippedByBase) skipped; without it: \(without.bytesSent) bytes, \(without.pagesSent) pages")
+        #expect(withBase.pagesSkippedByBase > 15000, "\(withBase)")
+        // The workload dirtied at most its 768 pages plus a few for stack and device rings.
+        #expect(withBase.pagesSent < 1500, "\(withBase)")
+        #expect(without.pagesSkippedByBase == 0 && without.pagesSent >= 16384)
+        #expect(withBase.bytesSent < without.bytesSent, "with base \(withBase.bytesSent) vs \(without.bytesSent)")
+    }
+}
