@@ -11,7 +11,9 @@ public struct MigrateCommand: ParsableCommand {
             Memory is copied while the VM runs (pre-copy rounds with the KVM dirty log) until what is left fits the
             downtime target, then the VM pauses, the rest and its device state travel, and the target continues it.
             Returns when the move is done; the source monitor then exits with status 0. If anything fails, the VM
-            keeps running here. Disks must be on storage both hosts see at the same paths.
+            keeps running here. Disks are on storage both hosts see at the same paths (the image locks are handed
+            over at switch-over), or travel with the VM with --copy-disks (only what each image holds itself: an
+            overlay sends its own clusters, its backing file must be on the target).
             """)
 
     @OptionGroup var monitor: MonitorOptions
@@ -27,6 +29,9 @@ public struct MigrateCommand: ParsableCommand {
 
     @Flag(name: .customLong("no-auto-converge"), help: "Do not throttle vCPUs when the guest dirties memory faster than it is sent.")
     var noAutoConverge = false
+
+    @Flag(name: .customLong("copy-disks"), help: "Copy the disks too (the target has no shared storage; it creates them where its --disk options say).")
+    var copyDisks = false
 
     @Option(name: .long, help: ArgumentHelp("Give up after this many seconds (default 3600).", valueName: "s"))
     var timeout: UInt32 = 3600
@@ -46,7 +51,7 @@ public struct MigrateCommand: ParsableCommand {
         guard let endpoint = MigrationEndpoint(destination) else { throw ValidationError("invalid target") }
         let request = MigrationRequest(destination: endpoint, maxDowntimeMilliseconds: maxDowntime,
                                        bandwidthLimit: bandwidth.map { $0 << 20 }, autoConverge: !noAutoConverge,
-                                       copyDisks: false, timeoutSeconds: timeout)
+                                       copyDisks: copyDisks, timeoutSeconds: timeout)
         _ = try monitor.send(.migrate(request))
         while true {
             Thread.sleep(forTimeInterval: 0.1)
@@ -60,7 +65,7 @@ public struct MigrateCommand: ParsableCommand {
             switch p.phase {
             case .completed:
                 if monitor.output == .json { return try Output.json(p) }
-                print("migrated to \(p.destination): \(p.rounds) rounds, \(Output.bytes(p.bytesSent)) sent (\(p.pagesSent) pages, \(p.zeroPages) zero, \(p.pagesSkippedByBase) already on the target), downtime \(Output.milliseconds(p.downtimeMilliseconds ?? 0)), total \(Output.milliseconds(p.totalMilliseconds))")
+                print("migrated to \(p.destination): \(p.rounds) rounds, \(Output.bytes(p.bytesSent)) sent\(p.diskBytesSent > 0 ? " (disks \(Output.bytes(p.diskBytesSent)))" : "") (\(p.pagesSent) pages, \(p.zeroPages) zero, \(p.pagesSkippedByBase) already on the target), downtime \(Output.milliseconds(p.downtimeMilliseconds ?? 0)), total \(Output.milliseconds(p.totalMilliseconds))")
                 return
             case .failed, .cancelled:
                 throw ClientFailure("migration \(p.phase.rawValue): \(p.error ?? "unknown reason"); the VM keeps running here")

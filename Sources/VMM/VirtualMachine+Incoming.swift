@@ -44,13 +44,6 @@ extension VirtualMachine {
 
     private static func receive(over connection: MigrationConnection, options: IncomingOptions, console: any ConsoleOutput,
                                 kvmPath: String) throws(VMError) -> VirtualMachine {
-        func stream<T>(_ body: () throws(MigrationError) -> T) throws(VMError) -> T {
-            do {
-                return try body()
-            } catch {
-                throw VMError(error.description)
-            }
-        }
         let hello = try stream { () throws(MigrationError) in try connection.receive(.hello, as: MigrationHello.self) }
         let saved = try stream { () throws(MigrationError) in
             try MigrationFrame.decode(SavedConfiguration.self, hello.configuration, kind: .hello)
@@ -69,7 +62,27 @@ extension VirtualMachine {
         }
         let pageCount = memoryMap.ramRanges.reduce(UInt64(0)) { $0 + $1.size / GuestMemory.pageSize }
         guard hello.pageCount == pageCount else { throw VMError("the source sends \(hello.pageCount) pages for \(configuration.memorySize >> 20) MiB of RAM") }
-        guard hello.disks.isEmpty else { throw VMError("copying disks is not supported by this target") }
+        // Disks copied with the VM are created where this VM's disks go (as given with --disk).
+        var disks: IncomingDisks?
+        if !hello.disks.isEmpty {
+            let paths = configuration.devices.compactMap { spec -> String? in
+                if case .block(let path, _, _, _) = spec { return path }
+                return nil
+            }
+            disks = try IncomingDisks(hello.disks, paths: paths)
+        }
+        do {
+            return try finishReceiving(over: connection, hello: hello, saved: saved, configuration: configuration, memoryMap: memoryMap,
+                                       pageCount: pageCount, disks: disks, options: options, console: console, kvmPath: kvmPath)
+        } catch {
+            disks?.abandon()
+            throw error
+        }
+    }
+
+    private static func finishReceiving(over connection: MigrationConnection, hello: MigrationHello, saved: SavedConfiguration,
+                                        configuration: VMConfiguration, memoryMap: MemoryMap, pageCount: UInt64, disks: IncomingDisks?,
+                                        options: IncomingOptions, console: any ConsoleOutput, kvmPath: String) throws(VMError) -> VirtualMachine {
         // Map the base snapshot if this host holds the very one the source VM started from.
         var memory: GuestMemory?
         var base: SnapshotLineage?
@@ -103,6 +116,9 @@ extension VirtualMachine {
             case .pages:
                 let batch = try stream { () throws(MigrationError) in try PageBatch(parsing: frame.payload, pageCount: pageCount) }
                 try apply(batch, to: guestMemory, received: &received)
+            case .disk:
+                guard let disks else { throw VMError("the source sent disk data for a VM without copied disks") }
+                try disks.apply(try stream { () throws(MigrationError) in try MigrationFrame.decode(DiskChunk.self, frame.payload, kind: .disk) })
             case .state:
                 guard stateBytes == nil else { throw VMError("the source sent the VM state twice") }
                 stateBytes = frame.payload
@@ -113,6 +129,7 @@ extension VirtualMachine {
             }
         }
         guard let stateBytes else { throw VMError("the source ended the stream without the VM state") }
+        try disks?.finish()
         let known: Set<String> = [SnapshotSection.configuration, SnapshotSection.machine, SnapshotSection.devices]
         let machineState: MachineState
         let deviceState: PlatformDevicesState
@@ -194,5 +211,14 @@ extension VirtualMachine {
             }
             guard placed else { throw VMError("page \(page.number) is outside guest RAM") }
         }
+    }
+}
+
+/// Runs a step of the migration stream, turning its error into the VM's.
+private func stream<T>(_ body: () throws(MigrationError) -> T) throws(VMError) -> T {
+    do {
+        return try body()
+    } catch {
+        throw VMError(error.description)
     }
 }

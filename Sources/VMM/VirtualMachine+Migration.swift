@@ -70,7 +70,6 @@ extension VirtualMachine: ControlTarget {
             guard current.withLock({ $0.machine != nil && !$0.stopped }) else { throw VMError("the VM is not running", kind: .invalidState) }
             if let old = migration.withLock({ $0 }), !old.isFinished { throw VMError("a migration is in progress", kind: .invalidState) }
             guard !lifecycle.withLock({ $0.migrating }) else { throw VMError("a migration is in progress", kind: .invalidState) }
-            if request.copyDisks { throw VMError("copying disks is not supported yet: use shared storage", kind: .unsupported) }
             let session = MigrationSession(request: request)
             migration.withLock { $0 = session }
             lifecycle.withLock { $0.migrating = true }
@@ -131,6 +130,9 @@ extension VirtualMachine: ControlTarget {
             return VMError(e.description)
         }
         let pageCount = machine.memory.regions.reduce(UInt64(0)) { $0 + $1.size / GuestMemory.pageSize }
+        // Without shared storage the disks travel too: track their writes from now on.
+        let disks = request.copyDisks ? try OutgoingDisks(devices.virtio) : nil
+        defer { if session.progress.withLock({ $0.phase }) != .completed { disks?.detach() } }
         let base = lifecycle.withLock { $0.baseImage }
         let configuration = savedConfiguration(snapshotID: Self.randomHex(16), devices: devices, tscKHz: machine.tscKHz, parent: nil)
         let accept: MigrationAccept
@@ -138,9 +140,13 @@ extension VirtualMachine: ControlTarget {
             let encoded = try MigrationFrame.encode(configuration)
             let hello = MigrationHello(configuration: encoded, pageCount: pageCount,
                                        base: base.map { BaseSnapshot(directory: $0.directory, snapshotID: $0.snapshotID, memoryDigest: $0.memoryDigest) },
-                                       disks: [])
+                                       disks: disks?.descriptors ?? [])
             try connection.send(.hello, value: hello)
             accept = try connection.receive(.accept, as: MigrationAccept.self)
+            if let disks {
+                let sent = try disks.sendInitial(over: connection) { session.isCancelled }
+                session.progress.withLock { $0.diskBytesSent += sent }
+            }
         } catch {
             throw fail(error)
         }
@@ -172,6 +178,10 @@ extension VirtualMachine: ControlTarget {
             let sent: UInt64
             do {
                 sent = try sendPages(pending, memory: machine.memory, over: connection, session: session, limit: request.bandwidthLimit)
+                if let disks {
+                    let diskBytes = try disks.sendDirty(over: connection) { session.isCancelled }
+                    session.progress.withLock { $0.diskBytesSent += diskBytes }
+                }
             } catch {
                 throw fail(error)
             }
@@ -198,14 +208,14 @@ extension VirtualMachine: ControlTarget {
                 session.progress.withLock { $0.throttlePercent = throttle }
             }
         }
-        try switchOver(session, machine: machine, devices: devices, connection: connection, pending: pending, started: started, fail: fail)
+        try switchOver(session, machine: machine, devices: devices, connection: connection, pending: pending, disks: disks, started: started, fail: fail)
     }
 
     /// Pauses the VM, sends what is left and the device state, and hands the VM over; on any
     /// failure the VM runs on here as if nothing happened.
     /// `pending` are the pages dirtied during the last round, not sent yet.
     private func switchOver(_ session: MigrationSession, machine: Machine, devices: PlatformDevices, connection: MigrationConnection,
-                            pending: [[UInt64]], started: Double, fail: (MigrationError) -> VMError) throws(VMError) {
+                            pending: [[UInt64]], disks: OutgoingDisks?, started: Double, fail: (MigrationError) -> VMError) throws(VMError) {
         try operation.withLock { _ throws(VMError) in
             let wasPaused = lifecycle.withLock { $0.paused }
             let pausedAt = monotonicSeconds()
@@ -220,6 +230,10 @@ extension VirtualMachine: ControlTarget {
                 }
                 do throws(MigrationError) {
                     _ = try sendPages(last, memory: machine.memory, over: connection, session: session, limit: nil)
+                    if let disks {
+                        let diskBytes = try disks.sendDirty(over: connection) { session.isCancelled }
+                        session.progress.withLock { $0.diskBytesSent += diskBytes }
+                    }
                 } catch {
                     throw fail(error)
                 }
@@ -228,12 +242,14 @@ extension VirtualMachine: ControlTarget {
                                                             machine: try machine.saveState(), devices: try devices.saveState())
                 let stateBytes = try state.get()
                 // Shared storage: flush and close the disks so the target can lock them.
-                try devices.virtio.releaseDisks()
-                released = true
-                let sentPages = session.progress.withLock { $0.pagesSent }
+                if disks == nil {
+                    try devices.virtio.releaseDisks()
+                    released = true
+                }
+                let (sentPages, diskBytes) = session.progress.withLock { ($0.pagesSent, $0.diskBytesSent) }
                 do throws(MigrationError) {
                     try connection.send(.state, stateBytes)
-                    try connection.send(.complete, value: MigrationComplete(pagesSent: sentPages, diskBytesSent: 0))
+                    try connection.send(.complete, value: MigrationComplete(pagesSent: sentPages, diskBytesSent: diskBytes))
                     connection.timeout = 60
                     let ready = try connection.receive()
                     guard ready.kind == .ready else { throw .malformed("expected ready, got \(ready.kind)") }

@@ -1,6 +1,7 @@
 import ControlProtocol
 import Foundation
 import Migration
+import Storage
 import Synchronization
 import Testing
 @testable import VMM
@@ -279,5 +280,77 @@ struct BaseSnapshotMigrationTests {
         #expect(withBase.pagesSent < 1500, "\(withBase)")
         #expect(without.pagesSkippedByBase == 0 && without.pagesSent >= 16384)
         #expect(withBase.bytesSent < without.bytesSent, "with base \(withBase.bytesSent) vs \(without.bytesSent)")
+    }
+}
+
+/// Migration without shared storage: the disks travel with the VM while it writes to them.
+@Suite(.serialized, .enabled(if: KVMAvailability.shouldRun, KVMAvailability.skipReason))
+struct DiskCopyMigrationTests {
+    @Test func aDiskBeingWrittenArrivesWhole() throws {
+        let dir = ScratchDirectory("skiff-migdisk")
+        defer { dir.cleanup() }
+        // An overlay on a base both "hosts" have: only the overlay's clusters travel.
+        let base = dir.file("base.raw")
+        var baseBytes = Data(count: 4 << 20)
+        for i in stride(from: 2 << 20, to: 4 << 20, by: 512) { baseBytes[i] = 0xb5 }
+        try baseBytes.write(to: URL(fileURLWithPath: base))
+        try ImageOperationsShim.clone(base: base, to: dir.file("src.qcow2"))
+        var options = IncomingOptions()
+        options.restore.deviceOverrides = [.block(path: dir.file("dst.qcow2"), format: .qcow2, readOnly: false, serial: nil)]
+        let target = try IncomingVM(.unix(path: dir.file("m.sock")), options: options)
+        let count = 400
+        let source = try RunningVM.boot("virtio-blk.elf", cmdline: "mode=seq count=\(count)") {
+            $0.devices = [.block(path: dir.file("src.qcow2"), format: .qcow2, readOnly: false, serial: nil)]
+        }
+        #expect(source.waitFor("blk seq=32"), "\(source.text)")
+        _ = try source.vm.startMigration(MigrationRequest(destination: target.endpoint, copyDisks: true))
+        let progress = MigrationTests().waitForMigration(source.vm)
+        #expect(progress.phase == .completed, "\(progress)")
+        source.finish()
+        let arrived = try #require(target.wait().vm)
+        #expect(arrived.finish(timeout: 180) == GuestKit.passStatus, "\(arrived.text)")
+        #expect(!source.text.contains("blk done"), "the guest was still writing when it moved")
+        // Every sector the guest wrote, before and after the move, is in the target's disk,
+        // and the base still shows through where the guest did not write.
+        let check = try Storage.DiskImage.open(path: dir.file("dst.qcow2"), format: .qcow2, readOnly: true)
+        var buffer = [UInt8](repeating: 0, count: 512)
+        for k in [1, 16, 33, 100, 250, count] {
+            try buffer.withUnsafeMutableBytes { try check.read(at: UInt64(k * 512), into: $0) }
+            #expect(buffer == SnapshotDeviceTests.sectorPattern(UInt64(k)), "sector \(k)")
+        }
+        try buffer.withUnsafeMutableBytes { try check.read(at: 3 << 20, into: $0) }
+        #expect(buffer[0] == 0xb5, "the backing file's data shows through the copied overlay")
+        try check.close()
+        #expect(progress.diskBytesSent > 0 && progress.diskBytesSent < 2 << 20, "only the overlay's clusters travel: \(progress)")
+        print("disk-copy migration: \(progress.diskBytesSent) disk bytes, \(progress.bytesSent) total, downtime \(progress.downtimeMilliseconds ?? -1) ms")
+    }
+
+    @Test func aTargetDiskPathThatExistsIsRefusedAndTheSourceRunsOn() throws {
+        let dir = ScratchDirectory("skiff-migdisk")
+        defer { dir.cleanup() }
+        #expect(FileManager.default.createFile(atPath: dir.file("src.raw"), contents: Data(count: 1 << 20)))
+        #expect(FileManager.default.createFile(atPath: dir.file("taken.raw"), contents: Data([1, 2, 3])))
+        var options = IncomingOptions()
+        options.restore.deviceOverrides = [.block(path: dir.file("taken.raw"), format: .raw, readOnly: false, serial: nil)]
+        let target = try IncomingVM(.unix(path: dir.file("m.sock")), options: options)
+        let source = try RunningVM.boot("virtio-blk.elf", cmdline: "mode=seq count=64 wait-key=1") {
+            $0.devices = [.block(path: dir.file("src.raw"), format: .raw, readOnly: false, serial: nil)]
+        }
+        defer { source.stop() }
+        #expect(source.waitFor("virtio-blk ready"))
+        _ = try source.vm.startMigration(MigrationRequest(destination: target.endpoint, copyDisks: true))
+        #expect(MigrationTests().waitForMigration(source.vm).phase == .failed)
+        #expect(target.wait().error?.contains("which exists") == true)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.file("taken.raw"))) == Data([1, 2, 3]))
+        // The source still has its disk and runs on.
+        _ = Array("k".utf8).withUnsafeBytes { source.vm.sendConsoleInput($0) }
+        #expect(source.finish(timeout: 120) == GuestKit.passStatus, "\(source.text)")
+    }
+}
+
+/// Thin clones for tests.
+enum ImageOperationsShim {
+    static func clone(base: String, to path: String) throws {
+        try Storage.ImageOperations.clone(base: base, baseFormat: .raw, to: path)
     }
 }
