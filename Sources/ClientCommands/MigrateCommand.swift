@@ -52,12 +52,19 @@ public struct MigrateCommand: ParsableCommand {
         let request = MigrationRequest(destination: endpoint, maxDowntimeMilliseconds: maxDowntime,
                                        bandwidthLimit: bandwidth.map { $0 << 20 }, autoConverge: !noAutoConverge,
                                        copyDisks: copyDisks, timeoutSeconds: timeout)
-        _ = try monitor.send(.migrate(request))
+        // One connection for the whole move: the source monitor exits right after a successful
+        // one, and the final report comes back on this connection before it does.
+        let client: ControlClient
+        do {
+            client = try ControlClient(path: monitor.apiSocket)
+            _ = try client.send(.migrate(request))
+        } catch {
+            throw ClientFailure(error.message)
+        }
         while true {
-            Thread.sleep(forTimeInterval: 0.1)
             let reply: ControlReply
             do {
-                reply = try ControlClient(path: monitor.apiSocket).send(.migrationStatus, timeout: 10)
+                reply = try client.send(.waitForMigration(seconds: 1), timeout: 30)
             } catch {
                 throw ClientFailure(error.code == .transport ? "lost the source monitor before the migration finished: \(error.message)" : error.message)
             }

@@ -15,6 +15,10 @@ public enum ControlRequest: Codable, Sendable, Equatable {
     case migrate(MigrationRequest)
     /// Progress of the current or last migration.
     case migrationStatus
+    /// Waits up to `seconds` (at most 10) for the migration to finish, then reports its
+    /// progress: a client that waits this way gets the final report even though the source
+    /// monitor exits right after a successful move.
+    case waitForMigration(seconds: Double)
     /// Abandons a migration in progress; the VM keeps running here.
     case cancelMigration
     /// Sets the balloon's target size.

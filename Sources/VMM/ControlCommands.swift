@@ -9,6 +9,8 @@ public protocol ControlTarget: AnyObject, Sendable {
     func createSnapshot(_ request: SnapshotRequest) throws(VMError) -> SnapshotSummary
     func startMigration(_ request: MigrationRequest) throws(VMError) -> MigrationProgress
     func migrationProgress() -> MigrationProgress
+    /// Waits up to `seconds` for the migration to finish and returns its progress.
+    func waitForMigration(seconds: Double) -> MigrationProgress
     func cancelMigration() throws(VMError)
     func setBalloonTarget(pages: UInt64) throws(VMError)
     func balloonStatistics(freshWithin timeout: Double) -> VirtioBalloon.Status?
@@ -47,6 +49,11 @@ public enum ControlCommands {
                 return .migration(try target.startMigration(r))
             case .migrationStatus:
                 return .migration(target.migrationProgress())
+            case .waitForMigration(let seconds):
+                guard seconds.isFinite, seconds >= 0, seconds <= 10 else {
+                    return .failure(ControlError(.invalidRequest, "a migration wait is 0 to 10 seconds"))
+                }
+                return .migration(target.waitForMigration(seconds: seconds))
             case .cancelMigration:
                 try target.cancelMigration()
                 return .done

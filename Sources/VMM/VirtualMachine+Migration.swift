@@ -87,6 +87,16 @@ extension VirtualMachine: ControlTarget {
         migration.withLock { $0 }?.progress.withLock { $0 } ?? MigrationProgress(phase: .none)
     }
 
+    public func waitForMigration(seconds: Double) -> MigrationProgress {
+        let deadline = monotonicSeconds() + seconds
+        while monotonicSeconds() < deadline {
+            guard let session = migration.withLock({ $0 }), !session.isFinished else { break }
+            var ts = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+            nanosleep(&ts, nil)
+        }
+        return migrationProgress()
+    }
+
     public func cancelMigration() throws(VMError) {
         guard let session = migration.withLock({ $0 }), !session.isFinished else {
             throw VMError("no migration is in progress", kind: .invalidState)

@@ -51,6 +51,8 @@ final class FakeTarget: ControlTarget, @unchecked Sendable {
 
     func migrationProgress() -> MigrationProgress { MigrationProgress(phase: .none) }
 
+    func waitForMigration(seconds: Double) -> MigrationProgress { MigrationProgress(phase: .none) }
+
     func cancelMigration() throws(VMError) { throw VMError("no migration is in progress", kind: .invalidState) }
 
     func metrics() -> [(name: String, value: UInt64)] { [("assist.insn.clac", 7), ("exits.io", 42)] }
