@@ -88,6 +88,12 @@ public enum VMLauncher {
         } catch {
             writeStderr("skiff: warning: console input disabled: \(error)")
         }
+        // Benchmarks time exec() → vCPUs running against this line (CLOCK_MONOTONIC).
+        if getenv("SKIFF_TRACE_START") != nil {
+            var ts = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            writeStderr("skiff: trace: vcpus-start monotonic-ns=\(Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))")
+        }
         let outcome = vm.run()
         pump?.stop()
         if verbose {
