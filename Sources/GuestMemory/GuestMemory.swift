@@ -46,6 +46,9 @@ public struct GuestMemoryRegion: Sendable {
     public let fileOffset: UInt64
     /// Pages the monitor itself wrote since the last take.
     public let dirtyPages: DirtyPageBitmap
+    /// Pages given back to the host since the region was mapped (a private file mapping
+    /// then reads zeros there, not the file: they differ from the file).
+    public let discardedPages: DirtyPageBitmap
 
     public init(guestAddress: UInt64, size: UInt64, mapping: MemoryMapping, fileOffset: UInt64 = 0) {
         self.guestAddress = guestAddress
@@ -53,6 +56,7 @@ public struct GuestMemoryRegion: Sendable {
         self.mapping = mapping
         self.fileOffset = fileOffset
         dirtyPages = DirtyPageBitmap(pages: Int(clamping: size / GuestMemory.pageSize))
+        discardedPages = DirtyPageBitmap(pages: Int(clamping: size / GuestMemory.pageSize))
     }
 
     /// Host address of the region's first byte.
@@ -312,8 +316,50 @@ public final class GuestMemory: Sendable {
         case .privateFile:
             let q = mmap(p, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
             guard let q, q != MAP_FAILED else { throw .allocation(.current("mmap MAP_FIXED over a private file mapping")) }
+            if let (r, offset) = region(containing: address) {
+                r.discardedPages.mark(firstPage: Int(offset / Self.pageSize), count: Int(length / Self.pageSize))
+            }
         }
         noteWrite(address, length)
+    }
+
+    /// For a private file mapping: the pages that no longer read as the file does — written
+    /// (the kernel copied them: /proc/self/pagemap shows them as anonymous) or given back to
+    /// the host — one bitmap per region. This is what a VM restored from a snapshot has
+    /// changed since, without tracking its writes from the start.
+    public func pagesChangedFromFile() throws(GuestMemoryError) -> [[UInt64]] {
+        guard backing == .privateFile else { throw .invalidLayout("guest RAM does not map a file") }
+        let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .allocation(.current("open /proc/self/pagemap")) }
+        defer { close(fd) }
+        var result: [[UInt64]] = []
+        let chunk = 4096
+        var entries = [UInt64](repeating: 0, count: chunk)
+        for r in regions {
+            let pages = Int(r.size / Self.pageSize)
+            var bitmap = r.discardedPages.peek()
+            let firstVirtualPage = UInt(bitPattern: r.hostAddress) / UInt(Self.pageSize)
+            var page = 0
+            while page < pages {
+                let n = min(chunk, pages - page)
+                let offset = off_t((firstVirtualPage + UInt(page)) * 8)
+                let got = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, n * 8, offset) }
+                guard got == n * 8 else { throw .allocation(.current("read /proc/self/pagemap")) }
+                for i in 0..<n {
+                    let e = entries[i]
+                    let present = e & (1 << 63) != 0
+                    let swapped = e & (1 << 62) != 0
+                    let fileOrShared = e & (1 << 61) != 0
+                    if (present && !fileOrShared) || swapped {
+                        let p = page + i
+                        bitmap[p >> 6] |= 1 << UInt64(p & 63)
+                    }
+                }
+                page += n
+            }
+            result.append(bitmap)
+        }
+        return result
     }
 
     /// The region and offset holding `address`, for callers that need a host mapping (snapshots, balloon).

@@ -79,9 +79,6 @@ public final class Machine: @unchecked Sendable {
     /// Whether KVM_CLEAR_DIRTY_LOG re-protects pages (else GET_DIRTY_LOG does).
     private let manualDirtyProtect: Bool
     private let dirtyLogging = Atomic<Bool>(false)
-    /// Every page reported dirty since logging started (what differs from the memory the
-    /// machine started with, e.g. a snapshot it was restored from).
-    private let cumulativeDirty = Mutex<[[UInt64]]>([])
     /// Auto-converge: percent of each 10 ms period the vCPUs sleep (0 = off).
     private let throttle = Mutex<(percent: Int, thread: HostThread?)>((0, nil))
 
@@ -285,9 +282,6 @@ public final class Machine: @unchecked Sendable {
     /// tracking in GuestMemory); every page written from now on is reported once per fetch.
     public func startDirtyLogging() throws(VMError) {
         guard !dirtyLogging.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        cumulativeDirty.withLock { c in
-            c = memory.regions.map { [UInt64](repeating: 0, count: (Int($0.size / GuestMemory.pageSize) + 63) / 64) }
-        }
         memory.startDirtyTracking()
         do {
             try setSlotLogging(true)
@@ -340,27 +334,7 @@ public final class Machine: @unchecked Sendable {
         } catch {
             throw .kvm(error)
         }
-        cumulativeDirty.withLock { c in
-            for (r, bitmap) in result.enumerated() where r < c.count {
-                for i in 0..<min(bitmap.count, c[r].count) { c[r][i] |= bitmap[i] }
-            }
-        }
         return result
-    }
-
-    /// Adds pages to the cumulative set (pages a migration target received before the
-    /// machine existed, which differ from the base snapshot its memory maps).
-    public func addToCumulativeDirty(_ bitmaps: [[UInt64]]) {
-        cumulativeDirty.withLock { c in
-            for (r, bitmap) in bitmaps.enumerated() where r < c.count {
-                for i in 0..<min(bitmap.count, c[r].count) { c[r][i] |= bitmap[i] }
-            }
-        }
-    }
-
-    /// Every page reported dirty since logging started (not cleared by `takeDirtyPages`).
-    public func pagesDirtiedSinceLoggingStarted() -> [[UInt64]] {
-        cumulativeDirty.withLock { $0 }
     }
 
     // MARK: Throttling (auto-converge)

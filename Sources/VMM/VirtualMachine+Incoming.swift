@@ -107,7 +107,6 @@ extension VirtualMachine {
         }
         try stream { () throws(MigrationError) in try connection.send(.accept, value: MigrationAccept(usesBase: base != nil)) }
         // Receive pages until the state arrives, then the end of the stream.
-        var received = guestMemory.regions.map { [UInt64](repeating: 0, count: (Int($0.size / GuestMemory.pageSize) + 63) / 64) }
         var stateBytes: [UInt8]?
         connection.timeout = 120
         receiving: while true {
@@ -115,7 +114,7 @@ extension VirtualMachine {
             switch frame.kind {
             case .pages:
                 let batch = try stream { () throws(MigrationError) in try PageBatch(parsing: frame.payload, pageCount: pageCount) }
-                try apply(batch, to: guestMemory, received: &received)
+                try apply(batch, to: guestMemory)
             case .disk:
                 guard let disks else { throw VMError("the source sent disk data for a VM without copied disks") }
                 try disks.apply(try stream { () throws(MigrationError) in try MigrationFrame.decode(DiskChunk.self, frame.payload, kind: .disk) })
@@ -170,8 +169,6 @@ extension VirtualMachine {
             devices.virtio.shutdown()
             throw error
         }
-        try machine.startDirtyLogging()
-        if base != nil { machine.addToCumulativeDirty(received) }
         let vm = try VirtualMachine(restored: configuration, console: console, kvm: kvm, machine: machine, devices: devices,
                                     generation: GenerationID(bytes: saved.generationID), restoredFrom: nil, lineage: nil,
                                     baseImage: base, balloonPages: saved.balloonTargetPages)
@@ -180,12 +177,12 @@ extension VirtualMachine {
     }
 
     /// Writes a batch into guest RAM (page numbers count across the regions in order).
-    private static func apply(_ batch: PageBatch, to memory: GuestMemory, received: inout [[UInt64]]) throws(VMError) {
+    private static func apply(_ batch: PageBatch, to memory: GuestMemory) throws(VMError) {
         var dataOffset = 0
         for page in batch.pages {
             var number = page.number
             var placed = false
-            for (r, region) in memory.regions.enumerated() {
+            for region in memory.regions {
                 let pages = region.size / GuestMemory.pageSize
                 if number < pages {
                     let address = region.guestAddress + number * GuestMemory.pageSize
@@ -203,7 +200,6 @@ extension VirtualMachine {
                     } catch {
                         throw VMError("cannot place page \(page.number): \(error)")
                     }
-                    received[r][Int(number >> 6)] |= 1 << (number & 63)
                     placed = true
                     break
                 }

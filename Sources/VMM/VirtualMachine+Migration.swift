@@ -161,10 +161,17 @@ extension VirtualMachine: ControlTarget {
             throw fail(error)
         }
         // Round 1: everything the target lacks; later rounds: what the guest wrote meanwhile.
+        // Logging starts before the first round is chosen: anything written from here on is
+        // sent again in a later round.
         try machine.startDirtyLogging()
         var pending = try machine.takeDirtyPages()
         if accept.usesBase {
-            let sinceBase = machine.pagesDirtiedSinceLoggingStarted()
+            let sinceBase: [[UInt64]]
+            do {
+                sinceBase = try machine.memory.pagesChangedFromFile()
+            } catch {
+                throw fail(.transport("cannot tell which pages differ from the base snapshot: \(error)"))
+            }
             session.progress.withLock { $0.pagesSkippedByBase = pageCount - Self.count(sinceBase) }
             pending = sinceBase
         } else {

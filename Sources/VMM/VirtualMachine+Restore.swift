@@ -128,9 +128,9 @@ extension VirtualMachine {
         let generation = GenerationID.random()
         try generation.install(in: memory)
         GenerationID.announce(on: devices.generationEvent)
-        // Pages written from now on are what differs from the snapshot (diff snapshots,
-        // migrations that send only what the target's copy lacks).
-        try machine.startDirtyLogging()
+        // Dirty logging stays off: what the VM changes from now on is told by the private
+        // mapping itself (GuestMemory.pagesChangedFromFile) when a diff snapshot or a migration
+        // to a host holding this snapshot asks for it.
         let lineage = SnapshotLineage(directory: snapshot.directory, snapshotID: snapshot.configuration.snapshotID,
                                       memoryDigest: snapshot.image.digest)
         return try VirtualMachine(restored: configuration, console: console, kvm: kvm, machine: machine, devices: devices,

@@ -46,11 +46,23 @@ extension VirtualMachine {
         var parent: SnapshotLineage?
         var selection: [[UInt64]]?
         if request.diff {
-            guard let last = lifecycle.withLock({ $0.lastSnapshot }), machine.isLoggingDirtyPages else {
+            let (last, base) = lifecycle.withLock { ($0.lastSnapshot, $0.baseImage) }
+            guard let last else {
                 throw VMError("a diff snapshot needs an earlier snapshot of this VM (take a full snapshot first)", kind: .invalidState)
             }
             parent = last
-            selection = try machine.takeDirtyPages()
+            if machine.isLoggingDirtyPages {
+                selection = try machine.takeDirtyPages()
+            } else if last == base || machine.memory.backing == .privateFile {
+                // A restored VM that has not written a snapshot yet: what differs from the file it maps.
+                do {
+                    selection = try machine.memory.pagesChangedFromFile()
+                } catch {
+                    throw VMError("cannot tell which pages changed since \(last.directory): \(error)")
+                }
+            } else {
+                throw VMError("a diff snapshot needs an earlier snapshot of this VM (take a full snapshot first)", kind: .invalidState)
+            }
         }
         let machineState = try machine.saveState()
         let deviceState = try devices.saveState()

@@ -85,6 +85,26 @@ struct SnapshotTests {
         #expect(Self.checker.problems(before + restored.text).isEmpty, "\(Self.checker.problems(before + restored.text))")
     }
 
+    @Test func aRestoredVMCanWriteADiffAgainstTheSnapshotItCameFrom() throws {
+        let dir = ScratchDirectory()
+        defer { dir.cleanup() }
+        _ = try snapshotWorkload(into: dir.file("a"), after: 600)
+        let restored = try RunningVM.restore(dir.file("a-final"))
+        let before = try #require(WorkloadChecker.lines(restored.text.isEmpty ? "" : restored.text).last?.seq ?? 0)
+        #expect(restored.waitFor("WL seq=\(before + 2000) "), "\(restored.text)")
+        try restored.vm.pause()
+        let printed = restored.text
+        let summary = try restored.vm.createSnapshot(SnapshotRequest(directory: dir.file("d"), diff: true, stopAfter: true))
+        restored.finish()
+        // Only the workload's pages and a few of the guest's own: far fewer than the 16384 of RAM.
+        #expect(summary.diff && summary.pagesWritten < 3000, "\(summary)")
+        let again = try RunningVM.restore(dir.file("d"))
+        let last = try #require(WorkloadChecker.lines(printed).last).seq
+        #expect(again.waitFor("WL seq=\(last + 3 * Self.workload.report) "), "\(again.text)")
+        again.stop()
+        #expect(Self.checker.problems(printed + again.text).isEmpty, "\(Self.checker.problems(printed + again.text))")
+    }
+
     @Test func anSMPGuestExchangingIPIsContinues() throws {
         let dir = ScratchDirectory()
         defer { dir.cleanup() }
