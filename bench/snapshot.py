@@ -43,6 +43,15 @@ def skiff_bin(name):
     return os.path.join(ROOT, ".build/release", name)
 
 
+def exec_stamp():
+    """bench/tools/exec-stamp, built on first use: stamps the clock right before exec()."""
+    tool = os.path.join(ROOT, ".build/exec-stamp")
+    source = os.path.join(ROOT, "bench/tools/exec-stamp.c")
+    if not os.path.exists(tool) or os.path.getmtime(tool) < os.path.getmtime(source):
+        subprocess.run(["gcc", "-O2", "-o", tool, source], check=True)
+    return tool
+
+
 def wait_for(path, needle, timeout=120, start=0):
     """Waits until the file at `path` contains `needle` after byte `start`; returns the time."""
     deadline = time.monotonic() + timeout
@@ -106,7 +115,7 @@ class QMP:
 
 
 def qemu_cmd(console, qmp_path, cmdline, incoming=None):
-    cmd = ["qemu-system-x86_64", "-accel", "kvm", "-M", "pc", "-m", str(MEMORY_MIB), "-display", "none", "-monitor", "none",
+    cmd = [shutil.which("qemu-system-x86_64") or "qemu-system-x86_64", "-accel", "kvm", "-M", "pc", "-m", str(MEMORY_MIB), "-display", "none", "-monitor", "none",
            "-net", "none", "-serial", f"file:{console}", "-qmp", f"unix:{qmp_path},server=on,wait=off",
            "-kernel", GUEST, "-append", cmdline]
     if incoming:
@@ -154,11 +163,13 @@ def run_snapshot(work, runs):
         skiff["size"].append(file_size(os.path.join(d, "s/memory")) + file_size(os.path.join(d, "s/state")))
         skiff["allocated"].append(disk_usage(os.path.join(d, "s/memory")) + disk_usage(os.path.join(d, "s/state")))
         os.system("sync")
-        t0 = time.monotonic_ns()
-        dst, console2, err2 = start_skiff(d, "dst", [skiff_bin("skiff-vmm"), "--restore", os.path.join(d, "s")], {"SKIFF_TRACE_START": "1"})
+        dst, console2, err2 = start_skiff(d, "dst", [exec_stamp(), skiff_bin("skiff-vmm"), "--restore", os.path.join(d, "s")],
+                                          {"SKIFF_TRACE_START": "1"})
         line = wait_for(console2, "WL seq=")
-        trace = wait_for(err2, "vcpus-start")
-        started = int(open(err2).read().split("monotonic-ns=")[1].split()[0])
+        wait_for(err2, "vcpus-start")
+        err_text = open(err2).read()
+        t0 = int(err_text.split("exec-ns=")[1].split()[0])
+        started = int(err_text.split("monotonic-ns=")[1].split()[0])
         skiff["restore_vcpu_ms"].append((started - t0) / 1e6)
         skiff["restore_line_ms"].append((line * 1e9 - t0) / 1e6)
         stop(dst)
@@ -180,11 +191,12 @@ def run_snapshot(work, runs):
         qemu["allocated"].append(disk_usage(state))
         os.system("sync")
         qconsole2 = os.path.join(d, "qemu-dst.out")
-        t0 = time.monotonic()
-        q2 = subprocess.Popen(qemu_cmd(qconsole2, os.path.join(d, "qmp-dst.sock"), cmdline, incoming=f"exec:cat {state}"),
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        qerr = os.path.join(d, "qemu-dst.err")
+        q2 = subprocess.Popen([exec_stamp()] + qemu_cmd(qconsole2, os.path.join(d, "qmp-dst.sock"), cmdline, incoming=f"exec:cat {state}"),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(qerr, "wb"))
         line = wait_for(qconsole2, "WL seq=")
-        qemu["restore_line_ms"].append((line - t0) * 1000)
+        t0 = int(open(qerr).read().split("exec-ns=")[1].split()[0])
+        qemu["restore_line_ms"].append((line * 1e9 - t0) / 1e6)
         stop(q2)
         shutil.rmtree(d)
     med = lambda xs: statistics.median(xs) if xs else float("nan")

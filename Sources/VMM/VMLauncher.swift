@@ -28,6 +28,7 @@ public enum VMLauncher {
     /// `apiSocket` if given, and returns the exit status: 0 after poweroff (or reset with
     /// `--on-reboot exit`, or a stop), the debug-exit status, or 1 after printing the error.
     public static func run(_ source: VMSource, apiSocket: String? = nil) -> Int32 {
+        StartTrace.mark("main")
         signal(SIGPIPE, SIG_IGN)
         let console: BufferedConsoleOutput
         do {
@@ -89,10 +90,8 @@ public enum VMLauncher {
             writeStderr("skiff: warning: console input disabled: \(error)")
         }
         // Benchmarks time exec() → vCPUs running against this line (CLOCK_MONOTONIC).
-        if getenv("SKIFF_TRACE_START") != nil {
-            var ts = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &ts)
-            writeStderr("skiff: trace: vcpus-start monotonic-ns=\(Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))")
+        if StartTrace.enabled {
+            writeStderr("skiff: trace: \(StartTrace.summary) vcpus-start monotonic-ns=\(StartTrace.now())")
         }
         let outcome = vm.run()
         pump?.stop()

@@ -96,6 +96,7 @@ extension VirtualMachine {
     public static func restore(from directory: String, options: RestoreOptions = RestoreOptions(), console: any ConsoleOutput,
                                kvmPath: String = "/dev/kvm") throws(VMError) -> VirtualMachine {
         let snapshot = try LoadedSnapshot.load(directory)
+        StartTrace.mark("state-loaded")
         let kvm: KVMSystem
         let supported: [kvm_cpuid_entry2]
         do {
@@ -105,6 +106,7 @@ extension VirtualMachine {
             throw .kvm(error)
         }
         try snapshot.checkHost(supportedCPUID: supported, tscDeadline: kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+        StartTrace.mark("host-checked")
         let configuration = try snapshot.configuration.vmConfiguration(applying: options)
         let memoryMap: MemoryMap
         do {
@@ -113,7 +115,9 @@ extension VirtualMachine {
             throw VMError("\(error)")
         }
         let memory = try snapshot.mapMemory()
+        StartTrace.mark("memory-mapped")
         let machine = try Machine(kvm: kvm, memoryMap: memoryMap, memory: memory, restoring: snapshot.machine)
+        StartTrace.mark("machine-restored")
         if configuration.emulationAssist != .off {
             try? machine.vm.enableCapability(UInt32(KVM_CAP_EXIT_ON_EMULATION_FAILURE), arguments: [1])
             machine.assist = EmulationAssist(guestCPUID: [])
@@ -125,6 +129,7 @@ extension VirtualMachine {
             devices.virtio.shutdown()
             throw error
         }
+        StartTrace.mark("devices-restored")
         let generation = GenerationID.random()
         try generation.install(in: memory)
         GenerationID.announce(on: devices.generationEvent)
