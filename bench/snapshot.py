@@ -220,7 +220,8 @@ def run_migration(work, dirty_kib, port):
         raise RuntimeError(out.stderr)
     p = json.loads(out.stdout)
     skiff = {"total_ms": p["totalMilliseconds"], "downtime_ms": p.get("downtimeMilliseconds", float("nan")),
-             "bytes": p["bytesSent"], "rounds": p["rounds"], "throttle": p["throttlePercent"]}
+             "bytes": p["bytesSent"], "rounds": p["rounds"], "throttle": p["throttlePercent"],
+             "dirty_mbs": p.get("dirtyRate", 0) * 4096 / 1e6}
     src.wait(timeout=30)
     stop(dst)
 
@@ -240,7 +241,8 @@ def run_migration(work, dirty_kib, port):
     info = qmp.wait_migration()
     ram = info.get("ram", {})
     qemu = {"total_ms": info.get("total-time", float("nan")), "downtime_ms": info.get("downtime", float("nan")),
-            "bytes": ram.get("transferred", 0), "rounds": ram.get("dirty-sync-count", 0), "status": info.get("status")}
+            "bytes": ram.get("transferred", 0), "rounds": ram.get("dirty-sync-count", 0), "status": info.get("status"),
+            "dirty_mbs": ram.get("dirty-pages-rate", 0) * 4096 / 1e6}
     stop(qsrc)
     stop(qdst)
     shutil.rmtree(d)
@@ -306,10 +308,10 @@ def main():
             print(f"live migration of a {MEMORY_MIB} MiB guest over loopback TCP, max downtime 50 ms:")
             for i, rate in enumerate([0, 10 * 1024, 100 * 1024]):
                 s, q = run_migration(work, rate, 47000 + 10 * i)
-                print(f"  dirty {rate // 1024:3d} MB/s: skiff total {s['total_ms']:8.1f} ms, downtime {s['downtime_ms']:6.1f} ms, "
-                      f"{s['bytes'] / 2**20:6.1f} MiB, {s['rounds']} rounds, throttle {s['throttle']}%   |   "
-                      f"qemu total {q['total_ms']:8.1f} ms, downtime {q['downtime_ms']:6.1f} ms, {q['bytes'] / 2**20:6.1f} MiB, "
-                      f"{q['rounds']} syncs ({q['status']})")
+                print(f"  dirty {rate // 1024:3d} MB/s asked: skiff total {s['total_ms']:7.1f} ms, downtime {s['downtime_ms']:5.1f} ms, "
+                      f"{s['bytes'] / 2**20:5.1f} MiB, {s['rounds']} rounds, guest dirtied {s['dirty_mbs']:5.1f} MB/s, throttle {s['throttle']}%   |   "
+                      f"qemu total {q['total_ms']:7.1f} ms, downtime {q['downtime_ms']:5.1f} ms, {q['bytes'] / 2**20:5.1f} MiB, "
+                      f"{q['rounds']} syncs, guest dirtied {q['dirty_mbs']:5.1f} MB/s ({q['status']})")
         if "fork" in only:
             print(f"fork density: VMs restored from one {MEMORY_MIB} MiB snapshot ({WORKING_SET_MIB} MiB working set), idle:")
             for n, pss, rss in run_fork(work, [int(x) for x in args.forks.split(",")]):

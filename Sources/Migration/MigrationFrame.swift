@@ -10,8 +10,10 @@ import BinaryCoding
 ///   8   8  payload length (bounded per kind, `Kind.maxPayload`)
 /// payload
 /// ```
-/// Source → target: `hello`, then `pages` and `disk` frames during the rounds, then `state`
-/// and `complete`. Target → source: `accept` (or `abort`) after `hello`, `ready` after
+/// Source → target: `hello`, then `pages` and `disk` frames during the rounds, each round
+/// ending with `sync`, then `state` and `complete`. Target → source: `accept` (or `abort`)
+/// after `hello`, `synced` for each `sync` once it has applied everything before it (so the
+/// source measures what really arrived, not what sits in socket buffers), `ready` after
 /// `complete` once the VM is built and about to run. Either side may send `abort` with a
 /// reason at any time. Unknown kinds, other versions, oversized lengths and payloads that do
 /// not decode are refused: the stream is untrusted input.
@@ -29,11 +31,16 @@ public enum MigrationFrame {
         case complete = 6
         case ready = 7
         case abort = 8
+        /// Source → target: answer with `synced` once everything before this is applied.
+        case sync = 9
+        /// Target → source: every frame before the `sync` is applied.
+        case synced = 10
 
         /// Largest payload of this kind.
         public var maxPayload: UInt64 {
             switch self {
             case .hello, .accept, .complete, .ready, .abort: return 1 << 20
+            case .sync, .synced: return 0
             case .pages: return UInt64(PageBatch.maxPages) * (4096 + 16) + 64
             case .disk: return UInt64(DiskChunk.maxBytes) + 64
             case .state: return 64 << 20

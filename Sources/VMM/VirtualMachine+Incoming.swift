@@ -121,7 +121,10 @@ extension VirtualMachine {
             case .state:
                 guard stateBytes == nil else { throw VMError("the source sent the VM state twice") }
                 stateBytes = frame.payload
+            case .sync:
+                try stream { () throws(MigrationError) in try connection.send(.synced, []) }
             case .complete:
+                StartTrace.mark("complete-received")
                 break receiving
             default:
                 throw VMError("unexpected \(frame.kind) frame from the source")
@@ -157,7 +160,9 @@ extension VirtualMachine {
         } catch {
             throw VMError("\(error)")
         }
+        StartTrace.mark("state-checked")
         let machine = try Machine(kvm: kvm, memoryMap: memoryMap, memory: guestMemory, restoring: machineState)
+        StartTrace.mark("machine-restored")
         if configuration.emulationAssist != .off {
             try? machine.vm.enableCapability(UInt32(KVM_CAP_EXIT_ON_EMULATION_FAILURE), arguments: [1])
             machine.assist = EmulationAssist(guestCPUID: [])
@@ -169,10 +174,12 @@ extension VirtualMachine {
             devices.virtio.shutdown()
             throw error
         }
+        StartTrace.mark("devices-restored")
         let vm = try VirtualMachine(restored: configuration, console: console, kvm: kvm, machine: machine, devices: devices,
                                     generation: GenerationID(bytes: saved.generationID), restoredFrom: nil, lineage: nil,
                                     baseImage: base, balloonPages: saved.balloonTargetPages)
         try stream { () throws(MigrationError) in try connection.send(.ready, []) }
+        StartTrace.mark("ready-sent")
         return vm
     }
 

@@ -193,12 +193,17 @@ extension VirtualMachine: ControlTarget {
             let roundStart = monotonicSeconds()
             let bytesBefore = connection.bytesSent
             let sent: UInt64
-            do {
+            do throws(MigrationError) {
                 sent = try sendPages(pending, memory: machine.memory, over: connection, session: session, limit: request.bandwidthLimit)
                 if let disks {
                     let diskBytes = try disks.sendDirty(over: connection) { session.isCancelled }
                     session.progress.withLock { $0.diskBytesSent += diskBytes }
                 }
+                // Wait until the target has applied the round: bytes in socket buffers have
+                // not arrived, and would otherwise count as downtime at the switch-over.
+                try connection.send(.sync, [])
+                let answer = try connection.receive()
+                guard answer.kind == .synced else { throw .malformed("expected synced, got \(answer.kind)") }
             } catch {
                 throw fail(error)
             }
@@ -237,6 +242,7 @@ extension VirtualMachine: ControlTarget {
             let wasPaused = lifecycle.withLock { $0.paused }
             let pausedAt = monotonicSeconds()
             if !wasPaused { try pauseLocked() }
+            StartTrace.mark("paused")
             machine.stopThrottle()
             session.progress.withLock { $0.phase = .stopAndCopy }
             var released = false
@@ -254,10 +260,12 @@ extension VirtualMachine: ControlTarget {
                 } catch {
                     throw fail(error)
                 }
+                StartTrace.mark("last-pages-sent")
                 let state = StateFileBuilder.migrationState(configuration: savedConfiguration(snapshotID: Self.randomHex(16), devices: devices,
                                                                                                tscKHz: machine.tscKHz, parent: nil),
                                                             machine: try machine.saveState(), devices: try devices.saveState())
                 let stateBytes = try state.get()
+                StartTrace.mark("state-saved")
                 // Shared storage: flush and close the disks so the target can lock them.
                 if disks == nil {
                     try devices.virtio.releaseDisks()
@@ -268,7 +276,9 @@ extension VirtualMachine: ControlTarget {
                     try connection.send(.state, stateBytes)
                     try connection.send(.complete, value: MigrationComplete(pagesSent: sentPages, diskBytesSent: diskBytes))
                     connection.timeout = 60
+                    StartTrace.mark("complete-sent")
                     let ready = try connection.receive()
+                    StartTrace.mark("ready-received")
                     guard ready.kind == .ready else { throw .malformed("expected ready, got \(ready.kind)") }
                 } catch {
                     throw fail(error)
@@ -279,6 +289,7 @@ extension VirtualMachine: ControlTarget {
                 throw error
             }
             let downtime = (monotonicSeconds() - pausedAt) * 1000
+            if StartTrace.enabled { writeStderr("skiff: trace: \(StartTrace.summary)") }
             session.progress.withLock { p in
                 p.phase = .completed
                 p.downtimeMilliseconds = downtime
