@@ -87,8 +87,9 @@ struct MigrationTests {
         let dir = ScratchDirectory("skiff-mig")
         defer { dir.cleanup() }
         let target = try IncomingVM(.unix(path: dir.file("m.sock")))
-        let source = try RunningVM.boot("smp-ipi.elf", cmdline: "report=50 stop=800", cpus: 2)
-        #expect(source.waitFor("IPI round=100 "), "\(source.text)")
+        // Long enough that the guest is still passing the token when it moves.
+        let source = try RunningVM.boot("smp-ipi.elf", cmdline: "report=500 stop=40000", cpus: 2)
+        #expect(source.waitFor("IPI round=500 "), "\(source.text)")
         _ = try source.vm.startMigration(MigrationRequest(destination: target.endpoint))
         let progress = waitForMigration(source.vm)
         #expect(progress.phase == .completed, "\(progress)")
@@ -96,7 +97,8 @@ struct MigrationTests {
         let arrived = target.wait()
         let vm = try #require(arrived.vm, "\(arrived.error ?? "")")
         #expect(vm.finish(timeout: 120) == GuestKit.passStatus, "\(vm.text)")
-        #expect(vm.text.contains("IPI round=800 counts=800,800"), "\(vm.text)")
+        #expect(!source.text.contains("IPI round=40000"), "the guest finished before it moved: \(source.text.suffix(200))")
+        #expect(vm.text.contains("IPI round=40000 counts=40000,40000"), "\(vm.text)")
     }
 
     @Test func theSourceRunsOnWhenTheTargetDiesMidStream() throws {
