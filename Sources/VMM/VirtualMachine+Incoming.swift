@@ -83,6 +83,15 @@ extension VirtualMachine {
     private static func finishReceiving(over connection: MigrationConnection, hello: MigrationHello, saved: SavedConfiguration,
                                         configuration: VMConfiguration, memoryMap: MemoryMap, pageCount: UInt64, disks: IncomingDisks?,
                                         options: IncomingOptions, console: any ConsoleOutput, kvmPath: String) throws(VMError) -> VirtualMachine {
+        // KVM is opened before the pages arrive, so the switch-over does not wait for it.
+        let kvm: KVMSystem
+        let supported: [kvm_cpuid_entry2]
+        do {
+            kvm = try KVMSystem(path: kvmPath)
+            supported = try kvm.supportedCPUID()
+        } catch {
+            throw .kvm(error)
+        }
         // Map the base snapshot if this host holds the very one the source VM started from.
         var memory: GuestMemory?
         var base: SnapshotLineage?
@@ -148,18 +157,8 @@ extension VirtualMachine {
         } catch {
             throw VMError("device state: \(error)")
         }
-        let kvm: KVMSystem
-        do {
-            kvm = try KVMSystem(path: kvmPath)
-            try LoadedSnapshot.checkHost(machineState, template: saved.cpuTemplate, supportedCPUID: try kvm.supportedCPUID(),
-                                         tscDeadline: kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0)
-        } catch let e as KVMError {
-            throw .kvm(e)
-        } catch let e as VMError {
-            throw e
-        } catch {
-            throw VMError("\(error)")
-        }
+        try LoadedSnapshot.checkHost(machineState, template: saved.cpuTemplate, supportedCPUID: supported,
+                                     tscDeadline: kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0)
         StartTrace.mark("state-checked")
         let machine = try Machine(kvm: kvm, memoryMap: memoryMap, memory: guestMemory, restoring: machineState)
         StartTrace.mark("machine-restored")
@@ -175,7 +174,7 @@ extension VirtualMachine {
             throw error
         }
         StartTrace.mark("devices-restored")
-        let vm = try VirtualMachine(restored: configuration, console: console, kvm: kvm, machine: machine, devices: devices,
+        let vm = VirtualMachine(restored: configuration, console: console, kvm: kvm, supportedCPUID: supported, machine: machine, devices: devices,
                                     generation: GenerationID(bytes: saved.generationID), restoredFrom: nil, lineage: nil,
                                     baseImage: base, balloonPages: saved.balloonTargetPages)
         try stream { () throws(MigrationError) in try connection.send(.ready, []) }

@@ -138,7 +138,7 @@ extension VirtualMachine {
         // to a host holding this snapshot asks for it.
         let lineage = SnapshotLineage(directory: snapshot.directory, snapshotID: snapshot.configuration.snapshotID,
                                       memoryDigest: snapshot.image.digest)
-        return try VirtualMachine(restored: configuration, console: console, kvm: kvm, machine: machine, devices: devices,
+        return VirtualMachine(restored: configuration, console: console, kvm: kvm, supportedCPUID: supported, machine: machine, devices: devices,
                                   generation: generation, restoredFrom: snapshot.directory, lineage: lineage,
                                   baseImage: snapshot.chain.count == 1 ? lineage : nil,
                                   balloonPages: snapshot.configuration.balloonTargetPages)

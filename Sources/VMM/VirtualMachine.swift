@@ -122,16 +122,13 @@ public final class VirtualMachine: @unchecked Sendable {
     }
 
     /// A VM around a machine that was built from a snapshot or a migration stream.
-    init(restored configuration: VMConfiguration, console: any ConsoleOutput, kvm: KVMSystem, machine: Machine, devices: PlatformDevices,
-         generation: GenerationID, restoredFrom: String?, lineage: SnapshotLineage?, baseImage: SnapshotLineage?, balloonPages: UInt64) throws(VMError) {
+    init(restored configuration: VMConfiguration, console: any ConsoleOutput, kvm: KVMSystem, supportedCPUID: [kvm_cpuid_entry2],
+         machine: Machine, devices: PlatformDevices, generation: GenerationID, restoredFrom: String?, lineage: SnapshotLineage?,
+         baseImage: SnapshotLineage?, balloonPages: UInt64) {
         self.configuration = configuration
         self.console = console
         self.kvm = kvm
-        do {
-            supportedCPUID = try kvm.supportedCPUID()
-        } catch {
-            throw .kvm(error)
-        }
+        self.supportedCPUID = supportedCPUID
         tscDeadline = kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0
         images = Mutex(nil)
         lifecycle = Mutex(Lifecycle(generation: generation, restoredFrom: restoredFrom, lastSnapshot: lineage, baseImage: baseImage))
