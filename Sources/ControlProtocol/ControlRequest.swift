@@ -27,6 +27,53 @@ public enum ControlRequest: Codable, Sendable, Equatable {
     case balloonStatistics
     /// Counters of the running VM.
     case metrics
+    /// Presses the ACPI power button: a guest that honours it shuts down cleanly.
+    case powerButton
+    /// Changes a device's rate limiter while the VM runs (`device` is "disk0", "net0", …).
+    case setRateLimit(device: String, limits: RateLimits)
+    /// Stops the VM now (as a kill of the monitor would, but with disks flushed and the
+    /// monitor exiting with status 0).
+    case stop
+}
+
+/// A token bucket (Firecracker's rate limiter): `size` tokens, refilled completely every
+/// `refillMilliseconds`; `oneTimeBurst` extra tokens are spent first, once. A size of 0
+/// disables the bucket.
+public struct TokenBucket: Codable, Sendable, Equatable {
+    public var size: UInt64
+    public var oneTimeBurst: UInt64
+    public var refillMilliseconds: UInt64
+
+    public init(size: UInt64, oneTimeBurst: UInt64 = 0, refillMilliseconds: UInt64 = 1000) {
+        self.size = size
+        self.oneTimeBurst = oneTimeBurst
+        self.refillMilliseconds = refillMilliseconds
+    }
+
+    /// `perSecond` tokens a second, refilled in 100 ms steps.
+    public static func rate(_ perSecond: UInt64, burst: UInt64 = 0) -> TokenBucket {
+        TokenBucket(size: perSecond / 10, oneTimeBurst: burst, refillMilliseconds: 100)
+    }
+}
+
+/// The limits of one device: bytes and operations (each nil = unlimited). For a network device
+/// they apply to each direction separately (`receive` and `transmit` in `RateLimits.direction`).
+public struct RateLimits: Codable, Sendable, Equatable {
+    public enum Direction: String, Codable, Sendable, Equatable {
+        case both
+        case receive
+        case transmit
+    }
+    public var bandwidth: TokenBucket?
+    public var operations: TokenBucket?
+    /// For network devices; disks ignore it.
+    public var direction: Direction
+
+    public init(bandwidth: TokenBucket? = nil, operations: TokenBucket? = nil, direction: Direction = .both) {
+        self.bandwidth = bandwidth
+        self.operations = operations
+        self.direction = direction
+    }
 }
 
 /// Where and how to write a snapshot.

@@ -16,6 +16,12 @@ public protocol ControlTarget: AnyObject, Sendable {
     func balloonStatistics(freshWithin timeout: Double) -> VirtioBalloon.Status?
     /// Counters of the running VM as (name, value), names made of `[a-z0-9.-]`.
     func metrics() -> [(name: String, value: UInt64)]
+    /// Presses the ACPI power button.
+    func pressPowerButton() throws(VMError)
+    /// Stops the VM (its monitor then exits with status 0).
+    func stop()
+    /// Changes a device's rate limiter.
+    func setRateLimit(device: String, limits: RateLimits) throws(VMError)
 }
 
 /// Turns control requests into calls on a `ControlTarget` and results into replies; every
@@ -72,6 +78,23 @@ public enum ControlCommands {
                                               statisticsUpdates: s.statisticsUpdates, statistics: stats))
             case .metrics:
                 return .metrics(target.metrics().map { Metric(name: $0.name, value: $0.value) })
+            case .powerButton:
+                try target.pressPowerButton()
+                return .done
+            case .stop:
+                target.stop()
+                return .done
+            case .setRateLimit(let device, let limits):
+                guard device.utf8.count <= 16, !device.isEmpty else {
+                    return .failure(ControlError(.invalidRequest, "invalid device name"))
+                }
+                for bucket in [limits.bandwidth, limits.operations].compactMap({ $0 }) {
+                    guard bucket.size == 0 || (bucket.refillMilliseconds >= 1 && bucket.refillMilliseconds <= 3_600_000) else {
+                        return .failure(ControlError(.invalidRequest, "a token bucket refills every 1 ms to 1 hour"))
+                    }
+                }
+                try target.setRateLimit(device: device, limits: limits)
+                return .done
             }
         } catch {
             return .failure(ControlError(classify(error), error.message))

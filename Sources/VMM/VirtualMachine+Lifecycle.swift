@@ -73,3 +73,21 @@ extension VirtualMachine {
         GenerationID.announce(on: eventLine)
     }
 }
+
+extension VirtualMachine {
+    /// Presses the ACPI power button (a Generic Event Device interrupt that notifies the
+    /// power button device): a guest that honours it shuts down and powers off.
+    public func pressPowerButton() throws(VMError) {
+        guard let devices = current.withLock({ $0.devices }), !lifecycle.withLock({ $0.paused }) else {
+            throw VMError("the VM is not running", kind: .invalidState)
+        }
+        devices.powerButtonEvent.pulse()
+    }
+}
+
+extension VirtualMachine {
+    /// Changes the rate limiter of `device` ("disk0", "net1", … counted per kind in slot order).
+    public func setRateLimit(device: String, limits: RateLimits) throws(VMError) {
+        throw VMError("rate limits are not available yet", kind: .unsupported)
+    }
+}

@@ -57,6 +57,16 @@ final class FakeTarget: ControlTarget, @unchecked Sendable {
 
     func metrics() -> [(name: String, value: UInt64)] { [("assist.insn.clac", 7), ("exits.io", 42)] }
 
+    let powerPresses = Mutex(0)
+    func pressPowerButton() throws(VMError) { powerPresses.withLock { $0 += 1 } }
+    let stops = Mutex(0)
+    func stop() { stops.withLock { $0 += 1 } }
+    let limits = Mutex<[(String, RateLimits)]>([])
+    func setRateLimit(device: String, limits: RateLimits) throws(VMError) {
+        guard device == "disk0" else { throw VMError("no device \(device)", kind: .invalidRequest) }
+        self.limits.withLock { $0.append((device, limits)) }
+    }
+
     func setBalloonTarget(pages: UInt64) throws(VMError) {
         guard pages <= limit else { throw VMError("balloon target \(pages) pages is larger than guest RAM (\(limit) pages)", kind: .invalidRequest) }
         targets.withLock { $0.append(pages) }
