@@ -56,3 +56,8 @@ int csystem_open_pty(char *name, unsigned long size) {
     }
     return fd;
 }
+
+int csystem_open_append(const char *path) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    return fd < 0 ? -errno : fd;
+}

@@ -270,6 +270,14 @@ public final class GuestMemory: Sendable {
         return try body(UnsafeMutableRawBufferPointer(start: p, count: Int(length)))
     }
 
+    /// Lets the kernel's same-page merging (KSM) share identical pages of guest RAM with other
+    /// VMs (MADV_MERGEABLE); it only has an effect while ksmd runs (/sys/kernel/mm/ksm/run).
+    public func allowSamePageMerging() throws(GuestMemoryError) {
+        for r in regions {
+            guard madvise(r.hostAddress, Int(r.size), MADV_MERGEABLE) == 0 else { throw .allocation(.current("madvise MADV_MERGEABLE")) }
+        }
+    }
+
     // MARK: Dirty tracking and discards
 
     /// Starts recording the monitor's writes into `dirtyPages` (each region's bitmap is cleared).

@@ -12,6 +12,7 @@ public struct SkiffCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "skiff",
         abstract: "Skiff: virtual machines on Linux KVM.",
+        version: SkiffVersion.current,
         subcommands: [RunCommand.self, ImageCommand.self, VMCommand.self, SnapshotCommand.self, MigrateCommand.self, ForkCommand.self])
 
     public init() {}

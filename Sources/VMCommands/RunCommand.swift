@@ -88,6 +88,22 @@ public struct VMOptions: ParsableArguments {
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
 
+    @Option(name: .customLong("console-log"), help: ArgumentHelp(
+        "Also append the serial console to this file, kept bounded: past --console-log-size it moves to FILE.1 and a new file starts.",
+        valueName: "file"))
+    var consoleLog: String?
+
+    @Option(name: .customLong("console-log-size"), help: ArgumentHelp("Size at which the console log rotates (default 1M).", valueName: "size"))
+    var consoleLogSize: String = "1M"
+
+    @Option(name: .customLong("console-socket"), help: ArgumentHelp(
+        "Serve the serial console on this unix socket: clients get the recent output, then the live output; what they send is console input.",
+        valueName: "path"))
+    var consoleSocket: String?
+
+    @Option(name: .long, help: ArgumentHelp("Let KSM merge identical pages of guest RAM with other VMs: on (default) or off.", valueName: "on|off"))
+    var ksm: String = "on"
+
     /// Where the VM comes from: a boot of `--kernel`, or `--restore DIR`.
     func makeSource() throws(ValidationError) -> VMSource {
         if let incoming {
@@ -121,6 +137,7 @@ public struct VMOptions: ParsableArguments {
         for n in net { options.deviceOverrides.append(try NetOption.parse(n)) }
         if let vsock { options.deviceOverrides.append(try VsockOption.parse(vsock)) }
         options.verbose = verbose
+        options.samePageMerging = try samePageMerging()
         return options
     }
 
@@ -173,7 +190,35 @@ public struct VMOptions: ParsableArguments {
             throw ValidationError("--kernel-format must be one of: \(KernelFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         config.kernelFormat = format
+        config.samePageMerging = try samePageMerging()
         return config
+    }
+
+    func samePageMerging() throws(ValidationError) -> Bool {
+        switch ksm {
+        case "on": return true
+        case "off": return false
+        default: throw ValidationError("--ksm must be on or off")
+        }
+    }
+
+    /// Where the console goes besides stdout.
+    func consoleSettings() throws(ValidationError) -> ConsoleSettings {
+        var settings = ConsoleSettings()
+        settings.logPath = consoleLog
+        settings.socketPath = consoleSocket
+        do {
+            let size = try ByteSize.parse(consoleLogSize)
+            guard size >= 4096, size <= 1 << 40 else { throw ValidationError("--console-log-size must be 4K to 1T") }
+            settings.logLimit = Int(size)
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            throw ValidationError("--console-log-size: \(error)")
+        }
+        if let p = consoleLog, p.isEmpty { throw ValidationError("--console-log needs a path") }
+        if let p = consoleSocket, p.isEmpty { throw ValidationError("--console-socket needs a path") }
+        return settings
     }
 
     public init() {}
@@ -192,10 +237,11 @@ public struct RunCommand: ParsableCommand {
 
     public func validate() throws {
         _ = try options.makeSource()
+        _ = try options.consoleSettings()
     }
 
     public func run() throws {
-        let status = VMLauncher.run(try options.makeSource(), apiSocket: options.apiSocket)
+        let status = VMLauncher.run(try options.makeSource(), apiSocket: options.apiSocket, console: try options.consoleSettings())
         throw ExitCode(status)
     }
 }

@@ -17,6 +17,18 @@ public enum VMSource: Sendable {
     case incoming(MigrationEndpoint, options: IncomingOptions)
 }
 
+/// Where the serial console goes besides stdout.
+public struct ConsoleSettings: Sendable {
+    /// A bounded log of the output (rotated to `logPath.1`).
+    public var logPath: String?
+    /// Bytes the log holds before it rotates.
+    public var logLimit = 1 << 20
+    /// A unix socket serving scrollback, live output and input (for a host daemon).
+    public var socketPath: String?
+
+    public init() {}
+}
+
 /// Runs a VM in this process with its console on the terminal: what `skiff run` does.
 public enum VMLauncher {
     /// Boots `config`; see `run(_:apiSocket:)`.
@@ -27,12 +39,17 @@ public enum VMLauncher {
     /// Builds the VM, forwards stdin/stdout to the console, serves the control API on
     /// `apiSocket` if given, and returns the exit status: 0 after poweroff (or reset with
     /// `--on-reboot exit`, or a stop), the debug-exit status, or 1 after printing the error.
-    public static func run(_ source: VMSource, apiSocket: String? = nil) -> Int32 {
+    public static func run(_ source: VMSource, apiSocket: String? = nil, console settings: ConsoleSettings = ConsoleSettings()) -> Int32 {
         StartTrace.mark("main")
         signal(SIGPIPE, SIG_IGN)
+        // SIGTERM, SIGINT and SIGHUP stop the VM cleanly: blocked in every thread (they inherit
+        // the mask) and taken by one thread with sigwait.
+        let stopSignals = TerminationSignals()
         let console: BufferedConsoleOutput
         do {
-            console = try BufferedConsoleOutput(fd: 1)
+            var sinks: [any ConsoleSink] = [FileDescriptorSink(fd: 1)]
+            if let path = settings.logPath { sinks.append(try RotatingLogSink(path: path, limit: settings.logLimit)) }
+            console = try BufferedConsoleOutput(sinks: sinks)
         } catch {
             writeStderr("skiff: error: console: \(error)")
             return 1
@@ -68,6 +85,15 @@ public enum VMLauncher {
         }
         if !vm.addedKernelOptions.isEmpty {
             writeStderr("skiff: note: added \(vm.addedKernelOptions.joined(separator: " ")) to the kernel command line")
+        }
+        stopSignals.onSignal { [vm] in vm.stop() }
+        if let path = settings.socketPath {
+            do {
+                console.addSink(try ConsoleSocket(path: path) { [vm] bytes in vm.sendConsoleInput(bytes) })
+            } catch {
+                writeStderr("skiff: error: \(error)")
+                return 1
+            }
         }
         var control: ControlSocket?
         if let apiSocket {

@@ -114,6 +114,7 @@ extension VirtualMachine {
                 throw .memory(error)
             }
         }
+        if configuration.samePageMerging { try? guestMemory.allowSamePageMerging() }
         try stream { () throws(MigrationError) in try connection.send(.accept, value: MigrationAccept(usesBase: base != nil)) }
         // Receive pages until the state arrives, then the end of the stream.
         var stateBytes: [UInt8]?

@@ -20,6 +20,8 @@ public struct RestoreOptions: Sendable {
     public var cpuTemplate: CPUTemplate?
     /// Print VM events on stderr.
     public var verbose = false
+    /// Let KSM merge identical pages (a host policy, not part of the snapshot).
+    public var samePageMerging = true
 
     public init() {}
 }
@@ -40,6 +42,7 @@ extension SavedConfiguration {
         c.emulationAssist = assist
         c.modules = modules.map { .init(path: $0.path, commandLine: $0.commandLine) }
         c.verbose = options.verbose
+        c.samePageMerging = options.samePageMerging
         var specs: [VirtioDeviceSpec] = []
         do {
             for d in devices { specs.append(try d.spec()) }
@@ -115,6 +118,7 @@ extension VirtualMachine {
             throw VMError("\(error)")
         }
         let memory = try snapshot.mapMemory()
+        if configuration.samePageMerging { try? memory.allowSamePageMerging() }
         StartTrace.mark("memory-mapped")
         let machine = try Machine(kvm: kvm, memoryMap: memoryMap, memory: memory, restoring: snapshot.machine)
         StartTrace.mark("machine-restored")

@@ -209,6 +209,7 @@ public final class VirtualMachine: @unchecked Sendable {
             kvm: kvm, memorySize: configuration.memorySize, vcpuCount: count, cpuid: cpuid,
             msrs: GuestCPUID.bootMSRs(), plan: plan, platformTables: platform.writes, backing: configuration.memoryBacking)
         attachAssist(to: machine, cpuid: cpuid[0])
+        if configuration.samePageMerging { try? machine.memory.allowSamePageMerging() }
         try lifecycle.withLock { $0.generation }.install(in: machine.memory)
         let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration)
         if let balloon = devices.virtio.balloon {
