@@ -50,9 +50,12 @@ public struct TokenBucket: Codable, Sendable, Equatable {
         self.refillMilliseconds = refillMilliseconds
     }
 
-    /// `perSecond` tokens a second, refilled in 100 ms steps.
+    /// `perSecond` tokens a second: a bucket of 100 ms worth when that is a whole number,
+    /// else of one second's worth.
     public static func rate(_ perSecond: UInt64, burst: UInt64 = 0) -> TokenBucket {
-        TokenBucket(size: perSecond / 10, oneTimeBurst: burst, refillMilliseconds: 100)
+        perSecond >= 10 && perSecond % 10 == 0
+            ? TokenBucket(size: perSecond / 10, oneTimeBurst: burst, refillMilliseconds: 100)
+            : TokenBucket(size: perSecond, oneTimeBurst: burst, refillMilliseconds: 1000)
     }
 }
 

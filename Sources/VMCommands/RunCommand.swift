@@ -1,4 +1,5 @@
 import ArgumentParser
+import Units
 import ArchX86
 import ControlProtocol
 import Loader
@@ -71,13 +72,13 @@ public struct VMOptions: ParsableArguments {
     var apiSocket: String?
 
     @Option(name: .long, help: ArgumentHelp(
-        "Attach a virtio-blk disk (repeatable). The format is raw unless format= says otherwise: images are never probed. readonly refuses guest writes; serial= sets the GET_ID string (default: the file name).",
-        valueName: "PATH[,readonly][,format=raw|qcow2][,serial=ID]"))
+        "Attach a virtio-blk disk (repeatable). The format is raw unless format= says otherwise: images are never probed. readonly refuses guest writes; serial= sets the GET_ID string (default: the file name). bw= (bytes/s, K/M/G suffixes) and iops= limit it (bw-burst=, iops-burst=: a one-time allowance spent first); 'skiff vm rate-limit' changes them later.",
+        valueName: DiskOption.usage))
     var disk: [String] = []
 
     @Option(name: .long, help: ArgumentHelp(
-        "Attach a virtio-net device on a TAP interface (repeatable), created if absent (needs CAP_NET_ADMIN); its addresses and link state are the host's business. Without mac= the guest gets a random locally administered address.",
-        valueName: "tap=NAME[,mac=MAC]"))
+        "Attach a virtio-net device on a TAP interface (repeatable), created if absent (needs CAP_NET_ADMIN); its addresses and link state are the host's business. Without mac= the guest gets a random locally administered address. rx-bw=/tx-bw= (bytes/s) and rx-pps=/tx-pps= (frames/s) limit what the guest receives/sends.",
+        valueName: NetOption.usage))
     var net: [String] = []
 
     @Option(name: .long, help: ArgumentHelp(
@@ -133,12 +134,31 @@ public struct VMOptions: ParsableArguments {
             }
             options.cpuTemplate = t
         }
-        for d in disk { options.deviceOverrides.append(try DiskOption.parse(d)) }
-        for n in net { options.deviceOverrides.append(try NetOption.parse(n)) }
+        let (specs, limits) = try diskAndNetDevices()
+        options.deviceOverrides += specs
+        options.rateLimits = limits
         if let vsock { options.deviceOverrides.append(try VsockOption.parse(vsock)) }
         options.verbose = verbose
         options.samePageMerging = try samePageMerging()
         return options
+    }
+
+    /// The `--disk` and `--net` devices, and their rate limits named as the VM counts them.
+    private func diskAndNetDevices() throws(ValidationError) -> ([VirtioDeviceSpec], [DeviceRateLimit]) {
+        var specs: [VirtioDeviceSpec] = []
+        var limits: [DeviceRateLimit] = []
+        for (i, d) in disk.enumerated() {
+            let parsed = try DiskOption.parse(d)
+            specs.append(parsed.spec)
+            if let l = parsed.limits { limits.append(DeviceRateLimit(device: "disk\(i)", limits: l)) }
+        }
+        for (i, n) in net.enumerated() {
+            let parsed = try NetOption.parse(n)
+            specs.append(parsed.spec)
+            if let l = parsed.receive { limits.append(DeviceRateLimit(device: "net\(i)", limits: l)) }
+            if let l = parsed.transmit { limits.append(DeviceRateLimit(device: "net\(i)", limits: l)) }
+        }
+        return (specs, limits)
     }
 
     /// The validated VM configuration.
@@ -167,8 +187,9 @@ public struct VMOptions: ParsableArguments {
         }
         config.verbose = verbose
         if rng { config.devices.append(.rng) }
-        for d in disk { config.devices.append(try DiskOption.parse(d)) }
-        for n in net { config.devices.append(try NetOption.parse(n)) }
+        let (specs, limits) = try diskAndNetDevices()
+        config.devices += specs
+        config.rateLimits = limits
         if let vsock { config.devices.append(try VsockOption.parse(vsock)) }
         if balloon {
             config.devices.append(.balloon(BalloonSpec(statistics: true, freePageReporting: balloonFreePageReporting,

@@ -44,13 +44,13 @@ public final class ConsoleSocket: ConsoleSink, @unchecked Sendable {
             listener = try UnixListener.bind(path: path)
             stopEvent = try EventFD()
         } catch {
-            throw VMError("--console-socket \(path): \(error)")
+            throw VMError("console socket \(path): \(error)")
         }
         do {
             thread = try HostThread.spawn(name: "console-sock") { [self] in self.serve() }
         } catch {
             unlink(path)
-            throw VMError("--console-socket \(path): \(error)")
+            throw VMError("console socket \(path): \(error)")
         }
     }
 

@@ -85,7 +85,7 @@ public final class Machine: @unchecked Sendable {
     /// Creates the VM with `memory` as guest RAM, its irqchip, PIT and `vcpuCount` bare vCPUs.
     private init(kvm: KVMSystem, memoryMap: MemoryMap, memory: GuestMemory, vcpuCount: Int) throws(VMError) {
         guard vcpuCount >= 1, vcpuCount <= min(kvm.maxVCPUs, 254) else {
-            throw VMError("--cpus \(vcpuCount) is out of range (1 to \(min(kvm.maxVCPUs, 254)) on this host)")
+            throw VMError("\(vcpuCount) vCPUs is out of range (1 to \(min(kvm.maxVCPUs, 254)) on this host)")
         }
         self.memoryMap = memoryMap
         self.memory = memory

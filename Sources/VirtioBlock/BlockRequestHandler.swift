@@ -55,6 +55,7 @@ struct BlockRequestHandler: Sendable {
         guard let type = VirtioBlockRequestType(rawValue: rawType) else { return (.unsupported, 0) }
         switch type {
         case .read:
+            statistics.count(\.reads)
             guard dataOut == 0 else { return (.ioError, 0) }
             guard let offset = dataRange(sector: sector, length: dataIn) else { return (.ioError, 0) }
             var writer = ChainWriter(memory: memory, chain: chain)
@@ -65,6 +66,7 @@ struct BlockRequestHandler: Sendable {
             statistics.add(\.bytesRead, done)
             return (done == dataIn ? .ok : .ioError, UInt32(truncatingIfNeeded: done))
         case .write:
+            statistics.count(\.writes)
             guard !readOnly else { return (.ioError, 0) }
             guard dataIn == 0 else { return (.ioError, 0) }
             guard let offset = dataRange(sector: sector, length: dataOut) else { return (.ioError, 0) }

@@ -50,7 +50,10 @@ struct BalloonCLITests {
             while process.isRunning && Date() < deadline { usleep(10_000) }
             if process.isRunning { process.terminate() }
             process.waitUntilExit()
+            // What the handler has not picked up yet is still in the pipe: take it too.
             stdout.fileHandleForReading.readabilityHandler = nil
+            let rest = stdout.fileHandleForReading.readDataToEndOfFile()
+            output.withLock { $0.append(rest) }
             return process.terminationStatus
         }
     }
@@ -121,7 +124,7 @@ struct BalloonCLITests {
         (["--console", "hvc"], "--console must be one of: serial, virtio"),
         (["--balloon-deflate-on-oom"], "--balloon-deflate-on-oom and --balloon-free-page-reporting need --balloon"),
         (["--api-socket", ""], "--api-socket needs a path"),
-        (["--balloon", "--api-socket", "/"], "--api-socket /: the path already exists"),
+        (["--balloon", "--api-socket", "/"], "control socket /: the path already exists"),
     ])
     func badOptionsGiveOneLine(extra: [String], expected: String) throws {
         let r = try CLITests.run("skiff", ["run", "--kernel", try GuestKit.path("hello.elf")] + extra)

@@ -52,11 +52,12 @@ struct SnapshotCLITests {
         let again = try Child(["vm", "pause", "--api-socket", socket])
         #expect(again.finish() == 1)
         #expect(again.text.contains("skiff: error: the VM is already paused"), "\(again.text)")
-        let printed = vm.text
         let snapshot = try Child(["snapshot", "create", "--api-socket", socket, dir.file("snap"), "--stop"])
         #expect(snapshot.finish(timeout: 60) == 0, "\(snapshot.text)")
         #expect(snapshot.text.hasPrefix("snapshot \(dir.file("snap")): "), "\(snapshot.text)")
         #expect(vm.finish() == 0, "the source stops after --stop: \(vm.text)")
+        // Everything the source printed, read after it exited (the pipe may lag the guest).
+        let printed = vm.text
         #expect(!FileManager.default.fileExists(atPath: socket), "the control socket is removed")
         let restored = try Child(["run", "--restore", dir.file("snap")])
         let last = try #require(WorkloadChecker.lines(printed).last).seq
