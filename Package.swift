@@ -113,7 +113,7 @@ let package = Package(
         .target(name: "CX86Host"),
         .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
         .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
-        .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands"], swiftSettings: strict),
+        .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands", "VMM"], swiftSettings: strict),
 
         .testTarget(name: "ArchX86Tests", dependencies: ["ArchX86"]),
         .testTarget(name: "BinaryCodingTests", dependencies: ["BinaryCoding"]),

@@ -91,6 +91,7 @@ public final class Machine: @unchecked Sendable {
         self.memory = memory
         do {
             vm = try kvm.createVM()
+            StartTrace.mark("vm-created")
             // Manual protection must be on before any slot logs dirty pages.
             var manual = false
             if vm.supportsManualDirtyLogProtect {
@@ -103,14 +104,17 @@ public final class Machine: @unchecked Sendable {
             for (slot, region) in memory.regions.enumerated() {
                 try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestAddress, size: region.size, hostAddress: region.hostAddress)
             }
+            StartTrace.mark("memory-slots")
             try vm.setIdentityMapAddress(Layout.kvmIdentityMapAddress)
             try vm.setTSSAddress(Layout.kvmTSSAddress)
             try vm.createIRQChip()
             try vm.createPIT2()
             interrupts = try InterruptRouter(vm: vm)
+            StartTrace.mark("irqchip")
             var created: [VCPUFD] = []
             for i in 0..<vcpuCount { created.append(try vm.createVCPU(id: UInt32(i))) }
             vcpus = created
+            StartTrace.mark("vcpus-created")
             saveableMSRs = (try? kvm.msrIndexList()) ?? []
         } catch {
             throw .kvm(error)
@@ -183,6 +187,7 @@ public final class Machine: @unchecked Sendable {
         }
         do {
             try vm.restorePlatformState(state.platform)
+            StartTrace.mark("platform-state")
             for (vcpu, saved) in zip(vcpus, state.vcpus) { try vcpu.restoreState(saved) }
         } catch {
             throw .kvm(error)
