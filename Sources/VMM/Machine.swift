@@ -239,7 +239,10 @@ public final class Machine: @unchecked Sendable {
     public var exitCounts: [String: Int] {
         var total: [String: Int] = [:]
         for t in threads.withLock({ $0 }) {
-            for (k, v) in t.exitCounts.withLock({ $0 }) { total[k, default: 0] += v }
+            for kind in ExitCounters.Kind.allCases {
+                let n = t.exits.value(kind)
+                if n > 0 { total[kind.name, default: 0] += Int(clamping: n) }
+            }
         }
         return total
     }
