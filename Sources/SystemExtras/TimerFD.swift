@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSystem
+import CSkiffSystem
 
 /// A non-blocking CLOCK_MONOTONIC timerfd, for event loops that wait in epoll.
 public final class TimerFD: @unchecked Sendable {

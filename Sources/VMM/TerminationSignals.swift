@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSystem
+import CSkiffSystem
 import SystemExtras
 
 /// SIGTERM, SIGINT and SIGHUP for a monitor: blocked in the creating thread (threads created
