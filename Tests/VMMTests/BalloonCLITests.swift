@@ -13,9 +13,10 @@ struct BalloonCLITests {
         let output = Mutex(Data())
         private let stdout = Pipe()
 
-        init(_ arguments: [String], stdin: Pipe? = nil) throws {
+        init(_ arguments: [String], stdin: Pipe? = nil, environment: [String: String] = [:]) throws {
             process.executableURL = CLITests.binDirectory.appendingPathComponent("skiff")
             process.arguments = arguments
+            if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
             process.standardOutput = stdout
             process.standardError = stdout
             process.standardInput = stdin ?? FileHandle.nullDevice
