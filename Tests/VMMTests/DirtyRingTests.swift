@@ -98,14 +98,15 @@ struct BareVM {
     }
 
     /// What stopped the guest.
-    enum Stop: Equatable { case port(UInt8), halt }
+    enum Stop: Equatable { case port(UInt8), halt, dirtyRingFull }
 
-    /// Runs until a byte is written to the exit port or the guest halts.
+    /// Runs until a byte is written to the exit port, the guest halts or its dirty ring fills.
     func run() throws -> Stop {
         while true {
             switch try vcpu.run() {
             case .interrupted: continue
             case .halt: return .halt
+            case .unknown(let reason) where reason == DirtyRing.fullExitReason: return .dirtyRingFull
             case .ioOut(let port, 1, 1, let data) where port == UInt16(Self.exitPort):
                 return .port(data.first ?? 0)
             case let other:
@@ -257,9 +258,9 @@ struct DirtyRingTests {
     /// list of frames) and cleared through the bitmap with manual protection. Both must report
     /// every page every round; the times are printed (per 1,000 pages, fastest and median
     /// round), not asserted.
-    @Test func harvestCostPerThousandPages() throws {
-        let pages: UInt32 = 2048
-        let rounds = 16
+    /// A guest that writes one word into each of `pages` pages from 1 MiB on, writes 1 to the
+    /// exit port, and starts over; with the slot that holds it and the frames it writes.
+    static func loopGuest(pages: UInt32) -> (code: [UInt8], layout: [(slot: UInt32, address: UInt64, pages: UInt64)], written: Set<UInt64>) {
         let data: UInt32 = 0x10_0000
         // start: mov edi, data; mov ecx, pages
         // loop:  mov [edi], ecx; add edi, 4096; dec ecx; jnz loop
@@ -270,9 +271,43 @@ struct DirtyRingTests {
         guest.raw([0x89, 0x0f, 0x81, 0xc7, 0x00, 0x10, 0x00, 0x00, 0x49, 0x75, 0xf5])
         guest.out(1, port: BareVM.exitPort)
         guest.raw([0xeb, 0xe5])
-        let slotPages = UInt64(data) / DirtyRing.pageSize + UInt64(pages)
-        let layout: [(slot: UInt32, address: UInt64, pages: UInt64)] = [(0, 0, slotPages)]
-        let expected = Set((0..<UInt64(pages)).map { UInt64(data) / DirtyRing.pageSize + $0 })
+        let first = UInt64(data) / DirtyRing.pageSize
+        return (guest.bytes, [(0, 0, first + UInt64(pages))], Set((0..<UInt64(pages)).map { first + $0 }))
+    }
+
+    /// A ring smaller than what the guest dirties stops the vCPU (KVM_EXIT_DIRTY_RING_FULL)
+    /// until it is harvested and reset; no page is lost across the stops.
+    @Test func fullRingStopsTheVCPUUntilHarvestedAndReset() throws {
+        let (code, layout, written) = Self.loopGuest(pages: 2048)
+        let machine = try BareVM(slots: layout, code: code, at: Self.codeAddress) { vm in
+            _ = try vm.enableDirtyRing(entries: 1024)
+        }
+        let ring = try machine.vm.dirtyRing(of: machine.vcpu)
+        var reported = Set<UInt64>(), stops = 0
+        while true {
+            let stop = try machine.run()
+            let harvest = ring.harvest(slots: machine.slots)
+            #expect(harvest.rejected.isEmpty)
+            #expect(harvest.entryCount <= 1024)
+            reported.formUnion(harvest.pages.map(\.guestFrame))
+            #expect(try machine.vm.resetDirtyRings() == harvest.entryCount)
+            if stop == .port(1) { break }
+            #expect(stop == .dirtyRingFull)
+            guard stop == .dirtyRingFull else { return }
+            stops += 1
+            #expect(harvest.entryCount > 0, "a full ring with nothing to harvest")
+            guard stops < 64 else { Issue.record("the guest never finished"); return }
+        }
+        print("dirty ring: 2048 pages through a 1024-entry ring: \(stops) ring-full stop(s)")
+        #expect(stops >= 2)
+        Self.expectFrames(reported, written, Self.frames([Self.codeAddress]), "across ring-full stops")
+    }
+
+    @Test func harvestCostPerThousandPages() throws {
+        let pages: UInt32 = 2048
+        let rounds = 16
+        let (code, layout, expected) = Self.loopGuest(pages: pages)
+        let slotPages = layout[0].pages
         let tolerated = Self.frames([Self.codeAddress])
         let clock = ContinuousClock()
         func microsecondsPerThousand(_ d: Duration, _ n: Int) -> Double {
@@ -285,7 +320,7 @@ struct DirtyRingTests {
             return String(format: "%.1f µs (median %.1f µs)", fastest, sorted[sorted.count / 2])
         }
 
-        let machine = try BareVM(slots: layout, code: guest.bytes, at: Self.codeAddress) { vm in
+        let machine = try BareVM(slots: layout, code: code, at: Self.codeAddress) { vm in
             _ = try vm.enableDirtyRing(entries: 4096)
         }
         let ring = try machine.vm.dirtyRing(of: machine.vcpu)
@@ -304,7 +339,7 @@ struct DirtyRingTests {
             Self.expectFrames(Set(harvest.pages.map(\.guestFrame)), expected, tolerated, "ring round \(round)")
         }
 
-        let bitmapVM = try BareVM(slots: layout, code: guest.bytes, at: Self.codeAddress) { vm in
+        let bitmapVM = try BareVM(slots: layout, code: code, at: Self.codeAddress) { vm in
             try vm.enableManualDirtyLogProtect()
         }
         let words = (Int(slotPages) + 63) / 64
