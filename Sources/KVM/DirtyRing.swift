@@ -108,7 +108,9 @@ public final class DirtyRing: Sendable {
     }()
 
     /// The KVM_RUN exit reason of a vCPU whose ring is full (seen as `VCPUExit.unknown(reason:)`):
-    /// harvest and reset before running it again.
+    /// harvest and reset before running it again. If that harvest finds nothing, KVM wrote past
+    /// the end of the ring before stopping the vCPU (seen where KVM emulates the guest's
+    /// instructions): dirty pages were lost and the ring can no longer be trusted.
     public static let fullExitReason = UInt32(KVM_EXIT_DIRTY_RING_FULL)
 
     let mapping: MemoryMapping
