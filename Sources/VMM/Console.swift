@@ -107,7 +107,7 @@ public final class ConsoleInputPump: @unchecked Sendable {
     /// Starts forwarding.
     public func start() throws(SystemError) {
         terminal = TerminalMode(rawModeFor: fd)
-        thread = try HostThread.spawn(name: "console-in") { [self] in self.loop() }
+        thread = try HostThread.spawn(name: "console-in", role: .consoleInput) { [self] in self.loop() }
     }
 
     /// Stops forwarding and restores the terminal.

@@ -47,7 +47,7 @@ public final class ConsoleSocket: ConsoleSink, @unchecked Sendable {
             throw VMError("console socket \(path): \(error)")
         }
         do {
-            thread = try HostThread.spawn(name: "console-sock") { [self] in self.serve() }
+            thread = try HostThread.spawn(name: "console-sock", role: .consoleSocket) { [self] in self.serve() }
         } catch {
             unlink(path)
             throw VMError("console socket \(path): \(error)")

@@ -67,7 +67,7 @@ public final class ControlSocket: @unchecked Sendable {
     /// Starts serving on a thread.
     public func start() throws(VMError) {
         do {
-            thread = try HostThread.spawn(name: "control-api") { [self] in self.serve() }
+            thread = try HostThread.spawn(name: "control-api", role: .control) { [self] in self.serve() }
         } catch {
             throw VMError("control socket \(path): \(error)")
         }

@@ -357,7 +357,7 @@ public final class Machine: @unchecked Sendable {
         }
         controller.setThrottle(sleepNanoseconds: clamped * 100_000)
         guard start else { return }
-        let thread = try? HostThread.spawn(name: "vcpu-throttle") { [self] in
+        let thread = try? HostThread.spawn(name: "vcpu-throttle", role: .throttle) { [self] in
             while true {
                 let percent = throttle.withLock { $0.percent }
                 guard percent > 0, !controller.isStopping else { break }

@@ -21,7 +21,7 @@ final class TerminationSignals: @unchecked Sendable {
     /// Starts the thread that runs `handler` on the first of the signals.
     func onSignal(_ handler: @escaping @Sendable () -> Void) {
         let waited = set
-        _ = try? HostThread.spawn(name: "signals") {
+        _ = try? HostThread.spawn(name: "signals", role: .signals) {
             var s = waited
             var number: Int32 = 0
             while sigwait(&s, &number) != 0 {}

@@ -37,7 +37,7 @@ final class VCPUThread: @unchecked Sendable {
     /// Starts the thread.
     func start() throws(VMError) {
         do {
-            thread = try HostThread.spawn(name: "vcpu\(vcpu.id)") { [self] in self.main() }
+            thread = try HostThread.spawn(name: "vcpu\(vcpu.id)", role: .vcpu) { [self] in self.main() }
         } catch {
             throw VMError("cannot start vCPU \(vcpu.id) thread: \(error)")
         }

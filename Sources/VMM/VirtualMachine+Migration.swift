@@ -75,7 +75,7 @@ extension VirtualMachine: ControlTarget {
             migration.withLock { $0 = session }
             lifecycle.withLock { $0.migrating = true }
             do {
-                session.thread = try HostThread.spawn(name: "migration") { [self] in self.runOutgoing(session) }
+                session.thread = try HostThread.spawn(name: "migration", role: .migration) { [self] in self.runOutgoing(session) }
             } catch {
                 lifecycle.withLock { $0.migrating = false }
                 throw VMError("cannot start the migration thread: \(error)")

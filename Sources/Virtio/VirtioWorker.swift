@@ -16,9 +16,9 @@ public final class VirtioWorker: @unchecked Sendable {
     private var thread: HostThread?
     private let stopToken = UInt64.max
 
-    /// Starts a thread named `name` that waits on `notifiers` (queue i → `.queue(i)`) and
+    /// Starts a thread named `name` in `role` that waits on `notifiers` (queue i → `.queue(i)`) and
     /// `backends` (fd j → `.backend(j)`), calling `handler` on that thread.
-    public init(name: String, notifiers: [EventFD], backends: [(fd: Int32, events: UInt32)] = [],
+    public init(name: String, role: ThreadRole, notifiers: [EventFD], backends: [(fd: Int32, events: UInt32)] = [],
                 handler: @escaping @Sendable (Source, UInt32) -> Void) throws(SystemError) {
         epoll = try Epoll()
         stopEvent = try EventFD()
@@ -27,7 +27,7 @@ public final class VirtioWorker: @unchecked Sendable {
         for (j, b) in backends.enumerated() { try epoll.add(b.fd, token: (1 << 32) | UInt64(j), events: b.events) }
         let epoll = self.epoll
         let stopToken = self.stopToken
-        thread = try HostThread.spawn(name: name) {
+        thread = try HostThread.spawn(name: name, role: role) {
             while true {
                 let ready: [(token: UInt64, events: UInt32)]
                 do {

@@ -96,7 +96,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         let serve: @Sendable () -> Void = { [weak self] in self?.serve(memory: memory, interrupt: interrupt) }
         let timerFD = timer.fd.rawValue
         let worker = PausableWorker(notifiers: [notifier]) { () throws(SystemError) in
-            try VirtioWorker(name: "virtio-blk", notifiers: [notifier], backends: [(fd: timerFD, events: TimerFD.readableEvents)]) { source, _ in
+            try VirtioWorker(name: "virtio-blk", role: .virtioBlock, notifiers: [notifier], backends: [(fd: timerFD, events: TimerFD.readableEvents)]) { source, _ in
                 switch source {
                 case .queue(0):
                     serve()

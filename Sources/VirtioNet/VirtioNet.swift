@@ -86,7 +86,7 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         // The backend starts unwatched; the engine turns EPOLLIN on once it knows its worker
         // (resuming signals the queues, which runs the engine once).
         let worker = PausableWorker(notifiers: notifiers) { () throws(SystemError) in
-            try VirtioWorker(name: "virtio-net", notifiers: notifiers, backends: [(fd: fd, events: 0), (fd: timerFD, events: TimerFD.readableEvents)]) { source, events in
+            try VirtioWorker(name: "virtio-net", role: .virtioNet, notifiers: notifiers, backends: [(fd: fd, events: 0), (fd: timerFD, events: TimerFD.readableEvents)]) { source, events in
                 engine.handle(source, events: events)
             }
         }

@@ -94,7 +94,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
         let backends = muxer.backends
         // Resuming signals the queues, which runs the muxer once so it starts watching its sockets.
         let worker = PausableWorker(notifiers: notifiers) { () throws(SystemError) in
-            try VirtioWorker(name: "virtio-vsock", notifiers: notifiers, backends: backends) { source, events in
+            try VirtioWorker(name: "virtio-vsock", role: .virtioVsock, notifiers: notifiers, backends: backends) { source, events in
                 muxer.handle(source, events: events)
             }
         }

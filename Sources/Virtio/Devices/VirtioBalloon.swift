@@ -226,7 +226,7 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
         let notifiers = a.notifiers
         let serve: @Sendable (Int) -> Void = { [weak self] index in self?.serve(queue: index) }
         let worker = PausableWorker(notifiers: notifiers) { () throws(SystemError) in
-            try VirtioWorker(name: "virtio-balloon", notifiers: notifiers) { source, _ in
+            try VirtioWorker(name: "virtio-balloon", role: .virtioBalloon, notifiers: notifiers) { source, _ in
                 guard case .queue(let index) = source else { return }
                 serve(index)
             }

@@ -193,7 +193,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
             if index == Self.transmitQueue { self?.transmit() }
         }
         let worker = PausableWorker(notifiers: notifiers) { () throws(SystemError) in
-            try VirtioWorker(name: "virtio-console", notifiers: notifiers) { source, _ in
+            try VirtioWorker(name: "virtio-console", role: .virtioConsole, notifiers: notifiers) { source, _ in
                 guard case .queue(let index) = source else { return }
                 handle(index)
             }

@@ -36,7 +36,7 @@ public final class VirtioRNG: VirtioDevice, @unchecked Sendable {
         let notifiers = Array(a.notifiers.prefix(1))
         let serve: @Sendable () -> Void = { [weak self] in self?.serve(memory: memory, interrupt: interrupt) }
         let worker = PausableWorker(notifiers: notifiers) { () throws(SystemError) in
-            try VirtioWorker(name: "virtio-rng", notifiers: notifiers) { source, _ in
+            try VirtioWorker(name: "virtio-rng", role: .virtioRNG, notifiers: notifiers) { source, _ in
                 guard case .queue(0) = source else { return }
                 serve()
             }
