@@ -4,9 +4,9 @@ import Glibc
 import Musl
 #endif
 
-/// A small W^X cache of generated host code: fixed-size slots in an anonymous mapping that is
-/// writable only while a slot is filled and executable otherwise. Not thread-safe; its owner
-/// serializes all use (filling and running).
+/// A small W^X cache of generated host code: fixed-size slots in one slot of the process's
+/// `ExecutableCodeRegion`, writable only while a slot is filled and executable otherwise.
+/// Not thread-safe; its owner serializes all use (filling and running).
 final class ExecutableCodeCache {
     /// The calling convention of every stub: four integer/pointer arguments (RDI, RSI, RDX, RCX), RAX result.
     typealias Stub = @convention(c) (UInt, UInt, UInt, UInt) -> UInt64
@@ -21,18 +21,18 @@ final class ExecutableCodeCache {
     private var nextSlot = 0
     private var broken = false
 
-    /// Maps the cache, or returns nil when the host refuses executable memory.
+    /// Takes a slot of the process's `ExecutableCodeRegion`, or returns nil when the host
+    /// refuses executable memory (or every slot is in use).
     init?() {
         #if os(Linux) && arch(x86_64)
         size = Self.slotSize * Self.slotCount
-        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        guard let p, p != UnsafeMutableRawPointer(bitPattern: -1) else { return nil }
+        guard let p = ExecutableCodeRegion.shared?.takeSlot() else { return nil }
         base = p
         codeIn = Array(repeating: nil, count: Self.slotCount)
         // Fill with INT3 so a stray jump into an empty slot traps instead of running garbage.
         base.initializeMemory(as: UInt8.self, repeating: 0xCC, count: size)
         guard mprotect(base, size, PROT_READ | PROT_EXEC) == 0 else {
-            munmap(base, size)
+            ExecutableCodeRegion.shared?.returnSlot(p)
             return nil
         }
         #else
@@ -42,7 +42,7 @@ final class ExecutableCodeCache {
 
     deinit {
         #if os(Linux) && arch(x86_64)
-        munmap(base, size)
+        ExecutableCodeRegion.shared?.returnSlot(base)
         #endif
     }
 
