@@ -24,6 +24,10 @@ let package = Package(
         .target(name: "SystemExtras", dependencies: ["CSkiffSystem"], swiftSettings: strict),
         // /dev/kvm, VM and vCPU file descriptors, exits.
         .target(name: "KVM", dependencies: ["CKVM", "CSkiffSystem", "SystemExtras"], swiftSettings: strict),
+        // libseccomp from the system (Debian: libseccomp-dev), which compiles the per-thread filters.
+        .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
+        // The monitor's seccomp policy: an allow-list per thread role, compiled once, installed by each thread.
+        .target(name: "Seccomp", dependencies: ["CSeccomp", "CSkiffSystem", "CKVM", "SystemExtras"], swiftSettings: strict),
         // Guest physical memory: regions and bounds-checked access.
         .target(name: "GuestMemory", dependencies: ["SystemExtras", "CSkiffSystem"], swiftSettings: strict),
         // x86 platform: memory map, GDT, page tables, CPUID, MSRs, MP and ACPI tables.
@@ -61,7 +65,7 @@ let package = Package(
             name: "VMM",
             dependencies: ["CKVM", "CSkiffSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio",
                            "VirtioBlock", "Storage", "VirtioNet", "VirtioVsock", "X86Emulator", "SystemExtras", "BinaryCoding",
-                           "ControlProtocol", "Snapshot", "Migration", .product(name: "Logging", package: "swift-log")],
+                           "ControlProtocol", "Snapshot", "Migration", "Seccomp", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(
@@ -94,7 +98,7 @@ let package = Package(
         // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no Foundation).
         .target(
             name: "VMCommands",
-            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", "CSkiffSystem", "Units", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", "CSkiffSystem", "Units", "Seccomp", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Sizes as people type them (256M, 2G).
         .target(name: "Units", swiftSettings: strict),
@@ -126,6 +130,6 @@ let package = Package(
         .testTarget(name: "VirtioNetworkTests", dependencies: ["VirtioNet", "VirtioVsock", "Virtio", "GuestMemory", "SystemExtras", "CSkiffSystem"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage", "ImageStore"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "ArchX86", "KVM", "CSkiffSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "ArchX86", "KVM", "CSkiffSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding", "Seccomp", "SystemExtras", "X86Emulator", .product(name: "Logging", package: "swift-log")]),
     ]
 )

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential qemu-system-x86 qemu-utils acpica-tools lz4 busybox-static cpio iproute2 python3 xz-utils e2fsprogs zlib1g-dev)
+packages=(build-essential qemu-system-x86 qemu-utils acpica-tools lz4 busybox-static cpio iproute2 python3 xz-utils e2fsprogs zlib1g-dev libseccomp-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

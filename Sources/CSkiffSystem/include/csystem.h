@@ -43,4 +43,28 @@ static inline uint64_t csystem_atomic_load64(const uint64_t *p) { return __atomi
 /* Opens a pseudo-terminal master, unlocks it and writes the slave path into name; returns the fd or -1. */
 int csystem_open_pty(char *name, unsigned long size);
 
+/* --- seccomp (Sources/CSkiffSystem/seccomp.c) --- */
+/* Sets no_new_privs on the calling thread (threads created later inherit it); 0 or -errno. */
+int csystem_set_no_new_privs(void);
+/* Installs a classic BPF program (`count` struct sock_filter instructions) as a seccomp
+ * filter of the calling thread; 0 or -errno. */
+int csystem_seccomp_install(const void *instructions, unsigned short count);
+
+/* A system call a SECCOMP_RET_TRAP filter refused, as the SIGSYS recorder saw it. */
+#define CSYSTEM_SIGSYS_SLOTS 256
+struct csystem_sigsys_record {
+    int valid;
+    int number;
+    int tag;
+    uint64_t arguments[6];
+};
+/* Tags the calling thread's records (the thread role's index). */
+void csystem_set_thread_tag(int tag);
+/* Handles SIGSYS by recording the refused call and returning -EPERM from it. */
+int csystem_install_sigsys_recorder(void);
+/* Copies out up to `capacity` records; returns how many. */
+int csystem_sigsys_records(struct csystem_sigsys_record *out, int capacity);
+/* Refusals seen so far (records past CSYSTEM_SIGSYS_SLOTS are counted, not kept). */
+unsigned int csystem_sigsys_count(void);
+
 #endif
