@@ -3,6 +3,7 @@ import Units
 import ArchX86
 import ControlProtocol
 import Loader
+import Seccomp
 import VMM
 
 /// The options that describe one VM, shared by `skiff run` and `skiff-vmm`.
@@ -105,6 +106,9 @@ public struct VMOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Let KSM merge identical pages of guest RAM with other VMs: on (default) or off.", valueName: "on|off"))
     var ksm: String = "on"
 
+    @Option(name: .long, help: ArgumentHelp(SeccompOption.help, valueName: "on|log|off"))
+    var seccomp: String = SeccompMode.on.rawValue
+
     /// Where the VM comes from: a boot of `--kernel`, or `--restore DIR`.
     func makeSource() throws(ValidationError) -> VMSource {
         if let incoming {
@@ -140,6 +144,7 @@ public struct VMOptions: ParsableArguments {
         if let vsock { options.deviceOverrides.append(try VsockOption.parse(vsock)) }
         options.verbose = verbose
         options.samePageMerging = try samePageMerging()
+        options.seccomp = try SeccompOption.parse(seccomp)
         return options
     }
 
@@ -212,6 +217,7 @@ public struct VMOptions: ParsableArguments {
         }
         config.kernelFormat = format
         config.samePageMerging = try samePageMerging()
+        config.seccomp = try SeccompOption.parse(seccomp)
         return config
     }
 

@@ -20,7 +20,7 @@ public protocol ConsoleSink: AnyObject, Sendable {
 /// blocks on a slow or stuck reader: a pause, a snapshot or a migration cannot wait on the
 /// terminal. When the buffer is full, new output is dropped and counted.
 public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
-    // @unchecked: `buffer` lives in `state`; the thread handle is set once before use.
+    // @unchecked: `buffer` lives in `state`; the thread handle is set once, before the VM runs.
     /// Default capacity: 1 MiB of output waiting for the sinks.
     public static let defaultCapacity = 1 << 20
 
@@ -40,11 +40,19 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
         try self.init(sinks: [FileDescriptorSink(fd: fd)], capacity: capacity)
     }
 
-    public init(sinks: [any ConsoleSink], capacity: Int = BufferedConsoleOutput.defaultCapacity) throws(SystemError) {
+    /// Output to `sinks`; the writer thread starts now, or with `startWriter()` when
+    /// `startingWriter` is false (output is buffered meanwhile).
+    public init(sinks: [any ConsoleSink], capacity: Int = BufferedConsoleOutput.defaultCapacity, startingWriter: Bool = true) throws(SystemError) {
         self.sinks = Mutex(sinks)
         self.capacity = max(capacity, 4096)
         state = ConditionLock(State())
-        thread = try HostThread.spawn(name: "console-out") { [self] in self.drain() }
+        if startingWriter { try startWriter() }
+    }
+
+    /// Starts the writer thread (once; later calls do nothing).
+    public func startWriter() throws(SystemError) {
+        guard thread == nil else { return }
+        thread = try HostThread.spawn(name: "console-out", role: .consoleOutput) { [self] in self.drain() }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) {

@@ -2,6 +2,7 @@ import ArchX86
 import GuestMemory
 import Loader
 import Storage
+import Seccomp
 import VirtioNet
 
 /// What to do when the guest resets itself (i8042 0xFE, ACPI reset, triple fault).
@@ -45,6 +46,9 @@ public struct VMConfiguration: Sendable {
     /// Rate limits of disks and network devices, applied in order (`VirtualMachine.setRateLimit`
     /// changes them later).
     public var rateLimits: [DeviceRateLimit] = []
+    /// Per-thread seccomp filters (docs/seccomp.md). `VMLauncher`, which owns the monitor
+    /// process, installs them; a `VirtualMachine` run in-process by other code is not filtered.
+    public var seccomp: SeccompMode = .on
 
     /// A multiboot module: a file and the command line the guest sees for it.
     public struct Module: Sendable, Equatable {

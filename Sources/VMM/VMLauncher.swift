@@ -6,7 +6,9 @@ import DeviceModel
 import KVM
 import Logging
 import Migration
+import Seccomp
 import SystemExtras
+import X86Emulator
 
 /// Where a VM comes from.
 public enum VMSource: Sendable {
@@ -58,7 +60,8 @@ public enum VMLauncher {
         do {
             var sinks: [any ConsoleSink] = [FileDescriptorSink(fd: 1)]
             if let path = settings.logPath { sinks.append(try RotatingLogSink(path: path, limit: settings.logLimit)) }
-            console = try BufferedConsoleOutput(sinks: sinks)
+            // Its writer thread starts once seccomp is on, so that it is confined too.
+            console = try BufferedConsoleOutput(sinks: sinks, startingWriter: false)
         } catch {
             log.error("console: \(error)")
             return 1
@@ -84,6 +87,16 @@ public enum VMLauncher {
                 vm = try VirtualMachine.receiveMigration(on: listener, options: options, console: console)
                 log.info("VM migrated in", metadata: ["endpoint": "\(endpoint)"])
             }
+        } catch {
+            log.error("\(error)")
+            return 1
+        }
+        // Seccomp: every thread started from here on confines itself to its role's allow-list;
+        // this thread does so right before the vCPUs start (docs/seccomp.md).
+        let seccomp: SeccompPolicy?
+        do {
+            seccomp = try SeccompPolicy.activate(vm.configuration.seccomp, profile: seccompProfile(for: vm.configuration))
+            try console.startWriter()
         } catch {
             log.error("\(error)")
             return 1
@@ -134,6 +147,7 @@ public enum VMLauncher {
         if StartTrace.enabled {
             log.notice("trace: \(StartTrace.summary) vcpus-start monotonic-ns=\(StartTrace.now())")
         }
+        seccomp?.confineMainThread(rebuildsMachines: vm.configuration.onReboot == .restart)
         let outcome = vm.run()
         pump?.stop()
         log.info("VM ended", metadata: ["outcome": "\(outcome)"])
@@ -142,6 +156,18 @@ public enum VMLauncher {
             if !vm.emulationSummary.isEmpty { log.debug("emulation assist: \(vm.emulationSummary)") }
         }
         return exitStatus(for: outcome, log: log)
+    }
+
+    /// What the seccomp filters must allow for `configuration` beyond the fixed lists.
+    static func seccompProfile(for configuration: VMConfiguration) -> SeccompProfile {
+        var profile = SeccompProfile()
+        profile.network = configuration.devices.contains { if case .net = $0 { return true } else { return false } }
+        profile.mainRebuildsMachines = configuration.onReboot == .restart
+        if configuration.emulationAssist != .off, let region = ExecutableCodeRegion.shared {
+            profile.executableRegion = .init(base: UInt64(region.base), size: UInt64(ExecutableCodeRegion.size),
+                                             slotSize: UInt64(ExecutableCodeRegion.slotSize))
+        }
+        return profile
     }
 
     /// Control requests that change the VM are logged at info, the rest (status, metrics) at

@@ -3,6 +3,7 @@ import CKVM
 import DeviceModel
 import KVM
 import Loader
+import Seccomp
 import Snapshot
 import Storage
 import SystemExtras
@@ -24,6 +25,8 @@ public struct RestoreOptions: Sendable {
     public var samePageMerging = true
     /// Rate limits for the restored devices (host policy, not part of the snapshot).
     public var rateLimits: [DeviceRateLimit] = []
+    /// Per-thread seccomp filters of the monitor (host policy, not part of the snapshot).
+    public var seccomp: SeccompMode = .on
 
     public init() {}
 }
@@ -46,6 +49,7 @@ extension SavedConfiguration {
         c.verbose = options.verbose
         c.samePageMerging = options.samePageMerging
         c.rateLimits = options.rateLimits
+        c.seccomp = options.seccomp
         var specs: [VirtioDeviceSpec] = []
         do {
             for d in devices { specs.append(try d.spec()) }
