@@ -69,6 +69,7 @@ public enum SeccompAllowList {
     static let TCGETS: UInt = 0x5401, TCSETS: UInt = 0x5402, SIOCGIFINDEX: UInt = 0x8933
     static let MADV_REMOVE: UInt64 = 9, MADV_MERGEABLE: UInt64 = 12
     static let EPOLL_CTL_MOD: UInt64 = 3
+    static let F_OFD_SETLK: UInt64 = 37
     static func openFlags(_ flags: Int32) -> UInt64 { UInt64(UInt32(bitPattern: flags)) }
 
     // MARK: Every thread
@@ -193,7 +194,11 @@ public enum SeccompAllowList {
             .ioctl(TCSETS, "TCSETS", "restores the terminal mode when the VM ends"),
             SyscallRule("unlink", reason: "removes the control and console sockets when the VM ends"),
             SyscallRule("ftruncate", reason: "a qcow2 image drops unused tail clusters when it closes"),
-        ] + sleep
+            SyscallRule("fcntl", [.equals32(index: 1, value: F_OFD_SETLK)], label: "fcntl F_OFD_SETLK", reason: "unlocks disk images when they close"),
+        ] + sleep + workerSetup
+        if profile.network {
+            rules.append(.ioctl((CKVM_TUNSETOFFLOAD), "TUNSETOFFLOAD", "turns a TAP's offloads off when its device resets"))
+        }
         if profile.mainRebuildsMachines { rules += rebuild(profile) }
         return rules
     }
@@ -407,6 +412,7 @@ public enum SeccompAllowList {
         SyscallRule("getsockopt", reason: "the result of a non-blocking connect"),
         SyscallRule("sendto", reason: "sends the VM"),
         SyscallRule("recvfrom", reason: "the target's replies"),
+        SyscallRule("read", reason: "the target's replies; the base snapshot's memory file"),
         SyscallRule("fcntl", [.equals32(index: 1, value: UInt64(F_GETFL))], label: "fcntl F_GETFL", reason: "makes the connection non-blocking"),
         SyscallRule("fcntl", [.equals32(index: 1, value: UInt64(F_SETFL))], label: "fcntl F_SETFL", reason: "makes the connection non-blocking"),
         SyscallRule("eventfd2", reason: "the connection's cancel event"),

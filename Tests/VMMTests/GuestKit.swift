@@ -42,6 +42,7 @@ enum GuestKit {
         }
         let outcome = vm.run()
         watchdog.cancel()
+        TestSeccomp.expectNoRefusals()
         return Run(outcome: outcome, output: console.text, vm: vm)
     }
 

@@ -47,6 +47,7 @@ final class RunningVM: @unchecked Sendable {
             done.wait()
         }
         done.signal()
+        TestSeccomp.expectNoRefusals()
         return result.withLock { $0 } ?? .stopped
     }
 
