@@ -66,6 +66,24 @@ import Testing
         try second.close()
     }
 
+    /// A file dropped without close() must not leave its lock behind while another reference to
+    /// the same open file description lives on, as one does in a child another thread forked
+    /// before its exec (the suite's processes made `RawImage.create` then `open` fail with
+    /// "in use by another process"). A dup stands in for the child's copy of the descriptor.
+    @Test func droppedFileReleasesItsLockWhileADuplicateLives() throws {
+        let dir = TempDir()
+        var duplicate: Int32 = -1
+        do {
+            let file = try ImageFile.create(path: dir.file("a.raw"))
+            try file.truncate(to: 1 << 20)
+            duplicate = dup(file.fd)
+        }
+        #expect(duplicate >= 0)
+        defer { close(duplicate) }
+        let disk = try DiskImage.open(path: dir.file("a.raw"), format: .raw, readOnly: false)
+        try disk.close()
+    }
+
     @Test(.enabled(if: QEMU.shouldRun)) func qemuRespectsSkiffsWriteLock() throws {
         let qemuImg = try QEMU.img()
         let dir = TempDir()

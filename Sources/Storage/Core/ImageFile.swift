@@ -32,7 +32,12 @@ public final class ImageFile: Sendable {
         self.isReadOnly = readOnly
     }
 
-    deinit { Glibc.close(fd) }
+    /// Drops the locks before closing: the descriptor's open file description may outlive it (a
+    /// child forked by another thread shares it until its exec), and with it the locks.
+    deinit {
+        unlock()
+        Glibc.close(fd)
+    }
 
     /// Opens an existing file.
     public static func open(path: String, readOnly: Bool, lock: LockMode) throws -> ImageFile {
