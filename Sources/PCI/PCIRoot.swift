@@ -162,8 +162,11 @@ final class BARWindow: BusDevice, @unchecked Sendable {
 }
 
 /// Configuration mechanism #1: the shared address register and the data accesses it selects.
+///
+/// It holds the root weakly: the root holds the buses that hold this device, and a strong
+/// reference would keep root, buses and every device on them alive after the machine is gone.
 final class PCIConfigIO: @unchecked Sendable {
-    private let root: PCIRoot
+    private weak var root: PCIRoot?
     private let narrow: (any BusDevice)?
     private let address = Mutex<UInt32>(0)
 
@@ -189,13 +192,13 @@ final class PCIConfigIO: @unchecked Sendable {
     }
 
     func readData(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        guard let (bus, slot, fn, reg) = target(byteOffset: Int(offset)) else { return }
+        guard let root, let (bus, slot, fn, reg) = target(byteOffset: Int(offset)) else { return }
         let v = root.configRead(bus: bus, slot: slot, function: fn, offset: reg, size: data.count)
         for i in 0..<data.count { data[i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
     }
 
     func writeData(offset: UInt64, from data: UnsafeRawBufferPointer) {
-        guard let (bus, slot, fn, reg) = target(byteOffset: Int(offset)) else { return }
+        guard let root, let (bus, slot, fn, reg) = target(byteOffset: Int(offset)) else { return }
         var v: UInt32 = 0
         for i in 0..<data.count { v |= UInt32(data[i]) << (8 * UInt32(i)) }
         root.configWrite(bus: bus, slot: slot, function: fn, offset: reg, size: data.count, value: v)
@@ -224,9 +227,10 @@ final class PCIConfigDataPort: BusDevice, @unchecked Sendable {
     func write(offset: UInt64, from data: UnsafeRawBufferPointer) { io.writeData(offset: offset, from: data) }
 }
 
-/// ECAM (MMCONFIG): bus << 20 | device << 15 | function << 12 | register.
+/// ECAM (MMCONFIG): bus << 20 | device << 15 | function << 12 | register. Holds the root weakly,
+/// like `PCIConfigIO`.
 final class PCIConfigECAM: BusDevice, @unchecked Sendable {
-    private let root: PCIRoot
+    private weak var root: PCIRoot?
     init(root: PCIRoot) { self.root = root }
 
     private func decode(_ offset: UInt64) -> (Int, Int, Int, Int) {
@@ -234,14 +238,14 @@ final class PCIConfigECAM: BusDevice, @unchecked Sendable {
     }
 
     func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        guard data.count <= 4 else { return }
+        guard data.count <= 4, let root else { return }
         let (bus, slot, fn, reg) = decode(offset)
         let v = root.configRead(bus: bus, slot: slot, function: fn, offset: reg, size: data.count)
         for i in 0..<data.count { data[i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
     }
 
     func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
-        guard data.count <= 4 else { return }
+        guard data.count <= 4, let root else { return }
         let (bus, slot, fn, reg) = decode(offset)
         var v: UInt32 = 0
         for i in 0..<data.count { v |= UInt32(data[i]) << (8 * UInt32(i)) }

@@ -65,8 +65,30 @@ struct PCIRootTests {
         return v
     }
 
+    /// The configuration devices on the buses must not keep the root (which holds the buses)
+    /// alive: that cycle kept every machine's buses, devices, guest RAM and KVM descriptors
+    /// after `--on-reboot restart` replaced the machine.
+    @Test func rootAndBusesAreFreedWithTheirOwner() throws {
+        weak var weakRoot: PCIRoot?
+        weak var weakBus: Bus?
+        do {
+            let mmio = Bus(), pio = Bus()
+            let root = PCIRoot(mmioBus: mmio, pioBus: pio, mmio32Window: (0xc000_0000, 0x2000_0000), mmio64Start: 0x100_0000_0000)
+            let io = root.configIODevices()
+            try pio.insert(io.address, base: 0xcf8, length: 4)
+            try pio.insert(io.data, base: 0xcfc, length: 4)
+            try mmio.insert(root.ecamDevice(), base: 0xe000_0000, length: 0x1000_0000)
+            _ = try root.add(FakeFunction(barAddress: 0xc000_0000))
+            weakRoot = root
+            weakBus = mmio
+        }
+        #expect(weakRoot == nil)
+        #expect(weakBus == nil)
+    }
+
     @Test func hostBridgeAndAbsentSlots() throws {
-        _ = try makeRoot()
+        let root = try makeRoot()
+        defer { withExtendedLifetime(root) {} }
         #expect(cf8Read(0, 0, 0, 0) == 0x0008_1b36)
         #expect(cf8Read(0, 0, 0, 8) >> 8 == 0x06_00_00)
         #expect(cf8Read(0, 5, 0, 0) == 0xffff_ffff)
@@ -78,7 +100,8 @@ struct PCIRootTests {
     }
 
     @Test func addressRegisterReadsBackAndNeedsDwordAccess() throws {
-        _ = try makeRoot()
+        let root = try makeRoot()
+        defer { withExtendedLifetime(root) {} }
         var a: UInt32 = 0x8000_0810
         _ = withUnsafeBytes(of: &a) { pio.write(address: 0xcf8, from: $0) }
         var back: UInt32 = 0
