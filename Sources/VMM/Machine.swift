@@ -117,7 +117,9 @@ public final class Machine: @unchecked Sendable {
         var threads: [VCPUThread] = []
         for vcpu in vcpus {
             let t = VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, memory: memory, controller: controller, assist: assist)
-            controller.addKicker { [t] in t.kick() }
+            // Weak: the controller outlives nothing, but a strong capture would keep every vCPU
+            // thread (and through it the buses, guest RAM and fds) alive after the machine ends.
+            controller.addKicker { [weak t] in t?.kick() }
             threads.append(t)
         }
         vcpuThreads = threads
