@@ -44,6 +44,10 @@ public final class GuestMemory: Sendable {
     /// The regions, sorted by guest address and non-overlapping.
     public let regions: [GuestMemoryRegion]
 
+    /// Test seam (double-fetch tests): called after each `read`, `readBytes`, `load` and
+    /// `loadAcquiring16` with the range just read. Set it before the memory is shared.
+    nonisolated(unsafe) package var readObserver: ((_ address: UInt64, _ length: UInt64) -> Void)?
+
     /// Allocates anonymous memory for each (address, size) range.
     public convenience init(ranges: [(address: UInt64, size: UInt64)]) throws(GuestMemoryError) {
         var regions: [GuestMemoryRegion] = []
@@ -99,6 +103,7 @@ public final class GuestMemory: Sendable {
         guard let p = host(address, UInt64(buffer.count)) else { throw .outOfBounds(address: address, length: UInt64(buffer.count)) }
         guard let dst = buffer.baseAddress else { return }
         dst.copyMemory(from: p, byteCount: buffer.count)
+        readObserver?(address, UInt64(buffer.count))
     }
 
     /// Copies `buffer` into guest memory.
@@ -126,6 +131,7 @@ public final class GuestMemory: Sendable {
     /// Reads `count` bytes at `address`.
     public func readBytes(at address: UInt64, count: Int) throws(GuestMemoryError) -> [UInt8] {
         guard count >= 0, let p = host(address, UInt64(count)) else { throw .outOfBounds(address: address, length: UInt64(max(count, 0))) }
+        defer { readObserver?(address, UInt64(count)) }
         return [UInt8](UnsafeRawBufferPointer(start: p, count: count))
     }
 
@@ -140,6 +146,7 @@ public final class GuestMemory: Sendable {
         guard let p = host(address, UInt64(MemoryLayout<T>.size)) else {
             throw .outOfBounds(address: address, length: UInt64(MemoryLayout<T>.size))
         }
+        defer { readObserver?(address, UInt64(MemoryLayout<T>.size)) }
         return T(littleEndian: p.loadUnaligned(as: T.self))
     }
 
@@ -155,6 +162,7 @@ public final class GuestMemory: Sendable {
     public func loadAcquiring16(at address: UInt64) throws(GuestMemoryError) -> UInt16 {
         guard address % 2 == 0, let p = host(address, 2) else { throw .outOfBounds(address: address, length: 2) }
         let atomic = UnsafeAtomic16(p)
+        defer { readObserver?(address, 2) }
         return UInt16(littleEndian: atomic.loadAcquiring())
     }
 
