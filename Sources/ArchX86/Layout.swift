@@ -40,8 +40,12 @@ public enum Layout {
     public static let conventionalMemoryEnd: UInt64 = 0xa0000
     /// ACPI tables live in the BIOS area; the RSDP sits first so that a 16-byte scan finds it.
     public static let acpiTablesAddress: UInt64 = 0xe0000
-    /// End of the BIOS area reserved for ACPI tables.
-    public static let acpiTablesEnd: UInt64 = 0x100000
+    /// End of the BIOS area reserved for ACPI tables: the last 16 bytes below 1 MiB are the
+    /// reset vector (`ResetVector`).
+    public static let acpiTablesEnd: UInt64 = 0xffff0
+    /// The x86 reset vector, F000:FFF0: where a CPU starts after reset and where Linux jumps to
+    /// reboot through the BIOS.
+    public static let resetVectorAddress: UInt64 = 0xffff0
     /// Where protected-mode kernels load (1 MiB).
     public static let highMemoryStart: UInt64 = 0x100000
 

@@ -77,7 +77,9 @@ struct PlatformTables {
         } catch {
             throw VMError("cannot build the MP table: \(error)")
         }
-        return PlatformTables(writes: acpi.placements + [(mpTable.address, mpTable.bytes)], rsdpAddress: acpi.rsdpAddress)
+        // The reset vector stub: Linux reboots by jumping there when no other method was tried first.
+        return PlatformTables(writes: acpi.placements + [(mpTable.address, mpTable.bytes), (ResetVector.address, ResetVector.code())],
+                              rsdpAddress: acpi.rsdpAddress)
     }
 }
 

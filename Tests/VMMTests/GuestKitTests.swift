@@ -105,6 +105,22 @@ struct GuestKitTests {
         #expect(restarted.vm.boots >= 2)
     }
 
+    /// Linux on Skiff's hardware-reduced ACPI reboots through the BIOS reset vector (EFI first,
+    /// then BIOS: see ResetVector); the guest kit does the same, and the VM must reset.
+    @Test func rebootThroughTheBIOSResetVectorResets() throws {
+        let run = try GuestKit.boot("reboot-bios.elf", timeout: 30)
+        #expect(run.outcome == .reset, "\(run.outcome): \(run.output)")
+        #expect(run.output.contains("rebooting through the BIOS reset vector"))
+        let restarted = try GuestKit.boot("reboot-bios.elf", onReboot: .restart, timeout: 60) { _ in } whileRunning: { vm, console in
+            while console.text.components(separatedBy: "rebooting through").count - 1 < 3 {
+                _ = console.waitFor("rebooting through", timeout: 1)
+            }
+            vm.stop()
+        }
+        #expect(restarted.outcome == .stopped)
+        #expect(restarted.vm.boots >= 3)
+    }
+
     @Test func debugExitStatusFollowsTheGuestValue() throws {
         let run = try GuestKit.boot("debug-exit.elf", cmdline: "code=42")
         #expect(run.outcome == .debugExit(status: 85))
