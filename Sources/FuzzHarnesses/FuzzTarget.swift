@@ -16,6 +16,13 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case loader = "loader"
     case x86Emulator = "x86-emulator"
 
+    /// Removes the files harnesses keep between inputs (the vsock harness's sockets, the qcow2
+    /// harness's images); the next input creates them again.
+    public static func removeTemporaryFiles() {
+        VirtioVsockHarness.removeHost()
+        QCOW2Harness.removeDirectory()
+    }
+
     /// Runs one input.
     public func run(_ data: [UInt8]) throws(FuzzInvariantViolation) {
         switch self {

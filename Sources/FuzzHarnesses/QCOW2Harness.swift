@@ -32,6 +32,15 @@ public enum QCOW2Harness {
 
     nonisolated(unsafe) static var directory: Directory?
 
+    /// Removes the image, the backing file and their directory.
+    static func removeDirectory() {
+        guard let directory else { return }
+        unlink(directory.image)
+        unlink(directory.path + "/" + backingName)
+        rmdir(directory.path)
+        Self.directory = nil
+    }
+
     /// Writes `bytes` to `path` (replacing it).
     static func writeFile(_ path: String, _ bytes: [UInt8]) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

@@ -36,6 +36,17 @@ public enum VirtioVsockHarness {
     nonisolated(unsafe) static var ram: FuzzGuestRAM?
     nonisolated(unsafe) static var host: Host?
 
+    /// Closes the listening sockets and removes their directory.
+    static func removeHost() {
+        guard let host else { return }
+        close(host.listener)
+        close(host.portListener)
+        unlink(host.socketPath)
+        unlink("\(host.socketPath)_\(guestPort)")
+        rmdir(host.directory)
+        Self.host = nil
+    }
+
     public static func run(_ data: [UInt8]) throws(FuzzInvariantViolation) {
         let ram = Self.ram ?? FuzzGuestRAM()
         Self.ram = ram

@@ -4,8 +4,9 @@ import FuzzHarnesses
 
 /// Replays every seed (`fuzz/corpus/TARGET`) and every input that once crashed a target
 /// (`fuzz/regressions/TARGET`) through its harness without sanitizers: each must run to the end
-/// with every checked property holding.
-@Suite struct CorpusReplayTests {
+/// with every checked property holding. Serialized: a harness keeps its guest RAM and files
+/// between inputs.
+@Suite(.serialized) struct CorpusReplayTests {
     static let fuzzDirectory = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("fuzz")
@@ -18,6 +19,7 @@ import FuzzHarnesses
 
     @Test(arguments: FuzzTarget.allCases)
     func seedCorpusRunsClean(_ target: FuzzTarget) throws {
+        defer { FuzzTarget.removeTemporaryFiles() }
         let seeds = Self.inputs("corpus", target)
         #expect(!seeds.isEmpty, "no seeds in fuzz/corpus/\(target.rawValue)")
         for url in seeds {
@@ -32,6 +34,7 @@ import FuzzHarnesses
 
     @Test(arguments: FuzzTarget.allCases)
     func crashRegressionsRunClean(_ target: FuzzTarget) throws {
+        defer { FuzzTarget.removeTemporaryFiles() }
         for url in Self.inputs("regressions", target) {
             let bytes = [UInt8](try Data(contentsOf: url))
             do {

@@ -24,6 +24,9 @@ guard let target = FuzzTarget(rawValue: name) else {
 }
 selectedTarget = target
 
+// The vsock and qcow2 harnesses keep sockets and images in temporary directories.
+atexit { FuzzTarget.removeTemporaryFiles() }
+
 var argc = CommandLine.argc
 var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
 exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
