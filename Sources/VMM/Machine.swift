@@ -117,8 +117,8 @@ public final class Machine: @unchecked Sendable {
         var threads: [VCPUThread] = []
         for vcpu in vcpus {
             let t = VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, memory: memory, controller: controller, assist: assist)
-            // Weak: the controller outlives nothing, but a strong capture would keep every vCPU
-            // thread (and through it the buses, guest RAM and fds) alive after the machine ends.
+            // Weak: the thread holds the controller, so a strong capture would be a cycle keeping
+            // every vCPU thread (and through it the buses, guest RAM and fds) after the machine ends.
             controller.addKicker { [weak t] in t?.kick() }
             threads.append(t)
         }
