@@ -13,6 +13,9 @@ struct FuzzDriver {
     let memory: GuestMemory
     private(set) var availIndex: [UInt16]
     private var nextDescriptor: [UInt16]
+    /// Whether a published buffer overlaps a used ring: the device may then write frames or
+    /// packets there, and used elements no longer say what the device completed.
+    private(set) var usedRingsExposed = false
 
     init(memory: GuestMemory, queues: Int) {
         self.memory = memory
@@ -80,6 +83,7 @@ struct FuzzDriver {
     /// readable buffers with `contents`, publishes the head and bumps avail.idx.
     mutating func publish(queue q: Int, parts: [Part], contents: [UInt8], indirect: Bool, input: inout FuzzInput) {
         guard !parts.isEmpty else { return }
+        if parts.contains(where: { Self.isUsedRing($0.address, UInt64($0.length)) }) { usedRingsExposed = true }
         var offset = 0
         for p in parts where !p.writable {
             let n = min(Int(p.length), contents.count - offset, 0x4000)
