@@ -182,27 +182,31 @@ public enum VirtioVsockHarness {
         try require(element.id < UInt32(FuzzDriver.queueSize), "used id \(element.id)")
         guard element.length > 0 else { return }
         try require(element.length >= UInt32(VsockHeader.size), "used length \(element.length) shorter than a header")
-        // The header went to the chain's first writable descriptor (direct chains only).
+        // The header went to the chain's first writable descriptor (direct chains only); the
+        // payload after it must not have landed on it (a chain may overlap itself).
         var index = UInt64(element.id)
+        var writable: [(address: UInt64, length: UInt64)] = []
         for _ in 0..<Int(FuzzDriver.queueSize) {
             let base = FuzzDriver.table(VirtioVsock.rxQueue) + 16 * index
             guard let address = try? memory.load(UInt64.self, at: base), let length = try? memory.load(UInt32.self, at: base + 8),
                   let flags = try? memory.load(UInt16.self, at: base + 12), let next = try? memory.load(UInt16.self, at: base + 14),
                   flags & SplitQueue.flagIndirect == 0 else { return }
-            if flags & SplitQueue.flagWrite == 0 {
-                guard flags & SplitQueue.flagNext != 0, next < FuzzDriver.queueSize else { return }
-                index = UInt64(next)
-                continue
-            }
-            guard length >= UInt32(VsockHeader.size), let bytes = try? memory.readBytes(at: address, count: VsockHeader.size),
-                  let header = bytes.withUnsafeBytes({ VsockHeader(bytes: $0) }) else { return }
-            try require(header.srcCID == 2 && header.dstCID == UInt64(guestCID), "received \(header.srcCID) -> \(header.dstCID)")
-            try require(header.type == VsockHeader.typeStream, "received type \(header.type)")
-            try require((1...7).contains(header.op), "received op \(header.op)")
-            try require(UInt64(header.length) + UInt64(VsockHeader.size) == UInt64(element.length),
-                        "header length \(header.length) but used length \(element.length)")
-            try require(header.op == VsockHeader.opReadWrite || header.length == 0, "op \(header.op) with \(header.length) payload bytes")
+            if flags & SplitQueue.flagWrite != 0 { writable.append((address, UInt64(length))) }
+            guard flags & SplitQueue.flagNext != 0, next < FuzzDriver.queueSize else { break }
+            index = UInt64(next)
+        }
+        guard let first = writable.first, first.length >= UInt64(VsockHeader.size) else { return }
+        let header = first.address..<(first.address &+ UInt64(VsockHeader.size))
+        for other in writable.dropFirst() where other.address < header.upperBound && header.lowerBound < other.address &+ other.length {
             return
         }
+        guard let bytes = try? memory.readBytes(at: first.address, count: VsockHeader.size),
+              let packet = bytes.withUnsafeBytes({ VsockHeader(bytes: $0) }) else { return }
+        try require(packet.srcCID == 2 && packet.dstCID == UInt64(guestCID), "received \(packet.srcCID) -> \(packet.dstCID)")
+        try require(packet.type == VsockHeader.typeStream, "received type \(packet.type)")
+        try require((1...7).contains(packet.op), "received op \(packet.op)")
+        try require(UInt64(packet.length) + UInt64(VsockHeader.size) == UInt64(element.length),
+                    "header length \(packet.length) but used length \(element.length)")
+        try require(packet.op == VsockHeader.opReadWrite || packet.length == 0, "op \(packet.op) with \(packet.length) payload bytes")
     }
 }
