@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .executable(name: "skiff", targets: ["skiff"]),
         .executable(name: "skiff-vmm", targets: ["skiff-vmm"]),
+        // The fuzz harnesses, for the fuzzing package in fuzz/ (built with -sanitize=fuzzer there).
+        .library(name: "SkiffFuzzHarnesses", targets: ["FuzzHarnesses"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -112,6 +114,14 @@ let package = Package(
         .target(name: "X86Emulator", swiftSettings: strict),
         // Test oracles: popcnt/lzcnt/tzcnt and SSE operations executed natively on the host CPU.
         .target(name: "CX86Host"),
+        // Fuzz harnesses: decode a fuzzer's bytes into hostile guest or file input for each parser
+        // and check properties. fuzz/ links them with libFuzzer; FuzzHarnessTests replays the corpora.
+        .target(
+            name: "FuzzHarnesses",
+            dependencies: ["CSkiffSystem", "GuestMemory", "SystemExtras", "DeviceModel", "PCI", "Virtio", "VirtioBlock", "VirtioNet", "VirtioVsock", "Storage",
+                           "ArchX86", "Loader", "X86Emulator"],
+            swiftSettings: strict),
+        .testTarget(name: "FuzzHarnessTests", dependencies: ["FuzzHarnesses"]),
         .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
         .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
         .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands", "VMM"], swiftSettings: strict),
