@@ -64,7 +64,8 @@ public struct VMOptions: ParsableArguments {
     @Flag(name: .customLong("balloon-free-page-reporting"), help: "Let the guest report free pages, which go back to the host.")
     var balloonFreePageReporting = false
 
-    @Option(name: .long, help: ArgumentHelp("Console device for host input: serial or virtio (hvc0; output of both reaches stdout).", valueName: "kind"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Console device for host input: serial or virtio (hvc0; the output of both goes where --serial says).", valueName: "serial|virtio"))
     var console: String = "serial"
 
     @Option(name: .customLong("api-socket"), help: ArgumentHelp(
@@ -89,12 +90,18 @@ public struct VMOptions: ParsableArguments {
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Where the console output goes: stdio (this terminal or pipe; stdin is the console's input), file=PATH (a new file, or truncated; stdin is not read) or none.",
+        valueName: "stdio|file=PATH|none"))
+    var serial: String = "stdio"
+
     @Option(name: .customLong("console-log"), help: ArgumentHelp(
-        "Also append the serial console to this file, kept bounded: past --console-log-size it moves to FILE.1 and a new file starts.",
+        "Also append the console output to this file, kept bounded: past --console-log-size it moves to FILE.1 and a new file starts.",
         valueName: "file"))
     var consoleLog: String?
 
-    @Option(name: .customLong("console-log-size"), help: ArgumentHelp("Size at which the console log rotates (default 1M).", valueName: "size"))
+    @Option(name: .customLong("console-log-size"), help: ArgumentHelp(
+        "Size at which the console log rotates, 4K to 1T (a number is MiB, like --memory).", valueName: "size"))
     var consoleLogSize: String = "1M"
 
     @Option(name: .customLong("console-socket"), help: ArgumentHelp(
@@ -223,20 +230,33 @@ public struct VMOptions: ParsableArguments {
         }
     }
 
-    /// Where the console goes besides stdout.
+    /// Where the console goes.
     func consoleSettings() throws(ValidationError) -> ConsoleSettings {
         var settings = ConsoleSettings()
+        switch serial {
+        case "stdio":
+            settings.output = .standardOutput
+        case "none":
+            settings.output = .none
+            settings.readsStandardInput = false
+        case let value where value.hasPrefix("file="):
+            let path = String(value.dropFirst(5))
+            guard !path.isEmpty else { throw ValidationError("--serial file= needs a path") }
+            settings.output = .file(path)
+            settings.readsStandardInput = false
+        default:
+            throw ValidationError("--serial must be stdio, file=PATH or none")
+        }
         settings.logPath = consoleLog
         settings.socketPath = consoleSocket
+        let size: UInt64
         do {
-            let size = try ByteSize.parse(consoleLogSize)
-            guard size >= 4096, size <= 1 << 40 else { throw ValidationError("--console-log-size must be 4K to 1T") }
-            settings.logLimit = Int(size)
-        } catch let e as ValidationError {
-            throw e
+            size = try ByteSize.parse(consoleLogSize)
         } catch {
             throw ValidationError("--console-log-size: \(error)")
         }
+        guard size >= 4096, size <= 1 << 40 else { throw ValidationError("--console-log-size must be 4K to 1T") }
+        settings.logLimit = Int(size)
         if let p = consoleLog, p.isEmpty { throw ValidationError("--console-log needs a path") }
         if let p = consoleSocket, p.isEmpty { throw ValidationError("--console-socket needs a path") }
         return settings
