@@ -31,25 +31,26 @@ public struct VMOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Initial ramdisk (Linux) or first module (multiboot).", valueName: "path"))
     var initrd: String?
 
-    @Option(name: .long, help: ArgumentHelp("Extra multiboot module: 'PATH[ ARGS]' (repeatable).", valueName: "module"))
+    @Option(name: .long, help: ArgumentHelp("Extra multiboot module: 'PATH[ ARGS]' (repeatable).", valueName: "path[ args]"))
     var module: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Kernel command line.", valueName: "string"))
     var cmdline: String = ""
 
-    @Option(name: .long, help: ArgumentHelp("Guest RAM (a number is MiB; K, M, G suffixes; default 256M).", valueName: "size"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Guest RAM, 16M to 512G (a number is MiB; K, M, G, T suffixes, also as KB/KiB, e.g. 512M, 1.5G; default 256M).", valueName: "size"))
     var memory: String?
 
-    @Option(name: .long, help: ArgumentHelp("Number of vCPUs (default 1).", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("Number of vCPUs, 1 to 254 (default 1).", valueName: "count"))
     var cpus: Int?
 
-    @Option(name: .customLong("cpu-template"), help: ArgumentHelp("CPUID template: baseline (default) or host.", valueName: "name"))
+    @Option(name: .customLong("cpu-template"), help: ArgumentHelp("CPUID template: baseline (default) or host.", valueName: "baseline|host"))
     var cpuTemplate: String?
 
-    @Option(name: .customLong("on-reboot"), help: ArgumentHelp("What a guest reset does: exit (default) or restart.", valueName: "action"))
+    @Option(name: .customLong("on-reboot"), help: ArgumentHelp("What a guest reset does: exit (default) or restart.", valueName: "exit|restart"))
     var onReboot: String?
 
-    @Option(name: .customLong("emulation-assist"), help: ArgumentHelp("Complete instructions the host's KVM cannot emulate: auto, on or off.", valueName: "mode"))
+    @Option(name: .customLong("emulation-assist"), help: ArgumentHelp("Complete instructions the host's KVM cannot emulate: auto, on or off.", valueName: "auto|on|off"))
     var emulationAssist: String = EmulationAssistMode.auto.rawValue
 
     @Flag(name: .long, help: "Attach a virtio-rng device fed by the host's getrandom.")
@@ -109,7 +110,7 @@ public struct VMOptions: ParsableArguments {
         valueName: "path"))
     var consoleSocket: String?
 
-    @Option(name: .long, help: ArgumentHelp("Let KSM merge identical pages of guest RAM with other VMs: on (default) or off.", valueName: "on|off"))
+    @Option(name: .long, help: ArgumentHelp("Let KSM merge identical pages of guest RAM with other VMs.", valueName: "on|off"))
     var ksm: String = "on"
 
     /// Where the VM comes from: a boot of `--kernel`, or `--restore DIR`.
@@ -174,6 +175,7 @@ public struct VMOptions: ParsableArguments {
         let bytes: UInt64
         do {
             bytes = try ByteSize.parse(memory ?? "256M")
+            _ = try MemoryMap(ramSize: bytes)
         } catch {
             throw ValidationError("--memory: \(error)")
         }
@@ -289,12 +291,21 @@ public struct RunCommand: ParsableCommand {
 
 extension VMOptions {
     static let discussion = """
-        The kernel may be a Linux bzImage, an ELF with a PVH entry note (vmlinux), or a multiboot v1 kernel.
-        Press Ctrl-A then x to stop the VM. Exit status: 0 after the guest powers off (or resets with
-        --on-reboot exit), (v << 1) | 1 after the guest writes v to the debug-exit port 0xf4, 1 on errors.
-        virtio devices take PCI slots 1, 2, ... in this order: --rng, each --disk as given, each --net, --vsock,
-        --balloon, then --console virtio. A disk image is opened (and locked) before the guest starts; its
-        format is raw unless format=qcow2 is given. TAP interfaces and the vsock socket are opened when the VM
-        is built.
+        The kernel may be a Linux bzImage, an ELF with a PVH entry note (vmlinux), or a multiboot v1 kernel. \
+        On a terminal, Ctrl-A then x stops the VM; so do SIGTERM, SIGINT and SIGHUP.
+
+        Exit status: 0 after the guest powers off (or resets with --on-reboot exit, or is stopped); \
+        (v << 1) | 1 after the guest writes v to the debug-exit port 0xf4; 64 for usage errors \
+        (unknown options, malformed or out-of-range values, options that cannot be combined); \
+        1 for other errors (files that cannot be read, a disk in use, a failing guest).
+
+        Sizes: a number with an optional unit B, K, M, G, T (or KB, KiB, ...; powers of 1024), \
+        e.g. 512M or 1.5G; a plain number is MiB for --memory and --console-log-size, bytes for \
+        the rates of --disk and --net.
+
+        virtio devices take PCI slots 1, 2, ... in this order: --rng, each --disk as given, each --net, \
+        --vsock, --balloon, then --console virtio. A disk image is opened (and locked) before the guest \
+        starts; its format is raw unless format=qcow2 is given. TAP interfaces and the vsock socket are \
+        opened when the VM is built.
         """
 }
