@@ -81,7 +81,7 @@ let package = Package(
         // `skiff image ...` verbs (library so they can be tested).
         .target(
             name: "ImageCommands",
-            dependencies: ["Storage", "ImageStore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Storage", "ImageStore", "Units", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Storage test and benchmark tool: crash-test writer, qemu-img-style bench, chunking bench, `image` verbs.
         .executableTarget(
@@ -136,6 +136,7 @@ let package = Package(
         .testTarget(name: "VirtioNetworkTests", dependencies: ["VirtioNet", "VirtioVsock", "Virtio", "GuestMemory", "SystemExtras", "CSkiffSystem"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage", "ImageStore"]),
+        .testTarget(name: "UnitsTests", dependencies: ["Units"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "ArchX86", "KVM", "CSkiffSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding", .product(name: "Logging", package: "swift-log")]),
     ]
 )
