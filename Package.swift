@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .executable(name: "skiff", targets: ["skiff"]),
         .executable(name: "skiff-vmm", targets: ["skiff-vmm"]),
+        // The fuzz harnesses, for the fuzzing package in fuzz/ (built with -sanitize=fuzzer there).
+        .library(name: "SkiffFuzzHarnesses", targets: ["FuzzHarnesses"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -83,7 +85,7 @@ let package = Package(
         // `skiff image ...` verbs (library so they can be tested).
         .target(
             name: "ImageCommands",
-            dependencies: ["Storage", "ImageStore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Storage", "ImageStore", "Units", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Storage test and benchmark tool: crash-test writer, qemu-img-style bench, chunking bench, `image` verbs.
         .executableTarget(
@@ -116,6 +118,14 @@ let package = Package(
         .target(name: "X86Emulator", swiftSettings: strict),
         // Test oracles: popcnt/lzcnt/tzcnt and SSE operations executed natively on the host CPU.
         .target(name: "CX86Host"),
+        // Fuzz harnesses: decode a fuzzer's bytes into hostile guest or file input for each parser
+        // and check properties. fuzz/ links them with libFuzzer; FuzzHarnessTests replays the corpora.
+        .target(
+            name: "FuzzHarnesses",
+            dependencies: ["CSkiffSystem", "GuestMemory", "SystemExtras", "DeviceModel", "PCI", "Virtio", "VirtioBlock", "VirtioNet", "VirtioVsock", "Storage",
+                           "ArchX86", "Loader", "X86Emulator"],
+            swiftSettings: strict),
+        .testTarget(name: "FuzzHarnessTests", dependencies: ["FuzzHarnesses"]),
         .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
         .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
         .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands", "VMM"], swiftSettings: strict),
@@ -130,6 +140,7 @@ let package = Package(
         .testTarget(name: "VirtioNetworkTests", dependencies: ["VirtioNet", "VirtioVsock", "Virtio", "GuestMemory", "SystemExtras", "CSkiffSystem"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage", "ImageStore"]),
+        .testTarget(name: "UnitsTests", dependencies: ["Units"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "ArchX86", "KVM", "CSkiffSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding", "Seccomp", "SystemExtras", "X86Emulator", .product(name: "Logging", package: "swift-log")]),
     ]
 )

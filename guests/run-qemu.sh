@@ -90,6 +90,9 @@ case_def smp-4 q35 $B/smp.elf 33 "-smp 4" "^fw_cfg cpus 4$;^madt cpus 4$;^cpu 3 
 case_def timer pc $B/timer.elf 33 "" "^pit ticks [5-9]$;^lapic ticks [5-9]$;^SKIFF-TEST PASS timer$"
 case_def timer-q35 q35 $B/timer.elf 33 "" "^pit ticks [5-9]$;^lapic ticks [5-9]$;^SKIFF-TEST PASS timer$"
 case_def i8042-reset pc $B/i8042-reset.elf 0 "-no-reboot" "^resetting$;!SKIFF-TEST"
+case_def reboot-bios pc $B/reboot-bios.elf 0 "-no-reboot" "rebooting through the BIOS reset vector$;!SKIFF-TEST"
+case_def cmdline pc $B/cmdline.elf 33 "-append 'first second=2  third'" \
+    "^cmdline \"$B/cmdline.elf first second=2  third\"$;^argc 4$;^argv\[0\] \"$B/cmdline.elf\"$;^argv\[1\] \"first\"$;^SKIFF-TEST PASS cmdline$"
 case_def debug-exit pc $B/debug-exit.elf 85 "" "^exiting with 42$;!SKIFF-TEST"
 case_def debug-exit-7 pc $B/debug-exit.elf 15 "-append code=7" "^exiting with 7$;!SKIFF-TEST"
 case_def longmode pc $B/longmode.elf 33 "" \

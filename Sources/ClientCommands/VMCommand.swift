@@ -45,9 +45,24 @@ public struct VMCommand: ParsableCommand {
     struct Balloon: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Set the balloon's target size.")
         @OptionGroup var monitor: MonitorOptions
-        @Argument(help: ArgumentHelp("Target in MiB (memory taken from the guest).", valueName: "mib"))
-        var target: UInt64
-        func run() throws { _ = try monitor.send(.setBalloon(targetMiB: target)) }
+        @Argument(help: ArgumentHelp(
+            "Target: the memory taken from the guest, whole MiB (a number is MiB, e.g. 512 or 1G).", valueName: "size"))
+        var target: String
+
+        /// The target in MiB.
+        func targetMiB() throws(ValidationError) -> UInt64 {
+            let bytes: UInt64
+            do {
+                bytes = try ByteSize.parse(target, defaultUnitShift: ByteSize.mebibytes)
+            } catch {
+                throw ValidationError("balloon target: \(error)")
+            }
+            guard bytes % (1 << 20) == 0 else { throw ValidationError("the balloon target must be whole MiB") }
+            return bytes >> 20
+        }
+
+        func validate() throws { _ = try targetMiB() }
+        func run() throws { _ = try monitor.send(.setBalloon(targetMiB: try targetMiB())) }
     }
 
     struct BalloonStats: ParsableCommand {
@@ -91,11 +106,11 @@ public struct VMCommand: ParsableCommand {
         var device: String
         @Option(name: .long, help: ArgumentHelp("Bytes a second (K, M, G suffixes).", valueName: "size"))
         var bw: String?
-        @Option(name: .long, help: ArgumentHelp("Requests (disk) or frames (network) a second.", valueName: "n"))
+        @Option(name: .long, help: ArgumentHelp("Requests (disk) or frames (network) a second.", valueName: "rate"))
         var iops: UInt64?
         @Option(name: .customLong("bw-burst"), help: ArgumentHelp("Bytes allowed once, on top of the rate.", valueName: "size"))
         var bwBurst: String?
-        @Option(name: .customLong("iops-burst"), help: ArgumentHelp("Operations allowed once, on top of the rate.", valueName: "n"))
+        @Option(name: .customLong("iops-burst"), help: ArgumentHelp("Operations allowed once, on top of the rate.", valueName: "count"))
         var iopsBurst: UInt64?
         @Option(name: .long, help: ArgumentHelp("For a network device: rx (what the guest receives), tx or both.", valueName: "rx|tx|both"))
         var direction: String = "both"

@@ -117,8 +117,23 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
 public final class FileDescriptorSink: ConsoleSink, @unchecked Sendable {
     // @unchecked: the descriptor is immutable; writes happen on the console thread only.
     private let fd: Int32
+    /// Whether `close()` closes the descriptor (it was opened here).
+    private let owned: Bool
 
-    public init(fd: Int32) { self.fd = fd }
+    /// Output to `fd`, which stays open.
+    public init(fd: Int32) {
+        self.fd = fd
+        owned = false
+    }
+
+    /// Output to the file at `path`, created (mode 0644 before the umask) or truncated, and
+    /// closed with the console.
+    public init(creating path: String) throws(SystemError) {
+        let raw = csystem_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard raw >= 0 else { throw SystemError("open \(path)", code: errno) }
+        fd = raw
+        owned = true
+    }
 
     public func deliver(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard let base = bytes.baseAddress else { return true }
@@ -139,7 +154,9 @@ public final class FileDescriptorSink: ConsoleSink, @unchecked Sendable {
         return true
     }
 
-    public func close() {}
+    public func close() {
+        if owned { Glibc.close(fd) }
+    }
 }
 
 /// Appends console output to a log file kept bounded: when it would pass `limit` bytes it is

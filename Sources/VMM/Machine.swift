@@ -209,7 +209,9 @@ public final class Machine: @unchecked Sendable {
         var started: [VCPUThread] = []
         for vcpu in vcpus {
             let t = VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, memory: memory, controller: controller, assist: assist)
-            controller.addKicker { [t] in t.kick() }
+            // Weak: the thread holds the controller, so a strong capture would be a cycle keeping
+            // every vCPU thread (and through it the buses, guest RAM and fds) after the machine ends.
+            controller.addKicker { [weak t] in t?.kick() }
             started.append(t)
         }
         threads.withLock { $0 = started }

@@ -20,8 +20,21 @@ public enum VMSource: Sendable {
     case incoming(MigrationEndpoint, options: IncomingOptions)
 }
 
-/// Where the serial console goes besides stdout.
+/// Where the console goes: stdout (or a file, or nowhere), a log, a socket.
 public struct ConsoleSettings: Sendable {
+    /// The main destination of console output.
+    public enum Output: Sendable, Equatable {
+        /// The process's stdout (a terminal or a pipe).
+        case standardOutput
+        /// A file, created or truncated when the VM starts.
+        case file(String)
+        /// Nowhere (the log and the socket still get it).
+        case none
+    }
+
+    public var output = Output.standardOutput
+    /// Whether stdin feeds the console (and Ctrl-A x stops the VM on a terminal).
+    public var readsStandardInput = true
     /// A bounded log of the output (rotated to `logPath.1`).
     public var logPath: String?
     /// Bytes the log holds before it rotates.
@@ -58,7 +71,12 @@ public enum VMLauncher {
         let stopSignals = TerminationSignals()
         let console: BufferedConsoleOutput
         do {
-            var sinks: [any ConsoleSink] = [FileDescriptorSink(fd: 1)]
+            var sinks: [any ConsoleSink] = []
+            switch settings.output {
+            case .standardOutput: sinks.append(FileDescriptorSink(fd: 1))
+            case .file(let path): sinks.append(try FileDescriptorSink(creating: path))
+            case .none: break
+            }
             if let path = settings.logPath { sinks.append(try RotatingLogSink(path: path, limit: settings.logLimit)) }
             // Its writer thread starts once seccomp is on, so that it is confined too.
             console = try BufferedConsoleOutput(sinks: sinks, startingWriter: false)
@@ -136,12 +154,14 @@ public enum VMLauncher {
         }
         defer { control?.stop() }
         var pump: ConsoleInputPump?
-        do {
-            let p = try ConsoleInputPump(fd: 0, sink: { [vm] bytes in vm.sendConsoleInput(bytes) }, onQuit: { [vm] in vm.stop() })
-            try p.start()
-            pump = p
-        } catch {
-            log.warning("console input disabled: \(error)")
+        if settings.readsStandardInput {
+            do {
+                let p = try ConsoleInputPump(fd: 0, sink: { [vm] bytes in vm.sendConsoleInput(bytes) }, onQuit: { [vm] in vm.stop() })
+                try p.start()
+                pump = p
+            } catch {
+                log.warning("console input disabled: \(error)")
+            }
         }
         // Benchmarks time exec() → vCPUs running against this line (CLOCK_MONOTONIC).
         if StartTrace.enabled {

@@ -78,8 +78,8 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         } catch {
             throw VirtioDeviceError("virtio-net: \(error)")
         }
-        let engine = VirtioNetEngine(activation: a, backendFD: backend.fd, counters: counters,
-                                     rxLimiter: receiveLimiter, txLimiter: transmitLimiter, timer: timer)
+        let engine = VirtioNetEngine(activation: a, backendFD: backend.fd, counters: counters, timer: timer,
+                                     rxLimiter: receiveLimiter, txLimiter: transmitLimiter)
         let notifiers = Array(a.notifiers.prefix(2))
         let fd = backend.fd
         let timerFD = timer.fd.rawValue

@@ -10,7 +10,7 @@ import Glibc
 /// The worker-thread half of virtio-net: moves frames between the backend and the two
 /// queues. Only the device's worker thread calls `handle`, and the device stops that thread
 /// before dropping the engine, so its state needs no lock.
-final class VirtioNetEngine: @unchecked Sendable {
+package final class VirtioNetEngine: @unchecked Sendable {
     /// Frames moved per direction before the worker looks at its other sources again.
     static let framesPerWakeup = 64
     /// Room for the header, the largest frame, and one byte to notice anything longer.
@@ -54,8 +54,8 @@ final class VirtioNetEngine: @unchecked Sendable {
     /// The epoll events currently registered for the backend.
     private var watched: UInt32 = 0
 
-    init(activation a: VirtioActivation, backendFD: Int32, counters: VirtioNetCounters,
-         rxLimiter: RateLimiter, txLimiter: RateLimiter, timer: TimerFD) {
+    package init(activation a: VirtioActivation, backendFD: Int32, counters: VirtioNetCounters, timer: TimerFD,
+                 rxLimiter: RateLimiter = RateLimiter(), txLimiter: RateLimiter = RateLimiter()) {
         self.rxLimiter = rxLimiter
         self.txLimiter = txLimiter
         self.timer = timer
@@ -127,7 +127,7 @@ final class VirtioNetEngine: @unchecked Sendable {
     func markBackendFailed() { backendFailed = true }
 
     /// Called on the worker thread for each ready source.
-    func handle(_ source: VirtioWorker.Source, events: UInt32) {
+    package func handle(_ source: VirtioWorker.Source, events: UInt32) {
         counters.wakeups.add(1, ordering: .relaxed)
         rxPushed = false
         txPushed = false
