@@ -8,8 +8,8 @@ import SystemExtras
 /// A test seam, compiled into debug builds only: with SKIFF_SECCOMP_PROBE=ROLE in the
 /// environment, the first thread of ROLE makes one system call its allow-list lacks right
 /// after installing its filter — getppid(2), or with ROLE:ioctl=0xNUMBER an ioctl with that
-/// request number on descriptor -1 (harmless if it runs) — and then notes on stderr that it
-/// survived (`skiff: seccomp probe: ROLE survived ...`). Tests use it to show that a
+/// request number on descriptor -1 (harmless if it runs) — saying so on stderr before
+/// (`skiff: seccomp probe: ROLE calls ...`) and after (`... ROLE survived ...`). Tests use it to show that a
 /// forbidden call kills the monitor (`--seccomp on`) or is only logged (`--seccomp log`).
 final class SeccompProbe: Sendable {
     let role: ThreadRole
@@ -41,16 +41,13 @@ final class SeccompProbe: Sendable {
 
     func fire(on current: ThreadRole) {
         guard current == role, !fired.exchange(true, ordering: .relaxed) else { return }
-        let call: String
-        let result: Int
-        if let ioctlRequest {
-            call = "ioctl 0x\(String(ioctlRequest, radix: 16))"
-            result = Int(ckvm_ioctl_val(-1, ioctlRequest, 0))
-        } else {
-            call = "getppid"
-            result = Int(getppid())
-        }
-        let line = "skiff: seccomp probe: \(role.rawValue) survived \(call) (result \(result))\n"
+        let call = ioctlRequest.map { "ioctl 0x\(String($0, radix: 16))" } ?? "getppid"
+        Self.say("skiff: seccomp probe: \(role.rawValue) calls \(call)\n")
+        let result = ioctlRequest.map { Int(ckvm_ioctl_val(-1, $0, 0)) } ?? Int(getppid())
+        Self.say("skiff: seccomp probe: \(role.rawValue) survived \(call) (result \(result))\n")
+    }
+
+    private static func say(_ line: String) {
         line.utf8CString.withUnsafeBufferPointer { _ = write(2, $0.baseAddress, $0.count - 1) }
     }
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSkiffSystem
+import Synchronization
 import SystemExtras
 
 /// SIGTERM, SIGINT and SIGHUP for a monitor: blocked in the creating thread (threads created
@@ -11,6 +12,8 @@ final class TerminationSignals: @unchecked Sendable {
     // @unchecked: the handler is set once before the thread starts; the thread handle is not shared.
     static let numbers: [Int32] = [SIGTERM, SIGINT, SIGHUP]
     private var set = sigset_t()
+    /// 0 armed, 1 the handler is running, 2 it ran or `finish` disarmed it.
+    private let state = Atomic<Int>(0)
 
     init() {
         sigemptyset(&set)
@@ -19,13 +22,25 @@ final class TerminationSignals: @unchecked Sendable {
     }
 
     /// Starts the thread that runs `handler` on the first of the signals.
+    /// The handler should hold no strong reference to what the caller releases after
+    /// `finish()`: the thread must not be the one that frees it (its seccomp filter allows
+    /// waiting for signals and stopping the VM, not closing its disks).
     func onSignal(_ handler: @escaping @Sendable () -> Void) {
         let waited = set
-        _ = try? HostThread.spawn(name: "signals", role: .signals) {
+        _ = try? HostThread.spawn(name: "signals", role: .signals) { [self] in
             var s = waited
             var number: Int32 = 0
             while sigwait(&s, &number) != 0 {}
+            guard state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged else { return }
             handler()
+            state.store(2, ordering: .releasing)
         }
+    }
+
+    /// Disarms the handler, or waits for it to return if a signal already started it: after
+    /// this the signal thread touches nothing of the caller's.
+    func finish() {
+        if state.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing).exchanged { return }
+        while state.load(ordering: .acquiring) != 2 { usleep(1000) }
     }
 }

@@ -125,9 +125,10 @@ public enum VMLauncher {
         if !vm.addedKernelOptions.isEmpty {
             log.notice("added \(vm.addedKernelOptions.joined(separator: " ")) to the kernel command line")
         }
-        stopSignals.onSignal { [vm] in
+        // Weakly: the VM is released on this thread, never on the signal thread.
+        stopSignals.onSignal { [weak vm] in
             log.info("stop signal received")
-            vm.stop()
+            vm?.stop()
         }
         if let path = settings.socketPath {
             do {
@@ -169,6 +170,7 @@ public enum VMLauncher {
         }
         seccomp?.confineMainThread(rebuildsMachines: vm.configuration.onReboot == .restart)
         let outcome = vm.run()
+        stopSignals.finish()
         pump?.stop()
         log.info("VM ended", metadata: ["outcome": "\(outcome)"])
         if verbose {

@@ -291,11 +291,13 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// Stops the VM from the host; `run()` returns `.stopped`.
     public func stop() {
-        let machine = current.withLock { state -> Machine? in
+        // Under the lock, so that the caller never holds the last reference to the machine:
+        // it is released by the thread that runs the VM (a stopping thread's seccomp filter
+        // need not allow what freeing a machine takes).
+        current.withLock { state in
             state.stopped = true
-            return state.machine
+            state.machine?.stop()
         }
-        machine?.stop()
     }
 
     /// Sets the balloon's target size in 4 KiB pages; the guest is told through a

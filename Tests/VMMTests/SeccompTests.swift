@@ -192,19 +192,20 @@ struct SeccompProcessTests {
     }
 
     /// Runs `scenario` with the probe on its role; returns the monitor's end and output.
-    static func probe(_ scenario: Scenario, mode: SeccompMode, call: String? = nil, until needle: String? = nil) throws -> (signal: Int32?, status: Int32, text: String, pid: Int32) {
+    /// `mode` nil: no `--seccomp` option (the default).
+    static func probe(_ scenario: Scenario, mode: SeccompMode?, call: String? = nil, until needle: String? = nil) throws -> (signal: Int32?, status: Int32, text: String, pid: Int32) {
         let dir = scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let namespace = scenario.needsNetwork ? try TestNamespace() : nil
         let probe = scenario.role.rawValue + (call.map { ":" + $0 } ?? "")
-        let monitor = try Monitor(try scenario.arguments(dir) + ["--seccomp", mode.rawValue], probe: probe, in: namespace)
+        let monitor = try Monitor(try scenario.arguments(dir) + (mode.map { ["--seccomp", $0.rawValue] } ?? []), probe: probe, in: namespace)
         let pid = monitor.process.processIdentifier
         if let trigger = scenario.trigger {
             // Control sockets and the like exist once the guest prints its first line.
             _ = monitor.waitFor("\n", timeout: 30)
             try trigger(dir)
         }
-        if mode == .on && needle == nil {
+        if mode != .log && mode != .off && needle == nil {
             let end = monitor.finish(timeout: 90)
             return (end.signal, end.status, monitor.text, pid)
         }
@@ -221,7 +222,17 @@ struct SeccompProcessTests {
         }
         let r = try Self.probe(scenario, mode: .on)
         #expect(r.signal == SIGSYS, "\(scenario.role.rawValue): the monitor ended with \(r.signal.map { "signal \($0)" } ?? "status \(r.status)"): \(r.text)")
+        // It died of the probe's call: the thread got as far as making it, and no further.
+        #expect(r.text.contains("seccomp probe: \(scenario.role.rawValue) calls getppid"), "\(r.text)")
         #expect(!r.text.contains("survived"), "\(r.text)")
+    }
+
+    /// Without `--seccomp`, the filters are on and kill.
+    @Test func theDefaultIsOnAndKills() throws {
+        let scenario = try #require(Self.scenarios.first { $0.role == .vcpu })
+        let r = try Self.probe(scenario, mode: nil)
+        #expect(r.signal == SIGSYS, "\(r.signal.map { "signal \($0)" } ?? "status \(r.status)"): \(r.text)")
+        #expect(r.text.contains("seccomp probe: vcpu calls getppid") && !r.text.contains("survived"), "\(r.text)")
     }
 
     /// `--seccomp log`: the call goes through (the probe says so), the monitor stops cleanly,
@@ -229,17 +240,27 @@ struct SeccompProcessTests {
     @Test(arguments: [ThreadRole.main, .vcpu, .consoleOutput, .control, .virtioRNG])
     func logModeLetsTheCallThroughAndTheKernelLogsIt(_ role: ThreadRole) throws {
         let scenario = try #require(Self.scenarios.first { $0.role == role })
-        let r = try Self.probe(scenario, mode: .log)
-        #expect(r.text.contains("seccomp probe: \(role.rawValue) survived getppid"), "\(r.text)")
-        #expect(r.signal == nil && r.status == 0, "\(r.signal.map { "signal \($0)" } ?? "status \(r.status)"): \(r.text)")
-        guard let kernelLog = KernelLog.read() else {
-            print("the kernel log is not readable here (dmesg): the audit record is not checked")
-            return
+        // The kernel prints at most 10 audit records in 5 s (printk rate limit) for every process
+        // on the host together: a run whose record was dropped is tried again after a pause.
+        var attempts: [String] = []
+        for attempt in 1...4 {
+            if attempt > 1 { sleep(6) }
+            let r = try Self.probe(scenario, mode: .log)
+            #expect(r.text.contains("seccomp probe: \(role.rawValue) survived getppid"), "\(r.text)")
+            #expect(r.signal == nil && r.status == 0, "\(r.signal.map { "signal \($0)" } ?? "status \(r.status)"): \(r.text)")
+            guard let kernelLog = KernelLog.read() else {
+                #expect(!KVMAvailability.inCI, "the kernel log (dmesg) must be readable in CI")
+                print("the kernel log is not readable here (dmesg): the audit record is not checked")
+                return
+            }
+            // e.g. audit: type=1326 ... pid=1234 comm="vcpu0" ... sig=0 arch=c000003e syscall=110 ... code=0x7ffc0000
+            let records = kernelLog.split(separator: "\n").filter { $0.contains("type=1326") && $0.contains(" pid=\(r.pid) ") }
+            // Only the probe's call is outside the lists: nothing else of this process was logged.
+            #expect(records.allSatisfy { $0.contains("syscall=110 ") }, "calls outside the allow-lists: \(records)")
+            if records.contains(where: { $0.contains("syscall=110 ") && $0.contains("code=0x7ffc0000") }) { return }
+            attempts.append("pid \(r.pid): \(records)")
         }
-        // e.g. audit: type=1326 ... pid=1234 comm="vcpu0" ... sig=0 arch=c000003e syscall=110 ... code=0x7ffc0000
-        let records = kernelLog.split(separator: "\n").filter { $0.contains("type=1326") && $0.contains(" pid=\(r.pid) ") }
-        #expect(records.contains { $0.contains("syscall=110 ") && $0.contains("code=0x7ffc0000") },
-                "no audit record for pid \(r.pid) (the kernel rate-limits them): \(records)")
+        Issue.record("no audit record for the probe's getppid (syscall 110) in 4 runs: \(attempts)")
     }
 
     @Test func offInstallsNothing() throws {
@@ -272,6 +293,20 @@ struct SeccompProcessTests {
         let allowed = try Self.probe(control, mode: .on, call: "ioctl=0x\(String(CKVM_GET_DIRTY_LOG, radix: 16))", until: "Hello from Skiff guest")
         #expect(allowed.text.contains("seccomp probe: control-api survived ioctl"), "\(allowed.text)")
         #expect(allowed.signal == nil && allowed.status == 0, "\(allowed.text)")
+    }
+
+    /// A stop signal ends the monitor cleanly under the filters, however the threads race: the
+    /// signal thread stops the VM but never frees it (its filter has no close(2); it used to
+    /// drop the last reference now and then and die of SIGSYS).
+    @Test func aStopSignalEndsTheMonitorCleanly() throws {
+        for round in 1...6 {
+            let dir = Self.scratch()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let monitor = try Monitor(try Self.kernel("idle.elf") + ["--api-socket", dir + "/api.sock"])
+            #expect(monitor.waitFor("Hello from Skiff guest"), "\(monitor.text)")
+            let end = monitor.stop()
+            #expect(end.signal == nil && end.status == 0, "round \(round): \(end.signal.map { "signal \($0)" } ?? "status \(end.status)"): \(monitor.text)")
+        }
     }
 
     /// Every thread of a running monitor is under seccomp: the main thread (one filter) and
