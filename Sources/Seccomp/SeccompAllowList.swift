@@ -70,6 +70,7 @@ public enum SeccompAllowList {
     static let MADV_REMOVE: UInt64 = 9, MADV_MERGEABLE: UInt64 = 12
     static let EPOLL_CTL_MOD: UInt64 = 3
     static let F_OFD_SETLK: UInt64 = 37
+    static let AT_SYMLINK_NOFOLLOW_FLAG = UInt64(AT_SYMLINK_NOFOLLOW)
     static func openFlags(_ flags: Int32) -> UInt64 { UInt64(UInt32(bitPattern: flags)) }
 
     // MARK: Every thread
@@ -195,6 +196,9 @@ public enum SeccompAllowList {
             SyscallRule("unlink", reason: "removes the control and console sockets when the VM ends"),
             SyscallRule("ftruncate", reason: "a qcow2 image drops unused tail clusters when it closes"),
             SyscallRule("fcntl", [.equals32(index: 1, value: F_OFD_SETLK)], label: "fcntl F_OFD_SETLK", reason: "unlocks disk images when they close"),
+            SyscallRule("newfstatat", [.equals32(index: 3, value: AT_SYMLINK_NOFOLLOW_FLAG)], label: "newfstatat AT_SYMLINK_NOFOLLOW",
+                        reason: "lstat: removes the vsock socket only if it is still the one it created"),
+            SyscallRule("lstat", reason: "removes the vsock socket only if it is still the one it created (older glibc)"),
         ] + sleep + workerSetup
         if profile.network {
             rules.append(.ioctl((CKVM_TUNSETOFFLOAD), "TUNSETOFFLOAD", "turns a TAP's offloads off when its device resets"))

@@ -164,7 +164,7 @@ struct SeccompProcessTests {
         Scenario(role: .virtioNet, arguments: { _ in
             try kernel("virtio-net.elf") + ["--net", "tap=sksec0", "--cmdline", "ip=10.200.0.2 host=10.200.0.1 port=7777 wait-key=1"]
         }, needsNetwork: true),
-        Scenario(role: .virtioVsock) { dir in try kernel("virtio-vsock.elf") + ["--vsock", "cid=3,socket=\(dir)/v.sock", "--cmdline", "wait-key=1"] },
+        Scenario(role: .virtioVsock) { dir in try kernel("virtio-vsock.elf") + ["--vsock", "cid=3,socket=\(dir)/v.sock", "--cmdline", "port=5000 listen=1234 wait-key=1"] },
         Scenario(role: .virtioConsole) { _ in try kernel("virtio-console.elf") + ["--console", "virtio"] },
         Scenario(role: .virtioBalloon) { _ in try kernel("virtio-balloon.elf") + ["--balloon"] },
         Scenario(role: .virtioRNG) { _ in try kernel("virtio-rng.elf") + ["--rng", "--cmdline", "wait-key=1"] },
