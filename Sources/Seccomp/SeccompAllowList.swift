@@ -425,6 +425,8 @@ public enum SeccompAllowList {
         SyscallRule("openat", [.equals32(index: 2, value: openFlags(O_RDONLY | O_CLOEXEC))], label: "openat O_RDONLY|O_CLOEXEC",
                     reason: "reads the base snapshot's memory file and disks it copies"),
         SyscallRule("pread64", reason: "reads the base snapshot's memory file and disks it copies"),
+        SyscallRule("fcntl", [.equals32(index: 1, value: F_OFD_SETLK)], label: "fcntl F_OFD_SETLK",
+                    reason: "locks the disks it copies while it reads them, and unlocks them"),
         SyscallRule("lseek", reason: "allocated ranges of disks it copies"),
         SyscallRule("fstat", reason: "sizes of files it reads"),
         SyscallRule("newfstatat", reason: "sizes of files it reads"),
