@@ -1,3 +1,4 @@
+import Dispatch
 import GuestMemory
 import Storage
 import Synchronization
@@ -208,19 +209,26 @@ struct VirtioBlockFlushOrderingTests {
     }
 }
 
-/// A disk whose flush waits until `release()` is called.
+/// A disk whose flush waits until `release()` is called: on a semaphore (a futex wait), which
+/// a device worker's seccomp filter allows, rather than in a sleep loop, which it does not (the
+/// worker threads of this test process are confined once a KVM test has run, see `TestSeccomp`).
 final class GatedDisk: BlockDevice, @unchecked Sendable {
     let size: UInt64
     let isReadOnly = false
     let flushesStarted = Atomic<Int>(0)
     private let gate = Atomic<Bool>(false)
+    private let opened = DispatchSemaphore(value: 0)
     init(size: UInt64) { self.size = size }
-    func release() { gate.store(true, ordering: .releasing) }
+    func release() {
+        if !gate.exchange(true, ordering: .acquiringAndReleasing) { opened.signal() }
+    }
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws { buffer.initializeMemory(as: UInt8.self, repeating: 0) }
     func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws {}
     func flush() throws {
         flushesStarted.add(1, ordering: .acquiringAndReleasing)
-        while !gate.load(ordering: .acquiring) { usleepSeconds(0.001) }
+        if gate.load(ordering: .acquiring) { return }
+        opened.wait()
+        opened.signal()  // for the next flush
     }
     func discard(at offset: UInt64, length: UInt64) throws {}
     func writeZeroes(at offset: UInt64, length: UInt64, unmap: Bool) throws {}
