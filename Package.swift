@@ -125,6 +125,8 @@ let package = Package(
         .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
         .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
         .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands", "VMM"], swiftSettings: strict),
+        // The jailer: one VM's jail (root directory, namespaces, cgroups, privileges), then exec of the monitor.
+        .target(name: "Jailer", swiftSettings: strict),
 
         .testTarget(name: "ArchX86Tests", dependencies: ["ArchX86"]),
         .testTarget(name: "BinaryCodingTests", dependencies: ["BinaryCoding"]),
@@ -136,6 +138,7 @@ let package = Package(
         .testTarget(name: "VirtioNetworkTests", dependencies: ["VirtioNet", "VirtioVsock", "Virtio", "GuestMemory", "SystemExtras", "CSkiffSystem"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage", "ImageStore"]),
+        .testTarget(name: "JailerTests", dependencies: ["Jailer"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "ArchX86", "KVM", "CSkiffSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding", .product(name: "Logging", package: "swift-log")]),
     ]
 )
