@@ -236,6 +236,29 @@ struct JailSystemTests {
         #expect(b.finish() == 0, "\(b.text)")
     }
 
+    /// Live migration from one jail to another over TCP (the jails share the host's network
+    /// namespace; addresses are numeric, as the jail has no resolver configuration).
+    @Test func aVMMigratesBetweenTwoJails() throws {
+        let base = try Base()
+        defer { base.remove() }
+        let source = JailTest.id("mig-src"), target = JailTest.id("mig-dst")
+        let port = Int.random(in: 40000...59000)
+        let a = try JailTest.Background(Self.jailer, JailTest.jailerArguments(base, id: source, monitor: [
+            "--kernel", try JailTest.guest("workload.elf"), "--memory", "64M", "--cmdline", "mib=1 dirty=0", "--api-socket", "api.sock"]))
+        defer { JailTest.kill9(a) }
+        let b = try JailTest.Background(Self.jailer, JailTest.jailerArguments(base, id: target, monitor: [
+            "--incoming", "tcp://127.0.0.1:\(port)", "--api-socket", "api.sock", "--verbose"]))
+        defer { JailTest.kill9(b) }
+        #expect(a.waitFor("WL heartbeat n=2"), "\(a.text)")
+        #expect(b.waitFor("waiting for a migrating VM"), "\(b.text)")
+        let migrate = try JailTest.run(Self.skiff, ["migrate", "--api-socket", base.root(source) + "/run/api.sock", "tcp://127.0.0.1:\(port)"])
+        #expect(migrate.status == 0, "\(migrate.stdout)\(migrate.stderr)")
+        #expect(a.finish() == 0, "\(a.text)")
+        #expect(b.waitFor("WL heartbeat n="), "\(b.text)")
+        kill(b.pid, SIGTERM)
+        #expect(b.finish() == 0, "\(b.text)")
+    }
+
     /// A persistent TAP owned by the VM's uid in a network namespace the jail joins: the
     /// monitor opens it without CAP_NET_ADMIN, and again after each guest reset.
     @Test func aTapInAJoinedNamespaceReopensOnReboot() throws {
