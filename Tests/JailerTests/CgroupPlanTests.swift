@@ -5,7 +5,7 @@ import Testing
 struct CgroupPlanTests {
     /// Separate v1 hierarchies plus an empty unified one (a hybrid host).
     static let hybrid = """
-        24 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+        24 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
         30 24 0:26 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
         31 30 0:27 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
         32 30 0:28 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct

@@ -349,6 +349,62 @@ struct JailSystemTests {
         if !id.contains("/") && id != ".." { #expect(Self.leftoverCgroups(id).isEmpty, "\(Self.leftoverCgroups(id))") }
     }
 
+    @Test func onlyRootMayRunIt() throws {
+        let setpriv = "/usr/bin/setpriv"
+        guard FileManager.default.isExecutableFile(atPath: setpriv) else {
+            if JailAvailability.inCI { Issue.record("\(setpriv) is missing (util-linux)") } else { print("skipped: \(setpriv) is missing") }
+            return
+        }
+        let base = try Base()
+        defer { base.remove() }
+        let id = JailTest.id("nonroot")
+        let r = try JailTest.run(setpriv, ["--reuid", "65534", "--regid", "65534", "--clear-groups", Self.jailer]
+                                 + JailTest.jailerArguments(base, id: id, monitor: ["--kernel", try JailTest.guest("hello.elf")]))
+        #expect(r.status == 1)
+        #expect(r.stderr == "skiff-jailer: error: skiff-jailer must run as root (it creates namespaces, device nodes and cgroups)\n", "\(r.stderr)")
+        #expect(!JailTest.exists(base.path + "/skiff-vmm"))
+    }
+
+    /// An existing cgroup for the id is refused after the jail was built: the jail goes, the
+    /// cgroup (not the jailer's) stays.
+    @Test func anExistingCgroupIsRefusedAndLeftAlone() throws {
+        let base = try Base()
+        defer { base.remove() }
+        let id = JailTest.id("cgexists")
+        let mountinfo = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        let plan = try CgroupPlan.make(id: id, parent: "skiff-vmm", settings: [], choice: .automatic,
+                                       mounts: CgroupPlan.mounts(mountinfo: mountinfo), unifiedControllers: CgroupPlan.readUnifiedControllers)
+        let existing = try #require(plan.groups.last).path
+        try FileManager.default.createDirectory(atPath: existing, withIntermediateDirectories: true)
+        defer { rmdir(existing) }
+        let r = try JailTest.run(Self.jailer, JailTest.jailerArguments(base, id: id, monitor: ["--kernel", try JailTest.guest("hello.elf")]))
+        #expect(r.status == 1)
+        #expect(r.stderr == "skiff-jailer: error: cgroup \(existing) already exists (ids must be unique; remove it with rmdir)\n", "\(r.stderr)")
+        #expect(!JailTest.exists(base.jail(id)))
+        #expect(JailTest.exists(existing), "the existing cgroup was removed")
+        #expect(Self.leftoverCgroups(id) == [existing], "\(Self.leftoverCgroups(id))")
+    }
+
+    /// --allow-root: uid 0, and still no capability in any set (the bounding set is empty before the exec).
+    @Test func rootInTheJailHasNoCapabilities() throws {
+        let base = try Base()
+        defer { base.remove() }
+        let id = JailTest.id("root")
+        let p = try JailTest.Background(Self.jailer, ["--id", id, "--uid", "0", "--gid", "0", "--allow-root", "--chroot-base-dir", base.path, "--",
+                                                      "--kernel", try JailTest.guest("workload.elf"), "--memory", "64M", "--cmdline", "mib=1 dirty=0"])
+        defer { JailTest.kill9(p) }
+        #expect(p.waitFor("WL heartbeat"), "\(p.text)")
+        let pid = try #require(JailTest.monitorPID(base, id))
+        let status = JailTest.status(pid)
+        #expect(status["Uid"] == "0\t0\t0\t0")
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            #expect(status[set] == "0000000000000000", "\(set): \(status[set] ?? "?")")
+        }
+        #expect(status["NoNewPrivs"] == "1")
+        kill(p.pid, SIGTERM)
+        #expect(p.finish() == 0, "\(p.text)")
+    }
+
     @Test func anExistingJailIsRefusedAndLeftAlone() throws {
         let base = try Base()
         defer { base.remove() }

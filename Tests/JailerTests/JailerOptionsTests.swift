@@ -16,6 +16,13 @@ struct JailerOptionsTests {
         #expect(o.monitorArguments == ["--kernel", "k"])
     }
 
+    @Test func helpPrintsTheUsage() throws {
+        let r = try JailTest.run(JailTest.tool("skiff-jailer"), ["--help"])
+        #expect(r.status == 0)
+        #expect(r.stdout.hasPrefix("usage: skiff-jailer --id ID --uid UID --gid GID"), "\(r.stdout)")
+        #expect(r.stderr.isEmpty)
+    }
+
     @Test func everyOptionIsRead() throws {
         let o = try JailerOptions.parse([
             "--id=abc", "--uid", "5", "--gid=6", "--exec-file", "/opt/skiff-vmm", "--chroot-base-dir", "/var/jails",
