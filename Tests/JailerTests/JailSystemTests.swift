@@ -232,6 +232,10 @@ struct JailSystemTests {
         #expect(vm.stdout.contains("restored-from: /snapshots/snap"), "\(vm.stdout)\(vm.stderr)")
         // It continues where the first left off rather than booting again.
         #expect(!b.text.contains("WL tsc-khz"), "\(b.text)")
+        // A diff snapshot of a restored VM reads /proc/self/pagemap: the jail's own procfs serves it.
+        let diff = try JailTest.run(Self.skiff, ["snapshot", "create", "--api-socket", base.root(second) + "/run/api.sock", "/run/diff", "--diff"])
+        #expect(diff.status == 0 && diff.stdout.contains("(diff)"), "\(diff.stdout)\(diff.stderr)")
+        #expect(JailTest.exists(base.root(second) + "/run/diff/state"))
         kill(b.pid, SIGTERM)
         #expect(b.finish() == 0, "\(b.text)")
     }
