@@ -240,6 +240,80 @@ struct JailSystemTests {
         #expect(b.finish() == 0, "\(b.text)")
     }
 
+    /// The host side of virtio-vsock.elf through the jail's /run: it serves the guest's
+    /// connection to port 5000 at NAME_5000 (letting the VM's uid connect), then connects to
+    /// the guest's port 1234 through NAME.
+    static let vsockHost = """
+        import os, socket, sys, time
+        path, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+        def read_until(s, needle):
+            data = b""
+            while needle not in data:
+                d = s.recv(4096)
+                if not d: break
+                data += d
+            return data
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path + "_5000")
+        os.chown(path + "_5000", uid, gid)
+        server.listen(1)
+        server.settimeout(30)
+        print("listening", flush=True)
+        guest, _ = server.accept()
+        guest.settimeout(10)
+        print("accepted", read_until(guest, b"hello from guest 7").decode(), flush=True)
+        guest.sendall(b"hello from host")
+        while guest.recv(4096): pass
+        print("guest closed", flush=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            host.settimeout(10)
+            try:
+                host.connect(path)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            host.sendall(b"CONNECT 1234\\n")
+            ack = read_until(host, b"\\n")
+            if not ack.startswith(b"OK "):
+                host.close()
+                time.sleep(0.05)
+                continue
+            print("ack", ack.decode().strip(), flush=True)
+            host.sendall(b"ping from host")
+            print("reply", read_until(host, b"echo:ping from host").decode(), flush=True)
+            host.close()
+            break
+        """
+
+    @Test func vsockWorksThroughTheJailsRun() throws {
+        let python = "/usr/bin/python3"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            if JailAvailability.inCI { Issue.record("\(python) is missing") } else { print("skipped: \(python) is missing") }
+            return
+        }
+        let base = try Base()
+        defer { base.remove() }
+        let id = JailTest.id("vsock")
+        let console = Pipe()
+        let vm = try JailTest.Background(Self.jailer, JailTest.jailerArguments(base, id: id, monitor: [
+            "--kernel", try JailTest.guest("virtio-vsock.elf"), "--memory", "64M", "--cmdline", "port=5000 listen=1234 wait-key=1",
+            "--vsock", "cid=7,socket=v.sock"]), stdin: console)
+        defer { JailTest.kill9(vm) }
+        #expect(vm.waitFor("virtio-vsock ready"), "\(vm.text)")
+        let host = try JailTest.Background(python, ["-c", Self.vsockHost, base.root(id) + "/run/v.sock", "\(JailTest.uid)", "\(JailTest.gid)"])
+        defer { JailTest.kill9(host) }
+        #expect(host.waitFor("listening"), "\(host.text)")
+        console.fileHandleForWriting.write(Data("g".utf8))
+        #expect(vm.finish(timeout: 90) == 33, "\(vm.text)")
+        #expect(host.finish() == 0, "\(host.text)")
+        let lines = host.text.split(separator: "\n").map(String.init)
+        #expect(lines.count == 5 && lines[0...2] == ["listening", "accepted hello from guest 7", "guest closed"], "\(host.text)")
+        #expect(lines.count == 5 && lines[3].hasPrefix("ack OK ") && lines[4] == "reply echo:ping from host", "\(host.text)")
+        #expect(vm.text.contains("host-initiated got \"ping from host\""), "\(vm.text)")
+    }
+
     /// Live migration from one jail to another over TCP (the jails share the host's network
     /// namespace; addresses are numeric, as the jail has no resolver configuration).
     @Test func aVMMigratesBetweenTwoJails() throws {

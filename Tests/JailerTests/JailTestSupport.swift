@@ -100,12 +100,12 @@ enum JailTest {
         let output = Mutex(Data())
         private let pipe = Pipe()
 
-        init(_ executable: String, _ arguments: [String]) throws {
+        init(_ executable: String, _ arguments: [String], stdin: Pipe? = nil) throws {
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments
             process.standardOutput = pipe
             process.standardError = pipe
-            process.standardInput = FileHandle.nullDevice
+            process.standardInput = stdin ?? FileHandle.nullDevice
             pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
                 let d = h.availableData
                 self?.output.withLock { $0.append(d) }
