@@ -70,6 +70,8 @@ public enum MonitorArguments {
         case vsock
         /// `--incoming tcp://...|unix:PATH`: a unix socket is created in /run.
         case incoming
+        /// `--serial stdio|none|file=NAME`: the file is created in /run.
+        case serial
     }
 
     static let options: [String: Kind] = [
@@ -99,6 +101,7 @@ public enum MonitorArguments {
         "--console-log": .createdFile,
         "--console-log-size": .value,
         "--console-socket": .createdFile,
+        "--serial": .serial,
         "--ksm": .value,
         "--version": .flag,
         "--help": .flag,
@@ -263,6 +266,12 @@ public enum MonitorArguments {
                 }
                 fields[at] = "socket=" + (try created(String(fields[at].dropFirst(7)), option: "--vsock socket="))
                 rewritten = fields.joined(separator: ",")
+            case .serial:
+                if value.hasPrefix("file=") {
+                    rewritten = "file=" + (try created(String(value.dropFirst(5)), option: "--serial file="))
+                } else {
+                    rewritten = value
+                }
             case .incoming:
                 if value.hasPrefix("unix:") {
                     rewritten = "unix:" + (try created(String(value.dropFirst(5)), option: "--incoming unix:"))

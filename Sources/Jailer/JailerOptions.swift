@@ -53,7 +53,7 @@ public struct JailerOptions: Equatable, Sendable {
           --restore, --incoming-base        bind-mounted read-only at /snapshots/NAME
           --api-socket, --console-socket,   a file NAME created in /run, which the host sees as
           --console-log, --vsock socket=,   <chroot-base-dir>/<exec name>/<ID>/root/run/NAME
-          --incoming unix:
+          --incoming unix:, --serial file=
         The jailer waits for the monitor and exits with its status; SIGTERM, SIGINT and SIGHUP
         are passed on. See docs/jailer.md.
         """

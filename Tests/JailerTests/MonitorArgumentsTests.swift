@@ -49,6 +49,11 @@ struct MonitorArgumentsTests {
                                              kind: .directory, placement: .bind(readOnly: true), writable: false)])
         let unix = try Self.plan(["--incoming", "unix:in.sock", "--incoming-base", "/b/snapbase"])
         #expect(unix.arguments == ["--incoming", "unix:/run/in.sock", "--incoming-base", "/snapshots/snapbase"])
+        let serial = try Self.plan(["--restore", "/srv/snap1", "--serial", "file=console.out"])
+        #expect(serial.arguments == ["--restore", "/snapshots/snap1", "--serial", "file=/run/console.out"])
+        #expect(serial.createdNames == ["console.out"])
+        #expect(try Self.plan(["--serial=none"]).arguments == ["--serial", "none"])
+        #expect(throws: JailError.self) { try Self.plan(["--serial", "file=/var/log/console.out"]) }
         let tcp = try Self.plan(["--incoming", "tcp://10.0.0.1:4444"])
         #expect(tcp.arguments == ["--incoming", "tcp://10.0.0.1:4444"] && tcp.entries.isEmpty && tcp.createdNames.isEmpty)
     }
