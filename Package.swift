@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "skiff", targets: ["skiff"]),
         .executable(name: "skiff-vmm", targets: ["skiff-vmm"]),
+        .executable(name: "skiff-jailer", targets: ["skiff-jailer"]),
         // The fuzz harnesses, for the fuzzing package in fuzz/ (built with -sanitize=fuzzer there).
         .library(name: "SkiffFuzzHarnesses", targets: ["FuzzHarnesses"]),
     ],
@@ -129,6 +130,11 @@ let package = Package(
         .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
         .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
         .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands", "VMM"], swiftSettings: strict),
+        // Namespaces, pivot_root, mounts, device nodes, capabilities, prctl: what the jailer calls.
+        .target(name: "CSkiffJail"),
+        // The jailer: one VM's jail (root directory, namespaces, cgroups, privileges), then exec of the monitor.
+        .target(name: "Jailer", dependencies: ["CSkiffJail"], swiftSettings: strict),
+        .executableTarget(name: "skiff-jailer", dependencies: ["Jailer"], swiftSettings: strict),
 
         .testTarget(name: "ArchX86Tests", dependencies: ["ArchX86"]),
         .testTarget(name: "BinaryCodingTests", dependencies: ["BinaryCoding"]),
@@ -141,6 +147,7 @@ let package = Package(
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage", "ImageStore"]),
         .testTarget(name: "UnitsTests", dependencies: ["Units"]),
+        .testTarget(name: "JailerTests", dependencies: ["Jailer"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "ArchX86", "KVM", "CSkiffSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding", "Seccomp", "SystemExtras", "X86Emulator", .product(name: "Logging", package: "swift-log")]),
     ]
 )

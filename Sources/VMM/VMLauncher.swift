@@ -193,10 +193,11 @@ public enum VMLauncher {
     }
 
     /// Control requests that change the VM are logged at info, the rest (status, metrics) at
-    /// debug; failures at warning.
+    /// debug. A refused request is logged at info too: the client gets the error in its reply,
+    /// and a warning on stderr would land in the middle of the console on a terminal.
     static func logControl(_ request: ControlRequest, reply: ControlReply, to log: Logger) {
         if case .failure(let error) = reply {
-            log.warning("control request refused: \(error.message)", metadata: ["request": "\(request.name)"])
+            log.info("control request refused: \(error.message)", metadata: ["request": "\(request.name)"])
             return
         }
         switch request {

@@ -13,19 +13,29 @@ struct BalloonCLITests {
         let output = Mutex(Data())
         private let stdout = Pipe()
 
-        init(_ arguments: [String], stdin: Pipe? = nil, environment: [String: String] = [:]) throws {
+        /// With `consoleOnly`, the child's stderr (the monitor's log) goes to the test's own
+        /// stderr and `text` holds only the console, whose lines a log line could otherwise split.
+        init(_ arguments: [String], stdin: Pipe? = nil, environment: [String: String] = [:], consoleOnly: Bool = false) throws {
             process.executableURL = CLITests.binDirectory.appendingPathComponent("skiff")
             process.arguments = arguments
             if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
             process.standardOutput = stdout
-            process.standardError = stdout
+            process.standardError = consoleOnly ? FileHandle.standardError : stdout
             process.standardInput = stdin ?? FileHandle.nullDevice
-            stdout.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let d = h.availableData
-                self?.output.withLock { $0.append(d) }
-            }
             try process.run()
+            // One reader until end of file, so `finish` can wait for every byte in order (a
+            // readability handler may still hold a chunk when it is removed).
+            let reader = stdout.fileHandleForReading
+            Thread.detachNewThread { [self] in
+                while true {
+                    let d = reader.availableData
+                    if d.isEmpty { break }
+                    self.output.withLock { $0.append(d) }
+                }
+                self.readerDone.signal()
+            }
         }
+        private let readerDone = DispatchSemaphore(value: 0)
 
         var text: String { String(decoding: output.withLock { $0 }, as: UTF8.self) }
 
@@ -51,10 +61,9 @@ struct BalloonCLITests {
             while process.isRunning && Date() < deadline { usleep(10_000) }
             if process.isRunning { process.terminate() }
             process.waitUntilExit()
-            // What the handler has not picked up yet is still in the pipe: take it too.
-            stdout.fileHandleForReading.readabilityHandler = nil
-            let rest = stdout.fileHandleForReading.readDataToEndOfFile()
-            output.withLock { $0.append(rest) }
+            // Everything the child wrote, up to end of file (a grandchild holding the pipe, such
+            // as a forked monitor, may keep it open: then what has arrived within 5 s).
+            _ = readerDone.wait(timeout: .now() + 5)
             return process.terminationStatus
         }
     }

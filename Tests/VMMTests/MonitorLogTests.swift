@@ -60,7 +60,7 @@ struct MonitorJSONLogTests {
         let messages = records.map { "\($0["message"] ?? "")|\($0["request"] ?? "")" }
         #expect(messages.contains("VM built|"), "\(messages)")
         for verb in ["pause", "resume", "stop"] { #expect(messages.contains("control request|\(verb)"), "\(messages)") }
-        #expect(records.contains { ($0["message"] as? String)?.hasPrefix("control request refused") == true && $0["level"] as? String == "warning" })
+        #expect(records.contains { ($0["message"] as? String)?.hasPrefix("control request refused") == true && $0["level"] as? String == "info" })
         #expect(messages.contains("VM ended|"), "\(messages)")
         #expect(records.allSatisfy { $0["time"] is Double && $0["level"] is String })
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 /// Root, `ip`, /dev/net/tun and python3: what the TAP tests need. In CI they must run (a
@@ -179,5 +180,97 @@ struct VirtioNetGuestTests {
         p.waitUntilExit()
         #expect(seen, "the TAP never appeared")
         #expect((try? ns.ip(["link", "show", "dev", "skcreated0"])) == nil, "the TAP outlived the VM")
+    }
+}
+
+/// virtio-net across a snapshot: a driver set up before the snapshot talks through the TAP
+/// the restored monitor reopens (the snapshot's configuration names it).
+@Suite(.enabled(if: NetworkNamespaceSupport.shouldRun, NetworkNamespaceSupport.skipReason))
+struct VirtioNetRestoreTests {
+    /// `skiff ARGS` inside `ns`, its console collected; stdin is a pipe the test writes.
+    final class NamespacedSkiff: @unchecked Sendable {
+        let process: Process
+        let input = Pipe()
+        let output = Pipe()
+        private let collected = Mutex(Data())
+        private let done = DispatchSemaphore(value: 0)
+
+        init(_ ns: TestNamespace, _ arguments: [String]) throws {
+            process = ns.process(VirtioNetGuestTests.skiff, arguments)
+            process.standardInput = input
+            process.standardOutput = output
+            process.standardError = FileHandle.standardError
+            try process.run()
+            let reader = output.fileHandleForReading
+            Thread.detachNewThread { [self] in
+                while true {
+                    let d = reader.availableData
+                    if d.isEmpty { break }
+                    self.collected.withLock { $0.append(d) }
+                }
+                self.done.signal()
+            }
+        }
+
+        var text: String { String(decoding: collected.withLock { $0 }, as: UTF8.self) }
+
+        func waitFor(_ needle: String, timeout: Double = 60) -> Bool {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if text.contains(needle) { return true }
+                usleep(20_000)
+            }
+            return text.contains(needle)
+        }
+
+        func finish(timeout: Double = 60) -> Int32 {
+            let deadline = Date().addingTimeInterval(timeout)
+            while process.isRunning && Date() < deadline { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            _ = done.wait(timeout: .now() + 5)
+            return process.terminationStatus
+        }
+    }
+
+    @Test func aRestoredDriverTalksThroughTheReopenedTap() throws {
+        let ns = try TestNamespace()
+        let dir = ScratchDirectory("skiff-net-restore")
+        defer { dir.cleanup() }
+        let tap = "sktap1"
+        let mac = "02:53:4b:00:01:\(String(format: "%02x", ns.subnet))"
+        try ns.ip(["tuntap", "add", "dev", tap, "mode", "tap"])
+        try ns.ip(["addr", "add", "\(ns.hostAddress)/30", "dev", tap])
+        try ns.ip(["link", "set", tap, "mtu", "9000", "up"])
+        try ns.ip(["neigh", "add", ns.guestAddress, "lladdr", mac, "dev", tap, "nud", "permanent"])
+
+        let socket = dir.file("api.sock")
+        let source = try NamespacedSkiff(ns, ["run", "--kernel", try GuestKit.path("virtio-net.elf"), "--net", "tap=\(tap),mac=\(mac)",
+                                              "--api-socket", socket,
+                                              "--cmdline", "ip=\(ns.guestAddress) host=\(ns.hostAddress) port=7778 big=6000 wait-key=1"])
+        #expect(source.waitFor("virtio-net ready"), "\(source.text)")
+        let snapshot = try CLITests.run("skiff", ["snapshot", "create", "--api-socket", socket, dir.file("snap"), "--stop"])
+        #expect(snapshot.status == 0, "\(snapshot)")
+        #expect(source.finish() == 0, "the source stops after --stop: \(source.text)")
+
+        let python = try #require(NetworkNamespaceSupport.findPython())
+        let responder = ns.process(python, ["-c", VirtioNetGuestTests.responder, ns.hostAddress, "7778", "6000"])
+        let heardPipe = Pipe()
+        responder.standardOutput = heardPipe
+        responder.standardError = heardPipe
+        try responder.run()
+        defer { if responder.isRunning { kill(responder.processIdentifier, SIGKILL) } }
+        #expect(String(decoding: heardPipe.fileHandleForReading.availableData, as: UTF8.self).contains("ready"))
+
+        // No --net: the restored monitor reopens the TAP the snapshot names.
+        let restored = try NamespacedSkiff(ns, ["run", "--restore", dir.file("snap")])
+        restored.input.fileHandleForWriting.write(Data("k".utf8))
+        #expect(restored.finish() == 33, "\(restored.text)")
+        responder.waitUntilExit()
+        let heard = String(decoding: heardPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(heard.contains("got skiff-ping from \(ns.guestAddress) 40000"), "\(heard)")
+        #expect(restored.text.contains("arp reply from "), "\(restored.text)")
+        #expect(restored.text.contains("udp reply \"pong:skiff-ping\""), "\(restored.text)")
+        #expect(restored.text.contains("udp big reply 6000 bytes in 3 buffers ok"), "\(restored.text)")
     }
 }
