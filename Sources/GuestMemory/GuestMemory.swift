@@ -83,6 +83,9 @@ public final class GuestMemory: Sendable {
     public let backingFile: OwnedFileDescriptor?
     /// Whether the monitor's own writes are recorded in each region's `dirtyPages`.
     private let tracking = Atomic<Bool>(false)
+    /// /proc/self/pagemap for a private file mapping, opened with it: the threads that read it
+    /// later (snapshots, migrations) may not open files (seccomp, docs/seccomp.md).
+    private let pagemap: OwnedFileDescriptor?
 
     /// Test seam (double-fetch tests): called after each `read`, `readBytes`, `load` and
     /// `loadAcquiring16` with the range just read. Set it before the memory is shared.
@@ -157,6 +160,12 @@ public final class GuestMemory: Sendable {
     public init(regions: [GuestMemoryRegion], backing: GuestMemoryBacking = .anonymous, backingFile: OwnedFileDescriptor? = nil) throws(GuestMemoryError) {
         self.backing = backing
         self.backingFile = backingFile
+        if backing == .privateFile {
+            let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+            pagemap = fd >= 0 ? OwnedFileDescriptor(taking: fd) : nil
+        } else {
+            pagemap = nil
+        }
         let sorted = regions.sorted { $0.guestAddress < $1.guestAddress }
         for r in sorted {
             guard r.size > 0, r.size <= UInt64(r.mapping.size) else { throw .invalidLayout("region size mismatch") }
@@ -345,9 +354,7 @@ public final class GuestMemory: Sendable {
     /// changed since, without tracking its writes from the start.
     public func pagesChangedFromFile() throws(GuestMemoryError) -> [[UInt64]] {
         guard backing == .privateFile else { throw .invalidLayout("guest RAM does not map a file") }
-        let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .allocation(.current("open /proc/self/pagemap")) }
-        defer { close(fd) }
+        guard let fd = pagemap?.rawValue else { throw .allocation(SystemError("open /proc/self/pagemap (when the file was mapped)", code: ENOENT)) }
         var result: [[UInt64]] = []
         let chunk = 4096
         var entries = [UInt64](repeating: 0, count: chunk)

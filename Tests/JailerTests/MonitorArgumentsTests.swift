@@ -113,7 +113,7 @@ struct MonitorArgumentsTests {
         (["--console-log", ".."], "--console-log '..' must be a file name"),
         (["--vsock", "cid=3"], "socket= is needed"),
         (["--api-socket", String(repeating: "s", count: 80)], "too long for a unix socket"),
-        (["--seccomp", "off"], "unknown monitor option '--seccomp'"),
+        (["--jail-everything", "on"], "unknown monitor option '--jail-everything'"),
         (["--kernel"], "monitor option --kernel needs a value"),
         (["stray"], "unexpected monitor argument 'stray'"),
     ])

@@ -309,6 +309,25 @@ struct SeccompProcessTests {
         }
     }
 
+    /// A diff snapshot of a restored VM reads /proc/self/pagemap on the control thread, which
+    /// may not open files: the descriptor is opened with the mapping, before the filters.
+    @Test func aRestoredMonitorTakesADiffSnapshot() throws {
+        let dir = Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try Monitor(try Self.kernel("workload.elf") + ["--cmdline", "mib=1 dirty=0", "--api-socket", dir + "/a.sock"])
+        #expect(source.waitFor("WL heartbeat n=2"), "\(source.text)")
+        let create = SnapshotCLITests.run(["snapshot", "create", "--api-socket", dir + "/a.sock", dir + "/base", "--stop"])
+        #expect(create.status == 0, "\(create.output)")
+        let first = source.finish(timeout: 30)
+        #expect(first.signal == nil && first.status == 0, "\(source.text)")
+        let restored = try Monitor(["--restore", dir + "/base", "--api-socket", dir + "/b.sock"])
+        #expect(restored.waitFor("WL heartbeat n="), "\(restored.text)")
+        let diff = SnapshotCLITests.run(["snapshot", "create", "--api-socket", dir + "/b.sock", dir + "/diff", "--diff"])
+        #expect(diff.status == 0 && diff.output.contains("(diff)"), "\(diff.output)")
+        let end = restored.stop()
+        #expect(end.signal == nil && end.status == 0, "\(end.signal.map { "signal \($0)" } ?? "status \(end.status)"): \(restored.text)")
+    }
+
     /// Every thread of a running monitor is under seccomp: the main thread (one filter) and
     /// every thread it started (the spawner's and its own).
     @Test func everyThreadOfARunningMonitorIsConfined() throws {
