@@ -394,6 +394,7 @@ public enum SeccompAllowList {
                         label: "openat O_RDONLY|O_CLOEXEC|O_DIRECTORY", reason: "syncs a snapshot's directory"),
             SyscallRule("write", reason: "writes a snapshot's state file"),
             SyscallRule("pwrite64", reason: "writes guest RAM into a snapshot's memory file"),
+            SyscallRule("pread64", reason: "reads /proc/self/pagemap (opened with guest RAM): what a restored VM changed, for a diff snapshot"),
             SyscallRule("ftruncate", reason: "sizes a snapshot's memory file (sparse)"),
             SyscallRule("fsync", reason: "makes a snapshot durable before it is renamed into place"),
             SyscallRule("fdatasync", reason: "flushes disks before a snapshot"),
