@@ -145,6 +145,7 @@ public enum SeccompAllowList {
         SyscallRule("epoll_ctl", reason: "adds notifiers and backends to a worker's epoll set"),
         SyscallRule("eventfd2", reason: "a worker's stop event"),
         SyscallRule("timerfd_create", reason: "a rate limiter's timer"),
+        SyscallRule("timerfd_settime", reason: "a paused or reset virtio-net device fires its timer once, so that the resumed worker retries"),
         SyscallRule("close", reason: "releases a stopped worker's descriptors"),
     ]
 
