@@ -6,6 +6,9 @@ public final class VsockCounters: Sendable {
     public let connections = Atomic<Int>(0)
     /// Connections that reached the established state.
     public let established = Atomic<UInt64>(0)
+    /// The connection limit in force: `VsockLimits.maxConnections`, or fewer to keep
+    /// `VsockLimits.descriptorReserve` descriptors free under the open-files limit.
+    public let connectionCap = Atomic<Int>(0)
     /// Connections refused because the connection limit was reached.
     public let refused = Atomic<UInt64>(0)
     /// Guest connection requests to a host port with no listener at `PATH_port`.

@@ -12,6 +12,11 @@ public struct VsockLimits: Sendable, Equatable {
     public var shutdownTimeout: Double = 2
     /// RST packets for unknown connections waiting for receive buffers.
     public var maxQueuedResets: Int = 256
+    /// File descriptors kept free for the rest of the monitor (control API, snapshots, disks,
+    /// TAP re-opens): connections stop at the open-files limit (RLIMIT_NOFILE) minus this many
+    /// minus what was open when the device started, even below `maxConnections`, so a guest
+    /// opening connections cannot take the last descriptors.
+    public var descriptorReserve: Int = 128
 
     public init() {}
 }

@@ -33,6 +33,9 @@ package final class VsockMuxer: @unchecked Sendable {
     private let listenerFD: Int32
     private let limits: VsockLimits
     private let counters: VsockCounters
+    /// Connections at most: `limits.maxConnections`, lowered to leave `limits.descriptorReserve`
+    /// descriptors under the open-files limit.
+    let connectionCap: Int
     private var rx: SplitQueue
     private var tx: SplitQueue
     private let rxNotifier: EventFD
@@ -73,6 +76,8 @@ package final class VsockMuxer: @unchecked Sendable {
         self.listenerFD = listenerFD
         self.limits = limits
         self.counters = counters
+        connectionCap = Self.connectionCap(limits: limits, openFiles: Self.openFilesLimit(), openNow: Self.openDescriptorCount())
+        counters.connectionCap.store(connectionCap, ordering: .relaxed)
         rx = a.queues[VirtioVsock.rxQueue]
         tx = a.queues[VirtioVsock.txQueue]
         rxNotifier = a.notifiers[VirtioVsock.rxQueue]
@@ -81,6 +86,30 @@ package final class VsockMuxer: @unchecked Sendable {
         writeSet = try Epoll()
         timer = try TimerFD()
         scratch = .allocate(byteCount: VsockHeader.size + Self.maxPayload, alignment: 16)
+    }
+
+    /// The connection cap for an open-files limit of `openFiles` (nil: unknown or unlimited)
+    /// with `openNow` descriptors in use (nil: unknown, counted as zero).
+    static func connectionCap(limits: VsockLimits, openFiles: Int?, openNow: Int?) -> Int {
+        guard let openFiles else { return max(0, limits.maxConnections) }
+        let room = openFiles - (openNow ?? 0) - limits.descriptorReserve
+        return max(0, min(limits.maxConnections, room))
+    }
+
+    /// The soft RLIMIT_NOFILE, or nil when unlimited or unknown.
+    static func openFilesLimit() -> Int? {
+        var r = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur != rlim_t.max else { return nil }  // RLIM_INFINITY
+        return Int(clamping: r.rlim_cur)
+    }
+
+    /// Descriptors this process has open (entries of /proc/self/fd), or nil if unreadable.
+    static func openDescriptorCount() -> Int? {
+        guard let dir = opendir("/proc/self/fd") else { return nil }
+        defer { closedir(dir) }
+        var n = 0
+        while readdir(dir) != nil { n += 1 }
+        return max(0, n - 3)  // ".", ".." and the directory's own descriptor
     }
 
     deinit {
@@ -288,7 +317,7 @@ package final class VsockMuxer: @unchecked Sendable {
         for _ in 0..<64 {
             switch UnixSocket.accept(listenerFD) {
             case .success(let fd):
-                guard connections.count < limits.maxConnections else {
+                guard connections.count < connectionCap else {
                     counters.refused.add(1, ordering: .relaxed)
                     continue  // `fd` closes here
                 }
@@ -540,7 +569,7 @@ package final class VsockMuxer: @unchecked Sendable {
     }
 
     private func openGuestInitiated(_ key: VsockConnectionKey, _ h: VsockHeader) {
-        guard connections.count < limits.maxConnections else {
+        guard connections.count < connectionCap else {
             counters.refused.add(1, ordering: .relaxed)
             return replyReset(to: h)
         }

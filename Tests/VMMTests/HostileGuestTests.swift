@@ -31,8 +31,9 @@ struct HostileGuestTests {
         ///   - readOutput: false leaves the console pipe unread (a stuck reader).
         ///   - cpu: pins the monitor to this host CPU (taskset).
         ///   - namespace: runs it inside this network namespace.
-        init(_ arguments: [String], readOutput: Bool = true, cpu: Int? = nil, namespace: TestNamespace? = nil) throws {
-            var command = [CLITests.binDirectory.appendingPathComponent("skiff").path, "run"] + arguments
+        ///   - wrapper: a command that execs the monitor (e.g. prlimit with its options).
+        init(_ arguments: [String], readOutput: Bool = true, cpu: Int? = nil, namespace: TestNamespace? = nil, wrapper: [String] = []) throws {
+            var command = wrapper + [CLITests.binDirectory.appendingPathComponent("skiff").path, "run"] + arguments
             if let cpu { command = ["/usr/bin/taskset", "-c", "\(cpu)"] + command }
             if let namespace { command = ["/usr/sbin/ip", "netns", "exec", namespace.name] + command }
             process.executableURL = URL(fileURLWithPath: command[0])
@@ -156,7 +157,7 @@ struct HostileGuestTests {
     /// the rest is dropped, the guest never waits, and the monitor still exits.
     @Test func aVirtioConsoleFloodIntoAStuckReaderIsDroppedAndTheMonitorStillExits() throws {
         let m = try Self.attack("virtio-console output, stuck reader", cmdline: "mode=vcon count=16777216", devices: ["--console", "virtio"],
-                                allowance: 4 * Self.mib, readOutput: false, timeout: 90)
+                                allowance: 4 * Self.mib, readOutput: false, timeout: 60)
         // What reached the pipe is at most the pipe plus what was buffered, far from 16 MiB.
         let through = m.output.fileHandleForReading.availableData.count
         #expect(through < 16 << 20)
@@ -278,6 +279,50 @@ struct HostileGuestTests {
         let count = held.withLock { $0.count }
         print("hostile vsock: the host listener accepted \(count) connections")
         #expect(count <= connections && count > connections / 2, "\(count) host connections")
+    }
+
+    /// A guest opening 1023 connections (the device's limit) under an open-files limit of 512:
+    /// the device stops at the limit minus its reserve of descriptors, so the control API
+    /// still answers and reports the refusals. Before the reserve, the guest took every
+    /// descriptor and the API went silent.
+    @Test func aVsockConnectionFloodLeavesDescriptorsForTheControlAPI() throws {
+        let prlimit = "/usr/bin/prlimit"
+        try #require(FileManager.default.isExecutableFile(atPath: prlimit), "\(prlimit) is missing (util-linux)")
+        let dir = MonitorCLITests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/v.sock"
+        let api = dir + "/api.sock"
+        let listener = try UnixStream.listen(path + "_5000")
+        _ = Glibc.listen(listener.fd, 2048)
+        let held = Mutex<[UnixStream]>([])
+        let accepting = Atomic<Bool>(true)
+        let acceptor = Thread {
+            while accepting.load(ordering: .relaxed) {
+                if let c = listener.accept(timeout: 0.2) { held.withLock { $0.append(c) } }
+            }
+        }
+        acceptor.start()
+        defer { accepting.store(false, ordering: .relaxed) }
+        let limit = 512
+        let m = try Monitor(["--kernel", try Self.kernel, "--memory", "64M", "--cmdline", "mode=vsock count=1023 per=0 strays=0 hold=1",
+                             "--vsock", "cid=3,socket=\(path)", "--api-socket", api], wrapper: [prlimit, "--nofile=\(limit):\(limit)"])
+        defer { m.stop() }
+        #expect(m.waitFor("flood vsock holding", timeout: 90), "\(m.text.suffix(300))\(m.stderr)")
+        usleep(500_000)
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(m.process.processIdentifier)/fd").count) ?? -1
+        let r = try CLITests.run("skiff", ["vm", "metrics", "--api-socket", api], timeout: 20)
+        #expect(r.status == 0, "the control API did not answer: \(r.stderr)")
+        var metrics: [String: UInt64] = [:]
+        for line in r.stdout.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count == 2, let v = UInt64(f[1]) { metrics[String(f[0])] = v }
+        }
+        let cap = try #require(metrics["vsock.connection-cap"], "\(r.stdout)")
+        print("hostile vsock under an open-files limit of \(limit): cap \(cap), connections \(metrics["vsock.connections"] ?? 0), refused \(metrics["vsock.refused"] ?? 0), descriptors open \(open)")
+        #expect(cap > 0 && cap <= UInt64(limit - VsockLimits().descriptorReserve), "\(r.stdout)")
+        #expect(metrics["vsock.connections"] == cap, "\(r.stdout)")
+        #expect(metrics["vsock.refused"] == 1023 - cap, "\(r.stdout)")
+        #expect(open > 0 && open <= limit - VsockLimits().descriptorReserve + 16, "\(open) descriptors open")
     }
 }
 

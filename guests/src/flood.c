@@ -22,6 +22,7 @@
  *                          listener that never reads), then per= bytes (default 64 KiB) of
  *                          4 KiB RW packets on each, ignoring credit, then strays= (1024)
  *                          REQUESTs to ports nobody listens on. No receive buffer is ever posted.
+ *                          hold=1: then prints `flood vsock holding` and halts (connections open).
  *   mode=net               virtio-net: 4 receive buffers posted once and never refilled;
  *                          prints `flood net ready`, then halts with interrupts off.
  *   mode=quiet             prints `flood quiet ready` and halts: never reads console input.
@@ -347,6 +348,10 @@ static void flood_vsock(uint32_t count)
     virtq_notify(&q1);
     drain(&q1, "virtio-vsock");
     kprintf("flood vsock done %u requests %u data packets\n", count + strays, packets);
+    if (arg("hold", 0)) {
+        kprintf("flood vsock holding\n");
+        halt_forever();
+    }
     test_pass();
 }
 
