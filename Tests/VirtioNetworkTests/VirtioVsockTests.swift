@@ -386,3 +386,19 @@ struct VsockHostileGuestTests {
         #expect(got == 10000)
     }
 }
+
+/// The connection cap keeps `descriptorReserve` descriptors free under the open-files limit.
+struct VsockConnectionCapTests {
+    @Test func theCapLeavesTheReserveUnderTheOpenFilesLimit() {
+        let limits = VsockLimits()
+        // Plenty of descriptors: the configured limit.
+        #expect(VsockMuxer.connectionCap(limits: limits, openFiles: 1 << 20, openNow: 40) == limits.maxConnections)
+        #expect(VsockMuxer.connectionCap(limits: limits, openFiles: nil, openNow: 40) == limits.maxConnections)
+        // A common soft limit of 1024 with 40 open: 1024 - 40 - 128.
+        #expect(VsockMuxer.connectionCap(limits: limits, openFiles: 1024, openNow: 40) == 1024 - 40 - limits.descriptorReserve)
+        // Unknown open count: counted as none.
+        #expect(VsockMuxer.connectionCap(limits: limits, openFiles: 512, openNow: nil) == 512 - limits.descriptorReserve)
+        // No room at all: no connections, never a negative cap.
+        #expect(VsockMuxer.connectionCap(limits: limits, openFiles: 100, openNow: 40) == 0)
+    }
+}
