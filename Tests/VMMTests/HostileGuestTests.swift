@@ -267,13 +267,16 @@ struct HostileGuestTests {
 
     // MARK: vsock
 
-    /// 256 connections to a host listener that accepts and never reads, 64 KiB on each with
+    /// 128 connections to a host listener that accepts and never reads, 384 KiB on each with
     /// no regard for credit, then 1024 requests to ports nobody listens on, while the guest
-    /// never posts a receive buffer (so every answer the device owes waits).
-    @Test func aVsockConnectionAndDataFloodStaysWithinTheConnectionAndCreditLimits() throws {
+    /// never posts a receive buffer (so every answer the device owes waits). Each connection's
+    /// host socket buffer fills, then its 64 KiB of pending data in the monitor, then the guest
+    /// oversteps its credit and is reset.
+    @Test func aVsockDataFloodIntoAStuckHostReaderStopsAtTheCredit() throws {
         let dir = MonitorCLITests.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/v.sock"
+        let api = dir + "/api.sock"
         let listener = try UnixStream.listen(path + "_5000")
         _ = Glibc.listen(listener.fd, 1024)  // a backlog for every connection the guest makes
         let held = Mutex<[UnixStream]>([])
@@ -285,18 +288,36 @@ struct HostileGuestTests {
         }
         acceptor.start()
         defer { accepting.store(false, ordering: .relaxed) }
-        let connections = 256
-        // Per connection: at most the buffer it advertised (VsockLimits.bufferSize, 64 KiB) plus
-        // 1 KiB of bookkeeping; the rest is one allowance for the queues and epoll sets.
-        let perConnection = UInt64(VsockLimits().bufferSize + 1024)
-        let m = try Self.attack("vsock", cmdline: "mode=vsock count=\(connections) per=65536 port=5000",
-                                devices: ["--vsock", "cid=3,socket=\(path)"], allowance: UInt64(connections) * perConnection + 2 * Self.mib)
-        #expect(m.text.contains("flood vsock done \(connections + 1024) requests \(connections * 16) data packets"), "\(m.text.suffix(300))")
-        accepting.store(false, ordering: .relaxed)
+        let connections = 128
+        let devices = ["--vsock", "cid=3,socket=\(path)", "--api-socket", api]
+        let base = try Self.baseline(devices)
+        let m = try Monitor(["--kernel", try Self.kernel, "--memory", "64M", "--cmdline",
+                             "mode=vsock count=\(connections) per=393216 port=5000 hold=1"] + devices)
+        defer { m.stop() }
+        #expect(m.waitFor("flood vsock holding", timeout: 120), "\(m.text.suffix(300))\(m.stderr)")
+        #expect(m.text.contains("flood vsock done \(connections + 1024) requests \(connections * 96) data packets"), "\(m.text.suffix(300))")
         usleep(300_000)
+        let r = try CLITests.run("skiff", ["vm", "metrics", "--api-socket", api], timeout: 20)
+        #expect(r.status == 0, "\(r.stderr)")
+        var metrics: [String: UInt64] = [:]
+        for line in r.stdout.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count == 2, let v = UInt64(f[1]) { metrics[String(f[0])] = v }
+        }
+        let peak = m.peak
         let count = held.withLock { $0.count }
-        print("hostile vsock: the host listener accepted \(count) connections")
-        #expect(count <= connections && count > connections / 2, "\(count) host connections")
+        print("hostile vsock: baseline \(base >> 10) KiB, under attack \(peak >> 10) KiB (+\(Int64(peak >> 10) - Int64(base >> 10)) KiB); "
+              + "host accepted \(count); credit violations \(metrics["vsock.credit-violations"] ?? 0), refused \(metrics["vsock.refused"] ?? 0), "
+              + "connect failures \(metrics["vsock.connect-failures"] ?? 0), dropped resets \(metrics["vsock.dropped-resets"] ?? 0), open \(metrics["vsock.connections"] ?? 0)")
+        #expect(count == connections, "\(count) host connections")
+        // Every connection overstepped its credit once its host socket and its pending buffer were full.
+        #expect(metrics["vsock.credit-violations"] == UInt64(connections), "\(r.stdout)")
+        #expect(metrics["vsock.connect-failures"] == 1024, "\(r.stdout)")
+        // Per connection: its pending buffer (VsockByteQueue: at most twice VsockLimits.bufferSize
+        // of storage before it compacts) plus 1 KiB of bookkeeping; 2 MiB for the rest.
+        let perConnection = UInt64(2 * VsockLimits().bufferSize + 1024)
+        #expect(peak <= base + UInt64(connections) * perConnection + 2 * Self.mib,
+                "peak \(peak >> 10) KiB over baseline \(base >> 10) KiB + \((UInt64(connections) * perConnection + 2 * Self.mib) >> 10) KiB")
     }
 
     /// A guest opening 1023 connections (the device's limit) under an open-files limit of 512:
@@ -480,8 +501,10 @@ extension HostileGuestTests {
             let loaded = Self.median(during)
             print("hostile neighbour (\(name)): echo median \(Int(Self.median(before) * 1e6)) us before, \(Int(loaded * 1e6)) us during, \(Int(Self.median(after) * 1e6)) us after")
             #expect(stillFlooding, "the hostile guest finished before the measurement ended: make it longer")
-            // Within 3x the quiet median plus 2 ms of scheduling noise on a shared machine.
-            #expect(loaded <= 3 * quiet + 0.002, "median \(Int(loaded * 1e6)) us under attack vs \(Int(quiet * 1e6)) us quiet")
+            // Within twice the quiet median plus 0.2 ms. A control run with both monitors pinned
+            // to the same CPU measured 2.6x for the virtio-console flood (docs/hostile-guests.md):
+            // contention of that size fails this check.
+            #expect(loaded <= 2 * quiet + 0.0002, "median \(Int(loaded * 1e6)) us under attack vs \(Int(quiet * 1e6)) us quiet")
         }
     }
 }
