@@ -181,6 +181,33 @@ struct HostileGuestTests {
         #expect(through < 16 << 20)
     }
 
+    /// 16 MiB through virtio-console while 16 console-socket clients (the most the socket
+    /// takes) never read: each client's backlog is dropped past 256 KiB, so the monitor holds at
+    /// most the console buffer, the scrollback and 16 backlogs.
+    @Test func aConsoleFloodIntoStuckSocketClientsKeepsEachBacklogBounded() throws {
+        let dir = MonitorCLITests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socket = dir + "/console.sock"
+        let devices = ["--console", "virtio", "--console-socket", socket]
+        let base = try Self.baseline(devices)
+        let m = try Monitor(["--kernel", try Self.kernel, "--memory", "64M", "--cmdline", "mode=vcon count=16777216"] + devices)
+        var clients: [UnixStream] = []
+        let deadline = Date().addingTimeInterval(20)
+        while clients.count < 16 && Date() < deadline {
+            if let c = UnixStream.connect(socket) { clients.append(c) } else { usleep(2_000) }
+        }
+        #expect(clients.count == 16)
+        let status = m.finish(timeout: 90)
+        #expect(status == 33, "\(m.text.suffix(300))\(m.stderr)")
+        let peak = m.peak
+        // The 1 MiB console buffer, 64 KiB of scrollback, per client 256 KiB of backlog plus the
+        // one 64 KiB chunk that pushes it over; 2 MiB for the rest.
+        let allowance = UInt64(1 << 20) + 64 * 1024 + 16 * (256 + 64) * 1024 + 2 * Self.mib
+        print("hostile console socket, 16 stuck clients: baseline \(base >> 10) KiB, under attack \(peak >> 10) KiB (+\(Int64(peak >> 10) - Int64(base >> 10)) KiB), allowed +\(allowance >> 10) KiB")
+        #expect(peak <= base + allowance, "peak \(peak >> 10) KiB over baseline \(base >> 10) KiB + \(allowance >> 10) KiB")
+        #expect(m.text.contains("flood vcon done 16777216 bytes"), "\(m.text.suffix(300))")
+    }
+
     // MARK: Console input
 
     /// The host writes console input as fast as it can to a guest that never reads it: the
