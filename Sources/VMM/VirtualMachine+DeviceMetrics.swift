@@ -43,6 +43,8 @@ extension VirtualMachine {
                 out.append(("vsock.credit-violations", c.creditViolations.load(ordering: .relaxed)))
                 out.append(("vsock.bad-packets", c.badPackets.load(ordering: .relaxed)))
                 out.append(("vsock.dropped-resets", c.droppedResets.load(ordering: .relaxed)))
+                out.append(("vsock.pending-bytes", UInt64(max(0, c.pendingBytes.load(ordering: .relaxed)))))
+                out.append(("vsock.budget-resets", c.budgetResets.load(ordering: .relaxed)))
             }
         }
         return out

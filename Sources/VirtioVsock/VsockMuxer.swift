@@ -49,6 +49,13 @@ package final class VsockMuxer: @unchecked Sendable {
     private var timerRunning = false
 
     private var connections: [UInt64: VsockConnection] = [:]
+    /// Bytes in all connections' `pending` queues (bounded by `limits.maxPendingBytes`).
+    private var pendingBytes = 0
+
+    private func adjustPending(_ delta: Int) {
+        pendingBytes += delta
+        counters.pendingBytes.add(delta, ordering: .relaxed)
+    }
     private var byKey: [VsockConnectionKey: UInt64] = [:]
     private var nextID: UInt64 = 1
     private var nextLocalPort: UInt32 = 1 << 30
@@ -115,6 +122,7 @@ package final class VsockMuxer: @unchecked Sendable {
     deinit {
         scratch.deallocate()
         counters.connections.subtract(connections.count, ordering: .relaxed)
+        counters.pendingBytes.subtract(pendingBytes, ordering: .relaxed)
     }
 
     /// The backends the worker watches, in `Backend` order, all unwatched until `attach`.
@@ -226,6 +234,7 @@ package final class VsockMuxer: @unchecked Sendable {
         c.inReadSet = false
         c.inWriteSet = false
         connections[c.id] = nil
+        adjustPending(-c.pending.count)
         if let key = c.key, byKey[key] == c.id { byKey[key] = nil }
         counters.connections.subtract(1, ordering: .relaxed)
         if notifyGuest, let key = c.key, c.state != .awaitingConnectLine {
@@ -434,6 +443,7 @@ package final class VsockMuxer: @unchecked Sendable {
             return n
         }
         c.fwdCount &+= UInt32(written)
+        adjustPending(-written)
         counters.bytesToHost.add(UInt64(written), ordering: .relaxed)
         if failed {
             reset(c, notifyGuest: true)
@@ -635,8 +645,12 @@ package final class VsockMuxer: @unchecked Sendable {
             counters.bytesToHost.add(UInt64(n), ordering: .relaxed)
         }
         if offset < length {
+            guard pendingBytes + (length - offset) <= limits.maxPendingBytes else {
+                counters.budgetResets.add(1, ordering: .relaxed)
+                return reset(c, notifyGuest: true)
+            }
             // Fits: the credit check above bounds what is in flight by the buffer size.
-            _ = c.pending.append(UnsafeRawBufferPointer(rebasing: payload[offset...]))
+            if c.pending.append(UnsafeRawBufferPointer(rebasing: payload[offset...])) { adjustPending(length - offset) }
         }
         afterFlush(c)
     }

@@ -275,6 +275,63 @@ struct VsockFlowControlTests {
     }
 }
 
+/// The device-wide budget for guest data waiting on host sockets.
+struct VsockPendingBudgetTests {
+    @Test func connectionsWhoseDataWouldPassTheBudgetAreReset() throws {
+        var limits = VsockLimits()
+        limits.bufferSize = 64 * 1024
+        limits.maxPendingBytes = 160 * 1024  // room for two and a half full connections
+        let v = try VsockHarness(limits: limits)
+        let service = try HostListener(path: v.path + "_8")
+        try v.start()
+        try v.postRx(64)
+        // Four guest connections to a host that accepts and never reads.
+        var hosts: [HostSocket] = []
+        for port in 0..<4 {
+            try v.send(v.guestHeader(op: op.request, src: UInt32(100 + port), dst: 8))
+            hosts.append(try #require(try service.accept()))
+        }
+        #expect(try v.receiveAll().filter { $0.header.op == op.response }.count == 4)
+        // Each sends 4 KiB packets, always within its credit (following the device's credit
+        // updates), until no more credit comes (the host socket is full and 64 KiB wait in the
+        // device) or the device resets it.
+        let chunk = [UInt8](repeating: 0x33, count: 4096)
+        var resets = 0
+        for port in 0..<4 {
+            let src = UInt32(100 + port)
+            var sent = 0
+            var acked = 0
+            var wasReset = false
+            while !wasReset && sent < 1 << 20 {
+                let canSend = sent - acked + chunk.count <= limits.bufferSize
+                if canSend {
+                    try v.send(v.guestHeader(op: op.rw, src: src, dst: 8), payload: chunk)
+                    sent += chunk.count
+                    _ = eventually(0.2) { (try? v.tx.usedIndex()) == v.tx.availIdx }
+                }
+                var moved = false
+                for p in try v.receiveAll(timeout: canSend ? 0.01 : 0.3) where p.header.dstPort == src {
+                    if p.header.op == op.rst { wasReset = true }
+                    if Int(p.header.fwdCnt) > acked {
+                        acked = Int(p.header.fwdCnt)
+                        moved = true
+                    }
+                }
+                if !wasReset && !canSend && !moved { break }  // full: no more credit will come
+            }
+            if wasReset { resets += 1 }
+        }
+        let pending = v.device.counters.pendingBytes.load(ordering: .relaxed)
+        #expect(pending <= limits.maxPendingBytes, "\(pending) bytes pending")
+        // Two connections fill their 64 KiB; the third and fourth would pass 160 KiB.
+        #expect(resets == 2)
+        #expect(v.device.counters.budgetResets.load(ordering: .relaxed) == 2)
+        #expect(pending == 2 * limits.bufferSize, "\(pending) bytes pending")
+        #expect(v.device.counters.creditViolations.load(ordering: .relaxed) == 0, "the guest kept to its credit")
+        _ = hosts
+    }
+}
+
 struct VsockHostileGuestTests {
     @Test func malformedPacketsAreDroppedOrReset() throws {
         let v = try VsockHarness()
