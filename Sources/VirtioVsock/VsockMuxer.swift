@@ -439,7 +439,7 @@ package final class VsockMuxer: @unchecked Sendable {
                 failed = true
                 return 0
             }
-            written = n
+            written += n
             return n
         }
         c.fwdCount &+= UInt32(written)

@@ -459,3 +459,38 @@ struct VsockConnectionCapTests {
         #expect(VsockMuxer.connectionCap(limits: limits, openFiles: 100, openNow: 40) == 0)
     }
 }
+
+/// The pending queue of one connection: FIFO order across chunks, its capacity, partial drains.
+struct VsockByteQueueTests {
+    @Test func bytesComeOutInOrderAcrossChunksAndPartialReads() {
+        var q = VsockByteQueue(capacity: 20000)
+        var next: UInt8 = 0
+        var expected: [UInt8] = []
+        var rng = SystemRandomNumberGenerator()
+        var out: [UInt8] = []
+        for _ in 0..<200 {
+            let n = Int.random(in: 0...3000, using: &rng)
+            let bytes = (0..<n).map { _ -> UInt8 in defer { next &+= 1 }; return next }
+            let fits = bytes.count <= q.freeSpace
+            #expect(bytes.withUnsafeBytes { q.append($0) } == fits)
+            if fits { expected += bytes }
+            // A reader that takes a random part of what it is offered.
+            let budget = Int.random(in: 0...5000, using: &rng)
+            var left = budget
+            q.drain { chunk in
+                let take = min(left, chunk.count)
+                out += chunk[0..<take]
+                left -= take
+                return take
+            }
+            #expect(q.count == expected.count - out.count)
+            #expect(q.count <= q.capacity)
+        }
+        q.drain { chunk in
+            out += chunk
+            return chunk.count
+        }
+        #expect(out == expected)
+        #expect(q.isEmpty && q.freeSpace == q.capacity)
+    }
+}
