@@ -56,17 +56,22 @@ struct HostileGuestTests {
             }
             try process.run()
             let pid = process.processIdentifier
-            let thread = Thread { [self] in
-                while sampling.load(ordering: .relaxed) {
-                    if let s = Self.memory(pid) {
-                        peaks.withLock { $0 = (max($0.rss, s.rss), max($0.hwm, s.hwm)) }
-                    }
-                    if let c = Self.cpu(pid) { cpuSeconds.withLock { $0 = max($0, c) } }
+            // Weak: a test that ends early drops the monitor, whose deinit kills the process.
+            let thread = Thread { [weak self] in
+                while let me = self, me.sampling.load(ordering: .relaxed) {
+                    me.sample(pid)
                     usleep(5_000)
                 }
             }
             thread.start()
             sampler = thread
+        }
+
+        private func sample(_ pid: Int32) {
+            if let s = Self.memory(pid) {
+                peaks.withLock { $0 = (max($0.rss, s.rss), max($0.hwm, s.hwm)) }
+            }
+            if let c = Self.cpu(pid) { cpuSeconds.withLock { $0 = max($0, c) } }
         }
 
         /// VmRSS and VmHWM of `pid` in bytes (nil once it has exited).
