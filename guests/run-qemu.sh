@@ -113,8 +113,9 @@ case_def hostile pc $B/hostile.elf 33 "-append widths=124" "^io ports reading 0x
 # flood: the attacks that need no host peer (the vsock, net and balloon ones run only under
 # Skiff: QEMU takes one balloon statistics buffer per notification, vsock needs vhost).
 case_def flood-uart pc $B/flood.elf 33 "-append 'mode=uart count=65536'" "^flood uart start$;^flood uart done 65536 bytes$;^SKIFF-TEST PASS flood$"
-case_def flood-pio pc $B/flood.elf 33 "-append 'mode=pio count=20000'" "^flood pio done 20000 exits 2 strings [0-9]+ unclaimed reads of all ones$;^SKIFF-TEST PASS flood$"
-case_def flood-mmio pc $B/flood.elf 33 "-append 'mode=mmio count=20000'" "^flood mmio done 20000 accesses [0-9]+ unclaimed reads of all ones$;^SKIFF-TEST PASS flood$"
+case_def flood-pio pc $B/flood.elf 33 "-append 'mode=pio count=20000'" "^flood pio done 20000 exits 10000 cmos exits 2 strings [0-9]+ unclaimed reads of all ones$;^SKIFF-TEST PASS flood$"
+case_def flood-mmio pc $B/flood.elf 33 "-append 'mode=mmio count=20000 handled=1' -device virtio-rng-pci,disable-legacy=on" \
+    "^flood mmio done 20000 accesses [0-9]+ unclaimed reads of all ones$;^flood mmio done 20000 claimed accesses features 0x[0-9a-f]+$;^SKIFF-TEST PASS flood$"
 case_def flood-msix pc $B/flood.elf 33 "-append 'mode=msix count=4000' -device virtio-rng-pci,disable-legacy=on" \
     "^flood msix start table entries [1-9][0-9]*$;^flood msix done 4000 table writes$;^SKIFF-TEST PASS flood$"
 case_def flood-vcon pc $B/flood.elf 33 "-append 'mode=vcon count=1048576' -device virtio-serial-pci,disable-legacy=on -device virtconsole,chardev=vc0 -chardev null,id=vc0" \

@@ -7,10 +7,12 @@
  *   mode=uart count=N      N bytes to COM1's THR with `rep outsb` (4 KiB per exit), no
  *                          LSR wait: the VMM's console buffer and its sinks take the flood.
  *   mode=pio count=N       N exits: `outl`/`inl` to unclaimed ports, cycling 0x1000-0xefff
- *                          (every one a different port), plus one `rep outsb` of 4 KiB to an
- *                          unclaimed (0x2000) and one to a claimed (0x80, POST code) port.
+ *                          (every one a different port), N/2 to the CMOS index and data
+ *                          ports (claimed), plus one `rep outsb` of 4 KiB to an unclaimed
+ *                          (0x2000) and one to a claimed (0x80, POST code) port.
  *   mode=mmio count=N      N dword writes and reads to unclaimed MMIO in the PCI hole, each
- *                          at a new address (0xd0000000 + 64 * i, wrapping after 256 MiB).
+ *                          at a new address (0xd0000000 + 64 * i, wrapping after 256 MiB);
+ *                          handled=1 (needs --rng): then N to virtio-rng's common config.
  *   mode=msix count=N      virtio-rng (--rng): N MSI-X table writes, each changing entry 0's
  *                          message (data, address, mask), plus MSI-X enable toggles through
  *                          PCI config space every 64 writes: each change is a new GSI route.
@@ -102,6 +104,11 @@ static void flood_pio(uint32_t count)
         }
         port = port >= 0xeffc ? 0x1000 : (uint16_t)(port + 4);
     }
+    /* Claimed ports too: the CMOS index and data registers (data only read). */
+    for (uint32_t i = 0; i < count / 4; i++) {
+        outb(0x70, (uint8_t)(i % 10));
+        (void)inb(0x71);
+    }
     for (uint32_t i = 0; i < sizeof(page); i++)
         page[i] = (uint8_t)i;
     uint32_t strings = 2; /* string I/O: KVM may exit once per byte, so keep it short */
@@ -109,7 +116,8 @@ static void flood_pio(uint32_t count)
         rep_outsb(0x2000, page, sizeof(page));
         rep_outsb(0x80, page, sizeof(page));
     }
-    kprintf("flood pio done %u exits %u strings %u unclaimed reads of all ones\n", count, strings, reads_ff);
+    kprintf("flood pio done %u exits %u cmos exits %u strings %u unclaimed reads of all ones\n", count, count / 4 * 2, strings,
+            reads_ff);
     test_pass();
 }
 
@@ -129,6 +137,21 @@ static void flood_mmio(uint32_t count)
         }
     }
     kprintf("flood mmio done %u accesses %u unclaimed reads of all ones\n", count, reads_ff);
+    if (arg("handled", 0)) {
+        /* Claimed MMIO: virtio-rng's common configuration, feature select and feature words. */
+        struct virtio_dev rng;
+        int r = virtio_find(VIRTIO_ID_RNG, 0, &rng);
+        if (r != 0)
+            test_fail("virtio-rng: %s", virtio_find_error(r));
+        uint32_t features_seen = 0;
+        for (uint32_t i = 0; i < count; i++) {
+            if (i & 1)
+                features_seen |= mmio_read32(rng.common + VIRTIO_COMMON_DF);
+            else
+                mmio_write32(rng.common + VIRTIO_COMMON_DFSELECT, (i >> 1) & 1);
+        }
+        kprintf("flood mmio done %u claimed accesses features 0x%x\n", count, features_seen);
+    }
     test_pass();
 }
 
