@@ -490,7 +490,8 @@ extension HostileGuestTests {
     /// virtio-console flood in a second monitor. Method: each monitor is pinned to its own host
     /// CPU (taskset; echo on CPU 0, hostile on CPU 1), as a host places VMs, so the test measures
     /// what one monitor does to another through shared host state, not CPU time-sharing on a
-    /// busy two-core machine; the medians of 40 round trips are compared.
+    /// busy two-core machine; the medians of 40 round trips are compared. (The first two CPUs
+    /// this process may use; fewer than two fails the test.)
     @Suite(.enabled(if: KVMAvailability.shouldRun, KVMAvailability.skipReason), .serialized)
     struct Neighbour {
         typealias Monitor = HostileGuestTests.Monitor
@@ -514,6 +515,20 @@ extension HostileGuestTests {
             return times
         }
 
+        /// The CPUs this process may run on (Cpus_allowed_list of /proc/self/status, e.g. "0-3,6").
+        static func allowedCPUs() -> [Int] {
+            guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }),
+                  let list = line.split(separator: ":").last else { return [] }
+            var cpus: [Int] = []
+            for part in list.trimmingCharacters(in: .whitespaces).split(separator: ",") {
+                let bounds = part.split(separator: "-").compactMap { Int($0) }
+                if bounds.count == 1 { cpus.append(bounds[0]) }
+                if bounds.count == 2, bounds[0] <= bounds[1] { cpus += Array(bounds[0]...bounds[1]) }
+            }
+            return cpus
+        }
+
         static func median(_ xs: [Double]) -> Double {
             let s = xs.sorted()
             return s.isEmpty ? .infinity : s[s.count / 2]
@@ -522,7 +537,9 @@ extension HostileGuestTests {
         @Test(arguments: [("mmio", "mode=mmio count=400000", [String]()), ("msix", "mode=msix count=400000", ["--rng"]),
                           ("vcon", "mode=vcon count=200000000", ["--console", "virtio"])])
         func anEchoVMKeepsItsLatencyWhileAHostileVMFloods(name: String, cmdline: String, devices: [String]) throws {
-            let echo = try Monitor(["--kernel", try HostileGuestTests.kernel, "--memory", "64M", "--cmdline", "mode=echo"], readOutput: false, cpu: 0)
+            let cpus = Self.allowedCPUs()
+            try #require(cpus.count >= 2, "the latency test pins two monitors to two CPUs; this process may use \(cpus)")
+            let echo = try Monitor(["--kernel", try HostileGuestTests.kernel, "--memory", "64M", "--cmdline", "mode=echo"], readOutput: false, cpu: cpus[0])
             defer { echo.stop() }
             // Read up to the ready line by hand (the output is not captured for this monitor).
             var seen = [UInt8]()
@@ -537,7 +554,7 @@ extension HostileGuestTests {
             try #require(String(decoding: seen, as: UTF8.self).contains("flood echo ready\n"), "\(String(decoding: seen, as: UTF8.self))")
 
             let before = Self.roundTrips(echo, count: 40)
-            let hostile = try Monitor(["--kernel", try HostileGuestTests.kernel, "--memory", "64M", "--cmdline", cmdline] + devices, cpu: 1)
+            let hostile = try Monitor(["--kernel", try HostileGuestTests.kernel, "--memory", "64M", "--cmdline", cmdline] + devices, cpu: cpus[1])
             #expect(hostile.waitFor("flood \(name) start"), "\(hostile.text)\(hostile.stderr)")
             let during = Self.roundTrips(echo, count: 40)
             let stillFlooding = hostile.process.isRunning && !hostile.text.contains("flood \(name) done")
