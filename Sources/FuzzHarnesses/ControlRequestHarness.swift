@@ -93,7 +93,8 @@ enum ControlRequestHarness {
                 throw FuzzInvariantViolation("a request's own frame is not one whole frame")
             }
             let again = try ControlFrame.decode(ControlRequest.self, from: payload)
-            try require(try ControlFrame.encode(again) == ControlFrame.encode(request), "\(request.name) request decodes back different")
+            let (first, second) = (try ControlFrame.encode(request), try ControlFrame.encode(again))
+            try require(first == second, "\(request.name) request decodes back different")
         } catch let violation as FuzzInvariantViolation {
             throw violation
         } catch {
@@ -116,7 +117,8 @@ enum ControlRequestHarness {
             var frame = try ControlFrame.encode(reply)
             guard let payload = try ControlFrame.take(from: &frame) else { throw FuzzInvariantViolation("a reply's frame is incomplete") }
             let again = try ControlFrame.decode(ControlReply.self, from: payload)
-            try require(try ControlFrame.encode(again) == ControlFrame.encode(reply), "the reply to \(request.name) decodes back different")
+            let (first, second) = (try ControlFrame.encode(reply), try ControlFrame.encode(again))
+            try require(first == second, "the reply to \(request.name) decodes back different")
         } catch let violation as FuzzInvariantViolation {
             throw violation
         } catch {

@@ -76,7 +76,7 @@ public enum FuzzSeeds {
                                   + frame(.sync, []) + frame(.state, stateFrame) + frame(.complete, [])))
                 }
             }
-            if seeds.count == 1 {
+            if name == states.first?.name {
                 let abort = (try? MigrationFrame.encode(MigrationAbort(reason: "source gave up"))) ?? []
                 seeds.append(("aborted-\(name)", frame(.hello, helloPayload) + frame(.pages, zeros.serialized()) + frame(.abort, abort)))
             }
