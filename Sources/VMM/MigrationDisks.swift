@@ -109,7 +109,7 @@ final class OutgoingDisks {
 }
 
 /// The disks a migration target creates and fills before the VM opens them.
-final class IncomingDisks {
+package final class IncomingDisks {
     private var devices: [any BlockDevice] = []
     private var created: [String] = []
     private let sizes: [UInt64]
