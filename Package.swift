@@ -124,7 +124,7 @@ let package = Package(
         .target(
             name: "FuzzHarnesses",
             dependencies: ["CSkiffSystem", "GuestMemory", "SystemExtras", "DeviceModel", "PCI", "Virtio", "VirtioBlock", "VirtioNet", "VirtioVsock", "Storage",
-                           "ArchX86", "Loader", "X86Emulator"],
+                           "ArchX86", "Loader", "X86Emulator", "BinaryCoding", "Snapshot", "Migration", "ControlProtocol", "VMM"],
             swiftSettings: strict),
         .testTarget(name: "FuzzHarnessTests", dependencies: ["FuzzHarnesses"]),
         .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),

@@ -5,6 +5,16 @@ Run from the repository root after `make -C guests` (the loader seeds are the gu
 kernels) with qemu-img installed (qcow2 seeds beyond the hostile-image fixtures). The output is
 committed; rerun only to change the seeds. Stream targets get deterministic pseudo-random bytes:
 their harnesses decode any input into operations.
+
+The snapshot-state seeds are real state files (a mode byte 0 or 1, then the file): snapshots
+of the guest kit's idle.elf with 16 MiB of RAM, one vCPU and no devices (idle-1cpu), two vCPUs
+with rng, balloon, a raw disk, vsock and a virtio console (devices-2cpu) and a diff snapshot of
+the latter (diff-devices-2cpu), taken with `skiff snapshot create` with the kernel, disk and
+sockets under /var/lib/skiff/demo (the paths the files record); they need KVM and are not
+rewritten here. The control-request and migration-stream seeds are encoded with BinaryCoding,
+so the harness package builds them: `SKIFF_FUZZ_SEEDS=DIR skiff-fuzz` writes them (the
+migration streams from the snapshot-state seeds); this script runs it when
+scripts/fuzz.sh has built the fuzzer.
 """
 import os
 import random
@@ -94,7 +104,21 @@ def loader_seeds():
         write("loader", name, prefix + data)
 
 
+def built_seeds():
+    fuzzer = os.path.join(ROOT, "fuzz", ".build", "release", "skiff-fuzz")
+    if not os.path.exists(fuzzer):
+        print("make-seeds: build the fuzzer first (scripts/fuzz.sh) for the control-request and migration-stream seeds")
+        return
+    for target in ["control-request", "migration-stream"]:
+        directory = os.path.join(CORPUS, target)
+        os.makedirs(directory, exist_ok=True)
+        env = dict(os.environ, SKIFF_FUZZ_TARGET=target, SKIFF_FUZZ_SEEDS=directory,
+                   SKIFF_FUZZ_STATES=os.path.join(CORPUS, "snapshot-state"))
+        subprocess.run([fuzzer], check=True, env=env)
+
+
 if __name__ == "__main__":
     stream_seeds()
     qcow2_seeds()
     loader_seeds()
+    built_seeds()

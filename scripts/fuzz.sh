@@ -24,7 +24,7 @@ targets() {
 # Largest input per target: images need room, the others are streams of small operations.
 max_len() {
     case "$1" in
-        qcow2|loader) echo 65536 ;;
+        qcow2|loader|snapshot-state|migration-stream) echo 65536 ;;
         *) echo 4096 ;;
     esac
 }

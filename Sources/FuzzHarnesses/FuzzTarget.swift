@@ -3,8 +3,9 @@
 /// `FuzzInvariantViolation` when a property they check fails.
 ///
 /// Inputs a guest controls: virtqueues, virtio-blk, virtio-net, vsock, balloon, PCI. Inputs a
-/// file controls: qcow2 images, kernel images. The x86 emulator sees guest memory and state.
-/// The control API and the snapshot and migration formats get targets here when they exist.
+/// file controls: qcow2 images, kernel images, snapshot state files. Inputs a peer controls:
+/// the migration stream a target receives, control API requests. The x86 emulator sees guest
+/// memory and state.
 public enum FuzzTarget: String, CaseIterable, Sendable {
     case splitQueue = "split-queue"
     case virtioBlock = "virtio-blk"
@@ -15,6 +16,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case qcow2 = "qcow2"
     case loader = "loader"
     case x86Emulator = "x86-emulator"
+    case snapshotState = "snapshot-state"
+    case migrationStream = "migration-stream"
+    case controlRequest = "control-request"
 
     /// Removes the files harnesses keep between inputs (the vsock harness's sockets, the qcow2
     /// harness's images); the next input creates them again.
@@ -35,6 +39,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .qcow2: try QCOW2Harness.run(data)
         case .loader: try LoaderHarness.run(data)
         case .x86Emulator: try X86EmulatorHarness.run(data)
+        case .snapshotState: try SnapshotStateHarness.run(data)
+        case .migrationStream: try MigrationStreamHarness.run(data)
+        case .controlRequest: try ControlRequestHarness.run(data)
         }
     }
 }

@@ -8,7 +8,7 @@ import BinaryCoding
 /// 8       4     format version (UInt32 LE) — loading refuses any other version
 /// 12      4     section count (UInt32 LE, at most `maxSections`)
 /// 16      ...   sections, each:
-///               16  name (ASCII, NUL-padded)
+///               16  name (printable ASCII, NUL-padded: nothing but NULs after it)
 ///               8   payload length (UInt64 LE, at most `maxSectionSize`)
 ///               8   CRC-64/XZ of the payload
 ///               n   payload (BinaryCoding)
@@ -101,8 +101,11 @@ public struct StateFile: Equatable, Sendable {
         var parsed: [(String, [UInt8])] = []
         for _ in 0..<count {
             guard trailerStart - offset >= Self.nameLength + 16 else { throw .truncated(path: path, what: "section header") }
-            let nameBytes = bytes[offset..<(offset + Self.nameLength)].prefix { $0 != 0 }
+            let field = bytes[offset..<(offset + Self.nameLength)]
+            let nameBytes = field.prefix { $0 != 0 }
             guard nameBytes.allSatisfy({ $0 > 0x20 && $0 < 0x7f }), !nameBytes.isEmpty else { throw .sections("a section name is not printable ASCII") }
+            // NUL-padded: bytes after the name's end would be dropped without notice.
+            guard field.dropFirst(nameBytes.count).allSatisfy({ $0 == 0 }) else { throw .sections("a section name is not NUL-padded") }
             let name = String(decoding: nameBytes, as: UTF8.self)
             let length = read64(bytes, offset + Self.nameLength)
             let crc = read64(bytes, offset + Self.nameLength + 8)

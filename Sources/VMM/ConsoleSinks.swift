@@ -13,6 +13,13 @@ public protocol ConsoleSink: AnyObject, Sendable {
     func deliver(_ bytes: UnsafeRawBufferPointer) -> Bool
     /// Called once when the console closes.
     func close()
+    /// Makes a `deliver` that is waiting for its reader give up soon (returning false): the
+    /// console is closing and its reader did not take the output in time.
+    func abandon()
+}
+
+extension ConsoleSink {
+    public func abandon() {}
 }
 
 /// Guest console output through a bounded buffer and a writer thread that feeds the sinks
@@ -74,10 +81,13 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
     public var droppedBytes: UInt64 { state.read { $0.dropped } }
 
     /// Delivers what is buffered (waiting at most `timeout` seconds), stops the thread and closes the sinks.
+    /// A sink whose reader is stuck (a full pipe nobody reads) is abandoned after the timeout, so
+    /// the monitor can still exit.
     public func close(timeout: Double = 2) {
         guard let thread else { return }
         _ = state.wait(until: { $0.head == $0.buffer.count }, timeout: timeout) { _ in () }
         state.update { $0.closing = true }
+        for sink in sinks.withLock({ $0 }) { sink.abandon() }
         thread.join()
         self.thread = nil
         for sink in sinks.withLock({ $0 }) { sink.close() }
@@ -113,12 +123,18 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
     }
 }
 
-/// Writes console output to a file descriptor (a terminal, a pipe, a file).
+/// Writes console output to a file descriptor (a terminal, a pipe, a file). It waits for the
+/// descriptor to be writable (poll) and writes at most `PIPE_BUF` bytes at a time, so a write
+/// never blocks for long on a pipe whose reader stopped, and `abandon()` can end the wait.
 public final class FileDescriptorSink: ConsoleSink, @unchecked Sendable {
-    // @unchecked: the descriptor is immutable; writes happen on the console thread only.
+    // @unchecked: the descriptor is immutable; writes happen on the console thread only;
+    // `abandoned` is atomic.
     private let fd: Int32
     /// Whether `close()` closes the descriptor (it was opened here).
     private let owned: Bool
+    private let abandoned = Atomic<Bool>(false)
+    /// Bytes per write(2): a pipe that polls writable has room for this many (PIPE_BUF).
+    static let chunk = 4096
 
     /// Output to `fd`, which stays open.
     public init(fd: Int32) {
@@ -139,19 +155,24 @@ public final class FileDescriptorSink: ConsoleSink, @unchecked Sendable {
         guard let base = bytes.baseAddress else { return true }
         var done = 0
         while done < bytes.count {
-            let n = Glibc.write(fd, base + done, bytes.count - done)
+            // Wait until writable, checking every 100 ms whether the console gave up on us.
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            let ready = poll(&p, 1, 100)
+            if abandoned.load(ordering: .relaxed) { return false }
+            if ready == 0 || (ready < 0 && errno == EINTR) { continue }
+            if ready < 0 || p.revents & Int16(POLLERR | POLLNVAL) != 0 { return false }
+            let n = Glibc.write(fd, base + done, min(bytes.count - done, Self.chunk))
             if n < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN {
-                    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                    _ = poll(&p, 1, 100)
-                    continue
-                }
+                if errno == EINTR || errno == EAGAIN { continue }
                 return false  // reader gone: drop output, keep the VM running
             }
             done += n
         }
         return true
+    }
+
+    public func abandon() {
+        abandoned.store(true, ordering: .relaxed)
     }
 
     public func close() {

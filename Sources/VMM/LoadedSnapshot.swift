@@ -38,26 +38,8 @@ struct LoadedSnapshot {
     private static func load(_ directory: String, depth: Int) throws -> LoadedSnapshot {
         guard depth < maxChainLength else { throw SnapshotError.incompatible("more than \(maxChainLength) diff snapshots in a chain") }
         let bytes = try SnapshotDirectoryReader.readState(directory)
-        let file = try StateFile(parsing: bytes, path: directory + "/" + SnapshotDirectoryWriter.stateFileName, known: SnapshotSection.all)
-        for name in SnapshotSection.all where !file.has(name) { throw SnapshotError.sections("section '\(name)' is missing") }
-        let configuration = try file.decode(SavedConfiguration.self, section: SnapshotSection.configuration)
-        try configuration.validate()
-        let image = try file.decode(MemoryImage.self, section: SnapshotSection.memory)
-        try image.validate()
-        let machine = try file.decode(MachineState.self, section: SnapshotSection.machine)
-        try machine.validate(vcpuCount: configuration.vcpuCount)
-        let devices = try file.decode(PlatformDevicesState.self, section: SnapshotSection.devices)
-        do {
-            try devices.validate()
-        } catch {
-            throw SnapshotError.invalid(section: SnapshotSection.devices, reason: error.description)
-        }
-        // The image must describe exactly the RAM this memory size gets.
-        let expected = try MemoryMap(ramSize: configuration.memorySize).ramRanges
-        guard expected.count == image.regions.count,
-              zip(expected, image.regions).allSatisfy({ $0.address == $1.guestAddress && $0.size == $1.size }) else {
-            throw SnapshotError.invalid(section: SnapshotSection.memory, reason: "the regions do not match \(configuration.memorySize >> 20) MiB of RAM")
-        }
+        let state = try SnapshotState(parsing: bytes, path: directory + "/" + SnapshotDirectoryWriter.stateFileName)
+        let (configuration, image, machine, devices) = (state.configuration, state.image, state.machine, state.devices)
         var chain: [(String, MemoryImage)] = []
         switch (configuration.parent, image.pages) {
         case (nil, nil):

@@ -109,19 +109,30 @@ final class OutgoingDisks {
 }
 
 /// The disks a migration target creates and fills before the VM opens them.
-final class IncomingDisks {
+package final class IncomingDisks {
     private var devices: [any BlockDevice] = []
     private var created: [String] = []
     private let sizes: [UInt64]
 
-    /// Creates each disk at `paths[i]` (which must not exist) as the source describes it.
-    init(_ descriptors: [DiskDescriptor], paths: [String]) throws(VMError) {
-        sizes = descriptors.map(\.size)
-        guard descriptors.count == paths.count else { throw VMError("the VM has \(descriptors.count) disks to copy and \(paths.count) disk paths") }
-        for (i, (d, path)) in zip(descriptors, paths).enumerated() {
+    /// Checks the source's description of the disks it will copy (one per disk path): each
+    /// disk's index, a size that is a positive multiple of 512 up to 1 PiB, a known format.
+    package static func check(_ descriptors: [DiskDescriptor], pathCount: Int) throws(VMError) -> [DiskFormat] {
+        guard descriptors.count == pathCount else { throw VMError("the VM has \(descriptors.count) disks to copy and \(pathCount) disk paths") }
+        var formats: [DiskFormat] = []
+        for (i, d) in descriptors.enumerated() {
             guard d.index == i, d.size > 0, d.size % 512 == 0, d.size <= 1 << 50, let format = DiskFormat(rawValue: d.format) else {
                 throw VMError("disk \(i) is described wrongly by the source")
             }
+            formats.append(format)
+        }
+        return formats
+    }
+
+    /// Creates each disk at `paths[i]` (which must not exist) as the source describes it.
+    init(_ descriptors: [DiskDescriptor], paths: [String]) throws(VMError) {
+        sizes = descriptors.map(\.size)
+        let formats = try Self.check(descriptors, pathCount: paths.count)
+        for (i, ((d, path), format)) in zip(zip(descriptors, paths), formats).enumerated() {
             if access(path, F_OK) == 0 { throw VMError("the copied disk \(i) would overwrite \(path), which exists (give the disk a new path)") }
             do {
                 switch format {

@@ -66,6 +66,7 @@ public enum VMLauncher {
         }
         let log = MonitorLog.logger(verbose: verbose)
         signal(SIGPIPE, SIG_IGN)
+        raiseOpenFilesLimit()
         // SIGTERM, SIGINT and SIGHUP stop the VM cleanly: blocked in every thread (they inherit
         // the mask) and taken by one thread with sigwait.
         let stopSignals = TerminationSignals()
@@ -222,4 +223,14 @@ public enum VMLauncher {
             return 1
         }
     }
+}
+
+/// Raises the soft open-files limit to the hard one, as a server holding one descriptor per
+/// connection should (a guest's vsock connections each hold one; the device still keeps a
+/// reserve under whatever limit applies, see `VsockLimits.descriptorReserve`).
+func raiseOpenFilesLimit() {
+    var r = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur < r.rlim_max else { return }
+    r.rlim_cur = r.rlim_max
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r)
 }

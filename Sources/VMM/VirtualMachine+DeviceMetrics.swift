@@ -1,9 +1,10 @@
 import VirtioBlock
 import Synchronization
 import VirtioNet
+import VirtioVsock
 
 extension VirtualMachine {
-    /// `diskN.*` and `netN.*` counters of the current devices (counted per kind in slot order).
+    /// `diskN.*`, `netN.*` and `vsock.*` counters of the current devices (counted per kind in slot order).
     static func deviceMetrics(_ virtio: VirtioDevices) -> [(name: String, value: UInt64)] {
         var out: [(name: String, value: UInt64)] = []
         var disks = 0
@@ -33,6 +34,17 @@ extension VirtualMachine {
                 out.append((p + "rx-throttled", load(c.rxThrottled)))
                 out.append((p + "tx-throttled", load(c.txThrottled)))
                 nets += 1
+            } else if let vsock = transport.device as? VirtioVsock {
+                let c = vsock.counters
+                out.append(("vsock.connections", UInt64(max(0, c.connections.load(ordering: .relaxed)))))
+                out.append(("vsock.connection-cap", UInt64(max(0, c.connectionCap.load(ordering: .relaxed)))))
+                out.append(("vsock.refused", c.refused.load(ordering: .relaxed)))
+                out.append(("vsock.connect-failures", c.connectFailures.load(ordering: .relaxed)))
+                out.append(("vsock.credit-violations", c.creditViolations.load(ordering: .relaxed)))
+                out.append(("vsock.bad-packets", c.badPackets.load(ordering: .relaxed)))
+                out.append(("vsock.dropped-resets", c.droppedResets.load(ordering: .relaxed)))
+                out.append(("vsock.pending-bytes", UInt64(max(0, c.pendingBytes.load(ordering: .relaxed)))))
+                out.append(("vsock.budget-resets", c.budgetResets.load(ordering: .relaxed)))
             }
         }
         return out

@@ -45,31 +45,12 @@ extension VirtualMachine {
     private static func receive(over connection: MigrationConnection, options: IncomingOptions, console: any ConsoleOutput,
                                 kvmPath: String) throws(VMError) -> VirtualMachine {
         let hello = try stream { () throws(MigrationError) in try connection.receive(.hello, as: MigrationHello.self) }
-        let saved = try stream { () throws(MigrationError) in
-            try MigrationFrame.decode(SavedConfiguration.self, hello.configuration, kind: .hello)
-        }
-        do {
-            try saved.validate()
-        } catch {
-            throw VMError(error.description)
-        }
-        let configuration = try saved.vmConfiguration(applying: options.restore)
-        let memoryMap: MemoryMap
-        do {
-            memoryMap = try MemoryMap(ramSize: configuration.memorySize)
-        } catch {
-            throw VMError("\(error)")
-        }
-        let pageCount = memoryMap.ramRanges.reduce(UInt64(0)) { $0 + $1.size / GuestMemory.pageSize }
-        guard hello.pageCount == pageCount else { throw VMError("the source sends \(hello.pageCount) pages for \(configuration.memorySize >> 20) MiB of RAM") }
+        let checked = try IncomingHello(hello, restore: options.restore)
+        let (saved, configuration, memoryMap, pageCount) = (checked.saved, checked.configuration, checked.memoryMap, checked.pageCount)
         // Disks copied with the VM are created where this VM's disks go (as given with --disk).
         var disks: IncomingDisks?
         if !hello.disks.isEmpty {
-            let paths = configuration.devices.compactMap { spec -> String? in
-                if case .block(let path, _, _, _) = spec { return path }
-                return nil
-            }
-            disks = try IncomingDisks(hello.disks, paths: paths)
+            disks = try IncomingDisks(hello.disks, paths: checked.diskPaths)
         }
         do {
             return try finishReceiving(over: connection, hello: hello, saved: saved, configuration: configuration, memoryMap: memoryMap,
@@ -142,22 +123,8 @@ extension VirtualMachine {
         }
         guard let stateBytes else { throw VMError("the source ended the stream without the VM state") }
         try disks?.finish()
-        let known: Set<String> = [SnapshotSection.configuration, SnapshotSection.machine, SnapshotSection.devices]
-        let machineState: MachineState
-        let deviceState: PlatformDevicesState
-        do {
-            let file = try StateFile(parsing: stateBytes, path: "migration stream", known: known)
-            machineState = try file.decode(MachineState.self, section: SnapshotSection.machine)
-            deviceState = try file.decode(PlatformDevicesState.self, section: SnapshotSection.devices)
-        } catch {
-            throw VMError(error.description)
-        }
-        try machineState.validate(vcpuCount: configuration.vcpuCount)
-        do {
-            try deviceState.validate()
-        } catch {
-            throw VMError("device state: \(error)")
-        }
+        let state = try IncomingState(parsing: stateBytes, vcpuCount: configuration.vcpuCount)
+        let (machineState, deviceState) = (state.machine, state.devices)
         try LoadedSnapshot.checkHost(machineState, template: saved.cpuTemplate, supportedCPUID: supported,
                                      tscDeadline: kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0)
         StartTrace.mark("state-checked")
@@ -186,7 +153,7 @@ extension VirtualMachine {
     }
 
     /// Writes a batch into guest RAM (page numbers count across the regions in order).
-    private static func apply(_ batch: PageBatch, to memory: GuestMemory) throws(VMError) {
+    package static func apply(_ batch: PageBatch, to memory: GuestMemory) throws(VMError) {
         var dataOffset = 0
         for page in batch.pages {
             var number = page.number
@@ -216,6 +183,80 @@ extension VirtualMachine {
             }
             guard placed else { throw VMError("page \(page.number) is outside guest RAM") }
         }
+    }
+}
+
+/// The source's hello as the target checks it: the VM's saved configuration (valid, and
+/// giving a VM configuration with the restore options applied), its memory map, and a page
+/// count that matches the memory size.
+package struct IncomingHello {
+    package let hello: MigrationHello
+    let saved: SavedConfiguration
+    let configuration: VMConfiguration
+    package let memoryMap: MemoryMap
+    /// Guest RAM in pages: every page number in the stream is below it.
+    package let pageCount: UInt64
+    /// Where the copied disks go: this VM's disk paths, in order.
+    package let diskPaths: [String]
+
+    package var vcpuCount: Int { configuration.vcpuCount }
+    package var memorySize: UInt64 { configuration.memorySize }
+
+    package init(_ hello: MigrationHello, restore: RestoreOptions) throws(VMError) {
+        self.hello = hello
+        saved = try stream { () throws(MigrationError) in
+            try MigrationFrame.decode(SavedConfiguration.self, hello.configuration, kind: .hello)
+        }
+        do {
+            try saved.validate()
+        } catch {
+            throw VMError(error.description)
+        }
+        configuration = try saved.vmConfiguration(applying: restore)
+        do {
+            memoryMap = try MemoryMap(ramSize: configuration.memorySize)
+        } catch {
+            throw VMError("\(error)")
+        }
+        pageCount = memoryMap.ramRanges.reduce(UInt64(0)) { $0 + $1.size / GuestMemory.pageSize }
+        guard hello.pageCount == pageCount else { throw VMError("the source sends \(hello.pageCount) pages for \(configuration.memorySize >> 20) MiB of RAM") }
+        diskPaths = configuration.devices.compactMap { spec -> String? in
+            if case .block(let path, _, _, _) = spec { return path }
+            return nil
+        }
+    }
+}
+
+/// The state frame as the target checks it: a state file whose machine and device sections
+/// decode and validate for the VM's vCPU count.
+package struct IncomingState: Equatable {
+    let machine: MachineState
+    let devices: PlatformDevicesState
+
+    static let known: Set<String> = [SnapshotSection.configuration, SnapshotSection.machine, SnapshotSection.devices]
+
+    package init(parsing bytes: [UInt8], vcpuCount: Int) throws(VMError) {
+        do throws(SnapshotError) {
+            let file = try StateFile(parsing: bytes, path: "migration stream", known: Self.known)
+            machine = try file.decode(MachineState.self, section: SnapshotSection.machine)
+            devices = try file.decode(PlatformDevicesState.self, section: SnapshotSection.devices)
+        } catch {
+            throw VMError(error.description)
+        }
+        try machine.validate(vcpuCount: vcpuCount)
+        do {
+            try devices.validate()
+        } catch {
+            throw VMError("device state: \(error)")
+        }
+    }
+
+    /// A state file holding the machine and device sections again.
+    package func serialized() throws(SnapshotError) -> [UInt8] {
+        var file = StateFile()
+        try file.add(SnapshotSection.machine, machine)
+        try file.add(SnapshotSection.devices, devices)
+        return file.serialized()
     }
 }
 

@@ -1,35 +1,53 @@
 /// A FIFO of bytes with a hard capacity: what a connection has taken from the guest but
-/// the host socket has not accepted yet. Storage grows on demand up to the capacity.
+/// the host socket has not accepted yet. Storage is a list of 4 KiB chunks, allocated as bytes
+/// arrive and freed as they leave, so the memory held follows what is queued (at most one
+/// chunk more) instead of the largest the queue ever was.
 struct VsockByteQueue {
+    static let chunkSize = 4096
     let capacity: Int
-    private var storage: [UInt8] = []
+    private var chunks: [[UInt8]] = []
+    /// Bytes of `chunks[0]` already consumed.
     private var head = 0
+    private(set) var count = 0
 
     init(capacity: Int) { self.capacity = capacity }
 
-    var count: Int { storage.count - head }
     var isEmpty: Bool { count == 0 }
     var freeSpace: Int { capacity - count }
 
     /// Appends all of `bytes`; returns false (appending nothing) if they do not fit.
     mutating func append(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard bytes.count <= freeSpace else { return false }
-        if head > 0 && head >= storage.count / 2 {
-            storage.removeFirst(head)
-            head = 0
+        var offset = 0
+        while offset < bytes.count {
+            if chunks.last.map({ $0.count == Self.chunkSize }) ?? true {
+                var chunk: [UInt8] = []
+                chunk.reserveCapacity(Self.chunkSize)
+                chunks.append(chunk)
+            }
+            let last = chunks.count - 1
+            let n = min(Self.chunkSize - chunks[last].count, bytes.count - offset)
+            chunks[last].append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]))
+            offset += n
         }
-        storage.append(contentsOf: bytes)
+        count += bytes.count
         return true
     }
 
-    /// Calls `body` with the queued bytes; it returns how many it consumed.
+    /// Calls `body` with the queued bytes, one chunk at a time, while it consumes each whole;
+    /// it returns how many it consumed (fewer: the reader is full, stop).
     mutating func drain(_ body: (UnsafeRawBufferPointer) -> Int) {
-        guard !isEmpty else { return }
-        let used = storage.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[head...])) }
-        head += max(0, min(used, count))
-        if head == storage.count {
-            storage.removeAll(keepingCapacity: storage.capacity <= 16 * 1024)
-            head = 0
+        while let first = chunks.first {
+            let available = first.count - head
+            let used = first.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[head...])) }
+            let taken = max(0, min(used, available))
+            head += taken
+            count -= taken
+            if head == first.count {
+                chunks.removeFirst()
+                head = 0
+            }
+            if taken < available { return }
         }
     }
 }

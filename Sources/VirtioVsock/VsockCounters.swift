@@ -6,6 +6,9 @@ public final class VsockCounters: Sendable {
     public let connections = Atomic<Int>(0)
     /// Connections that reached the established state.
     public let established = Atomic<UInt64>(0)
+    /// The connection limit in force: `VsockLimits.maxConnections`, or fewer to keep
+    /// `VsockLimits.descriptorReserve` descriptors free under the open-files limit.
+    public let connectionCap = Atomic<Int>(0)
     /// Connections refused because the connection limit was reached.
     public let refused = Atomic<UInt64>(0)
     /// Guest connection requests to a host port with no listener at `PATH_port`.
@@ -18,6 +21,10 @@ public final class VsockCounters: Sendable {
     public let badPackets = Atomic<UInt64>(0)
     /// Packets with an operation this device does not know.
     public let unknownOps = Atomic<UInt64>(0)
+    /// Guest data waiting for host sockets now (all connections).
+    public let pendingBytes = Atomic<Int>(0)
+    /// Connections reset because their data would have passed `VsockLimits.maxPendingBytes`.
+    public let budgetResets = Atomic<UInt64>(0)
     /// Connections reset because the guest sent more than its credit allowed.
     public let creditViolations = Atomic<UInt64>(0)
     /// RST packets not queued because the bounded reset queue was full.

@@ -33,6 +33,9 @@ package final class VsockMuxer: @unchecked Sendable {
     private let listenerFD: Int32
     private let limits: VsockLimits
     private let counters: VsockCounters
+    /// Connections at most: `limits.maxConnections`, lowered to leave `limits.descriptorReserve`
+    /// descriptors under the open-files limit.
+    let connectionCap: Int
     private var rx: SplitQueue
     private var tx: SplitQueue
     private let rxNotifier: EventFD
@@ -46,6 +49,13 @@ package final class VsockMuxer: @unchecked Sendable {
     private var timerRunning = false
 
     private var connections: [UInt64: VsockConnection] = [:]
+    /// Bytes in all connections' `pending` queues (bounded by `limits.maxPendingBytes`).
+    private var pendingBytes = 0
+
+    private func adjustPending(_ delta: Int) {
+        pendingBytes += delta
+        counters.pendingBytes.add(delta, ordering: .relaxed)
+    }
     private var byKey: [VsockConnectionKey: UInt64] = [:]
     private var nextID: UInt64 = 1
     private var nextLocalPort: UInt32 = 1 << 30
@@ -73,6 +83,8 @@ package final class VsockMuxer: @unchecked Sendable {
         self.listenerFD = listenerFD
         self.limits = limits
         self.counters = counters
+        connectionCap = Self.connectionCap(limits: limits, openFiles: Self.openFilesLimit(), openNow: Self.openDescriptorCount())
+        counters.connectionCap.store(connectionCap, ordering: .relaxed)
         rx = a.queues[VirtioVsock.rxQueue]
         tx = a.queues[VirtioVsock.txQueue]
         rxNotifier = a.notifiers[VirtioVsock.rxQueue]
@@ -83,9 +95,34 @@ package final class VsockMuxer: @unchecked Sendable {
         scratch = .allocate(byteCount: VsockHeader.size + Self.maxPayload, alignment: 16)
     }
 
+    /// The connection cap for an open-files limit of `openFiles` (nil: unknown or unlimited)
+    /// with `openNow` descriptors in use (nil: unknown, counted as zero).
+    static func connectionCap(limits: VsockLimits, openFiles: Int?, openNow: Int?) -> Int {
+        guard let openFiles else { return max(0, limits.maxConnections) }
+        let room = openFiles - (openNow ?? 0) - limits.descriptorReserve
+        return max(0, min(limits.maxConnections, room))
+    }
+
+    /// The soft RLIMIT_NOFILE, or nil when unlimited or unknown.
+    static func openFilesLimit() -> Int? {
+        var r = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur != rlim_t.max else { return nil }  // RLIM_INFINITY
+        return Int(clamping: r.rlim_cur)
+    }
+
+    /// Descriptors this process has open (entries of /proc/self/fd), or nil if unreadable.
+    static func openDescriptorCount() -> Int? {
+        guard let dir = opendir("/proc/self/fd") else { return nil }
+        defer { closedir(dir) }
+        var n = 0
+        while readdir(dir) != nil { n += 1 }
+        return max(0, n - 3)  // ".", ".." and the directory's own descriptor
+    }
+
     deinit {
         scratch.deallocate()
         counters.connections.subtract(connections.count, ordering: .relaxed)
+        counters.pendingBytes.subtract(pendingBytes, ordering: .relaxed)
     }
 
     /// The backends the worker watches, in `Backend` order, all unwatched until `attach`.
@@ -197,6 +234,7 @@ package final class VsockMuxer: @unchecked Sendable {
         c.inReadSet = false
         c.inWriteSet = false
         connections[c.id] = nil
+        adjustPending(-c.pending.count)
         if let key = c.key, byKey[key] == c.id { byKey[key] = nil }
         counters.connections.subtract(1, ordering: .relaxed)
         if notifyGuest, let key = c.key, c.state != .awaitingConnectLine {
@@ -288,7 +326,7 @@ package final class VsockMuxer: @unchecked Sendable {
         for _ in 0..<64 {
             switch UnixSocket.accept(listenerFD) {
             case .success(let fd):
-                guard connections.count < limits.maxConnections else {
+                guard connections.count < connectionCap else {
                     counters.refused.add(1, ordering: .relaxed)
                     continue  // `fd` closes here
                 }
@@ -401,10 +439,11 @@ package final class VsockMuxer: @unchecked Sendable {
                 failed = true
                 return 0
             }
-            written = n
+            written += n
             return n
         }
         c.fwdCount &+= UInt32(written)
+        adjustPending(-written)
         counters.bytesToHost.add(UInt64(written), ordering: .relaxed)
         if failed {
             reset(c, notifyGuest: true)
@@ -540,7 +579,7 @@ package final class VsockMuxer: @unchecked Sendable {
     }
 
     private func openGuestInitiated(_ key: VsockConnectionKey, _ h: VsockHeader) {
-        guard connections.count < limits.maxConnections else {
+        guard connections.count < connectionCap else {
             counters.refused.add(1, ordering: .relaxed)
             return replyReset(to: h)
         }
@@ -606,8 +645,12 @@ package final class VsockMuxer: @unchecked Sendable {
             counters.bytesToHost.add(UInt64(n), ordering: .relaxed)
         }
         if offset < length {
+            guard pendingBytes + (length - offset) <= limits.maxPendingBytes else {
+                counters.budgetResets.add(1, ordering: .relaxed)
+                return reset(c, notifyGuest: true)
+            }
             // Fits: the credit check above bounds what is in flight by the buffer size.
-            _ = c.pending.append(UnsafeRawBufferPointer(rebasing: payload[offset...]))
+            if c.pending.append(UnsafeRawBufferPointer(rebasing: payload[offset...])) { adjustPending(length - offset) }
         }
         afterFlush(c)
     }

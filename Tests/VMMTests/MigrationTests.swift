@@ -300,7 +300,8 @@ struct DiskCopyMigrationTests {
         var options = IncomingOptions()
         options.restore.deviceOverrides = [.block(path: dir.file("dst.qcow2"), format: .qcow2, readOnly: false, serial: nil)]
         let target = try IncomingVM(.unix(path: dir.file("m.sock")), options: options)
-        let count = 400
+        // Enough writes that the guest is still writing when the move ends on a loaded host.
+        let count = 1500
         let source = try RunningVM.boot("virtio-blk.elf", cmdline: "mode=seq count=\(count)") {
             $0.devices = [.block(path: dir.file("src.qcow2"), format: .qcow2, readOnly: false, serial: nil)]
         }
@@ -316,7 +317,7 @@ struct DiskCopyMigrationTests {
         // and the base still shows through where the guest did not write.
         let check = try Storage.DiskImage.open(path: dir.file("dst.qcow2"), format: .qcow2, readOnly: true)
         var buffer = [UInt8](repeating: 0, count: 512)
-        for k in [1, 16, 33, 100, 250, count] {
+        for k in [1, 16, 33, 100, 250, 1000, count] {
             try buffer.withUnsafeMutableBytes { try check.read(at: UInt64(k * 512), into: $0) }
             #expect(buffer == SnapshotDeviceTests.sectorPattern(UInt64(k)), "sector \(k)")
         }

@@ -82,9 +82,11 @@ struct WorkloadChecker {
         let hash: UInt64
     }
 
-    /// The seq/hash lines of `text` in order.
+    /// The seq/hash lines of `text` in order; a last line without its newline (output read
+    /// while the guest writes, or cut by a kill) is not judged.
     static func lines(_ text: String) -> [Line] {
-        text.split(separator: "\n").compactMap { line in
+        let complete = text.lastIndex(of: "\n").map { text[...$0] } ?? ""
+        return complete.split(separator: "\n").compactMap { line in
             let words = line.split(separator: " ")
             guard words.count == 3, words[0] == "WL", words[1].hasPrefix("seq="), words[2].hasPrefix("hash="),
                   let seq = UInt64(words[1].dropFirst(4)), let hash = UInt64(words[2].dropFirst(5), radix: 16) else { return nil }

@@ -275,6 +275,63 @@ struct VsockFlowControlTests {
     }
 }
 
+/// The device-wide budget for guest data waiting on host sockets.
+struct VsockPendingBudgetTests {
+    @Test func connectionsWhoseDataWouldPassTheBudgetAreReset() throws {
+        var limits = VsockLimits()
+        limits.bufferSize = 64 * 1024
+        limits.maxPendingBytes = 160 * 1024  // room for two and a half full connections
+        let v = try VsockHarness(limits: limits)
+        let service = try HostListener(path: v.path + "_8")
+        try v.start()
+        try v.postRx(64)
+        // Four guest connections to a host that accepts and never reads.
+        var hosts: [HostSocket] = []
+        for port in 0..<4 {
+            try v.send(v.guestHeader(op: op.request, src: UInt32(100 + port), dst: 8))
+            hosts.append(try #require(try service.accept()))
+        }
+        #expect(try v.receiveAll().filter { $0.header.op == op.response }.count == 4)
+        // Each sends 4 KiB packets, always within its credit (following the device's credit
+        // updates), until no more credit comes (the host socket is full and 64 KiB wait in the
+        // device) or the device resets it.
+        let chunk = [UInt8](repeating: 0x33, count: 4096)
+        var resets = 0
+        for port in 0..<4 {
+            let src = UInt32(100 + port)
+            var sent = 0
+            var acked = 0
+            var wasReset = false
+            while !wasReset && sent < 1 << 20 {
+                let canSend = sent - acked + chunk.count <= limits.bufferSize
+                if canSend {
+                    try v.send(v.guestHeader(op: op.rw, src: src, dst: 8), payload: chunk)
+                    sent += chunk.count
+                    _ = eventually(0.2) { (try? v.tx.usedIndex()) == v.tx.availIdx }
+                }
+                var moved = false
+                for p in try v.receiveAll(timeout: canSend ? 0.01 : 0.3) where p.header.dstPort == src {
+                    if p.header.op == op.rst { wasReset = true }
+                    if Int(p.header.fwdCnt) > acked {
+                        acked = Int(p.header.fwdCnt)
+                        moved = true
+                    }
+                }
+                if !wasReset && !canSend && !moved { break }  // full: no more credit will come
+            }
+            if wasReset { resets += 1 }
+        }
+        let pending = v.device.counters.pendingBytes.load(ordering: .relaxed)
+        #expect(pending <= limits.maxPendingBytes, "\(pending) bytes pending")
+        // Two connections fill their 64 KiB; the third and fourth would pass 160 KiB.
+        #expect(resets == 2)
+        #expect(v.device.counters.budgetResets.load(ordering: .relaxed) == 2)
+        #expect(pending == 2 * limits.bufferSize, "\(pending) bytes pending")
+        #expect(v.device.counters.creditViolations.load(ordering: .relaxed) == 0, "the guest kept to its credit")
+        _ = hosts
+    }
+}
+
 struct VsockHostileGuestTests {
     @Test func malformedPacketsAreDroppedOrReset() throws {
         let v = try VsockHarness()
@@ -384,5 +441,56 @@ struct VsockHostileGuestTests {
         try v.postRx(8)
         let got = try v.receiveAll().filter { $0.header.op == op.rw }.reduce(0) { $0 + $1.payload.count }
         #expect(got == 10000)
+    }
+}
+
+/// The connection cap keeps `descriptorReserve` descriptors free under the open-files limit.
+struct VsockConnectionCapTests {
+    @Test func theCapLeavesTheReserveUnderTheOpenFilesLimit() {
+        let limits = VsockLimits()
+        // Plenty of descriptors: the configured limit.
+        #expect(VsockMuxer.connectionCap(limits: limits, openFiles: 1 << 20, openNow: 40) == limits.maxConnections)
+        #expect(VsockMuxer.connectionCap(limits: limits, openFiles: nil, openNow: 40) == limits.maxConnections)
+        // A common soft limit of 1024 with 40 open: 1024 - 40 - 128.
+        #expect(VsockMuxer.connectionCap(limits: limits, openFiles: 1024, openNow: 40) == 1024 - 40 - limits.descriptorReserve)
+        // Unknown open count: counted as none.
+        #expect(VsockMuxer.connectionCap(limits: limits, openFiles: 512, openNow: nil) == 512 - limits.descriptorReserve)
+        // No room at all: no connections, never a negative cap.
+        #expect(VsockMuxer.connectionCap(limits: limits, openFiles: 100, openNow: 40) == 0)
+    }
+}
+
+/// The pending queue of one connection: FIFO order across chunks, its capacity, partial drains.
+struct VsockByteQueueTests {
+    @Test func bytesComeOutInOrderAcrossChunksAndPartialReads() {
+        var q = VsockByteQueue(capacity: 20000)
+        var next: UInt8 = 0
+        var expected: [UInt8] = []
+        var rng = SystemRandomNumberGenerator()
+        var out: [UInt8] = []
+        for _ in 0..<200 {
+            let n = Int.random(in: 0...3000, using: &rng)
+            let bytes = (0..<n).map { _ -> UInt8 in defer { next &+= 1 }; return next }
+            let fits = bytes.count <= q.freeSpace
+            #expect(bytes.withUnsafeBytes { q.append($0) } == fits)
+            if fits { expected += bytes }
+            // A reader that takes a random part of what it is offered.
+            let budget = Int.random(in: 0...5000, using: &rng)
+            var left = budget
+            q.drain { chunk in
+                let take = min(left, chunk.count)
+                out += chunk[0..<take]
+                left -= take
+                return take
+            }
+            #expect(q.count == expected.count - out.count)
+            #expect(q.count <= q.capacity)
+        }
+        q.drain { chunk in
+            out += chunk
+            return chunk.count
+        }
+        #expect(out == expected)
+        #expect(q.isEmpty && q.freeSpace == q.capacity)
     }
 }

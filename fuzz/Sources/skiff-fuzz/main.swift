@@ -24,6 +24,49 @@ guard let target = FuzzTarget(rawValue: name) else {
 }
 selectedTarget = target
 
+// SKIFF_FUZZ_SEEDS=DIR: write the seeds this target builds from values into DIR and exit
+// (the migration stream's come from the snapshot state files in SKIFF_FUZZ_STATES).
+if let directory = getenv("SKIFF_FUZZ_SEEDS").map({ String(cString: $0) }) {
+    var seeds: [(name: String, bytes: [UInt8])] = []
+    switch target {
+    case .controlRequest:
+        seeds = FuzzSeeds.controlRequests()
+    case .migrationStream:
+        let states = getenv("SKIFF_FUZZ_STATES").map { String(cString: $0) } ?? "fuzz/corpus/snapshot-state"
+        var inputs: [(name: String, bytes: [UInt8])] = []
+        if let dir = opendir(states) {
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                guard !name.hasPrefix("."), let file = fopen(states + "/" + name, "rb") else { continue }
+                var bytes: [UInt8] = []
+                var chunk = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = fread(&chunk, 1, chunk.count, file)
+                    if n <= 0 { break }
+                    bytes += chunk[0..<n]
+                }
+                fclose(file)
+                inputs.append((name, bytes))
+            }
+            closedir(dir)
+        }
+        seeds = FuzzSeeds.migrationStreams(fromStates: inputs.sorted { $0.name < $1.name })
+    default:
+        printError("skiff-fuzz: \(target.rawValue) has no built seeds")
+        exit(2)
+    }
+    for seed in seeds {
+        guard let file = fopen(directory + "/" + seed.name, "wb") else {
+            printError("skiff-fuzz: cannot write \(directory)/\(seed.name)")
+            exit(1)
+        }
+        _ = seed.bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+        fclose(file)
+    }
+    printError("skiff-fuzz: wrote \(seeds.count) seeds to \(directory)")
+    exit(0)
+}
+
 // The vsock and qcow2 harnesses keep sockets and images in temporary directories.
 atexit { FuzzTarget.removeTemporaryFiles() }
 
