@@ -35,10 +35,20 @@ public enum SeccompAllowList {
     }
 
     /// Calls refused with an errno rather than the default action.
-    static func refusals(for role: ThreadRole) -> [SeccompCompiler.Refusal] {
+    static func refusals(for role: ThreadRole, profile: SeccompProfile = SeccompProfile()) -> [SeccompCompiler.Refusal] {
+        var refusals: [SeccompCompiler.Refusal] = []
         // clone3 passes its flags in memory, out of a filter's reach; ENOSYS makes glibc
         // fall back to clone(2), whose flags the spawner's rule checks.
-        role == .spawner ? [SeccompCompiler.Refusal(name: "clone3", errno: ENOSYS)] : []
+        if role == .spawner { refusals.append(.init(name: "clone3", errno: ENOSYS)) }
+        // glibc's malloc reads /proc/sys/vm/overcommit_memory the first time it shrinks a
+        // thread's heap (any thread, after freeing a lot): refused, it shrinks with
+        // MADV_DONTNEED, which every thread may. Roles that may open files read-only keep that.
+        let overcommitRead = [ArgumentCheck.equals32(index: 2, value: openFlags(O_RDONLY | O_CLOEXEC))]
+        let opens = rules(for: role, profile: profile).filter { $0.name == "openat" }
+        if !opens.contains(where: { $0.checks.isEmpty || $0.checks == overcommitRead }) {
+            refusals.append(.init(name: "openat", errno: EACCES, checks: overcommitRead))
+        }
+        return refusals
     }
 
     /// The name of system call `number` on this architecture.
@@ -71,6 +81,8 @@ public enum SeccompAllowList {
     static let EPOLL_CTL_MOD: UInt64 = 3
     static let F_OFD_SETLK: UInt64 = 37
     static let AT_SYMLINK_NOFOLLOW_FLAG = UInt64(AT_SYMLINK_NOFOLLOW)
+    /// AT_EMPTY_PATH (<fcntl.h>, _GNU_SOURCE).
+    static let AT_EMPTY_PATH_FLAG: UInt64 = 0x1000
     static func openFlags(_ flags: Int32) -> UInt64 { UInt64(UInt32(bitPattern: flags)) }
 
     // MARK: Every thread
@@ -147,6 +159,15 @@ public enum SeccompAllowList {
         SyscallRule("timerfd_create", reason: "a rate limiter's timer"),
         SyscallRule("timerfd_settime", reason: "a paused or reset virtio-net device fires its timer once, so that the resumed worker retries"),
         SyscallRule("close", reason: "releases a stopped worker's descriptors"),
+        // The vsock device sizes its connection cap from the open-files limit and the descriptors open.
+        SyscallRule("prlimit64", [.masked(index: 0, mask: ~0, value: 0), .masked(index: 2, mask: ~0, value: 0)],
+                    label: "prlimit64 of this process, reading only", reason: "vsock activation: the open-files limit (getrlimit)"),
+        SyscallRule("openat", [.equals32(index: 2, value: openFlags(O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_DIRECTORY))],
+                    label: "openat O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY", reason: "vsock activation: opendir(/proc/self/fd) counts open descriptors"),
+        SyscallRule("getdents64", reason: "vsock activation: reads /proc/self/fd"),
+        SyscallRule("fstat", reason: "vsock activation: opendir checks its descriptor"),
+        SyscallRule("newfstatat", [.equals32(index: 3, value: AT_EMPTY_PATH_FLAG)], label: "newfstatat AT_EMPTY_PATH",
+                    reason: "vsock activation: opendir checks its descriptor (fstat)"),
     ]
 
     /// Pausing and continuing the vCPUs and devices, and saving their state (snapshot, migration).

@@ -20,6 +20,19 @@ enum SeccompCompiler {
     struct Refusal {
         let name: String
         let errno: Int32
+        /// Argument checks; empty: every call of `name`.
+        var checks: [ArgumentCheck] = []
+    }
+
+    static func comparisons(_ checks: [ArgumentCheck]) -> [scmp_arg_cmp] {
+        checks.map { check -> scmp_arg_cmp in
+            switch check {
+            case .equals32(let index, let value):
+                return scmp_arg_cmp(arg: index, op: SCMP_CMP_MASKED_EQ, datum_a: 0xffff_ffff, datum_b: value & 0xffff_ffff)
+            case .masked(let index, let mask, let value):
+                return scmp_arg_cmp(arg: index, op: SCMP_CMP_MASKED_EQ, datum_a: mask, datum_b: value & mask)
+            }
+        }
     }
 
     static func compile(_ rules: [SyscallRule], refusals: [Refusal] = [], action: SeccompAction) throws(SeccompError) -> Program {
@@ -40,14 +53,7 @@ enum SeccompCompiler {
         _ = seccomp_attr_set(context, SCMP_FLTATR_CTL_OPTIMIZE, 2)
         for rule in merged(rules) {
             let number = try resolve(rule.name)
-            var comparisons = rule.checks.map { check -> scmp_arg_cmp in
-                switch check {
-                case .equals32(let index, let value):
-                    return scmp_arg_cmp(arg: index, op: SCMP_CMP_MASKED_EQ, datum_a: 0xffff_ffff, datum_b: value & 0xffff_ffff)
-                case .masked(let index, let mask, let value):
-                    return scmp_arg_cmp(arg: index, op: SCMP_CMP_MASKED_EQ, datum_a: mask, datum_b: value & mask)
-                }
-            }
+            var comparisons = comparisons(rule.checks)
             let r = comparisons.withUnsafeMutableBufferPointer { buffer in
                 seccomp_rule_add_array(context, cseccomp_action_allow(), number, UInt32(buffer.count), buffer.baseAddress)
             }
@@ -57,7 +63,10 @@ enum SeccompCompiler {
         }
         for refusal in refusals {
             let number = try resolve(refusal.name)
-            let r = seccomp_rule_add_array(context, cseccomp_action_errno(UInt16(refusal.errno)), number, 0, nil)
+            var comparisons = comparisons(refusal.checks)
+            let r = comparisons.withUnsafeMutableBufferPointer { buffer in
+                seccomp_rule_add_array(context, cseccomp_action_errno(UInt16(refusal.errno)), number, UInt32(buffer.count), buffer.baseAddress)
+            }
             guard r == 0 else { throw SeccompError("cannot refuse \(refusal.name): \(String(cString: strerror(-r)))") }
         }
         return try export(context)

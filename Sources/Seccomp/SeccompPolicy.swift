@@ -28,12 +28,13 @@ public final class SeccompPolicy: ThreadConfinement {
         var programs: [ThreadRole: SeccompCompiler.Program] = [:]
         for role in ThreadRole.allCases {
             let rules = SeccompAllowList.rules(for: role, profile: plain)
-            programs[role] = try SeccompCompiler.compile(rules, refusals: SeccompAllowList.refusals(for: role), action: action)
+            programs[role] = try SeccompCompiler.compile(rules, refusals: SeccompAllowList.refusals(for: role, profile: plain), action: action)
         }
         self.programs = programs
         var rebuilding = profile
         rebuilding.mainRebuildsMachines = true
-        mainRebuilding = try SeccompCompiler.compile(SeccompAllowList.rules(for: .main, profile: rebuilding), action: action)
+        mainRebuilding = try SeccompCompiler.compile(SeccompAllowList.rules(for: .main, profile: rebuilding),
+                                                     refusals: SeccompAllowList.refusals(for: .main, profile: rebuilding), action: action)
     }
 
     /// Turns seccomp on for this process: compiles the filters and confines every thread
