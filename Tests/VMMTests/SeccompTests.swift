@@ -32,6 +32,22 @@ struct SeccompFilterTests {
         }
     }
 
+    /// glibc's one-time read of /proc/sys/vm/overcommit_memory fails with EACCES on threads that
+    /// may not open files read-only (their lists have no such open); only that exact open.
+    @Test func theOvercommitReadIsRefusedWhereOpensAreNotAllowed() throws {
+        let profile = SeccompProfile()
+        for role in ThreadRole.allCases {
+            let refusals = SeccompAllowList.refusals(for: role, profile: profile).filter { $0.name == "openat" }
+            #expect(refusals.count == (role == .migration || role == .spawner ? 0 : 1), "\(role.rawValue)")
+            for r in refusals {
+                #expect(r.errno == EACCES && r.checks == [.equals32(index: 2, value: UInt64(O_RDONLY | O_CLOEXEC))], "\(role.rawValue)")
+            }
+        }
+        // It compiles beside the roles' own conditional opens.
+        _ = try SeccompCompiler.compile(SeccompAllowList.rules(for: .consoleOutput, profile: profile),
+                                        refusals: SeccompAllowList.refusals(for: .consoleOutput, profile: profile), action: .killProcess)
+    }
+
     @Test func argumentChecksAreWhereTheyMatter() {
         let profile = SeccompProfile()
         func rules(_ role: ThreadRole, _ name: String) -> [SyscallRule] { SeccompAllowList.rules(for: role, profile: profile).filter { $0.name == name } }
