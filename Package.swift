@@ -18,13 +18,13 @@ let package = Package(
         // The only place that includes <linux/kvm.h>: ioctl numbers and kvm_run accessors.
         .target(name: "CKVM"),
         // Linux headers and calls the Glibc module does not export (epoll, eventfd, memfd, signals).
-        .target(name: "CSystem"),
+        .target(name: "CSkiffSystem"),
         // Owned file descriptors, eventfd, epoll, mmap, terminal modes.
-        .target(name: "SystemExtras", dependencies: ["CSystem"], swiftSettings: strict),
+        .target(name: "SystemExtras", dependencies: ["CSkiffSystem"], swiftSettings: strict),
         // /dev/kvm, VM and vCPU file descriptors, exits.
-        .target(name: "KVM", dependencies: ["CKVM", "CSystem", "SystemExtras"], swiftSettings: strict),
+        .target(name: "KVM", dependencies: ["CKVM", "CSkiffSystem", "SystemExtras"], swiftSettings: strict),
         // Guest physical memory: regions and bounds-checked access.
-        .target(name: "GuestMemory", dependencies: ["SystemExtras", "CSystem"], swiftSettings: strict),
+        .target(name: "GuestMemory", dependencies: ["SystemExtras", "CSkiffSystem"], swiftSettings: strict),
         // x86 platform: memory map, GDT, page tables, CPUID, MSRs, MP and ACPI tables.
         .target(name: "ArchX86", swiftSettings: strict),
         // Kernel loaders: bzImage, PVH ELF, multiboot; zero page and start info.
@@ -40,9 +40,9 @@ let package = Package(
         // TAP ioctls and timerfd for the virtio device backends.
         .target(name: "CVirtioHost"),
         // virtio-net over a TAP (or any frame descriptor with the virtio-net header).
-        .target(name: "VirtioNet", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSystem"], swiftSettings: strict),
+        .target(name: "VirtioNet", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSkiffSystem"], swiftSettings: strict),
         // virtio-vsock relayed to host AF_UNIX sockets (Firecracker's hybrid scheme).
-        .target(name: "VirtioVsock", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSystem"], swiftSettings: strict),
+        .target(name: "VirtioVsock", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSkiffSystem"], swiftSettings: strict),
         // virtio-blk over Storage's block devices (kept out of `Virtio` so that stays light).
         .target(name: "VirtioBlock", dependencies: ["Virtio", "Storage", "GuestMemory", "SystemExtras"], swiftSettings: strict),
         // Versioned binary encoding (a tagged Codable coder) and CRC-64 for state files,
@@ -58,7 +58,7 @@ let package = Package(
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
-            dependencies: ["CKVM", "CSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio",
+            dependencies: ["CKVM", "CSkiffSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio",
                            "VirtioBlock", "Storage", "VirtioNet", "VirtioVsock", "X86Emulator", "SystemExtras", "BinaryCoding",
                            "ControlProtocol", "Snapshot", "Migration"],
             swiftSettings: strict),
@@ -93,7 +93,7 @@ let package = Package(
         // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no Foundation).
         .target(
             name: "VMCommands",
-            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", "CSystem", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", "CSkiffSystem", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // `skiff vm|snapshot|migrate|fork`: clients of running monitors' control sockets.
         .target(
@@ -120,9 +120,9 @@ let package = Package(
         .testTarget(name: "DeviceTests", dependencies: ["DeviceModel", "LegacyDevices"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ImageStore"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "VirtioBlock", "Storage", "GuestMemory", "PCI", "SystemExtras"]),
-        .testTarget(name: "VirtioNetworkTests", dependencies: ["VirtioNet", "VirtioVsock", "Virtio", "GuestMemory", "SystemExtras", "CSystem"]),
+        .testTarget(name: "VirtioNetworkTests", dependencies: ["VirtioNet", "VirtioVsock", "Virtio", "GuestMemory", "SystemExtras", "CSkiffSystem"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage", "ImageStore"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "CSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "CSkiffSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding"]),
     ]
 )

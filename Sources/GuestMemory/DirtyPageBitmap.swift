@@ -1,4 +1,4 @@
-import CSystem
+import CSkiffSystem
 
 /// One bit per 4 KiB guest page of one region, set by the monitor's own writes into guest
 /// RAM (used rings, block reads, received frames, random bytes, boot writes). KVM's dirty

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CSystem
+import CSkiffSystem
 
 /// A level-triggered epoll set keyed by caller-chosen 64-bit tokens.
 public final class Epoll: @unchecked Sendable {

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CSystem
+import CSkiffSystem
 
 /// A Linux eventfd: a counter that other threads, or KVM, signal and that epoll watches.
 public final class EventFD: @unchecked Sendable {

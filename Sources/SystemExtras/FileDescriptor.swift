@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CSystem
+import CSkiffSystem
 
 /// An open file descriptor that is closed when its owner goes away.
 public final class OwnedFileDescriptor: @unchecked Sendable {

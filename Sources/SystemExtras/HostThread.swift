@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSystem
+import CSkiffSystem
 
 /// A joinable OS thread (pthread) running a closure: vCPUs and device loops block in system
 /// calls, so they get threads of their own rather than Swift concurrency tasks.

@@ -1,6 +1,6 @@
 import ArgumentParser
 import ControlProtocol
-import CSystem
+import CSkiffSystem
 import Storage
 import VMM
 

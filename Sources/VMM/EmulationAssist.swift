@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CKVM
-import CSystem
+import CSkiffSystem
 import GuestMemory
 import KVM
 import Synchronization

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import ArchX86
-import CSystem
+import CSkiffSystem
 import DeviceModel
 import GuestMemory
 

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import ArchX86
 import CKVM
-import CSystem
+import CSkiffSystem
 import DeviceModel
 import GuestMemory
 import KVM

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import ControlProtocol
-import CSystem
+import CSkiffSystem
 import GuestMemory
 import KVM
 import Snapshot

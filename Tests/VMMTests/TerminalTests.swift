@@ -1,4 +1,4 @@
-import CSystem
+import CSkiffSystem
 import Foundation
 import Testing
 

@@ -1,4 +1,4 @@
-import CSystem
+import CSkiffSystem
 import GuestMemory
 import Synchronization
 import SystemExtras
