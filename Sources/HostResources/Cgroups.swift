@@ -30,6 +30,11 @@ public struct CgroupUsage: Sendable, Equatable {
     public var cpuNanoseconds: UInt64
     /// Memory charged to the group (bytes).
     public var memoryBytes: UInt64
+
+    public init(cpuNanoseconds: UInt64, memoryBytes: UInt64) {
+        self.cpuNanoseconds = cpuNanoseconds
+        self.memoryBytes = memoryBytes
+    }
 }
 
 /// A cgroup hierarchy the daemon can put VMs in: a `skiff` parent with a child per VM.

@@ -19,6 +19,11 @@ public enum HostMemory {
         public var some10: Double
         /// Share in which all non-idle tasks stalled (percent).
         public var full10: Double
+
+        public init(some10: Double, full10: Double) {
+            self.some10 = some10
+            self.full10 = full10
+        }
     }
 
     public static func pressure(path: String = "/proc/pressure/memory") -> Pressure? {

@@ -13,6 +13,15 @@ public struct KSM: Sendable {
         /// Page mappings that point to them (the saving is pagesSharing pages).
         public var pagesSharing: Int64
         public var savedBytes: Int64 { pagesSharing * 4096 }
+
+        public init(available: Bool, run: Bool, pagesToScan: Int, sleepMilliseconds: Int, pagesShared: Int64, pagesSharing: Int64) {
+            self.available = available
+            self.run = run
+            self.pagesToScan = pagesToScan
+            self.sleepMilliseconds = sleepMilliseconds
+            self.pagesShared = pagesShared
+            self.pagesSharing = pagesSharing
+        }
     }
 
     public func status() -> Status {

@@ -17,16 +17,16 @@ public enum SysFS {
         read(path).flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) }
     }
 
-    /// Writes `value` to an existing file (as a kernel interface file wants: one write).
+    /// Writes `value` to an existing file in one write, as `echo value > file` does (the file
+    /// is truncated first, which kernel interface files ignore).
     public static func write(_ value: String, to path: String) throws(ResourceError) {
-        guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw ResourceError("cannot open \(path) for writing (\(String(cString: strerror(errno))))")
-        }
-        defer { try? handle.close() }
-        do {
-            try handle.write(contentsOf: Data(value.utf8))
-        } catch {
-            throw ResourceError("cannot write '\(value)' to \(path): \(error.localizedDescription)")
+        let fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)
+        guard fd >= 0 else { throw ResourceError("cannot open \(path) for writing (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        let bytes = Array(value.utf8)
+        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard n == bytes.count else {
+            throw ResourceError("cannot write '\(value)' to \(path): \(n < 0 ? String(cString: strerror(errno)) : "short write")")
         }
     }
 

@@ -24,6 +24,8 @@ struct APIHandler: APIProtocol {
     func updateKSM(_ input: Operations.UpdateKSM.Input) async throws -> Operations.UpdateKSM.Output {
         guard case .json(let body) = input.body else { return .default(statusCode: 400, APIConversions.error(DaemonError(.invalidRequest, "expected JSON"))) }
         do {
+            try RequestChecks.range(body.pagesToScan, 1...1_000_000, "pagesToScan")
+            try RequestChecks.range(body.sleepMillisecs, 1...100_000, "sleepMillisecs")
             try supervisor.configureKSM(run: body.run, pagesToScan: body.pagesToScan, sleepMilliseconds: body.sleepMillisecs)
             return .ok(.init(body: .json(supervisor.hostReport())))
         } catch {
@@ -75,7 +77,10 @@ struct APIHandler: APIProtocol {
     }
 
     func stopVM(_ input: Operations.StopVM.Input) async throws -> Operations.StopVM.Output {
-        do { return .ok(vmResponse(try await supervisor.stop(input.path.name, timeout: input.query.timeout.map(Double.init)))) } catch {
+        do {
+            try RequestChecks.range(input.query.timeout, 0...3600, "timeout")
+            return .ok(vmResponse(try await supervisor.stop(input.path.name, timeout: input.query.timeout.map(Double.init))))
+        } catch {
             return .default(statusCode: Self.status(error), APIConversions.error(error))
         }
     }
@@ -87,7 +92,10 @@ struct APIHandler: APIProtocol {
     }
 
     func rebootVM(_ input: Operations.RebootVM.Input) async throws -> Operations.RebootVM.Output {
-        do { return .ok(vmResponse(try await supervisor.reboot(input.path.name, timeout: input.query.timeout.map(Double.init)))) } catch {
+        do {
+            try RequestChecks.range(input.query.timeout, 0...3600, "timeout")
+            return .ok(vmResponse(try await supervisor.reboot(input.path.name, timeout: input.query.timeout.map(Double.init))))
+        } catch {
             return .default(statusCode: Self.status(error), APIConversions.error(error))
         }
     }
@@ -107,6 +115,8 @@ struct APIHandler: APIProtocol {
     func setBalloon(_ input: Operations.SetBalloon.Input) async throws -> Operations.SetBalloon.Output {
         guard case .json(let body) = input.body else { return .default(statusCode: 400, APIConversions.error(DaemonError(.invalidRequest, "expected JSON"))) }
         do {
+            try RequestChecks.name(input.path.name)
+            try RequestChecks.range(body.targetMiB, 0...16_777_216, "targetMiB")
             return .ok(.init(body: .json(try await supervisor.setBalloon(input.path.name, targetMiB: UInt64(body.targetMiB)))))
         } catch {
             return .default(statusCode: Self.status(error), APIConversions.error(error))
@@ -124,6 +134,12 @@ struct APIHandler: APIProtocol {
     func setRateLimit(_ input: Operations.SetRateLimit.Input) async throws -> Operations.SetRateLimit.Output {
         guard case .json(let body) = input.body else { return .default(statusCode: 400, APIConversions.error(DaemonError(.invalidRequest, "expected JSON"))) }
         do {
+            try RequestChecks.name(input.path.name)
+            try RequestChecks.device(body.device)
+            for (field, value) in [("bandwidth", body.bandwidth), ("iops", body.iops), ("burst", body.burst), ("rxBandwidth", body.rxBandwidth),
+                                   ("txBandwidth", body.txBandwidth), ("rxPps", body.rxPps), ("txPps", body.txPps)] {
+                try RequestChecks.range(value, 0...Int64.max, field)
+            }
             return .ok(vmResponse(try await supervisor.setRateLimit(input.path.name, body)))
         } catch {
             return .default(statusCode: Self.status(error), APIConversions.error(error))
@@ -141,6 +157,8 @@ struct APIHandler: APIProtocol {
 
     func getConsoleLog(_ input: Operations.GetConsoleLog.Input) async throws -> Operations.GetConsoleLog.Output {
         do {
+            try RequestChecks.range(input.query.bytes, 1...(4 << 20), "bytes")
+            try RequestChecks.range(input.query.offset, 0...Int64.max, "offset")
             let (bytes, end) = try supervisor.consoleLog(input.path.name, maxBytes: input.query.bytes ?? 65536, after: input.query.offset)
             return .ok(.init(headers: .init(skiffLogEnd: end), body: .binary(HTTPBody(bytes))))
         } catch {
@@ -171,6 +189,8 @@ struct APIHandler: APIProtocol {
     func forkVM(_ input: Operations.ForkVM.Input) async throws -> Operations.ForkVM.Output {
         guard case .json(let body) = input.body else { return .default(statusCode: 400, APIConversions.error(DaemonError(.invalidRequest, "expected JSON"))) }
         do {
+            try RequestChecks.range(body.count, 1...64, "count")
+            if let prefix = body.namePrefix { try RequestChecks.name(prefix, "namePrefix") }
             let task = try supervisor.fork(input.path.name, count: body.count, prefix: body.namePrefix)
             return .accepted(.init(body: .json(APIConversions.task(task))))
         } catch {
@@ -181,6 +201,7 @@ struct APIHandler: APIProtocol {
     func migrateVM(_ input: Operations.MigrateVM.Input) async throws -> Operations.MigrateVM.Output {
         guard case .json(let body) = input.body else { return .default(statusCode: 400, APIConversions.error(DaemonError(.invalidRequest, "expected JSON"))) }
         do {
+            try RequestChecks.range(body.maxDowntimeMs, 1...60_000, "maxDowntimeMs")
             let task = try supervisor.migrate(input.path.name, destination: body.destination, maxDowntimeMs: body.maxDowntimeMs,
                                               copyDisks: body.copyDisks ?? false)
             return .accepted(.init(body: .json(APIConversions.task(task))))
@@ -223,6 +244,7 @@ struct APIHandler: APIProtocol {
     func importImage(_ input: Operations.ImportImage.Input) async throws -> Operations.ImportImage.Output {
         guard case .json(let body) = input.body else { return .default(statusCode: 400, APIConversions.error(DaemonError(.invalidRequest, "expected JSON"))) }
         do {
+            try RequestChecks.name(body.name, "image")
             let task = try supervisor.importImage(name: body.name, source: body.source, format: body.format.map { DiskFormatName(rawValue: $0.rawValue) ?? .raw })
             return .accepted(.init(body: .json(APIConversions.task(task))))
         } catch {
@@ -240,6 +262,12 @@ struct APIHandler: APIProtocol {
     }
 
     func listEvents(_ input: Operations.ListEvents.Input) async throws -> Operations.ListEvents.Output {
+        do {
+            try RequestChecks.range(input.query.since, 0...Int64.max, "since")
+            if let vm = input.query.vm { try RequestChecks.name(vm) }
+        } catch {
+            return .default(statusCode: Self.status(error), APIConversions.error(error))
+        }
         let since = input.query.since ?? 0
         let vm = input.query.vm
         let past: [EventRecord]
@@ -263,7 +291,10 @@ struct APIHandler: APIProtocol {
             }
             continuation.onTermination = { _ in task.cancel() }
         }
-        return .ok(.init(body: .applicationJsonl(HTTPBody(stream.asEncodedJSONLines(), length: .unknown, iterationBehavior: .single))))
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return .ok(.init(body: .applicationJsonl(HTTPBody(stream.asEncodedJSONLines(encoder: encoder), length: .unknown, iterationBehavior: .single))))
     }
 
     func getMetrics(_ input: Operations.GetMetrics.Input) async throws -> Operations.GetMetrics.Output {

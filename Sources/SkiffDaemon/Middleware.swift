@@ -46,6 +46,8 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         let body = (try? JSONEncoder().encode(["code": error.code.rawValue, "message": error.message])) ?? Data("{}".utf8)
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
+        // A refused body may still be arriving: do not read it, close after the answer.
+        if error.code == .payloadTooLarge { headers[.connection] = "close" }
         return Response(status: .init(code: error.code.httpStatus), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

@@ -27,7 +27,7 @@ struct ProcessTests {
         let watcher = try ExitWatcher()
         let child = try Spawner.spawn(executable: "/bin/sh", arguments: ["-c", "echo out; echo err >&2; ps -o sid= -p $$ > \(dir)/sid; exit 3"],
                                       stdoutPath: "\(dir)/out", stderrPath: "\(dir)/err")
-        let result = Mutex<ExitStatus?>(nil)
+        let result = Mutex<HostProcess.ExitStatus?>(nil)
         watcher.watch(child) { _, status in result.withLock { $0 = status } }
         let deadline = Date().addingTimeInterval(10)
         while result.withLock({ $0 }) == nil && Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
@@ -42,7 +42,7 @@ struct ProcessTests {
     @Test func signalsGoThroughThePidfd() async throws {
         let watcher = try ExitWatcher()
         let child = try Spawner.spawn(executable: "/bin/sleep", arguments: ["30"], stdoutPath: "/dev/null", stderrPath: "/dev/null")
-        let result = Mutex<ExitStatus?>(nil)
+        let result = Mutex<HostProcess.ExitStatus?>(nil)
         watcher.watch(child) { _, status in result.withLock { $0 = status } }
         #expect(watcher.signal(child, SIGKILL))
         let deadline = Date().addingTimeInterval(10)
@@ -59,7 +59,7 @@ struct ProcessTests {
 
     @Test func aGoneProcessIsReportedAtOnce() throws {
         let watcher = try ExitWatcher()
-        let result = Mutex<ExitStatus?>(nil)
+        let result = Mutex<HostProcess.ExitStatus?>(nil)
         #expect(!watcher.watch(ProcessIdentity(pid: 999_999, startTime: 1)) { _, s in result.withLock { $0 = s } })
         #expect(result.withLock { $0 } == .unknown)
     }

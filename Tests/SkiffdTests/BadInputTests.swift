@@ -65,16 +65,32 @@ struct BadInputTests {
         h = try d.raw("POST", "/vms", body: Array("[1,2,3]".utf8), headers: ["Content-Type": "application/json"])
         #expect(h.status == 400, "\(h.body)")
         let big = [UInt8](repeating: 0x20, count: 2 << 20)
-        h = try d.raw("POST", "/vms", body: big, headers: ["Content-Type": "application/json"])
+        // Refused on its Content-Length, before the body arrives.
+        h = try d.raw("POST", "/vms", body: big, headers: ["Content-Type": "application/json"], sendAtMost: 65536)
         #expect(h.status == 413 && Self.json(h.body)["code"] as? String == "payloadTooLarge", "\(h.body)")
+        // Without a length (chunked), refused once the limit is passed.
+        var chunked = Array("200000\r\n".utf8) + [UInt8](repeating: 0x20, count: 0x200000) + Array("\r\n0\r\n\r\n".utf8)
+        h = try d.raw("POST", "/vms", body: chunked, headers: ["Content-Type": "application/json", "Transfer-Encoding": "chunked"], sendAtMost: 0x110000)
+        #expect(h.status == 413 && Self.json(h.body)["code"] as? String == "payloadTooLarge", "\(h.body)")
+        chunked = []
         h = try d.raw("GET", "/no/such/route")
         #expect(h.status == 404 && Self.json(h.body)["code"] as? String == "notFound", "\(h.body)")
         h = try d.raw("POST", "/vms", body: Array("{\"name\":\"Bad Name\",\"kernel\":\"/k\"}".utf8), headers: ["Content-Type": "application/json"])
         #expect(h.status == 400, "\(h.body)")
         h = try d.raw("PUT", "/vms/x/balloon", body: Array("{\"targetMiB\": -5}".utf8), headers: ["Content-Type": "application/json"])
+        #expect(h.status == 400 && (Self.json(h.body)["message"] as? String ?? "").contains("targetMiB"), "\(h.body)")
+        // Negative numbers where the document says minimum 0 (a conversion trap before).
+        h = try d.raw("GET", "/vms/x/console/log?bytes=-1")
+        #expect(h.status == 400, "\(h.body)")
+        h = try d.raw("POST", "/vms/x/stop?timeout=-3")
+        #expect(h.status == 400, "\(h.body)")
+        h = try d.raw("GET", "/events?since=-1")
+        #expect(h.status == 400, "\(h.body)")
+        h = try d.raw("GET", "/vms/..%2F..%2Fetc/console/log")
         #expect(h.status == 400 || h.status == 404, "\(h.body)")
         // The daemon still answers and holds nothing.
-        #expect(try d.raw("GET", "/vms").body.contains("[]"))
+        let list = try d.raw("GET", "/vms")
+        #expect(list.status == 200 && !list.body.contains("\"name\""), "\(list.body)")
     }
 
     /// A monitor that cannot start: its stderr reaches the error.

@@ -51,12 +51,12 @@ final class Daemon: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "\(Paths.bin)/skiffd")
         p.arguments = ["--socket", socket, "--data-dir", dataDir, "--run-dir", runDir, "--monitor", "\(Paths.bin)/skiff-vmm",
-                       "--reserved-memory", "0", "--no-auto-balloon"] + extraArguments
+                       "--no-auto-balloon"] + (extraArguments.contains("--reserved-memory") ? [] : ["--reserved-memory", "0"]) + extraArguments
         FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        log.seekToEndOfFile()
-        p.standardOutput = log
-        p.standardError = log
+        let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        logHandle.seekToEndOfFile()
+        p.standardOutput = logHandle
+        p.standardError = logHandle
         p.standardInput = FileHandle.nullDevice
         try p.run()
         process = p
@@ -133,8 +133,8 @@ final class Daemon: @unchecked Sendable {
     }
 
     /// A raw HTTP/1.1 request on the unix socket (for malformed and oversized bodies).
-    func raw(_ method: String, _ path: String, body: [UInt8]? = nil, headers: [String: String] = [:]) throws -> (status: Int, body: String) {
-        try RawHTTP.request(unixSocket: socket, method: method, path: path, body: body, headers: headers)
+    func raw(_ method: String, _ path: String, body: [UInt8]? = nil, headers: [String: String] = [:], sendAtMost: Int = .max) throws -> (status: Int, body: String) {
+        try RawHTTP.request(unixSocket: socket, method: method, path: path, body: body, headers: headers, sendAtMost: sendAtMost)
     }
 
     /// Every monitor serving this daemon's VMs (found through /proc).
@@ -195,8 +195,9 @@ func eventually(_ timeout: Double = 15, _ condition: () throws -> Bool) rethrows
 
 /// Minimal HTTP/1.1 over a unix socket or TCP (tests only).
 enum RawHTTP {
+    /// `sendAtMost` stops sending the body there (as a client that waits for an early answer).
     static func request(unixSocket: String? = nil, tcpPort: UInt16? = nil, method: String, path: String, body: [UInt8]?,
-                        headers: [String: String]) throws -> (status: Int, body: String) {
+                        headers: [String: String], sendAtMost: Int = .max) throws -> (status: Int, body: String) {
         let fd: Int32
         if let unixSocket {
             fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
@@ -217,11 +218,14 @@ enum RawHTTP {
         defer { close(fd) }
         var timeout = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // A server that refuses a body early may stop reading it: give up sending then.
+        var sendTimeout = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
         var head = "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         if let body, headers["Transfer-Encoding"] == nil { head += "Content-Length: \(body.count)\r\n" }
         head += "\r\n"
-        let bytes = Array(head.utf8) + (body ?? [])
+        let bytes = Array(head.utf8) + (body ?? []).prefix(sendAtMost)
         var done = 0
         while done < bytes.count {
             let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL)) }
@@ -230,7 +234,7 @@ enum RawHTTP {
         }
         var response: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
+        while !isComplete(response) {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { break }
             response += chunk[0..<n]
@@ -240,5 +244,69 @@ enum RawHTTP {
               let status = Int(line.split(separator: " ")[1]) else { throw HarnessError("no HTTP response: \(text.prefix(200))") }
         let bodyText = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
         return (status, bodyText)
+    }
+
+    /// Whether `bytes` hold a whole response with a Content-Length (else read to the close).
+    static func isComplete(_ bytes: [UInt8]) -> Bool {
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard let split = text.range(of: "\r\n\r\n") else { return false }
+        let head = text[..<split.lowerBound].lowercased()
+        guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+              let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) else { return false }
+        return text.utf8.count - text[..<split.upperBound].utf8.count >= length
+    }
+}
+
+extension Daemon {
+    /// Runs `skiff ARGS` with a pipe as stdin; once stdout contains `until`, writes `then`
+    /// (e.g. the detach key) and waits for the exit. Returns the result and whether `until` was seen.
+    func interactive(_ arguments: [String], until: String, then input: [UInt8], timeout: Double = 30) throws -> (Result, Bool) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "\(Paths.bin)/skiff")
+        p.arguments = arguments + ["--socket", socket]
+        let out = Pipe(), err = Pipe(), stdin = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = stdin
+        try p.run()
+        var collected = Data()
+        var seen = false
+        let deadline = Date().addingTimeInterval(timeout)
+        let fd = out.fileHandleForReading.fileDescriptor
+        while Date() < deadline {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 100) > 0 {
+                let chunk = out.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                collected.append(chunk)
+            }
+            if String(decoding: collected, as: UTF8.self).contains(until) {
+                seen = true
+                break
+            }
+        }
+        stdin.fileHandleForWriting.write(Data(input))
+        let end = Date().addingTimeInterval(10)
+        while p.isRunning && Date() < end { usleep(10_000) }
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        collected.append(out.fileHandleForReading.readDataToEndOfFile())
+        let errors = err.fileHandleForReading.readDataToEndOfFile()
+        return (Result(status: p.terminationStatus, stdout: String(decoding: collected, as: UTF8.self),
+                       stderr: String(decoding: errors, as: UTF8.self)), seen)
+    }
+
+    /// Whether the monitor has the console socket (`--console-socket`).
+    static var monitorHasConsoleSocket: Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "\(Paths.bin)/skiff-vmm")
+        p.arguments = ["--help"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try? p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).contains("--console-socket")
     }
 }
