@@ -11,7 +11,8 @@ struct ConcurrencyTests {
     enum Call: Sendable, CaseIterable { case pause, resume, show, balloon, list }
 
     @Test func fiftyCallsAcrossTenVMs() async throws {
-        let d = try Daemon()
+        // Ten 1-vCPU VMs on this 2-CPU host need a CPU ratio above the default 4.
+        let d = try Daemon(extraArguments: ["--cpu-ratio", "8"])
         defer { d.tearDown() }
         let names = (0..<10).map { "c\($0)" }
         for n in names { try d.ok(["create", "-f", try d.spec(n, memory: "32M"), "--start"]) }

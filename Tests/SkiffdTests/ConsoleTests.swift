@@ -43,7 +43,9 @@ struct ConsoleTests {
         } else {
             // Without the monitor's console socket the daemon serves the log: watchers only.
             print("note: this skiff-vmm has no --console-socket: console input is not available through skiffd")
-            let (r, _) = try d.interactive(["console", "echo"], until: "read-only", then: [0x1D])
+            let firstLine = String(try d.ok(["logs", "echo"]).split(separator: "\n").first ?? "")
+            let (r, seen) = try d.interactive(["console", "echo"], until: firstLine, then: [0x1D])
+            #expect(seen)
             #expect(r.stderr.contains("read-only"), "\(r.stderr)")
         }
     }

@@ -102,8 +102,7 @@ final class Daemon: @unchecked Sendable {
         t2.start()
         let deadline = Date().addingTimeInterval(timeout)
         while p.isRunning && Date() < deadline { usleep(5_000) }
-        if p.isRunning { p.terminate() }
-        p.waitUntilExit()
+        Self.stop(p)
         while outData.isEmptyAndOpen || errData.isEmptyAndOpen { usleep(1000) }
         return Result(status: p.terminationStatus, stdout: String(decoding: outData.get(), as: UTF8.self),
                       stderr: String(decoding: errData.get(), as: UTF8.self))
@@ -288,12 +287,21 @@ extension Daemon {
         stdin.fileHandleForWriting.write(Data(input))
         let end = Date().addingTimeInterval(10)
         while p.isRunning && Date() < end { usleep(10_000) }
-        if p.isRunning { p.terminate() }
-        p.waitUntilExit()
+        Self.stop(p)
         collected.append(out.fileHandleForReading.readDataToEndOfFile())
         let errors = err.fileHandleForReading.readDataToEndOfFile()
         return (Result(status: p.terminationStatus, stdout: String(decoding: collected, as: UTF8.self),
                        stderr: String(decoding: errors, as: UTF8.self)), seen)
+    }
+
+    /// Ends a child: SIGTERM, then SIGKILL (the test runner's threads block SIGTERM, and
+    /// children inherit that mask).
+    static func stop(_ p: Process) {
+        if p.isRunning { p.terminate() }
+        let end = Date().addingTimeInterval(2)
+        while p.isRunning && Date() < end { usleep(10_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
     }
 
     /// Whether the monitor has the console socket (`--console-socket`).
