@@ -155,13 +155,14 @@ public struct EventsCommand: ParsableCommand {
             case .ok(let r):
                 let decoder = JSONDecoder()
                 decoder.dateDecodingStrategy = .iso8601
+                let encoder = JSONEncoder()
+                encoder.dateEncodingStrategy = .iso8601
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 for try await e in try r.body.applicationJsonl.asDecodedJSONLines(of: Components.Schemas.Event.self, decoder: decoder) {
-                    if format == .json {
-                        print(String(decoding: try JSONEncoder().encode(e), as: UTF8.self))
-                    } else {
-                        print("\(e.id)  \(ISO8601DateFormatter().string(from: e.time))  \(e.kind)  \(e.message)")
-                    }
-                    try? FileHandle.standardOutput.synchronize()
+                    // One write per event, unbuffered, so a follower sees each as it happens.
+                    let line = format == .json ? String(decoding: try encoder.encode(e), as: UTF8.self)
+                        : "\(e.id)  \(ISO8601DateFormatter().string(from: e.time))  \(e.kind)  \(e.message)"
+                    FileHandle.standardOutput.write(Data((line + "\n").utf8))
                 }
             case .default(let s, let e): throw DaemonClientError.from(status: s, e)
             }

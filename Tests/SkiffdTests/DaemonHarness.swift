@@ -259,7 +259,8 @@ enum RawHTTP {
 extension Daemon {
     /// Runs `skiff ARGS` with a pipe as stdin; once stdout contains `until`, writes `then`
     /// (e.g. the detach key) and waits for the exit. Returns the result and whether `until` was seen.
-    func interactive(_ arguments: [String], until: String, then input: [UInt8], timeout: Double = 30) throws -> (Result, Bool) {
+    func interactive(_ arguments: [String], until: String, then input: [UInt8], timeout: Double = 30,
+                     meanwhile: (@Sendable () -> Void)? = nil) throws -> (Result, Bool) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "\(Paths.bin)/skiff")
         p.arguments = arguments + ["--socket", socket]
@@ -270,6 +271,7 @@ extension Daemon {
         try p.run()
         var collected = Data()
         var seen = false
+        if let meanwhile { Thread { meanwhile() }.start() }
         let deadline = Date().addingTimeInterval(timeout)
         let fd = out.fileHandleForReading.fileDescriptor
         while Date() < deadline {
@@ -285,7 +287,8 @@ extension Daemon {
             }
         }
         stdin.fileHandleForWriting.write(Data(input))
-        let end = Date().addingTimeInterval(10)
+        // With input (a detach key) the command should end by itself; without, it is stopped.
+        let end = Date().addingTimeInterval(input.isEmpty ? 0 : 10)
         while p.isRunning && Date() < end { usleep(10_000) }
         Self.stop(p)
         collected.append(out.fileHandleForReading.readDataToEndOfFile())
