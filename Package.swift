@@ -10,6 +10,8 @@ let package = Package(
         .executable(name: "skiff", targets: ["skiff"]),
         .executable(name: "skiff-vmm", targets: ["skiff-vmm"]),
         .executable(name: "skiffd", targets: ["skiffd"]),
+        // The fuzz harnesses, for the fuzzing package in fuzz/ (built with -sanitize=fuzzer there).
+        .library(name: "SkiffFuzzHarnesses", targets: ["FuzzHarnesses"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -74,7 +76,7 @@ let package = Package(
             name: "VMM",
             dependencies: ["CKVM", "CSkiffSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio",
                            "VirtioBlock", "Storage", "VirtioNet", "VirtioVsock", "X86Emulator", "SystemExtras", "BinaryCoding",
-                           "ControlProtocol", "Snapshot", "Migration"],
+                           "ControlProtocol", "Snapshot", "Migration", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(
@@ -92,7 +94,7 @@ let package = Package(
         // `skiff image ...` verbs (library so they can be tested).
         .target(
             name: "ImageCommands",
-            dependencies: ["Storage", "ImageStore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Storage", "ImageStore", "Units", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Storage test and benchmark tool: crash-test writer, qemu-img-style bench, chunking bench, `image` verbs.
         .executableTarget(
@@ -107,12 +109,14 @@ let package = Package(
         // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no Foundation).
         .target(
             name: "VMCommands",
-            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", "CSkiffSystem", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", "CSkiffSystem", "Units", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
+        // Sizes as people type them (256M, 2G).
+        .target(name: "Units", swiftSettings: strict),
         // `skiff vm|snapshot|migrate|fork`: clients of running monitors' control sockets.
         .target(
             name: "ClientCommands",
-            dependencies: ["ControlProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["ControlProtocol", "Units", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // The `skiff` command tree (library so it can be tested).
         .target(
@@ -123,6 +127,14 @@ let package = Package(
         .target(name: "X86Emulator", swiftSettings: strict),
         // Test oracles: popcnt/lzcnt/tzcnt and SSE operations executed natively on the host CPU.
         .target(name: "CX86Host"),
+        // Fuzz harnesses: decode a fuzzer's bytes into hostile guest or file input for each parser
+        // and check properties. fuzz/ links them with libFuzzer; FuzzHarnessTests replays the corpora.
+        .target(
+            name: "FuzzHarnesses",
+            dependencies: ["CSkiffSystem", "GuestMemory", "SystemExtras", "DeviceModel", "PCI", "Virtio", "VirtioBlock", "VirtioNet", "VirtioVsock", "Storage",
+                           "ArchX86", "Loader", "X86Emulator"],
+            swiftSettings: strict),
+        .testTarget(name: "FuzzHarnessTests", dependencies: ["FuzzHarnesses"]),
         .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
         .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
 
@@ -135,7 +147,7 @@ let package = Package(
             exclude: ["openapi.yaml", "openapi-generator-config.yaml"],
             swiftSettings: strict),
         // VM specs (YAML or JSON; unknown fields refused) and their validation.
-        .target(name: "SkiffSpec", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strict),
+        .target(name: "SkiffSpec", dependencies: ["Units", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
         // The daemon's SQLite database (GRDB, WAL, versioned migrations): VMs, images, tasks, events.
         .target(name: "SkiffStore", dependencies: ["SkiffSpec", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
         // spawn into a session and cgroups, pidfds, waitid: what Glibc does not export.
@@ -185,7 +197,7 @@ let package = Package(
         .testTarget(name: "SkiffStoreTests", dependencies: ["SkiffStore", "SkiffSpec"]),
         .testTarget(name: "HostResourcesTests", dependencies: ["HostResources", "HostProcess", "CloudInit"]),
         .testTarget(name: "SkiffdTests", dependencies: ["DaemonClient", "SkiffAPI", "SkiffSpec", "HostProcess", "HostResources", "ControlProtocol"]),
-        .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands"], swiftSettings: strict),
+        .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands", "VMM"], swiftSettings: strict),
 
         .testTarget(name: "ArchX86Tests", dependencies: ["ArchX86"]),
         .testTarget(name: "BinaryCodingTests", dependencies: ["BinaryCoding"]),
@@ -197,6 +209,7 @@ let package = Package(
         .testTarget(name: "VirtioNetworkTests", dependencies: ["VirtioNet", "VirtioVsock", "Virtio", "GuestMemory", "SystemExtras", "CSkiffSystem"]),
         .testTarget(name: "PCITests", dependencies: ["PCI", "DeviceModel"]),
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage", "ImageStore"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "CSkiffSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding"]),
+        .testTarget(name: "UnitsTests", dependencies: ["Units"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "ArchX86", "KVM", "CSkiffSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding", .product(name: "Logging", package: "swift-log")]),
     ]
 )

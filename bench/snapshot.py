@@ -15,8 +15,12 @@ mutates pages of its working set and prints `WL seq=` progress lines:
             downtime-limit 50 ms). Reported: total time, downtime, bytes sent.
   fork      N VMs restored from one snapshot (`skiff fork`), memory measured as the sum of
             the monitors' PSS (shared pages counted once across them).
+  forkmig   a VM restored from a snapshot, whose workload then changes part of a 13 MiB
+            working set (about 5 % of its RAM), migrated to a target that holds the same
+            snapshot (only pages that differ from it travel) and to one that does not.
+            QEMU has no counterpart (it sends every non-zero page).
 
-Usage: bench/snapshot.py [--runs N] [--only snapshot,migrate,fork] [--forks 1,10,100]
+Usage: bench/snapshot.py [--runs N] [--only snapshot,migrate,fork,forkmig] [--forks 1,10,100]
 Needs a release build (bench/snapshot.sh builds one), qemu-system-x86_64 and /dev/kvm.
 Guest code runs at emulation speed on instruction-emulating hosts; the VMM-side times are
 what this measures.
@@ -249,6 +253,37 @@ def run_migration(work, dirty_kib, port):
     return skiff, qemu
 
 
+def run_fork_migration(work, port):
+    """Bytes a restored VM's migration sends with and without the base snapshot on the target."""
+    d = os.path.join(work, "forkmig")
+    os.makedirs(d)
+    api = os.path.join(d, "api.sock")
+    src, console, _ = start_skiff(d, "src", [skiff_bin("skiff-vmm"), "--kernel", GUEST, "--memory", f"{MEMORY_MIB}M",
+                                             "--cmdline", "mib=13 report=200 wait=hlt", "--api-socket", api])
+    wait_for(console, "WL seq=200 ")
+    snap = os.path.join(d, "s")
+    subprocess.run([skiff_bin("skiff"), "snapshot", "create", "--api-socket", api, snap, "--stop"], check=True, capture_output=True)
+    src.wait()
+    results = {}
+    for with_base in (True, False):
+        fapi = os.path.join(d, f"fork-{with_base}.sock")
+        fork, fconsole, _ = start_skiff(d, f"fork-{with_base}", [skiff_bin("skiff-vmm"), "--restore", snap, "--api-socket", fapi])
+        wait_for(fconsole, "WL seq=4000 ")
+        extra = [] if with_base else ["--incoming-base", os.path.join(d, "nowhere")]
+        dst, _, _ = start_skiff(d, f"dst-{with_base}", [skiff_bin("skiff-vmm"), "--incoming", f"tcp://127.0.0.1:{port}"] + extra)
+        time.sleep(0.3)
+        out = subprocess.run([skiff_bin("skiff"), "migrate", "--api-socket", fapi, f"tcp://127.0.0.1:{port}", "--output", "json"],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr)
+        results[with_base] = json.loads(out.stdout)
+        fork.wait(timeout=30)
+        stop(dst)
+        port += 1
+    shutil.rmtree(d)
+    return results[True], results[False]
+
+
 def pss_kib(pid):
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
@@ -291,7 +326,7 @@ def run_fork(work, counts):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", default="snapshot,migrate,fork")
+    parser.add_argument("--only", default="snapshot,migrate,fork,forkmig")
     parser.add_argument("--forks", default="1,10,100")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -316,6 +351,15 @@ def main():
             print(f"fork density: VMs restored from one {MEMORY_MIB} MiB snapshot ({WORKING_SET_MIB} MiB working set), idle:")
             for n, pss, rss in run_fork(work, [int(x) for x in args.forks.split(",")]):
                 print(f"  {n:4d} forks: {pss:8.1f} MiB PSS total ({pss / n:6.2f} MiB per VM), RSS sum {rss:8.1f} MiB")
+        if "forkmig" in only:
+            b, n = run_fork_migration(work, 47100)
+            pages = MEMORY_MIB * 256
+            print(f"migration of a VM restored from a snapshot ({MEMORY_MIB} MiB; {100 * b['pagesSent'] / pages:.1f} % of its pages "
+                  f"differ from the snapshot when it moves):")
+            print(f"  target holds the snapshot: {b['bytesSent'] / 2**20:6.2f} MiB sent, {b['pagesSent']} pages, "
+                  f"{b['pagesSkippedByBase']} skipped, downtime {b.get('downtimeMilliseconds', float('nan')):.1f} ms")
+            print(f"  target does not:           {n['bytesSent'] / 2**20:6.2f} MiB sent, {n['pagesSent']} pages, "
+                  f"downtime {n.get('downtimeMilliseconds', float('nan')):.1f} ms")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

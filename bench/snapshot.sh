@@ -3,7 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-swift build -c release --static-swift-stdlib --product skiff-vmm
-swift build -c release --product skiff
+scripts/build-release.sh
 sync
 python3 bench/snapshot.py "$@"

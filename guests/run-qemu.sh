@@ -45,6 +45,26 @@ for d in disk disk-ro disk-hostile disk-seq; do
     { printf 'SKIFF-BLK-HOST-DATA'; head -c $((1048576 - 19)) /dev/zero; } > "$work/$d.img"
 done
 VBLK="-device virtio-blk-pci,drive=d0,disable-legacy=on,serial=qemu-disk"
+# SSDT bodies for power-button.elf (QEMU's PC has no GED): Skiff's DSDT layout,
+#   Device (\_SB.PWRB) { Name (_HID, EisaId ("PNP0C0C")), Name (_UID, 0) }
+#   Device (\_SB.GED_) { Name (_HID, "ACPI0013"), Name (_UID, 0),
+#       Name (_CRS, ResourceTemplate () { Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 5, G } })
+#       Method (_EVT, 1, Serialized) { If (LEqual (Arg0, 5)) { Notify (\_SB.VGEN, 0x80) }
+#                                      If (LEqual (Arg0, G)) { Notify (\_SB.PWRB, 0x80) } } }
+# with the button's GSI G given as two hex digits (a BytePrefix integer in the LEqual;
+# `iasl -d` shows the table QEMU builds around a body).
+pwrb_ssdt() {
+    local g="\\x$2" f=""
+    f+='\x5b\x82\x1b\x5c\x2e_SB_PWRB\x08_HID\x0c\x41\xd0\x0c\x0c\x08_UID\x00'
+    f+='\x5b\x82\x46\x06\x5c\x2e_SB_GED_\x08_HID\x0dACPI0013\x00\x08_UID\x00'
+    f+='\x08_CRS\x11\x12\x0a\x0f\x89\x0a\x00\x03\x02\x05\x00\x00\x00'"$g"'\x00\x00\x00\x79\x00'
+    f+='\x14\x2c_EVT\x09\xa0\x12\x93\x68\x0a\x05\x86\x5c\x2e_SB_VGEN\x0a\x80'
+    f+='\xa0\x12\x93\x68\x0a'"$g"'\x86\x5c\x2e_SB_PWRB\x0a\x80'
+    printf "$f" > "$1"
+}
+pwrb_ssdt "$work/pwrb6.aml" 06
+pwrb_ssdt "$work/pwrb20.aml" 14
+ACPITABLE="-acpitable sig=SSDT,rev=2,oem_id=SKIFF,oem_table_id=PWRBTEST,data"
 B=build
 
 # case NAME MACHINE KERNEL EXPECTED_STATUS "QEMU ARGS" "REGEX;REGEX;..." [stdin-line]
@@ -70,6 +90,9 @@ case_def smp-4 q35 $B/smp.elf 33 "-smp 4" "^fw_cfg cpus 4$;^madt cpus 4$;^cpu 3 
 case_def timer pc $B/timer.elf 33 "" "^pit ticks [5-9]$;^lapic ticks [5-9]$;^SKIFF-TEST PASS timer$"
 case_def timer-q35 q35 $B/timer.elf 33 "" "^pit ticks [5-9]$;^lapic ticks [5-9]$;^SKIFF-TEST PASS timer$"
 case_def i8042-reset pc $B/i8042-reset.elf 0 "-no-reboot" "^resetting$;!SKIFF-TEST"
+case_def reboot-bios pc $B/reboot-bios.elf 0 "-no-reboot" "rebooting through the BIOS reset vector$;!SKIFF-TEST"
+case_def cmdline pc $B/cmdline.elf 33 "-append 'first second=2  third'" \
+    "^cmdline \"$B/cmdline.elf first second=2  third\"$;^argc 4$;^argv\[0\] \"$B/cmdline.elf\"$;^argv\[1\] \"first\"$;^SKIFF-TEST PASS cmdline$"
 case_def debug-exit pc $B/debug-exit.elf 85 "" "^exiting with 42$;!SKIFF-TEST"
 case_def debug-exit-7 pc $B/debug-exit.elf 15 "-append code=7" "^exiting with 7$;!SKIFF-TEST"
 case_def longmode pc $B/longmode.elf 33 "" \
@@ -124,6 +147,18 @@ case_def vmgenid-none pc $B/vmgenid.elf 33 "" "^VMGENID none$;^SKIFF-TEST PASS v
 case_def vmgenid-required pc $B/vmgenid.elf 35 "-append require=1" "^VMGENID none$;^SKIFF-TEST FAIL vmgenid: no VM_GEN_COUNTER device"
 case_def vmgenid-qemu pc $B/vmgenid.elf 33 "-device vmgenid,guid=01234567-89ab-cdef-0123-456789abcdef -append stop=changes:0" \
     "^VMGENID table=SSDT form=qemu-vgia$;^VMGENID addr=0x[0-9a-f]+ guid=67452301ab89efcd0123456789abcdef$;^SKIFF-TEST PASS vmgenid$"
+# power-button: no GED on QEMU's PC; with the SSDT above, GSI 6 is the floppy controller's
+# IRQ, which press=fdc makes the guest raise itself (a stand-in for the host's button).
+case_def power-button-none pc $B/power-button.elf 35 "" \
+    "^SKIFF-TEST FAIL power-button: no ACPI0013 \(Generic Event Device\) in the DSDT or SSDTs$;!^PWRB"
+case_def power-button-none-q35 q35 $B/power-button.elf 35 "-append timeout-ms=1000" \
+    "^SKIFF-TEST FAIL power-button: no ACPI0013 \(Generic Event Device\) in the DSDT or SSDTs$;!^PWRB"
+case_def power-button-fdc pc $B/power-button.elf 0 "$ACPITABLE=$work/pwrb6.aml -append press=fdc" \
+    "^PWRB ged gsis=5,6 button=PWRB$;^PWRB gsi=6$;^PWRB waiting$;^PWRB pressed$;^acpi poweroff slp_typ [0-7]$;^acpi poweroff via pm1a_cnt io 0x604$;!SKIFF-TEST"
+case_def power-button-timeout pc $B/power-button.elf 35 "$ACPITABLE=$work/pwrb6.aml -append timeout-ms=700" \
+    "^PWRB gsi=6$;^PWRB waiting$;^SKIFF-TEST FAIL power-button: no power button press within 700 ms$;!^PWRB pressed"
+case_def power-button-gsi20 pc $B/power-button.elf 35 "$ACPITABLE=$work/pwrb20.aml" \
+    "^PWRB ged gsis=5,20 button=PWRB$;^PWRB gsi=20$;^SKIFF-TEST FAIL power-button: power button GSI 20 is not below 16 \(no 8259 IRQ\)$;!^PWRB waiting"
 
 if [ "$list" = 1 ]; then
     for c in "${cases[@]}"; do IFS=$'\x1f' read -r name machine kernel _ <<< "$c"; echo "$name ($machine, $kernel)"; done

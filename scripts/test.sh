@@ -9,3 +9,8 @@ export SKIFF_TEST_BZIMAGE="${SKIFF_TEST_BZIMAGE:-$PWD/artifacts/kernel/vmlinuz}"
 export SKIFF_TEST_VMLINUX="${SKIFF_TEST_VMLINUX:-$PWD/artifacts/kernel/vmlinux}"
 swift build --build-tests
 swift test --skip-build "$@"
+# Every fuzz target for a few seconds from the committed seeds (docs/fuzzing.md); skipped
+# when a filter or other swift-test arguments were given.
+if [ "$#" -eq 0 ]; then
+    scripts/fuzz.sh --smoke "${SKIFF_FUZZ_SMOKE_SECONDS:-10}"
+fi

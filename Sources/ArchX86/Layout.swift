@@ -40,10 +40,14 @@ public enum Layout {
     public static let conventionalMemoryEnd: UInt64 = 0xa0000
     /// ACPI tables live in the BIOS area; the RSDP sits first so that a 16-byte scan finds it.
     public static let acpiTablesAddress: UInt64 = 0xe0000
-    /// End of the BIOS area reserved for ACPI tables: the last page holds the VM generation ID.
+    /// End of the BIOS area reserved for ACPI tables: the last page holds the VM generation ID
+    /// and, in its last 16 bytes, the reset vector.
     public static let acpiTablesEnd: UInt64 = 0xff000
     /// The 16-byte VM Generation ID (in the reserved BIOS area, 8-byte aligned).
     public static let vmGenerationIDAddress: UInt64 = 0xff000
+    /// The x86 reset vector, F000:FFF0: where a CPU starts after reset and where Linux jumps to
+    /// reboot through the BIOS.
+    public static let resetVectorAddress: UInt64 = 0xffff0
     /// Where protected-mode kernels load (1 MiB).
     public static let highMemoryStart: UInt64 = 0x100000
 

@@ -56,3 +56,24 @@ int csystem_open_pty(char *name, unsigned long size) {
     }
     return fd;
 }
+
+int csystem_open_append(const char *path) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    return fd < 0 ? -errno : fd;
+}
+
+#include <sys/timerfd.h>
+
+int csystem_timerfd_create(void) {
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int csystem_timerfd_set(int fd, uint64_t initial_ns, uint64_t interval_ns) {
+    struct itimerspec its;
+    its.it_value.tv_sec = (time_t)(initial_ns / 1000000000ULL);
+    its.it_value.tv_nsec = (long)(initial_ns % 1000000000ULL);
+    its.it_interval.tv_sec = (time_t)(interval_ns / 1000000000ULL);
+    its.it_interval.tv_nsec = (long)(interval_ns % 1000000000ULL);
+    return timerfd_settime(fd, 0, &its, NULL) < 0 ? -errno : 0;
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ControlProtocol
 import Foundation
+import Units
 
 /// `skiff migrate`: moves a running VM to another host's `skiff run --incoming`.
 public struct MigrateCommand: ParsableCommand {
@@ -21,11 +22,12 @@ public struct MigrateCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Target: tcp://HOST:PORT or unix:PATH.", valueName: "url"))
     var destination: String
 
-    @Option(name: .customLong("max-downtime"), help: ArgumentHelp("Longest pause at switch-over, in milliseconds (default 50).", valueName: "ms"))
+    @Option(name: .customLong("max-downtime"), help: ArgumentHelp("Longest pause at switch-over, in milliseconds.", valueName: "ms"))
     var maxDowntime: UInt32 = 50
 
-    @Option(name: .long, help: ArgumentHelp("Cap on the stream's rate in MiB/s (default: none).", valueName: "mib"))
-    var bandwidth: UInt64?
+    @Option(name: .long, help: ArgumentHelp(
+        "Cap on the stream's rate, a size a second (a number is MiB, e.g. 100 or 1G; default: none).", valueName: "size"))
+    var bandwidth: String?
 
     @Flag(name: .customLong("no-auto-converge"), help: "Do not throttle vCPUs when the guest dirties memory faster than it is sent.")
     var noAutoConverge = false
@@ -33,7 +35,7 @@ public struct MigrateCommand: ParsableCommand {
     @Flag(name: .customLong("copy-disks"), help: "Copy the disks too (the target has no shared storage; it creates them where its --disk options say).")
     var copyDisks = false
 
-    @Option(name: .long, help: ArgumentHelp("Give up after this many seconds (default 3600).", valueName: "s"))
+    @Option(name: .long, help: ArgumentHelp("Give up after this many seconds.", valueName: "seconds"))
     var timeout: UInt32 = 3600
 
     @Flag(name: .long, help: "Print progress on stderr while migrating.")
@@ -45,12 +47,26 @@ public struct MigrateCommand: ParsableCommand {
         guard MigrationEndpoint(destination) != nil else { throw ValidationError("the target must be tcp://HOST:PORT or unix:PATH") }
         guard maxDowntime >= 1 else { throw ValidationError("--max-downtime must be at least 1 ms") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 s") }
+        _ = try bandwidthLimit()
+    }
+
+    /// `--bandwidth` in bytes a second.
+    func bandwidthLimit() throws(ValidationError) -> UInt64? {
+        guard let bandwidth else { return nil }
+        let bytes: UInt64
+        do {
+            bytes = try ByteSize.parse(bandwidth, defaultUnitShift: ByteSize.mebibytes)
+        } catch {
+            throw ValidationError("--bandwidth: \(error)")
+        }
+        guard bytes >= 1 << 20 else { throw ValidationError("--bandwidth must be at least 1M") }
+        return bytes
     }
 
     public func run() throws {
-        guard let endpoint = MigrationEndpoint(destination) else { throw ValidationError("invalid target") }
+        guard let endpoint = MigrationEndpoint(destination) else { throw ValidationError("the target must be tcp://HOST:PORT or unix:PATH") }
         let request = MigrationRequest(destination: endpoint, maxDowntimeMilliseconds: maxDowntime,
-                                       bandwidthLimit: bandwidth.map { $0 << 20 }, autoConverge: !noAutoConverge,
+                                       bandwidthLimit: try bandwidthLimit(), autoConverge: !noAutoConverge,
                                        copyDisks: copyDisks, timeoutSeconds: timeout)
         // One connection for the whole move: the source monitor exits right after a successful
         // one, and the final report comes back on this connection before it does.

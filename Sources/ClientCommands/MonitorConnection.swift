@@ -7,7 +7,7 @@ struct MonitorOptions: ParsableArguments {
     @Option(name: .customLong("api-socket"), help: ArgumentHelp("Control socket of the running VM.", valueName: "path"))
     var apiSocket: String
 
-    @Option(name: .long, help: ArgumentHelp("Output format: human or json.", valueName: "format"))
+    @Option(name: .long, help: ArgumentHelp("Output format: human or json.", valueName: "human|json"))
     var output: OutputFormat = .human
 
     /// Sends one request and returns the reply; control errors become one line and exit status 1.

@@ -34,6 +34,26 @@ public enum ControlRequest: Codable, Sendable, Equatable {
     /// Stops the VM now (as a kill of the monitor would, but with disks flushed and the
     /// monitor exiting with status 0).
     case stop
+
+    /// The request's kind, for logs ("pause", "snapshot", …).
+    public var name: String {
+        switch self {
+        case .status: return "status"
+        case .pause: return "pause"
+        case .resume: return "resume"
+        case .snapshot: return "snapshot"
+        case .migrate: return "migrate"
+        case .migrationStatus: return "migration-status"
+        case .waitForMigration: return "wait-for-migration"
+        case .cancelMigration: return "cancel-migration"
+        case .setBalloon: return "set-balloon"
+        case .balloonStatistics: return "balloon-statistics"
+        case .metrics: return "metrics"
+        case .powerButton: return "power-button"
+        case .setRateLimit: return "set-rate-limit"
+        case .stop: return "stop"
+        }
+    }
 }
 
 /// A token bucket (Firecracker's rate limiter): `size` tokens, refilled completely every
@@ -50,9 +70,12 @@ public struct TokenBucket: Codable, Sendable, Equatable {
         self.refillMilliseconds = refillMilliseconds
     }
 
-    /// `perSecond` tokens a second, refilled in 100 ms steps.
+    /// `perSecond` tokens a second: a bucket of 100 ms worth when that is a whole number,
+    /// else of one second's worth.
     public static func rate(_ perSecond: UInt64, burst: UInt64 = 0) -> TokenBucket {
-        TokenBucket(size: perSecond / 10, oneTimeBurst: burst, refillMilliseconds: 100)
+        perSecond >= 10 && perSecond % 10 == 0
+            ? TokenBucket(size: perSecond / 10, oneTimeBurst: burst, refillMilliseconds: 100)
+            : TokenBucket(size: perSecond, oneTimeBurst: burst, refillMilliseconds: 1000)
     }
 }
 

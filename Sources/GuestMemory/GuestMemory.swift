@@ -84,6 +84,10 @@ public final class GuestMemory: Sendable {
     /// Whether the monitor's own writes are recorded in each region's `dirtyPages`.
     private let tracking = Atomic<Bool>(false)
 
+    /// Test seam (double-fetch tests): called after each `read`, `readBytes`, `load` and
+    /// `loadAcquiring16` with the range just read. Set it before the memory is shared.
+    nonisolated(unsafe) package var readObserver: ((_ address: UInt64, _ length: UInt64) -> Void)?
+
     /// Allocates guest RAM for each (address, size) range: anonymous memory, or one memfd
     /// holding the ranges back to back.
     public convenience init(ranges: [(address: UInt64, size: UInt64)], backing: GuestMemoryBacking = .anonymous) throws(GuestMemoryError) {
@@ -189,6 +193,7 @@ public final class GuestMemory: Sendable {
         guard let p = host(address, UInt64(buffer.count)) else { throw .outOfBounds(address: address, length: UInt64(buffer.count)) }
         guard let dst = buffer.baseAddress else { return }
         dst.copyMemory(from: p, byteCount: buffer.count)
+        readObserver?(address, UInt64(buffer.count))
     }
 
     /// Copies `buffer` into guest memory.
@@ -218,6 +223,7 @@ public final class GuestMemory: Sendable {
     /// Reads `count` bytes at `address`.
     public func readBytes(at address: UInt64, count: Int) throws(GuestMemoryError) -> [UInt8] {
         guard count >= 0, let p = host(address, UInt64(count)) else { throw .outOfBounds(address: address, length: UInt64(max(count, 0))) }
+        defer { readObserver?(address, UInt64(count)) }
         return [UInt8](UnsafeRawBufferPointer(start: p, count: count))
     }
 
@@ -233,6 +239,7 @@ public final class GuestMemory: Sendable {
         guard let p = host(address, UInt64(MemoryLayout<T>.size)) else {
             throw .outOfBounds(address: address, length: UInt64(MemoryLayout<T>.size))
         }
+        defer { readObserver?(address, UInt64(MemoryLayout<T>.size)) }
         return T(littleEndian: p.loadUnaligned(as: T.self))
     }
 
@@ -249,6 +256,7 @@ public final class GuestMemory: Sendable {
     public func loadAcquiring16(at address: UInt64) throws(GuestMemoryError) -> UInt16 {
         guard address % 2 == 0, let p = host(address, 2) else { throw .outOfBounds(address: address, length: 2) }
         let atomic = UnsafeAtomic16(p)
+        defer { readObserver?(address, 2) }
         return UInt16(littleEndian: atomic.loadAcquiring())
     }
 
@@ -268,6 +276,14 @@ public final class GuestMemory: Sendable {
         guard let p = host(address, length), length <= UInt64(Int.max) else { throw GuestMemoryError.outOfBounds(address: address, length: length) }
         if writing { noteWrite(address, length) }
         return try body(UnsafeMutableRawBufferPointer(start: p, count: Int(length)))
+    }
+
+    /// Lets the kernel's same-page merging (KSM) share identical pages of guest RAM with other
+    /// VMs (MADV_MERGEABLE); it only has an effect while ksmd runs (/sys/kernel/mm/ksm/run).
+    public func allowSamePageMerging() throws(GuestMemoryError) {
+        for r in regions {
+            guard madvise(r.hostAddress, Int(r.size), MADV_MERGEABLE) == 0 else { throw .allocation(.current("madvise MADV_MERGEABLE")) }
+        }
     }
 
     // MARK: Dirty tracking and discards

@@ -4,21 +4,23 @@ import Storage
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "Check a qcow2 image's metadata (qemu-img check). Exit 0 clean, 2 corrupt, 3 leaks only.")
+        abstract: "Check a qcow2 image's metadata (qemu-img check).",
+        discussion: "Exit status: 0 clean, 2 corrupt, 3 leaked clusters only, 63 for a format without checks (raw), 64 for usage errors, 1 when the image cannot be read.")
 
     enum Repair: String, ExpressibleByArgument { case leaks, all }
 
-    @Option(name: .customShort("f"), help: "Image format (qcow2).")
-    var format: String = "qcow2"
-    @Option(name: .customShort("r"), help: "Repair: leaks or all.")
+    @Option(name: .customShort("f"), help: ArgumentHelp(
+        "Image format: qcow2 (default) or raw; a file that is not qcow2 needs -f.", valueName: "format"))
+    var format: String?
+    @Option(name: .customShort("r"), help: ArgumentHelp("Repair leaked clusters, or all errors.", valueName: "leaks|all"))
     var repair: Repair?
-    @Option(name: .long, help: "human or json.")
+    @Option(name: .long, help: ArgumentHelp("Output format: human or json.", valueName: "human|json"))
     var output: OutputFormat = .human
-    @Argument(help: "Image file.")
+    @Argument(help: ArgumentHelp("Image file.", valueName: "path"))
     var path: String
 
     func run() throws {
-        guard try CLI.format(format) == .qcow2 else {
+        guard try CLI.existingImageFormat(format, path: path) == .qcow2 else {
             print("This image format does not support checks")
             throw ExitCode(63)
         }

@@ -5,16 +5,18 @@ struct CloneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clone", abstract: "Make a thin clone: a qcow2 overlay backed by BASE (milliseconds, no copy).")
 
-    @Option(name: .customShort("F"), help: "Format of BASE; if omitted it is read from BASE's header once and recorded.")
+    @Option(name: .customShort("F"), help: ArgumentHelp(
+        "Format of BASE; if omitted it is read from BASE's header once, recorded and printed.", valueName: "base-format"))
     var baseFormat: String?
-    @Option(name: .long, help: "Cluster size of the clone.")
+    @Option(name: .long, help: ArgumentHelp("Cluster size of the clone (a power of two, 512 to 2M).", valueName: "size"))
     var clusterSize: String = "64K"
-    @Argument(help: "Golden image the clone reads from.")
+    @Argument(help: ArgumentHelp("Golden image the clone reads from.", valueName: "base"))
     var base: String
-    @Argument(help: "New qcow2 overlay.")
+    @Argument(help: ArgumentHelp("New qcow2 overlay.", valueName: "path"))
     var path: String
 
     func run() throws {
+        let clusterSize = try CLI.parseSize(clusterSize, option: "--cluster-size")
         let format: DiskFormat
         if let baseFormat {
             format = try CLI.format(baseFormat)
@@ -22,7 +24,7 @@ struct CloneCommand: ParsableCommand {
             format = DiskImage.looksLikeQCOW2(path: base) ? .qcow2 : .raw
             print("base format: \(format.rawValue) (detected; pass -F to set it)")
         }
-        try ImageOperations.clone(base: base, baseFormat: format, to: path, clusterSize: try CLI.parseSize(clusterSize))
+        try CLI.run { try ImageOperations.clone(base: base, baseFormat: format, to: path, clusterSize: clusterSize) }
         print("Created clone '\(path)' backed by '\(base)'")
     }
 }

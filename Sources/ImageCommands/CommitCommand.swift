@@ -9,7 +9,7 @@ struct CommitCommand: ParsableCommand {
     var keep = false
     @Flag(name: .customShort("p"), help: "Show progress.")
     var progress = false
-    @Argument(help: "qcow2 overlay.")
+    @Argument(help: ArgumentHelp("qcow2 overlay.", valueName: "path"))
     var path: String
 
     func run() throws {

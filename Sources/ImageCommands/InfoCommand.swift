@@ -5,11 +5,12 @@ struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info", abstract: "Show an image's format, sizes and backing file (qemu-img info).")
 
-    @Option(name: .customShort("f"), help: "Image format; detected from the header if omitted (only for display).")
+    @Option(name: .customShort("f"), help: ArgumentHelp(
+        "Image format; if omitted it is read from the header (for this display only).", valueName: "format"))
     var format: String?
-    @Option(name: .long, help: "human or json.")
+    @Option(name: .long, help: ArgumentHelp("Output format: human or json.", valueName: "human|json"))
     var output: OutputFormat = .human
-    @Argument(help: "Image file.")
+    @Argument(help: ArgumentHelp("Image file.", valueName: "path"))
     var path: String
 
     func run() throws {

@@ -7,31 +7,48 @@ struct ImportCommand: ParsableCommand {
         commandName: "import", abstract: "Add an image to the de-duplicating store.")
 
     @OptionGroup var store: StoreOptions
-    @Option(name: .customShort("f"), help: "Source format (raw or qcow2).")
-    var format: String = "raw"
+    @Option(name: .customShort("f"), help: ArgumentHelp(
+        "Source format: raw (default) or qcow2; a file with a qcow2 header needs -f.", valueName: "format"))
+    var format: String?
     @Flag(name: .long, help: "Compress new chunks (raw deflate).")
     var compress = false
-    @Option(name: .long, help: "Average chunk size for a new store (power of two).")
+    @Option(name: .long, help: ArgumentHelp("Average chunk size for a new store (a power of two, 256 to 16M).", valueName: "size"))
     var chunkSize: String = "64K"
     @Flag(name: .long, help: "Replace an image of the same name.")
     var replace = false
     @Flag(name: .customShort("p"), help: "Show progress.")
     var progress = false
-    @Option(name: .long, help: "human or json.")
+    @Option(name: .long, help: ArgumentHelp("Output format: human or json.", valueName: "human|json"))
     var output: OutputFormat = .human
-    @Argument(help: "Image file to import.")
+    @Argument(help: ArgumentHelp("Image file to import.", valueName: "source"))
     var source: String
-    @Argument(help: "Name in the store.")
+    @Argument(help: ArgumentHelp("Name in the store.", valueName: "name"))
     var name: String
 
     func run() throws {
-        let images = try ImageStore.open(root: store.path, create: true,
-                                         averageChunkSize: Int(try CLI.parseSize(chunkSize)), compress: compress)
-        let device = try DiskImage.open(path: source, format: try CLI.format(format), readOnly: true)
-        let bar = ProgressBar("import", force: progress)
-        let result = try images.importImage(from: device, name: name, replace: replace, progress: bar.handler)
-        bar.finish()
-        try device.close()
+        let averageChunk = try CLI.parseSize(chunkSize, option: "--chunk-size")
+        guard let averageChunkSize = Int(exactly: averageChunk), averageChunkSize <= 16 << 20 else {
+            throw ValidationError("--chunk-size must be a power of two from 256 B to 16 MiB")
+        }
+        let format: DiskFormat
+        if let name = self.format {
+            format = try CLI.format(name)
+        } else {
+            // Raw unless said otherwise; a qcow2 header is not silently stored as raw bytes.
+            guard !DiskImage.looksLikeQCOW2(path: source) else {
+                throw ValidationError("\(source) has a qcow2 header: pass -f qcow2, or -f raw to import the file as it is")
+            }
+            format = .raw
+        }
+        let result = try CLI.run {
+            let images = try ImageStore.open(root: store.path, create: true, averageChunkSize: averageChunkSize, compress: compress)
+            let device = try DiskImage.open(path: source, format: format, readOnly: true)
+            let bar = ProgressBar("import", force: progress)
+            let result = try images.importImage(from: device, name: name, replace: replace, progress: bar.handler)
+            bar.finish()
+            try device.close()
+            return result
+        }
         if output == .json {
             try CLI.printJSON(result)
         } else {
@@ -46,19 +63,19 @@ struct ExportCommand: ParsableCommand {
         commandName: "export", abstract: "Write an image from the store to a raw or qcow2 file.")
 
     @OptionGroup var store: StoreOptions
-    @Option(name: .customShort("O"), help: "Output format: raw or qcow2.")
+    @Option(name: .customShort("O"), help: ArgumentHelp("Output format: raw or qcow2.", valueName: "output-format"))
     var outputFormat: String = "qcow2"
     @Flag(name: .customShort("p"), help: "Show progress.")
     var progress = false
-    @Argument(help: "Name in the store.")
+    @Argument(help: ArgumentHelp("Name in the store.", valueName: "name"))
     var name: String
-    @Argument(help: "Destination file (created).")
+    @Argument(help: ArgumentHelp("Destination file (created).", valueName: "destination"))
     var destination: String
 
     func run() throws {
-        let images = try ImageStore.open(root: store.path)
+        let format = try CLI.format(outputFormat)
         let bar = ProgressBar("export", force: progress)
-        try images.export(name: name, to: destination, format: try CLI.format(outputFormat), progress: bar.handler)
+        try CLI.run { try ImageStore.open(root: store.path).export(name: name, to: destination, format: format, progress: bar.handler) }
         bar.finish()
     }
 }
@@ -68,7 +85,7 @@ struct ListCommand: ParsableCommand {
         commandName: "list", abstract: "List the store's images with logical and stored bytes and the ratio.")
 
     @OptionGroup var store: StoreOptions
-    @Option(name: .long, help: "human or json.")
+    @Option(name: .long, help: ArgumentHelp("Output format: human or json.", valueName: "human|json"))
     var output: OutputFormat = .human
 
     struct Listing: Encodable {
@@ -101,11 +118,11 @@ struct RemoveCommand: ParsableCommand {
         commandName: "rm", abstract: "Remove an image from the store (its chunks go at the next gc).")
 
     @OptionGroup var store: StoreOptions
-    @Argument(help: "Name in the store.")
+    @Argument(help: ArgumentHelp("Name in the store.", valueName: "name"))
     var name: String
 
     func run() throws {
-        try ImageStore.open(root: store.path).remove(name: name)
+        try CLI.run { try ImageStore.open(root: store.path).remove(name: name) }
     }
 }
 
@@ -114,7 +131,7 @@ struct GCCommand: ParsableCommand {
         commandName: "gc", abstract: "Delete chunks no image references.")
 
     @OptionGroup var store: StoreOptions
-    @Option(name: .long, help: "human or json.")
+    @Option(name: .long, help: ArgumentHelp("Output format: human or json.", valueName: "human|json"))
     var output: OutputFormat = .human
 
     func run() throws {
@@ -132,7 +149,7 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var store: StoreOptions
     @Flag(name: .customShort("p"), help: "Show progress.")
     var progress = false
-    @Option(name: .long, help: "human or json.")
+    @Option(name: .long, help: ArgumentHelp("Output format: human or json.", valueName: "human|json"))
     var output: OutputFormat = .human
 
     func run() throws {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Storage
+import Units
 
 /// `--output human|json`, as qemu-img spells it.
 enum OutputFormat: String, ExpressibleByArgument, Sendable {
@@ -10,7 +11,7 @@ enum OutputFormat: String, ExpressibleByArgument, Sendable {
 
 /// Shared option: where the image store lives.
 struct StoreOptions: ParsableArguments {
-    @Option(name: .long, help: "Image store directory (default: $SKIFF_IMAGE_STORE or /var/lib/skiff/images).")
+    @Option(name: .long, help: ArgumentHelp("Image store directory (default: $SKIFF_IMAGE_STORE or /var/lib/skiff/images).", valueName: "dir"))
     var store: String?
 
     var path: String {
@@ -19,22 +20,14 @@ struct StoreOptions: ParsableArguments {
 }
 
 enum CLI {
-    /// Parses sizes like qemu-img: plain bytes or a number with k/K, M, G, T, P, E suffix (powers of 1024).
-    static func parseSize(_ text: String) throws -> UInt64 {
-        let multipliers: [Character: UInt64] = [
-            "b": 1, "B": 1, "k": 1 << 10, "K": 1 << 10, "m": 1 << 20, "M": 1 << 20, "g": 1 << 30, "G": 1 << 30,
-            "t": 1 << 40, "T": 1 << 40, "p": 1 << 50, "P": 1 << 50, "e": 1 << 60, "E": 1 << 60,
-        ]
-        var digits = Substring(text)
-        var multiplier: UInt64 = 1
-        if let last = digits.last, let m = multipliers[last] {
-            multiplier = m
-            digits = digits.dropLast()
+    /// Parses a size with the grammar every size option shares (`Units.ByteSize`); a plain
+    /// number is bytes, as in qemu-img. A malformed size is a usage error.
+    static func parseSize(_ text: String, option: String? = nil) throws(ValidationError) -> UInt64 {
+        do {
+            return try ByteSize.parse(text, defaultUnitShift: ByteSize.bytes)
+        } catch {
+            throw ValidationError(option.map { "\($0): \(error)" } ?? error.description)
         }
-        guard let value = UInt64(digits) else { throw ValidationError("invalid size '\(text)'") }
-        let (result, overflow) = value.multipliedReportingOverflow(by: multiplier)
-        guard !overflow else { throw ValidationError("size '\(text)' is too large") }
-        return result
     }
 
     /// Parses `-o key=value,...` qcow2 options into create options.
@@ -45,7 +38,7 @@ enum CLI {
             let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw ValidationError("option '\(pair)' is not key=value") }
             switch parts[0] {
-            case "cluster_size": options.clusterSize = try parseSize(parts[1])
+            case "cluster_size": options.clusterSize = try parseSize(parts[1], option: "cluster_size")
             case "compat":
                 switch parts[1] {
                 case "0.10", "v2": options.version = 2
@@ -64,6 +57,32 @@ enum CLI {
 
     static func format(_ name: String) throws -> DiskFormat {
         do { return try DiskFormat(name: name) } catch { throw ValidationError("\(error)") }
+    }
+
+    /// The format of the existing image at `path`: `-f` when given, otherwise qcow2. A file
+    /// that is not qcow2 is refused with a hint rather than opened as whatever it looks like:
+    /// formats are never guessed (a raw disk whose guest wrote a qcow2 header stays raw).
+    static func existingImageFormat(_ flag: String?, path: String) throws -> DiskFormat {
+        if let flag { return try format(flag) }
+        // Errors opening the file (missing, a directory, no permission) are reported as they are.
+        _ = try ImageFile.open(path: path, readOnly: true, lock: .none)
+        guard DiskImage.looksLikeQCOW2(path: path) else {
+            throw ValidationError("\(path) is not a qcow2 image; if it is a raw image, pass -f raw (formats are never guessed)")
+        }
+        return .qcow2
+    }
+
+    /// Runs work whose `StorageError.invalidArgument` refusals are about the command line
+    /// (option values out of range, a size a format cannot hold, a missing --shrink, a bad
+    /// store name): they become usage errors (exit status 64). Everything else stays a
+    /// runtime error (exit status 1). Verbs whose refusals are about the image itself (commit
+    /// of an image without a backing file) do not use it.
+    static func run<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch StorageError.invalidArgument(let text) {
+            throw ValidationError(text)
+        }
     }
 
     /// Prints an Encodable as JSON (sorted keys, indented), like qemu-img --output=json.

@@ -10,6 +10,9 @@ public enum KVMError: Error, CustomStringConvertible, Sendable {
     case ioctl(SystemError)
     /// A saved vCPU or platform state that cannot be restored (wrong sizes, counts, values).
     case invalidState(String)
+    /// A request KVM would refuse, caught before the ioctl (for example a dirty ring size
+    /// that is not a power of two).
+    case invalidArgument(String)
 
     public var description: String {
         switch self {
@@ -27,6 +30,8 @@ public enum KVMError: Error, CustomStringConvertible, Sendable {
             return error.description
         case .invalidState(let reason):
             return "invalid saved state: \(reason)"
+        case .invalidArgument(let reason):
+            return "invalid KVM request: \(reason)"
         }
     }
 }

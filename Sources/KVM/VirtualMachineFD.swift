@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CKVM
+import Synchronization
 import SystemExtras
 
 /// A KVM virtual machine file descriptor: memory slots, irqchip, PIT, interrupts and vCPUs.
@@ -11,6 +12,8 @@ public final class VirtualMachineFD: Sendable {
     let fd: OwnedFileDescriptor
     /// The system the VM was created from.
     public let system: KVMSystem
+    /// Entries per vCPU dirty ring once `enableDirtyRing` succeeded (0 = no rings).
+    let dirtyRingEntries = Atomic<UInt32>(0)
 
     init(fd: OwnedFileDescriptor, system: KVMSystem) {
         self.fd = fd

@@ -1,14 +1,23 @@
 import ArchX86
 
-/// A module for a multiboot kernel: its bytes and its command line (QEMU's
-/// `-initrd "file args,file2"`).
+/// A module for a multiboot kernel: its bytes, its arguments and, when known, the file name it was
+/// loaded from (QEMU's `-initrd "file args,file2"`).
 public struct BootModule: Sendable, Equatable {
     public var bytes: ArraySlice<UInt8>
+    /// The arguments; with `fileName` the guest sees `"fileName arguments"` (`MultibootCommandLine.module`).
     public var commandLine: String
+    /// The file name as the user gave it, or nil to pass `commandLine` alone.
+    public var fileName: String?
 
-    public init(bytes: ArraySlice<UInt8>, commandLine: String = "") {
+    public init(bytes: ArraySlice<UInt8>, commandLine: String = "", fileName: String? = nil) {
         self.bytes = bytes
         self.commandLine = commandLine
+        self.fileName = fileName
+    }
+
+    /// What the guest reads as this module's command line.
+    public var guestCommandLine: String {
+        fileName.map { MultibootCommandLine.module(fileName: $0, arguments: commandLine) } ?? commandLine
     }
 }
 
@@ -50,20 +59,33 @@ public struct BootPlan: Sendable {
     /// Parses `kernelImage` and plans the boot.
     public init(
         kernelImage: [UInt8], format: KernelFormat = .automatic, initrd: ArraySlice<UInt8>? = nil,
-        modules: [BootModule] = [], commandLine: KernelCommandLine, memoryMap: MemoryMap, rsdpAddress: UInt64? = nil
+        modules: [BootModule] = [], commandLine: KernelCommandLine, memoryMap: MemoryMap, rsdpAddress: UInt64? = nil,
+        kernelFileName: String? = nil, initrdFileName: String? = nil
     ) throws(LoaderError) {
         let kernel = try KernelImage.parse(kernelImage, memoryMap: memoryMap, format: format)
         try self.init(
             kernel: kernel, initrd: initrd, modules: modules, commandLine: commandLine, memoryMap: memoryMap,
-            rsdpAddress: rsdpAddress)
+            rsdpAddress: rsdpAddress, kernelFileName: kernelFileName, initrdFileName: initrdFileName)
     }
 
     /// Plans the boot of an already parsed kernel.
+    ///
+    /// - Parameters:
+    ///   - kernelFileName: for a multiboot kernel, the file name as the user gave it: the guest's
+    ///     command line becomes `"kernelFileName commandLine"`, as GRUB and QEMU pass it
+    ///     (`MultibootCommandLine.kernel`). Other protocols ignore it.
+    ///   - initrdFileName: for a multiboot kernel, the initrd's (first module's) file name, its
+    ///     command line.
     public init(
         kernel: KernelImage, initrd: ArraySlice<UInt8>? = nil, modules: [BootModule] = [],
-        commandLine: KernelCommandLine, memoryMap: MemoryMap, rsdpAddress: UInt64? = nil
+        commandLine arguments: KernelCommandLine, memoryMap: MemoryMap, rsdpAddress: UInt64? = nil,
+        kernelFileName: String? = nil, initrdFileName: String? = nil
     ) throws(LoaderError) {
         self.kernel = kernel
+        var commandLine = arguments
+        if case .multiboot = kernel.bootProtocol, let kernelFileName {
+            commandLine = try KernelCommandLine(MultibootCommandLine.kernel(fileName: kernelFileName, arguments: arguments.text))
+        }
         self.commandLine = commandLine
         var writes: [GuestWrite] = kernel.segments.enumerated().map { index, segment in
             GuestWrite(
@@ -98,10 +120,10 @@ public struct BootPlan: Sendable {
 
         case .multiboot:
             var all = modules
-            if let initrd { all.insert(BootModule(bytes: initrd, commandLine: ""), at: 0) }
+            if let initrd { all.insert(BootModule(bytes: initrd, commandLine: "", fileName: initrdFileName), at: 0) }
             let placed = try Self.placeModules(all, kernel: kernel, memoryMap: memoryMap, writes: &writes)
             let info = MultibootInfo(
-                modules: zip(placed, all).map { MultibootInfo.Module(range: $0, commandLine: $1.commandLine) },
+                modules: zip(placed, all).map { MultibootInfo.Module(range: $0, commandLine: $1.guestCommandLine) },
                 e820: memoryMap.e820)
             writes.append(
                 GuestWrite(

@@ -197,8 +197,11 @@ final class BARWindow: BusDevice, @unchecked Sendable {
 }
 
 /// Configuration mechanism #1: the shared address register and the data accesses it selects.
+///
+/// It holds the root weakly: the root holds the buses that hold this device, and a strong
+/// reference would keep root, buses and every device on them alive after the machine is gone.
 final class PCIConfigIO: @unchecked Sendable {
-    private let root: PCIRoot
+    private weak var root: PCIRoot?
     private let narrow: (any BusDevice)?
 
     init(root: PCIRoot, narrow: (any BusDevice)?) {
@@ -211,7 +214,7 @@ final class PCIConfigIO: @unchecked Sendable {
             narrow?.read(offset: offset, into: data)
             return
         }
-        data.storeBytes(of: root.configAddress.withLock { $0 }.littleEndian, as: UInt32.self)
+        data.storeBytes(of: (root?.configAddress.withLock { $0 } ?? 0xffff_ffff).littleEndian, as: UInt32.self)
     }
 
     func writeAddress(offset: UInt64, from data: UnsafeRawBufferPointer) {
@@ -219,23 +222,23 @@ final class PCIConfigIO: @unchecked Sendable {
             narrow?.write(offset: offset, from: data)
             return
         }
-        root.configAddress.withLock { $0 = data.loadUnaligned(as: UInt32.self) & 0x80ff_fffc }
+        root?.configAddress.withLock { $0 = data.loadUnaligned(as: UInt32.self) & 0x80ff_fffc }
     }
 
     func readData(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        guard let (bus, slot, fn, reg) = target(byteOffset: Int(offset)) else { return }
+        guard let root, let (bus, slot, fn, reg) = target(root, byteOffset: Int(offset)) else { return }
         let v = root.configRead(bus: bus, slot: slot, function: fn, offset: reg, size: data.count)
         for i in 0..<data.count { data[i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
     }
 
     func writeData(offset: UInt64, from data: UnsafeRawBufferPointer) {
-        guard let (bus, slot, fn, reg) = target(byteOffset: Int(offset)) else { return }
+        guard let root, let (bus, slot, fn, reg) = target(root, byteOffset: Int(offset)) else { return }
         var v: UInt32 = 0
         for i in 0..<data.count { v |= UInt32(data[i]) << (8 * UInt32(i)) }
         root.configWrite(bus: bus, slot: slot, function: fn, offset: reg, size: data.count, value: v)
     }
 
-    private func target(byteOffset: Int) -> (Int, Int, Int, Int)? {
+    private func target(_ root: PCIRoot, byteOffset: Int) -> (Int, Int, Int, Int)? {
         let a = root.configAddress.withLock { $0 }
         guard a & 0x8000_0000 != 0 else { return nil }
         return (Int((a >> 16) & 0xff), Int((a >> 11) & 0x1f), Int((a >> 8) & 0x7), Int(a & 0xfc) + byteOffset)
@@ -258,9 +261,10 @@ final class PCIConfigDataPort: BusDevice, @unchecked Sendable {
     func write(offset: UInt64, from data: UnsafeRawBufferPointer) { io.writeData(offset: offset, from: data) }
 }
 
-/// ECAM (MMCONFIG): bus << 20 | device << 15 | function << 12 | register.
+/// ECAM (MMCONFIG): bus << 20 | device << 15 | function << 12 | register. Holds the root weakly,
+/// like `PCIConfigIO`.
 final class PCIConfigECAM: BusDevice, @unchecked Sendable {
-    private let root: PCIRoot
+    private weak var root: PCIRoot?
     init(root: PCIRoot) { self.root = root }
 
     private func decode(_ offset: UInt64) -> (Int, Int, Int, Int) {
@@ -268,14 +272,14 @@ final class PCIConfigECAM: BusDevice, @unchecked Sendable {
     }
 
     func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        guard data.count <= 4 else { return }
+        guard data.count <= 4, let root else { return }
         let (bus, slot, fn, reg) = decode(offset)
         let v = root.configRead(bus: bus, slot: slot, function: fn, offset: reg, size: data.count)
         for i in 0..<data.count { data[i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
     }
 
     func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
-        guard data.count <= 4 else { return }
+        guard data.count <= 4, let root else { return }
         let (bus, slot, fn, reg) = decode(offset)
         var v: UInt32 = 0
         for i in 0..<data.count { v |= UInt32(data[i]) << (8 * UInt32(i)) }

@@ -13,6 +13,13 @@ public struct SkiffCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "skiff",
         abstract: "Skiff: virtual machines on Linux KVM.",
+        discussion: """
+            Exit status: 0 on success; 64 (EX_USAGE) for usage errors: unknown options, malformed or \
+            out-of-range values, options that cannot be combined; 1 for other errors, with one line on \
+            stderr. 'skiff run' passes on what the guest reports through the debug-exit port, and \
+            'skiff image check' exits 2, 3 or 63 as qemu-img check does.
+            """,
+        version: SkiffVersion.current,
         subcommands: [RunCommand.self, ImageCommand.self, VMCommand.self, SnapshotCommand.self, MigrateCommand.self, ForkCommand.self,
                       // Verbs served by skiffd (the host daemon).
                       CreateCommand.self, StartCommand.self, StopCommand.self, KillCommand.self, RebootCommand.self, PauseCommand.self,

@@ -56,7 +56,7 @@ enum MonitorCommandLine {
             if capabilities.rateLimits {
                 if let bw = disk.bandwidth, bw > 0 { d += ",bw=\(bw)" }
                 if let iops = disk.iops, iops > 0 { d += ",iops=\(iops)" }
-                if let burst = disk.burst, burst > 0 { d += ",burst=\(burst)" }
+                if let burst = disk.burst, burst > 0 { d += ",bw-burst=\(burst)" }
             }
             args += ["--disk", d]
         }

@@ -145,6 +145,7 @@ public struct DiskSpec: Codable, Sendable, Equatable {
     /// Bytes per second (0 or nil: unlimited).
     public var bandwidth: UInt64?
     public var iops: UInt64?
+    /// Bytes allowed once above `bandwidth`, spent first.
     public var burst: UInt64?
 
     public init(path: String? = nil, clone: String? = nil, format: DiskFormatName? = nil, readonly: Bool? = nil) {

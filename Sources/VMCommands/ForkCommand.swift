@@ -14,26 +14,29 @@ public struct ForkCommand: ParsableCommand {
         commandName: "fork",
         abstract: "Start N VMs from one snapshot, each with its own identity, sharing unmodified memory.",
         discussion: """
-            Each fork maps the snapshot's memory file MAP_PRIVATE (pages are shared until a fork writes them) and
-            gets a new identity: a qcow2 overlay per disk on top of the snapshot's disk (which must not change while
-            forks use it), a new MAC per network interface (on TAP PREFIX-<i>), vsock CID <cid-base>+i, and a new VM
-            generation ID. Fork i lives in DIR/fork-<i>/: console.log, api.sock (its control socket), disk overlays.
-            The monitors run in the background; stop one with 'skiff vm' or by killing its pid.
+            Each fork maps the snapshot's memory file MAP_PRIVATE (pages are shared until a fork writes them) and \
+            gets a new identity: a qcow2 overlay per disk on top of the snapshot's disk (which must not change while \
+            forks use it), a new MAC per network interface (fork 3 on TAP PREFIX3, or PREFIX3n0, PREFIX3n1, ... \
+            with several), vsock CID CID-BASE + 3, and a new VM generation ID. Fork 3 lives in DIR/fork-3/: \
+            console.log, api.sock (its control socket), disk overlays. \
+            The monitors run in the background; stop one with 'skiff vm stop' or by killing its pid.
+
+            Exit status: 0 when every fork runs, 64 for usage errors, 1 for other errors.
             """)
 
     @Argument(help: ArgumentHelp("Snapshot directory.", valueName: "snapshot"))
     var snapshot: String
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Number of VMs to start.", valueName: "n"))
+    @Option(name: .shortAndLong, help: ArgumentHelp("Number of VMs to start, 1 to 4096.", valueName: "count"))
     var count: Int = 1
 
     @Option(name: .long, help: ArgumentHelp("Directory for the forks' files (created if missing).", valueName: "dir"))
     var dir: String
 
-    @Option(name: .customLong("cid-base"), help: ArgumentHelp("vsock CID of fork 0 (default 1000).", valueName: "n"))
+    @Option(name: .customLong("cid-base"), help: ArgumentHelp("vsock CID of fork 0.", valueName: "cid"))
     var cidBase: UInt32 = 1000
 
-    @Option(name: .customLong("tap-prefix"), help: ArgumentHelp("TAP names PREFIX-<i> for the network interfaces (default fk).", valueName: "prefix"))
+    @Option(name: .customLong("tap-prefix"), help: ArgumentHelp("Prefix of the forks' TAP names (the fork's number follows).", valueName: "prefix"))
     var tapPrefix: String = "fk"
 
     @Option(name: .long, help: ArgumentHelp("The monitor to run (default: skiff-vmm next to this program).", valueName: "path"))
@@ -52,22 +55,22 @@ public struct ForkCommand: ParsableCommand {
         do {
             description = try SnapshotDescription.read(snapshot)
         } catch {
-            throw ValidationError("\(error)")
+            throw CommandFailure("\(error)")
         }
         let monitorPath = monitor ?? Self.siblingExecutable("skiff-vmm")
-        guard access(monitorPath, X_OK) == 0 else { throw ValidationError("cannot run the monitor \(monitorPath)") }
-        if mkdir(dir, 0o755) != 0 && errno != EEXIST { throw ValidationError("cannot create \(dir): \(String(cString: strerror(errno)))") }
+        guard access(monitorPath, X_OK) == 0 else { throw CommandFailure("cannot run the monitor \(monitorPath)") }
+        if mkdir(dir, 0o755) != 0 && errno != EEXIST { throw CommandFailure("cannot create \(dir): \(String(cString: strerror(errno)))") }
         for i in 0..<count {
             let home = "\(dir)/fork-\(i)"
-            guard mkdir(home, 0o755) == 0 else { throw ValidationError("cannot create \(home): \(String(cString: strerror(errno)))") }
+            guard mkdir(home, 0o755) == 0 else { throw CommandFailure("cannot create \(home): \(String(cString: strerror(errno)))") }
             var arguments = [monitorPath, "--restore", snapshot, "--api-socket", "\(home)/api.sock"]
             for (k, disk) in description.disks.enumerated() {
                 let overlay = "\(home)/disk\(k).qcow2"
-                guard let format = DiskFormat(rawValue: disk.format) else { throw ValidationError("disk \(disk.path): unknown format") }
+                guard let format = DiskFormat(rawValue: disk.format) else { throw CommandFailure("disk \(disk.path): unknown format") }
                 do {
                     try ImageOperations.clone(base: disk.path, baseFormat: format, to: overlay)
                 } catch {
-                    throw ValidationError("fork \(i): cannot create the overlay of \(disk.path): \(error)")
+                    throw CommandFailure("fork \(i): cannot create the overlay of \(disk.path): \(error)")
                 }
                 arguments += ["--disk", "\(overlay),format=qcow2\(disk.readOnly ? ",readonly" : "")"]
             }
@@ -91,7 +94,7 @@ public struct ForkCommand: ParsableCommand {
                 }
                 usleep(50_000)
             }
-            guard up else { throw ValidationError("fork \(i) did not start; see \(dir)/fork-\(i)/console.log") }
+            guard up else { throw CommandFailure("fork \(i) did not start; see \(dir)/fork-\(i)/console.log") }
         }
     }
 
@@ -122,7 +125,7 @@ public struct ForkCommand: ParsableCommand {
         defer { for a in argv { free(a) } }
         var pid: pid_t = 0
         let r = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
-        guard r == 0 else { throw ValidationError("cannot start \(arguments[0]): \(String(cString: strerror(r)))") }
+        guard r == 0 else { throw CommandFailure("cannot start \(arguments[0]): \(String(cString: strerror(r)))") }
         return pid
     }
 }

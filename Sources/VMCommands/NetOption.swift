@@ -1,14 +1,25 @@
 import ArgumentParser
+import ControlProtocol
 import VMM
 import VirtioNet
 
-/// `--net tap=NAME[,mac=MAC]`: one virtio-net device on a TAP interface.
+/// `--net tap=NAME[,mac=MAC][,rx-bw=SIZE][,tx-bw=SIZE][,rx-pps=N][,tx-pps=N]`: one virtio-net
+/// device on a TAP interface, optionally rate-limited per direction (rx is what the guest
+/// receives; bytes a second with K/M/G suffixes, frames a second).
 enum NetOption {
-    static let usage = "tap=NAME[,mac=MAC]"
+    static let usage = "tap=NAME[,mac=MAC][,rx-bw=SIZE][,tx-bw=SIZE][,rx-pps=N][,tx-pps=N][,rx-bw-burst=SIZE][,tx-bw-burst=SIZE]"
+
+    /// The device and its rate limits per direction.
+    struct Parsed {
+        var spec: VirtioDeviceSpec
+        var receive: RateLimits?
+        var transmit: RateLimits?
+    }
 
     /// Parses one `--net` value; a missing MAC becomes a random locally administered one here,
     /// so the guest sees the same address after a reboot.
-    static func parse(_ text: String) throws(ValidationError) -> VirtioDeviceSpec {
+    static func parse(_ text: String) throws(ValidationError) -> Parsed {
+        var rates = RateOptions(option: "--net", text: text)
         var tap: String?
         var mac: MACAddress?
         for field in text.split(separator: ",", omittingEmptySubsequences: false) {
@@ -31,12 +42,16 @@ enum NetOption {
                 } catch {
                     throw ValidationError("--net '\(text)': \(error.description)")
                 }
+            case let key where RateOptions.netKeys.contains(String(key)):
+                try rates.set(String(key), value)
             default:
                 throw ValidationError("--net '\(text)': unknown option '\(parts[0])' (expected \(usage))")
             }
         }
         guard let tap else { throw ValidationError("--net '\(text)': missing tap=NAME (expected \(usage))") }
-        return .net(tap: tap, mac: mac ?? MACAddress.random())
+        return Parsed(spec: .net(tap: tap, mac: mac ?? MACAddress.random()),
+                      receive: try rates.limits(bandwidth: "rx-bw", operations: "rx-pps", bandwidthBurst: "rx-bw-burst", direction: .receive),
+                      transmit: try rates.limits(bandwidth: "tx-bw", operations: "tx-pps", bandwidthBurst: "tx-bw-burst", direction: .transmit))
     }
 }
 

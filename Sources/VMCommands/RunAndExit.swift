@@ -4,9 +4,21 @@ import ArgumentParser
 import Glibc
 #endif
 
+/// A runtime failure of a command: one line on stderr and exit status 1. What the user typed
+/// wrong is a `ValidationError` instead (exit status 64).
+public struct CommandFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ message: String) { description = message }
+}
+
 extension ParsableCommand {
     /// Parses the process arguments, runs the command and exits. Errors become one line on
     /// stderr (`NAME: error: …`) with no usage dump and no stack trace; `--help` prints help.
+    ///
+    /// Exit statuses (sysexits.h): 64 (EX_USAGE) for usage errors — ArgumentParser's own
+    /// (unknown options, missing or malformed values) and every `ValidationError`, which the
+    /// commands throw for out-of-range and inconsistent values; 1 for any other error; or the
+    /// status a command chose (`ExitCode`: a guest's debug-exit status, `image check`'s 2/3/63).
     public static func runAndExit(_ arguments: [String]? = nil) -> Never {
         let name = configuration.commandName ?? "skiff"
         do {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Units
 import ArchX86
 import ControlProtocol
 import Loader
@@ -30,25 +31,26 @@ public struct VMOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Initial ramdisk (Linux) or first module (multiboot).", valueName: "path"))
     var initrd: String?
 
-    @Option(name: .long, help: ArgumentHelp("Extra multiboot module: 'PATH[ ARGS]' (repeatable).", valueName: "module"))
+    @Option(name: .long, help: ArgumentHelp("Extra multiboot module: 'PATH[ ARGS]' (repeatable).", valueName: "path[ args]"))
     var module: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Kernel command line.", valueName: "string"))
     var cmdline: String = ""
 
-    @Option(name: .long, help: ArgumentHelp("Guest RAM (a number is MiB; K, M, G suffixes; default 256M).", valueName: "size"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Guest RAM, 16M to 512G (a number is MiB; K, M, G, T suffixes, also as KB/KiB, e.g. 512M, 1.5G; default 256M).", valueName: "size"))
     var memory: String?
 
-    @Option(name: .long, help: ArgumentHelp("Number of vCPUs (default 1).", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("Number of vCPUs, 1 to 254 (default 1).", valueName: "count"))
     var cpus: Int?
 
-    @Option(name: .customLong("cpu-template"), help: ArgumentHelp("CPUID template: baseline (default) or host.", valueName: "name"))
+    @Option(name: .customLong("cpu-template"), help: ArgumentHelp("CPUID template: baseline (default) or host.", valueName: "baseline|host"))
     var cpuTemplate: String?
 
-    @Option(name: .customLong("on-reboot"), help: ArgumentHelp("What a guest reset does: exit (default) or restart.", valueName: "action"))
+    @Option(name: .customLong("on-reboot"), help: ArgumentHelp("What a guest reset does: exit (default) or restart.", valueName: "exit|restart"))
     var onReboot: String?
 
-    @Option(name: .customLong("emulation-assist"), help: ArgumentHelp("Complete instructions the host's KVM cannot emulate: auto, on or off.", valueName: "mode"))
+    @Option(name: .customLong("emulation-assist"), help: ArgumentHelp("Complete instructions the host's KVM cannot emulate: auto, on or off.", valueName: "auto|on|off"))
     var emulationAssist: String = EmulationAssistMode.auto.rawValue
 
     @Flag(name: .long, help: "Attach a virtio-rng device fed by the host's getrandom.")
@@ -63,7 +65,8 @@ public struct VMOptions: ParsableArguments {
     @Flag(name: .customLong("balloon-free-page-reporting"), help: "Let the guest report free pages, which go back to the host.")
     var balloonFreePageReporting = false
 
-    @Option(name: .long, help: ArgumentHelp("Console device for host input: serial or virtio (hvc0; output of both reaches stdout).", valueName: "kind"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Console device for host input: serial or virtio (hvc0; the output of both goes where --serial says).", valueName: "serial|virtio"))
     var console: String = "serial"
 
     @Option(name: .customLong("api-socket"), help: ArgumentHelp(
@@ -71,13 +74,13 @@ public struct VMOptions: ParsableArguments {
     var apiSocket: String?
 
     @Option(name: .long, help: ArgumentHelp(
-        "Attach a virtio-blk disk (repeatable). The format is raw unless format= says otherwise: images are never probed. readonly refuses guest writes; serial= sets the GET_ID string (default: the file name).",
-        valueName: "PATH[,readonly][,format=raw|qcow2][,serial=ID]"))
+        "Attach a virtio-blk disk (repeatable). The format is raw unless format= says otherwise: images are never probed. readonly refuses guest writes; serial= sets the GET_ID string (default: the file name). bw= (bytes/s, K/M/G suffixes) and iops= limit it (bw-burst=, iops-burst=: a one-time allowance spent first); 'skiff vm rate-limit' changes them later.",
+        valueName: DiskOption.usage))
     var disk: [String] = []
 
     @Option(name: .long, help: ArgumentHelp(
-        "Attach a virtio-net device on a TAP interface (repeatable), created if absent (needs CAP_NET_ADMIN); its addresses and link state are the host's business. Without mac= the guest gets a random locally administered address.",
-        valueName: "tap=NAME[,mac=MAC]"))
+        "Attach a virtio-net device on a TAP interface (repeatable), created if absent (needs CAP_NET_ADMIN); its addresses and link state are the host's business. Without mac= the guest gets a random locally administered address. rx-bw=/tx-bw= (bytes/s) and rx-pps=/tx-pps= (frames/s) limit what the guest receives/sends.",
+        valueName: NetOption.usage))
     var net: [String] = []
 
     @Option(name: .long, help: ArgumentHelp(
@@ -87,6 +90,28 @@ public struct VMOptions: ParsableArguments {
 
     @Flag(name: .long, help: "Print VM events and an exit summary on stderr.")
     var verbose = false
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Where the console output goes: stdio (this terminal or pipe; stdin is the console's input), file=PATH (a new file, or truncated; stdin is not read) or none.",
+        valueName: "stdio|file=PATH|none"))
+    var serial: String = "stdio"
+
+    @Option(name: .customLong("console-log"), help: ArgumentHelp(
+        "Also append the console output to this file, kept bounded: past --console-log-size it moves to FILE.1 and a new file starts.",
+        valueName: "file"))
+    var consoleLog: String?
+
+    @Option(name: .customLong("console-log-size"), help: ArgumentHelp(
+        "Size at which the console log rotates, 4K to 1T (a number is MiB, like --memory).", valueName: "size"))
+    var consoleLogSize: String = "1M"
+
+    @Option(name: .customLong("console-socket"), help: ArgumentHelp(
+        "Serve the serial console on this unix socket: clients get the recent output, then the live output; what they send is console input.",
+        valueName: "path"))
+    var consoleSocket: String?
+
+    @Option(name: .long, help: ArgumentHelp("Let KSM merge identical pages of guest RAM with other VMs.", valueName: "on|off"))
+    var ksm: String = "on"
 
     /// Where the VM comes from: a boot of `--kernel`, or `--restore DIR`.
     func makeSource() throws(ValidationError) -> VMSource {
@@ -117,11 +142,31 @@ public struct VMOptions: ParsableArguments {
             }
             options.cpuTemplate = t
         }
-        for d in disk { options.deviceOverrides.append(try DiskOption.parse(d)) }
-        for n in net { options.deviceOverrides.append(try NetOption.parse(n)) }
+        let (specs, limits) = try diskAndNetDevices()
+        options.deviceOverrides += specs
+        options.rateLimits = limits
         if let vsock { options.deviceOverrides.append(try VsockOption.parse(vsock)) }
         options.verbose = verbose
+        options.samePageMerging = try samePageMerging()
         return options
+    }
+
+    /// The `--disk` and `--net` devices, and their rate limits named as the VM counts them.
+    private func diskAndNetDevices() throws(ValidationError) -> ([VirtioDeviceSpec], [DeviceRateLimit]) {
+        var specs: [VirtioDeviceSpec] = []
+        var limits: [DeviceRateLimit] = []
+        for (i, d) in disk.enumerated() {
+            let parsed = try DiskOption.parse(d)
+            specs.append(parsed.spec)
+            if let l = parsed.limits { limits.append(DeviceRateLimit(device: "disk\(i)", limits: l)) }
+        }
+        for (i, n) in net.enumerated() {
+            let parsed = try NetOption.parse(n)
+            specs.append(parsed.spec)
+            if let l = parsed.receive { limits.append(DeviceRateLimit(device: "net\(i)", limits: l)) }
+            if let l = parsed.transmit { limits.append(DeviceRateLimit(device: "net\(i)", limits: l)) }
+        }
+        return (specs, limits)
     }
 
     /// The validated VM configuration.
@@ -130,6 +175,7 @@ public struct VMOptions: ParsableArguments {
         let bytes: UInt64
         do {
             bytes = try ByteSize.parse(memory ?? "256M")
+            _ = try MemoryMap(ramSize: bytes)
         } catch {
             throw ValidationError("--memory: \(error)")
         }
@@ -150,8 +196,9 @@ public struct VMOptions: ParsableArguments {
         }
         config.verbose = verbose
         if rng { config.devices.append(.rng) }
-        for d in disk { config.devices.append(try DiskOption.parse(d)) }
-        for n in net { config.devices.append(try NetOption.parse(n)) }
+        let (specs, limits) = try diskAndNetDevices()
+        config.devices += specs
+        config.rateLimits = limits
         if let vsock { config.devices.append(try VsockOption.parse(vsock)) }
         if balloon {
             config.devices.append(.balloon(BalloonSpec(statistics: true, freePageReporting: balloonFreePageReporting,
@@ -173,7 +220,48 @@ public struct VMOptions: ParsableArguments {
             throw ValidationError("--kernel-format must be one of: \(KernelFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         config.kernelFormat = format
+        config.samePageMerging = try samePageMerging()
         return config
+    }
+
+    func samePageMerging() throws(ValidationError) -> Bool {
+        switch ksm {
+        case "on": return true
+        case "off": return false
+        default: throw ValidationError("--ksm must be on or off")
+        }
+    }
+
+    /// Where the console goes.
+    func consoleSettings() throws(ValidationError) -> ConsoleSettings {
+        var settings = ConsoleSettings()
+        switch serial {
+        case "stdio":
+            settings.output = .standardOutput
+        case "none":
+            settings.output = .none
+            settings.readsStandardInput = false
+        case let value where value.hasPrefix("file="):
+            let path = String(value.dropFirst(5))
+            guard !path.isEmpty else { throw ValidationError("--serial file= needs a path") }
+            settings.output = .file(path)
+            settings.readsStandardInput = false
+        default:
+            throw ValidationError("--serial must be stdio, file=PATH or none")
+        }
+        settings.logPath = consoleLog
+        settings.socketPath = consoleSocket
+        let size: UInt64
+        do {
+            size = try ByteSize.parse(consoleLogSize)
+        } catch {
+            throw ValidationError("--console-log-size: \(error)")
+        }
+        guard size >= 4096, size <= 1 << 40 else { throw ValidationError("--console-log-size must be 4K to 1T") }
+        settings.logLimit = Int(size)
+        if let p = consoleLog, p.isEmpty { throw ValidationError("--console-log needs a path") }
+        if let p = consoleSocket, p.isEmpty { throw ValidationError("--console-socket needs a path") }
+        return settings
     }
 
     public init() {}
@@ -192,22 +280,32 @@ public struct RunCommand: ParsableCommand {
 
     public func validate() throws {
         _ = try options.makeSource()
+        _ = try options.consoleSettings()
     }
 
     public func run() throws {
-        let status = VMLauncher.run(try options.makeSource(), apiSocket: options.apiSocket)
+        let status = VMLauncher.run(try options.makeSource(), apiSocket: options.apiSocket, console: try options.consoleSettings())
         throw ExitCode(status)
     }
 }
 
 extension VMOptions {
     static let discussion = """
-        The kernel may be a Linux bzImage, an ELF with a PVH entry note (vmlinux), or a multiboot v1 kernel.
-        Press Ctrl-A then x to stop the VM. Exit status: 0 after the guest powers off (or resets with
-        --on-reboot exit), (v << 1) | 1 after the guest writes v to the debug-exit port 0xf4, 1 on errors.
-        virtio devices take PCI slots 1, 2, ... in this order: --rng, each --disk as given, each --net, --vsock,
-        --balloon, then --console virtio. A disk image is opened (and locked) before the guest starts; its
-        format is raw unless format=qcow2 is given. TAP interfaces and the vsock socket are opened when the VM
-        is built.
+        The kernel may be a Linux bzImage, an ELF with a PVH entry note (vmlinux), or a multiboot v1 kernel. \
+        On a terminal, Ctrl-A then x stops the VM; so do SIGTERM, SIGINT and SIGHUP.
+
+        Exit status: 0 after the guest powers off (or resets with --on-reboot exit, or is stopped); \
+        (v << 1) | 1 after the guest writes v to the debug-exit port 0xf4; 64 for usage errors \
+        (unknown options, malformed or out-of-range values, options that cannot be combined); \
+        1 for other errors (files that cannot be read, a disk in use, a failing guest).
+
+        Sizes: a number with an optional unit B, K, M, G, T (or KB, KiB, ...; powers of 1024), \
+        e.g. 512M or 1.5G; a plain number is MiB for --memory and --console-log-size, bytes for \
+        the rates of --disk and --net.
+
+        virtio devices take PCI slots 1, 2, ... in this order: --rng, each --disk as given, each --net, \
+        --vsock, --balloon, then --console virtio. A disk image is opened (and locked) before the guest \
+        starts; its format is raw unless format=qcow2 is given. TAP interfaces and the vsock socket are \
+        opened when the VM is built.
         """
 }

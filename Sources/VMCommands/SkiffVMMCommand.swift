@@ -6,7 +6,8 @@ public struct SkiffVMMCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "skiff-vmm",
         abstract: "Run one virtual machine (the per-VM monitor process).",
-        discussion: VMOptions.discussion)
+        discussion: VMOptions.discussion,
+        version: SkiffVersion.current)
 
     @OptionGroup var options: VMOptions
 
@@ -14,9 +15,10 @@ public struct SkiffVMMCommand: ParsableCommand {
 
     public func validate() throws {
         _ = try options.makeSource()
+        _ = try options.consoleSettings()
     }
 
     public func run() throws {
-        throw ExitCode(VMLauncher.run(try options.makeSource(), apiSocket: options.apiSocket))
+        throw ExitCode(VMLauncher.run(try options.makeSource(), apiSocket: options.apiSocket, console: try options.consoleSettings()))
     }
 }

@@ -20,10 +20,15 @@ enum BootAssembly {
             if kernel.isLinux {
                 for option in linuxOptions { try commandLine.append(option) }
             }
+            // Multiboot kernels and modules get their file names in front of their command lines,
+            // as GRUB and QEMU pass them (the first word is argv[0]).
             let plan = try Loader.BootPlan(
                 kernel: kernel, initrd: images.initrd.map { $0[...] },
-                modules: images.modules.map { BootModule(bytes: $0.bytes[...], commandLine: $0.commandLine) },
-                commandLine: commandLine, memoryMap: memoryMap, rsdpAddress: rsdpAddress == 0 ? nil : rsdpAddress)
+                modules: zip(images.modules, configuration.modules).map {
+                    BootModule(bytes: $0.bytes[...], commandLine: $0.commandLine, fileName: $1.path)
+                },
+                commandLine: commandLine, memoryMap: memoryMap, rsdpAddress: rsdpAddress == 0 ? nil : rsdpAddress,
+                kernelFileName: configuration.kernelPath, initrdFileName: configuration.initrdPath)
             let entry: BootEntry
             switch plan.entryState {
             case .longMode(let rip, let rsi): entry = .longMode(rip: rip, rsi: rsi)
@@ -81,7 +86,9 @@ struct PlatformTables {
         } catch {
             throw VMError("cannot build the MP table: \(error)")
         }
-        return PlatformTables(writes: acpi.placements + [(mpTable.address, mpTable.bytes)], rsdpAddress: acpi.rsdpAddress)
+        // The reset vector stub: Linux reboots by jumping there when no other method was tried first.
+        return PlatformTables(writes: acpi.placements + [(mpTable.address, mpTable.bytes), (ResetVector.address, ResetVector.code())],
+                              rsdpAddress: acpi.rsdpAddress)
     }
 }
 

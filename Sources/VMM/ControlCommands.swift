@@ -70,7 +70,7 @@ public enum ControlCommands {
                 return .done
             case .balloonStatistics:
                 guard let s = target.balloonStatistics(freshWithin: statisticsTimeout) else {
-                    return .failure(ControlError(.unsupported, "the VM has no balloon device (start it with --balloon)"))
+                    return .failure(ControlError(.unsupported, "the VM has no balloon device"))
                 }
                 let stats = (s.statistics?.values ?? [:]).sorted { $0.key < $1.key }.map { Metric(name: $0.key.name, value: $0.value) }
                 return .balloon(BalloonReport(targetPages: s.targetPages, actualPages: s.actualPages, inflatedPages: s.inflatedPages,

@@ -34,15 +34,15 @@ public final class ControlSocket: @unchecked Sendable {
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
         let bytes = Array(path.utf8)
         guard !bytes.isEmpty, bytes.count < capacity, !bytes.contains(0) else {
-            throw VMError("--api-socket \(path): a socket path must be 1 to \(capacity - 1) bytes")
+            throw VMError("control socket \(path): a socket path must be 1 to \(capacity - 1) bytes")
         }
         var st = stat()
-        if lstat(path, &st) == 0 { throw VMError("--api-socket \(path): the path already exists") }
+        if lstat(path, &st) == 0 { throw VMError("control socket \(path): the path already exists") }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             for (i, b) in bytes.enumerated() { raw[i] = b }
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw VMError("--api-socket \(path): socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw VMError("control socket \(path): socket: \(String(cString: strerror(errno)))") }
         listener = OwnedFileDescriptor(taking: fd)
         // The socket file is created owner-only: bind(2) applies the umask.
         let oldMask = umask(0o177)
@@ -51,16 +51,16 @@ public final class ControlSocket: @unchecked Sendable {
         }
         let bindError = errno
         umask(oldMask)
-        guard bound == 0 else { throw VMError("--api-socket \(path): bind: \(String(cString: strerror(bindError)))") }
+        guard bound == 0 else { throw VMError("control socket \(path): bind: \(String(cString: strerror(bindError)))") }
         guard listen(fd, 8) == 0 else {
             unlink(path)
-            throw VMError("--api-socket \(path): listen: \(String(cString: strerror(errno)))")
+            throw VMError("control socket \(path): listen: \(String(cString: strerror(errno)))")
         }
         do {
             stopEvent = try EventFD()
         } catch {
             unlink(path)
-            throw VMError("--api-socket \(path): \(error)")
+            throw VMError("control socket \(path): \(error)")
         }
     }
 
@@ -69,7 +69,7 @@ public final class ControlSocket: @unchecked Sendable {
         do {
             thread = try HostThread.spawn(name: "control-api") { [self] in self.serve() }
         } catch {
-            throw VMError("--api-socket \(path): \(error)")
+            throw VMError("control socket \(path): \(error)")
         }
     }
 

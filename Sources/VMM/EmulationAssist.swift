@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import CKVM
 import CSkiffSystem
 import GuestMemory
@@ -73,7 +74,7 @@ final class EmulationAssist: @unchecked Sendable {
         let adapter = EmulatorAdapter(memory: memory, vcpu: vcpu)
         let rip = state.rip
         let result = emulator.step(state: &state, memory: adapter, platform: adapter)
-        if Self.trace { writeStderr("assist: vCPU \(vcpu.id) rip 0x\(String(rip, radix: 16)) -> \(result) new rip 0x\(String(state.rip, radix: 16))") }
+        if Self.trace { Self.traceLog.notice("assist: vCPU \(vcpu.id) rip 0x\(String(rip, radix: 16)) -> \(result) new rip 0x\(String(state.rip, radix: 16))") }
         switch result {
         case .completed(var changes):
             // The instructions after a failing one are often of the same kind (SSE runs in
@@ -120,6 +121,7 @@ final class EmulationAssist: @unchecked Sendable {
 
     /// SKIFF_TRACE_ASSIST=1 prints every assisted instruction on stderr.
     static let trace: Bool = getenv("SKIFF_TRACE_ASSIST").map { String(cString: $0) == "1" } ?? false
+    static let traceLog = MonitorLog.logger()
 
     /// Per-instruction counters, e.g. "int3 1, clac 1530, popcnt 12".
     var summary: String { emulator.statistics().summary }

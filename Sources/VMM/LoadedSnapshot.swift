@@ -131,7 +131,7 @@ struct LoadedSnapshot {
             if lacking != 0 { missing.append("leaf 0x\(String(w.function, radix: 16)).\(w.index) \(w.register) bits 0x\(String(lacking, radix: 16))") }
         }
         if !missing.isEmpty {
-            throw VMError("this host cannot run the VM: its \(name) CPU template lacks CPUID features the VM used (\(missing.joined(separator: "; "))); use --cpu-template baseline for VMs that move between unlike hosts")
+            throw VMError("this host cannot run the VM: its \(name) CPU template lacks CPUID features the VM used (\(missing.joined(separator: "; "))); the baseline CPU template suits VMs that move between unlike hosts")
         }
     }
 

@@ -85,12 +85,13 @@ public final class Machine: @unchecked Sendable {
     /// Creates the VM with `memory` as guest RAM, its irqchip, PIT and `vcpuCount` bare vCPUs.
     private init(kvm: KVMSystem, memoryMap: MemoryMap, memory: GuestMemory, vcpuCount: Int) throws(VMError) {
         guard vcpuCount >= 1, vcpuCount <= min(kvm.maxVCPUs, 254) else {
-            throw VMError("--cpus \(vcpuCount) is out of range (1 to \(min(kvm.maxVCPUs, 254)) on this host)")
+            throw VMError("\(vcpuCount) vCPUs is out of range (1 to \(min(kvm.maxVCPUs, 254)) on this host)")
         }
         self.memoryMap = memoryMap
         self.memory = memory
         do {
             vm = try kvm.createVM()
+            StartTrace.mark("vm-created")
             // Manual protection must be on before any slot logs dirty pages.
             var manual = false
             if vm.supportsManualDirtyLogProtect {
@@ -103,14 +104,17 @@ public final class Machine: @unchecked Sendable {
             for (slot, region) in memory.regions.enumerated() {
                 try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestAddress, size: region.size, hostAddress: region.hostAddress)
             }
+            StartTrace.mark("memory-slots")
             try vm.setIdentityMapAddress(Layout.kvmIdentityMapAddress)
             try vm.setTSSAddress(Layout.kvmTSSAddress)
             try vm.createIRQChip()
             try vm.createPIT2()
             interrupts = try InterruptRouter(vm: vm)
+            StartTrace.mark("irqchip")
             var created: [VCPUFD] = []
             for i in 0..<vcpuCount { created.append(try vm.createVCPU(id: UInt32(i))) }
             vcpus = created
+            StartTrace.mark("vcpus-created")
             saveableMSRs = (try? kvm.msrIndexList()) ?? []
         } catch {
             throw .kvm(error)
@@ -183,6 +187,7 @@ public final class Machine: @unchecked Sendable {
         }
         do {
             try vm.restorePlatformState(state.platform)
+            StartTrace.mark("platform-state")
             for (vcpu, saved) in zip(vcpus, state.vcpus) { try vcpu.restoreState(saved) }
         } catch {
             throw .kvm(error)
@@ -204,7 +209,9 @@ public final class Machine: @unchecked Sendable {
         var started: [VCPUThread] = []
         for vcpu in vcpus {
             let t = VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, memory: memory, controller: controller, assist: assist)
-            controller.addKicker { [t] in t.kick() }
+            // Weak: the thread holds the controller, so a strong capture would be a cycle keeping
+            // every vCPU thread (and through it the buses, guest RAM and fds) after the machine ends.
+            controller.addKicker { [weak t] in t?.kick() }
             started.append(t)
         }
         threads.withLock { $0 = started }
@@ -234,7 +241,10 @@ public final class Machine: @unchecked Sendable {
     public var exitCounts: [String: Int] {
         var total: [String: Int] = [:]
         for t in threads.withLock({ $0 }) {
-            for (k, v) in t.exitCounts.withLock({ $0 }) { total[k, default: 0] += v }
+            for kind in ExitCounters.Kind.allCases {
+                let n = t.exits.value(kind)
+                if n > 0 { total[kind.name, default: 0] += Int(clamping: n) }
+            }
         }
         return total
     }

@@ -122,7 +122,7 @@ final class IncomingDisks {
             guard d.index == i, d.size > 0, d.size % 512 == 0, d.size <= 1 << 50, let format = DiskFormat(rawValue: d.format) else {
                 throw VMError("disk \(i) is described wrongly by the source")
             }
-            if access(path, F_OK) == 0 { throw VMError("the copied disk \(i) would overwrite \(path), which exists (give --disk with a new path)") }
+            if access(path, F_OK) == 0 { throw VMError("the copied disk \(i) would overwrite \(path), which exists (give the disk a new path)") }
             do {
                 switch format {
                 case .raw:

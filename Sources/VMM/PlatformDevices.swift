@@ -33,7 +33,8 @@ final class PlatformDevices: @unchecked Sendable {
         self.powerButtonEvent = powerButtonEvent
     }
 
-    static func install(on machine: Machine, console: any ConsoleOutput, configuration: VMConfiguration) throws(VMError) -> PlatformDevices {
+    static func install(on machine: Machine, console: any ConsoleOutput, configuration: VMConfiguration,
+                        rateLimiters: DeviceRateLimiters) throws(VMError) -> PlatformDevices {
         let control = machine.control
         let serial = Serial16550(interrupt: machine.interruptLine(gsi: Layout.com1IRQ), output: console)
         let i8042 = I8042(interrupt: machine.interruptLine(gsi: Layout.i8042IRQ), machine: control)
@@ -56,7 +57,7 @@ final class PlatformDevices: @unchecked Sendable {
         // 0xCF9 shares the 0xCF8 dword with the PCI address register: narrow accesses reach it.
         let resetControl = PCIResetControl(machine: control)
         let virtio = try VirtioDevices(machine: machine, narrowConfigAccesses: OffsetDevice(resetControl, offset: 1))
-        for spec in configuration.devices { try virtio.add(spec, machine: machine, output: console) }
+        for spec in configuration.devices { try virtio.add(spec, machine: machine, output: console, rateLimiters: rateLimiters) }
         return PlatformDevices(serial: serial, i8042: i8042, rtc: rtc, fwCfg: fwCfg, postCode: postCode, resetControl: resetControl, virtio: virtio,
                                generationEvent: machine.interruptLine(gsi: Layout.generationIDEventGSI),
                                powerButtonEvent: machine.interruptLine(gsi: Layout.powerButtonEventGSI))

@@ -5,25 +5,27 @@ import Synchronization
 
 /// Start-up phase timestamps for benchmarks: with SKIFF_TRACE_START set, each phase of
 /// building a VM is stamped (CLOCK_MONOTONIC) and the list is printed with the vCPU start.
-enum StartTrace {
-    static let enabled = getenv("SKIFF_TRACE_START") != nil
+public enum StartTrace {
+    /// Whether SKIFF_TRACE_START is set.
+    public static let enabled = getenv("SKIFF_TRACE_START") != nil
     private static let marks = Mutex<[(String, Int64)]>([])
 
-    static func now() -> Int64 {
+    /// CLOCK_MONOTONIC in nanoseconds.
+    public static func now() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
     /// Records that `phase` ended now.
-    static func mark(_ phase: String) {
+    public static func mark(_ phase: String) {
         guard enabled else { return }
         let t = now()
         marks.withLock { $0.append((phase, t)) }
     }
 
     /// "phase=ns phase=ns …".
-    static var summary: String {
+    public static var summary: String {
         marks.withLock { $0.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
     }
 }

@@ -20,7 +20,7 @@ final class VCPUThread: @unchecked Sendable {
     private let tid = Atomic<Int32>(0)
     private var thread: HostThread?
     /// Exits handled, by kind, for metrics and tests.
-    let exitCounts = Mutex<[String: Int]>([:])
+    let exits = ExitCounters()
 
     /// The signal used to kick vCPUs out of KVM_RUN.
     static let kickSignal: Int32 = csystem_sigrtmin()
@@ -55,8 +55,8 @@ final class VCPUThread: @unchecked Sendable {
         thread?.join()
     }
 
-    private func tally(_ kind: String) {
-        exitCounts.withLock { $0[kind, default: 0] += 1 }
+    private func tally(_ kind: ExitCounters.Kind) {
+        exits.count(kind)
     }
 
     private func main() {
@@ -88,31 +88,31 @@ final class VCPUThread: @unchecked Sendable {
     private func handle(_ exit: VCPUExit) {
         switch exit {
         case .ioIn(let port, let size, let count, let data):
-            tally("io")
+            tally(.io)
             for i in 0..<count {
                 let slice = UnsafeMutableRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
                 pio.read(address: UInt64(port), into: slice)
             }
         case .ioOut(let port, let size, let count, let data):
-            tally("io")
+            tally(.io)
             for i in 0..<count {
                 let slice = UnsafeRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
                 pio.write(address: UInt64(port), from: slice)
             }
         case .mmioRead(let address, let data):
-            tally("mmio")
+            tally(.mmio)
             mmio.read(address: address, into: data)
         case .mmioWrite(let address, let data):
-            tally("mmio")
+            tally(.mmio)
             mmio.write(address: address, from: data)
         case .halt:
-            tally("hlt")
+            tally(.hlt)
         case .interrupted:
             vcpu.setImmediateExit(false)
         case .debug:
             break
         case .shutdown:
-            tally("shutdown")
+            tally(.shutdown)
             controller.request(.reset)
         case .systemEvent(let type):
             switch Int32(type) {
@@ -123,7 +123,7 @@ final class VCPUThread: @unchecked Sendable {
         case .failEntry(let reason):
             controller.finish(.failed("vCPU \(vcpu.id): KVM_EXIT_FAIL_ENTRY, hardware reason 0x\(String(reason, radix: 16)); \(describeState())"))
         case .internalError(let suberror, _) where suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION) && assist != nil:
-            tally("emulation-assist")
+            tally(.emulationAssist)
             guard let assist else { break }
             switch assist.handle(vcpu, memory: memory) {
             case .resumed: break
@@ -178,3 +178,48 @@ final class VCPUThread: @unchecked Sendable {
     }
 }
 
+
+/// Exits one vCPU handled, by kind: one atomic per kind, bumped on the vCPU thread without a
+/// lock, read by metrics from any thread.
+final class ExitCounters: Sendable {
+    enum Kind: CaseIterable {
+        case io, mmio, hlt, shutdown, emulationAssist
+
+        /// The name metrics use (`exits.<name>`).
+        var name: String {
+            switch self {
+            case .io: return "io"
+            case .mmio: return "mmio"
+            case .hlt: return "hlt"
+            case .shutdown: return "shutdown"
+            case .emulationAssist: return "emulation-assist"
+            }
+        }
+    }
+
+    private let io = Atomic<UInt64>(0)
+    private let mmio = Atomic<UInt64>(0)
+    private let hlt = Atomic<UInt64>(0)
+    private let shutdown = Atomic<UInt64>(0)
+    private let emulationAssist = Atomic<UInt64>(0)
+
+    func count(_ kind: Kind) {
+        switch kind {
+        case .io: io.add(1, ordering: .relaxed)
+        case .mmio: mmio.add(1, ordering: .relaxed)
+        case .hlt: hlt.add(1, ordering: .relaxed)
+        case .shutdown: shutdown.add(1, ordering: .relaxed)
+        case .emulationAssist: emulationAssist.add(1, ordering: .relaxed)
+        }
+    }
+
+    func value(_ kind: Kind) -> UInt64 {
+        switch kind {
+        case .io: return io.load(ordering: .relaxed)
+        case .mmio: return mmio.load(ordering: .relaxed)
+        case .hlt: return hlt.load(ordering: .relaxed)
+        case .shutdown: return shutdown.load(ordering: .relaxed)
+        case .emulationAssist: return emulationAssist.load(ordering: .relaxed)
+        }
+    }
+}

@@ -40,6 +40,11 @@ public struct VMConfiguration: Sendable {
     public var verbose = false
     /// What backs guest RAM (anonymous memory by default; a memfd lets another process map it).
     public var memoryBacking: GuestMemoryBacking = .anonymous
+    /// Let KSM merge identical pages of this VM's RAM with other VMs' (MADV_MERGEABLE).
+    public var samePageMerging = true
+    /// Rate limits of disks and network devices, applied in order (`VirtualMachine.setRateLimit`
+    /// changes them later).
+    public var rateLimits: [DeviceRateLimit] = []
 
     /// A multiboot module: a file and the command line the guest sees for it.
     public struct Module: Sendable, Equatable {

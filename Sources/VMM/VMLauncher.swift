@@ -4,6 +4,7 @@ import Glibc
 import ControlProtocol
 import DeviceModel
 import KVM
+import Logging
 import Migration
 import SystemExtras
 
@@ -17,6 +18,31 @@ public enum VMSource: Sendable {
     case incoming(MigrationEndpoint, options: IncomingOptions)
 }
 
+/// Where the console goes: stdout (or a file, or nowhere), a log, a socket.
+public struct ConsoleSettings: Sendable {
+    /// The main destination of console output.
+    public enum Output: Sendable, Equatable {
+        /// The process's stdout (a terminal or a pipe).
+        case standardOutput
+        /// A file, created or truncated when the VM starts.
+        case file(String)
+        /// Nowhere (the log and the socket still get it).
+        case none
+    }
+
+    public var output = Output.standardOutput
+    /// Whether stdin feeds the console (and Ctrl-A x stops the VM on a terminal).
+    public var readsStandardInput = true
+    /// A bounded log of the output (rotated to `logPath.1`).
+    public var logPath: String?
+    /// Bytes the log holds before it rotates.
+    public var logLimit = 1 << 20
+    /// A unix socket serving scrollback, live output and input (for a host daemon).
+    public var socketPath: String?
+
+    public init() {}
+}
+
 /// Runs a VM in this process with its console on the terminal: what `skiff run` does.
 public enum VMLauncher {
     /// Boots `config`; see `run(_:apiSocket:)`.
@@ -25,29 +51,46 @@ public enum VMLauncher {
     }
 
     /// Builds the VM, forwards stdin/stdout to the console, serves the control API on
-    /// `apiSocket` if given, and returns the exit status: 0 after poweroff (or reset with
-    /// `--on-reboot exit`, or a stop), the debug-exit status, or 1 after printing the error.
-    public static func run(_ source: VMSource, apiSocket: String? = nil) -> Int32 {
+    /// `apiSocket` if given, and returns the exit status: 0 after poweroff (or a reset the
+    /// configuration turns into an exit, or a stop), the debug-exit status, or 1 after
+    /// logging the error. Notes, errors and lifecycle events go to `MonitorLog`'s logger.
+    public static func run(_ source: VMSource, apiSocket: String? = nil, console settings: ConsoleSettings = ConsoleSettings()) -> Int32 {
         StartTrace.mark("main")
+        let verbose: Bool
+        switch source {
+        case .boot(let config): verbose = config.verbose
+        case .restore(_, let options): verbose = options.verbose
+        case .incoming(_, let options): verbose = options.restore.verbose
+        }
+        let log = MonitorLog.logger(verbose: verbose)
         signal(SIGPIPE, SIG_IGN)
+        // SIGTERM, SIGINT and SIGHUP stop the VM cleanly: blocked in every thread (they inherit
+        // the mask) and taken by one thread with sigwait.
+        let stopSignals = TerminationSignals()
         let console: BufferedConsoleOutput
         do {
-            console = try BufferedConsoleOutput(fd: 1)
+            var sinks: [any ConsoleSink] = []
+            switch settings.output {
+            case .standardOutput: sinks.append(FileDescriptorSink(fd: 1))
+            case .file(let path): sinks.append(try FileDescriptorSink(creating: path))
+            case .none: break
+            }
+            if let path = settings.logPath { sinks.append(try RotatingLogSink(path: path, limit: settings.logLimit)) }
+            console = try BufferedConsoleOutput(sinks: sinks)
         } catch {
-            writeStderr("skiff: error: console: \(error)")
+            log.error("console: \(error)")
             return 1
         }
         defer { console.close() }
         let vm: VirtualMachine
-        let verbose: Bool
         do {
             switch source {
             case .boot(let config):
                 vm = try VirtualMachine(configuration: config, console: console)
-                verbose = config.verbose
+                log.info("VM built", metadata: ["kernel": "\(config.kernelPath)", "memory": "\(config.memorySize)", "vcpus": "\(config.vcpuCount)"])
             case .restore(let directory, let options):
                 vm = try VirtualMachine.restore(from: directory, options: options, console: console)
-                verbose = options.verbose
+                log.info("VM restored", metadata: ["snapshot": "\(directory)"])
             case .incoming(let endpoint, let options):
                 let listener: MigrationListener
                 do {
@@ -55,70 +98,99 @@ public enum VMLauncher {
                 } catch {
                     throw VMError(error.description)
                 }
-                if options.restore.verbose { writeStderr("skiff: waiting for a migrating VM on \(endpoint)") }
+                log.info("waiting for a migrating VM on \(endpoint)")
                 vm = try VirtualMachine.receiveMigration(on: listener, options: options, console: console)
-                verbose = options.restore.verbose
+                log.info("VM migrated in", metadata: ["endpoint": "\(endpoint)"])
             }
         } catch {
-            writeStderr("skiff: error: \(error)")
+            log.error("\(error)")
             return 1
         }
         if verbose || !vm.addedKernelOptions.isEmpty {
-            for notice in vm.notices { writeStderr("skiff: note: \(notice)") }
+            for notice in vm.notices { log.notice("\(notice)") }
         }
         if !vm.addedKernelOptions.isEmpty {
-            writeStderr("skiff: note: added \(vm.addedKernelOptions.joined(separator: " ")) to the kernel command line")
+            log.notice("added \(vm.addedKernelOptions.joined(separator: " ")) to the kernel command line")
+        }
+        stopSignals.onSignal { [vm] in
+            log.info("stop signal received")
+            vm.stop()
+        }
+        if let path = settings.socketPath {
+            do {
+                console.addSink(try ConsoleSocket(path: path) { [vm] bytes in vm.sendConsoleInput(bytes) })
+            } catch {
+                log.error("\(error)")
+                return 1
+            }
         }
         var control: ControlSocket?
         if let apiSocket {
             do {
-                let c = try ControlSocket(path: apiSocket) { [vm] request in ControlCommands.handle(request, target: vm) }
+                let c = try ControlSocket(path: apiSocket) { [vm] request in
+                    let reply = ControlCommands.handle(request, target: vm)
+                    Self.logControl(request, reply: reply, to: log)
+                    return reply
+                }
                 try c.start()
                 control = c
             } catch {
-                writeStderr("skiff: error: \(error)")
+                log.error("\(error)")
                 return 1
             }
         }
         defer { control?.stop() }
         var pump: ConsoleInputPump?
-        do {
-            let p = try ConsoleInputPump(fd: 0, sink: { [vm] bytes in vm.sendConsoleInput(bytes) }, onQuit: { [vm] in vm.stop() })
-            try p.start()
-            pump = p
-        } catch {
-            writeStderr("skiff: warning: console input disabled: \(error)")
+        if settings.readsStandardInput {
+            do {
+                let p = try ConsoleInputPump(fd: 0, sink: { [vm] bytes in vm.sendConsoleInput(bytes) }, onQuit: { [vm] in vm.stop() })
+                try p.start()
+                pump = p
+            } catch {
+                log.warning("console input disabled: \(error)")
+            }
         }
         // Benchmarks time exec() → vCPUs running against this line (CLOCK_MONOTONIC).
         if StartTrace.enabled {
-            writeStderr("skiff: trace: \(StartTrace.summary) vcpus-start monotonic-ns=\(StartTrace.now())")
+            log.notice("trace: \(StartTrace.summary) vcpus-start monotonic-ns=\(StartTrace.now())")
         }
         let outcome = vm.run()
         pump?.stop()
+        log.info("VM ended", metadata: ["outcome": "\(outcome)"])
         if verbose {
-            writeStderr("skiff: VM ended: \(outcome); exits \(vm.lastExitCounts.sorted { $0.key < $1.key })")
-            if !vm.emulationSummary.isEmpty { writeStderr("skiff: emulation assist: \(vm.emulationSummary)") }
+            log.debug("exits \(vm.lastExitCounts.sorted { $0.key < $1.key })")
+            if !vm.emulationSummary.isEmpty { log.debug("emulation assist: \(vm.emulationSummary)") }
         }
-        return exitStatus(for: outcome)
+        return exitStatus(for: outcome, log: log)
+    }
+
+    /// Control requests that change the VM are logged at info, the rest (status, metrics) at
+    /// debug; failures at warning.
+    static func logControl(_ request: ControlRequest, reply: ControlReply, to log: Logger) {
+        if case .failure(let error) = reply {
+            log.warning("control request refused: \(error.message)", metadata: ["request": "\(request.name)"])
+            return
+        }
+        switch request {
+        case .status, .metrics, .migrationStatus, .waitForMigration, .balloonStatistics:
+            log.debug("control request", metadata: ["request": "\(request.name)"])
+        case .setRateLimit(let device, _):
+            log.info("control request", metadata: ["request": "\(request.name)", "device": "\(device.prefix(32))"])
+        case .setBalloon(let mib):
+            log.info("control request", metadata: ["request": "\(request.name)", "target-mib": "\(mib)"])
+        default:
+            log.info("control request", metadata: ["request": "\(request.name)"])
+        }
     }
 
     /// The process exit status for a VM outcome.
-    public static func exitStatus(for outcome: MachineOutcome) -> Int32 {
+    public static func exitStatus(for outcome: MachineOutcome, log: Logger = MonitorLog.logger()) -> Int32 {
         switch outcome {
         case .powerOff, .reset, .stopped: return 0
         case .debugExit(let status): return status
         case .failed(let message):
-            writeStderr("skiff: error: \(message)")
+            log.error("\(message)")
             return 1
         }
-    }
-}
-
-/// Writes one line to stderr.
-func writeStderr(_ line: String) {
-    var text = line
-    if !text.hasSuffix("\n") { text += "\n" }
-    text.utf8CString.withUnsafeBufferPointer { buf in
-        _ = Glibc.write(2, buf.baseAddress, buf.count - 1)
     }
 }

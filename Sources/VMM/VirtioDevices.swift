@@ -36,8 +36,10 @@ final class VirtioDevices: @unchecked Sendable {
     }
 
     /// Creates the device for `spec` and plugs it into the next slot; console devices write to `output`.
-    func add(_ spec: VirtioDeviceSpec, machine: Machine, output: any ConsoleOutput) throws(VMError) {
+    func add(_ spec: VirtioDeviceSpec, machine: Machine, output: any ConsoleOutput, rateLimiters: DeviceRateLimiters) throws(VMError) {
         let device: any VirtioDevice
+        let disk = specs.filter { if case .block = $0 { return true } else { return false } }.count
+        let net = specs.filter { if case .net = $0 { return true } else { return false } }.count
         switch spec {
         case .rng: device = VirtioRNG()
         case .balloon(let b):
@@ -52,10 +54,13 @@ final class VirtioDevices: @unchecked Sendable {
             console = d
             device = d
         case .block(let path, let format, let readOnly, let serial):
-            device = try Self.openDisk(path: path, format: format, readOnly: readOnly, serial: serial)
+            guard disk < rateLimiters.disks.count else { throw VMError("disk \(disk) has no rate limiter") }
+            device = try Self.openDisk(path: path, format: format, readOnly: readOnly, serial: serial, limiter: rateLimiters.disks[disk])
         case .net(let tap, let mac):
+            guard net < rateLimiters.networkReceive.count else { throw VMError("network device \(net) has no rate limiter") }
             do {
-                device = VirtioNet(backend: try TapDevice(name: tap), mac: mac)
+                device = VirtioNet(backend: try TapDevice(name: tap), mac: mac, receiveLimiter: rateLimiters.networkReceive[net],
+                                   transmitLimiter: rateLimiters.networkTransmit[net])
             } catch {
                 throw VMError("cannot open TAP \(tap): \(error.message)")
             }
@@ -89,14 +94,14 @@ final class VirtioDevices: @unchecked Sendable {
     }
 
     /// Opens a disk image for virtio-blk; any failure (missing, locked, corrupt) is one line.
-    private static func openDisk(path: String, format: DiskFormat, readOnly: Bool, serial: String?) throws(VMError) -> VirtioBlock {
+    private static func openDisk(path: String, format: DiskFormat, readOnly: Bool, serial: String?, limiter: RateLimiter) throws(VMError) -> VirtioBlock {
         let backend: any BlockDevice
         do {
             backend = try DiskImage.open(path: path, format: format, readOnly: readOnly)
         } catch {
             throw VMError("cannot open disk \(path) (\(format.rawValue)\(readOnly ? ", read-only" : "")): \(error)")
         }
-        return VirtioBlock(backend: backend, serial: serial ?? VirtioBlock.defaultSerial(forPath: path))
+        return VirtioBlock(backend: backend, serial: serial ?? VirtioBlock.defaultSerial(forPath: path), limiter: limiter)
     }
 
     /// The devices as a snapshot records them, with what was chosen at creation (a random

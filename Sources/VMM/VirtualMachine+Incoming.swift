@@ -114,6 +114,7 @@ extension VirtualMachine {
                 throw .memory(error)
             }
         }
+        if configuration.samePageMerging { try? guestMemory.allowSamePageMerging() }
         try stream { () throws(MigrationError) in try connection.send(.accept, value: MigrationAccept(usesBase: base != nil)) }
         // Receive pages until the state arrives, then the end of the stream.
         var stateBytes: [UInt8]?
@@ -166,7 +167,8 @@ extension VirtualMachine {
             try? machine.vm.enableCapability(UInt32(KVM_CAP_EXIT_ON_EMULATION_FAILURE), arguments: [1])
             machine.assist = EmulationAssist(guestCPUID: [])
         }
-        let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration)
+        let rateLimiters = try DeviceRateLimiters(devices: configuration.devices, limits: configuration.rateLimits)
+        let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration, rateLimiters: rateLimiters)
         do {
             try devices.restoreState(deviceState, memory: guestMemory)
         } catch {
@@ -175,6 +177,7 @@ extension VirtualMachine {
         }
         StartTrace.mark("devices-restored")
         let vm = VirtualMachine(restored: configuration, console: console, kvm: kvm, supportedCPUID: supported, machine: machine, devices: devices,
+                                rateLimiters: rateLimiters,
                                     generation: GenerationID(bytes: saved.generationID), restoredFrom: nil, lineage: nil,
                                     baseImage: base, balloonPages: saved.balloonTargetPages)
         try stream { () throws(MigrationError) in try connection.send(.ready, []) }

@@ -87,7 +87,8 @@ extension VirtualMachine {
 
 extension VirtualMachine {
     /// Changes the rate limiter of `device` ("disk0", "net1", … counted per kind in slot order).
+    /// The new buckets start full; the device's next request is measured against them.
     public func setRateLimit(device: String, limits: RateLimits) throws(VMError) {
-        throw VMError("rate limits are not available yet", kind: .unsupported)
+        try rateLimiters.set(device: device, limits: limits)
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import BinaryCoding
 import ControlProtocol
 import GuestMemory
@@ -289,7 +290,7 @@ extension VirtualMachine: ControlTarget {
                 throw error
             }
             let downtime = (monotonicSeconds() - pausedAt) * 1000
-            if StartTrace.enabled { writeStderr("skiff: trace: \(StartTrace.summary)") }
+            if StartTrace.enabled { MonitorLog.logger().notice("trace: \(StartTrace.summary)") }
             session.progress.withLock { p in
                 p.phase = .completed
                 p.downtimeMilliseconds = downtime

@@ -20,6 +20,10 @@ public struct RestoreOptions: Sendable {
     public var cpuTemplate: CPUTemplate?
     /// Print VM events on stderr.
     public var verbose = false
+    /// Let KSM merge identical pages (a host policy, not part of the snapshot).
+    public var samePageMerging = true
+    /// Rate limits for the restored devices (host policy, not part of the snapshot).
+    public var rateLimits: [DeviceRateLimit] = []
 
     public init() {}
 }
@@ -40,6 +44,8 @@ extension SavedConfiguration {
         c.emulationAssist = assist
         c.modules = modules.map { .init(path: $0.path, commandLine: $0.commandLine) }
         c.verbose = options.verbose
+        c.samePageMerging = options.samePageMerging
+        c.rateLimits = options.rateLimits
         var specs: [VirtioDeviceSpec] = []
         do {
             for d in devices { specs.append(try d.spec()) }
@@ -115,6 +121,7 @@ extension VirtualMachine {
             throw VMError("\(error)")
         }
         let memory = try snapshot.mapMemory()
+        if configuration.samePageMerging { try? memory.allowSamePageMerging() }
         StartTrace.mark("memory-mapped")
         let machine = try Machine(kvm: kvm, memoryMap: memoryMap, memory: memory, restoring: snapshot.machine)
         StartTrace.mark("machine-restored")
@@ -122,7 +129,8 @@ extension VirtualMachine {
             try? machine.vm.enableCapability(UInt32(KVM_CAP_EXIT_ON_EMULATION_FAILURE), arguments: [1])
             machine.assist = EmulationAssist(guestCPUID: [])
         }
-        let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration)
+        let rateLimiters = try DeviceRateLimiters(devices: configuration.devices, limits: configuration.rateLimits)
+        let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration, rateLimiters: rateLimiters)
         do {
             try devices.restoreState(snapshot.devices, memory: memory)
         } catch {
@@ -139,6 +147,7 @@ extension VirtualMachine {
         let lineage = SnapshotLineage(directory: snapshot.directory, snapshotID: snapshot.configuration.snapshotID,
                                       memoryDigest: snapshot.image.digest)
         return VirtualMachine(restored: configuration, console: console, kvm: kvm, supportedCPUID: supported, machine: machine, devices: devices,
+                                rateLimiters: rateLimiters,
                                   generation: generation, restoredFrom: snapshot.directory, lineage: lineage,
                                   baseImage: snapshot.chain.count == 1 ? lineage : nil,
                                   balloonPages: snapshot.configuration.balloonTargetPages)

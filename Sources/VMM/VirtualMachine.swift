@@ -22,6 +22,8 @@ public final class VirtualMachine: @unchecked Sendable {
     private let images: Mutex<BootImages?>
     let supportedCPUID: [kvm_cpuid_entry2]
     let tscDeadline: Bool
+    /// Disk and network rate limiters, kept across reboots.
+    let rateLimiters: DeviceRateLimiters
 
     struct Current {
         var machine: Machine?
@@ -91,6 +93,7 @@ public final class VirtualMachine: @unchecked Sendable {
             for (v, n) in stats.exceptions { out.append(("assist.exception.\(v.lowercased().filter { $0.isLetter })", n)) }
         }
         if let buffered = console as? BufferedConsoleOutput { out.append(("console.dropped-bytes", buffered.droppedBytes)) }
+        if let virtio = current.withLock({ $0.devices?.virtio }) { out += Self.deviceMetrics(virtio) }
         return out.sorted { $0.name < $1.name }
     }
 
@@ -104,6 +107,7 @@ public final class VirtualMachine: @unchecked Sendable {
     public init(configuration: VMConfiguration, console: any ConsoleOutput, kvmPath: String = "/dev/kvm") throws(VMError) {
         self.configuration = configuration
         self.console = console
+        rateLimiters = try DeviceRateLimiters(devices: configuration.devices, limits: configuration.rateLimits)
         do {
             kvm = try KVMSystem(path: kvmPath)
             supportedCPUID = try kvm.supportedCPUID()
@@ -123,12 +127,13 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// A VM around a machine that was built from a snapshot or a migration stream.
     init(restored configuration: VMConfiguration, console: any ConsoleOutput, kvm: KVMSystem, supportedCPUID: [kvm_cpuid_entry2],
-         machine: Machine, devices: PlatformDevices, generation: GenerationID, restoredFrom: String?, lineage: SnapshotLineage?,
+         machine: Machine, devices: PlatformDevices, rateLimiters: DeviceRateLimiters, generation: GenerationID, restoredFrom: String?, lineage: SnapshotLineage?,
          baseImage: SnapshotLineage?, balloonPages: UInt64) {
         self.configuration = configuration
         self.console = console
         self.kvm = kvm
         self.supportedCPUID = supportedCPUID
+        self.rateLimiters = rateLimiters
         tscDeadline = kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0
         images = Mutex(nil)
         lifecycle = Mutex(Lifecycle(generation: generation, restoredFrom: restoredFrom, lastSnapshot: lineage, baseImage: baseImage))
@@ -190,7 +195,7 @@ public final class VirtualMachine: @unchecked Sendable {
         do {
             memoryMap = try MemoryMap(ramSize: configuration.memorySize)
         } catch {
-            throw VMError("--memory: \(error)")
+            throw VMError("memory size: \(error)")
         }
         guard let images = try loadImages() else { throw VMError("the VM has no kernel to boot") }
         let count = configuration.vcpuCount
@@ -209,8 +214,9 @@ public final class VirtualMachine: @unchecked Sendable {
             kvm: kvm, memorySize: configuration.memorySize, vcpuCount: count, cpuid: cpuid,
             msrs: GuestCPUID.bootMSRs(), plan: plan, platformTables: platform.writes, backing: configuration.memoryBacking)
         attachAssist(to: machine, cpuid: cpuid[0])
+        if configuration.samePageMerging { try? machine.memory.allowSamePageMerging() }
         try lifecycle.withLock { $0.generation }.install(in: machine.memory)
-        let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration)
+        let devices = try PlatformDevices.install(on: machine, console: console, configuration: configuration, rateLimiters: rateLimiters)
         if let balloon = devices.virtio.balloon {
             let target = balloonTarget.withLock { $0 }
             do {
@@ -296,7 +302,7 @@ public final class VirtualMachine: @unchecked Sendable {
     /// configuration change interrupt. Fails without a balloon or above guest RAM.
     public func setBalloonTarget(pages: UInt64) throws(VMError) {
         guard let balloon = current.withLock({ $0.devices?.virtio.balloon }) else {
-            throw VMError("the VM has no balloon device (start it with --balloon)", kind: .unsupported)
+            throw VMError("the VM has no balloon device", kind: .unsupported)
         }
         do {
             try balloon.setTarget(pages: pages)

@@ -123,6 +123,14 @@ public struct SplitQueue: Sendable {
         return chain
     }
 
+    /// Gives the last chain `pop` returned back to the ring (virtio-queue's
+    /// `go_to_previous_position`): it is popped again next time. Only for a chain the device
+    /// has not used (e.g. a request a rate limiter defers); the driver cannot have reused its
+    /// descriptors or avail slot since.
+    public mutating func undoPop() {
+        nextAvail &-= 1
+    }
+
     private struct Descriptor {
         var address: UInt64
         var length: UInt32

@@ -9,8 +9,8 @@ import Virtio
 /// ranges (no ×512 overflow, nothing past the capacity), range-command segments and flags,
 /// the GET_ID buffer. A bad request gets IOERR or UNSUPP as the spec says and touches
 /// nothing; the device then serves the next one. Data moves between the backend and guest
-/// RAM through host pointers, without a copy.
-struct BlockRequestHandler: Sendable {
+/// RAM through host pointers, without a copy. (`package` for the fuzz harnesses.)
+package struct BlockRequestHandler: Sendable {
     var backend: any BlockDevice
     let configuration: VirtioBlockConfiguration
     /// Capacity in 512-byte sectors.
@@ -21,13 +21,23 @@ struct BlockRequestHandler: Sendable {
     let statistics: VirtioBlockStatistics
 
     /// What the driver accepted (DISCARD / WRITE_ZEROES need it).
-    var negotiated: UInt64 = 0
+    package var negotiated: UInt64 = 0
+
+    package init(backend: any BlockDevice, configuration: VirtioBlockConfiguration, capacity: UInt64, serial: [UInt8],
+                 readOnly: Bool, statistics: VirtioBlockStatistics) {
+        self.backend = backend
+        self.configuration = configuration
+        self.capacity = capacity
+        self.serial = serial
+        self.readOnly = readOnly
+        self.statistics = statistics
+    }
 
     private typealias Status = VirtioBlockStatus
 
     /// Handles `chain` and returns the used length (bytes written to the driver's buffers,
     /// status byte included; 0 when the chain has no writable byte to put a status in).
-    func handle(_ chain: DescriptorChain, memory: GuestMemory) -> UInt32 {
+    package func handle(_ chain: DescriptorChain, memory: GuestMemory) -> UInt32 {
         statistics.count(\.requests)
         guard let split = StatusSplit(chain) else {
             // Nowhere to report: complete it untouched so the driver gets the buffer back.
@@ -55,6 +65,7 @@ struct BlockRequestHandler: Sendable {
         guard let type = VirtioBlockRequestType(rawValue: rawType) else { return (.unsupported, 0) }
         switch type {
         case .read:
+            statistics.count(\.reads)
             guard dataOut == 0 else { return (.ioError, 0) }
             guard let offset = dataRange(sector: sector, length: dataIn) else { return (.ioError, 0) }
             var writer = ChainWriter(memory: memory, chain: chain)
@@ -65,6 +76,7 @@ struct BlockRequestHandler: Sendable {
             statistics.add(\.bytesRead, done)
             return (done == dataIn ? .ok : .ioError, UInt32(truncatingIfNeeded: done))
         case .write:
+            statistics.count(\.writes)
             guard !readOnly else { return (.ioError, 0) }
             guard dataIn == 0 else { return (.ioError, 0) }
             guard let offset = dataRange(sector: sector, length: dataOut) else { return (.ioError, 0) }

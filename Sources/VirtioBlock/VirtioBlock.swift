@@ -18,6 +18,8 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     public let queueMaxSizes: [UInt16]
     /// Request counters.
     public let statistics = VirtioBlockStatistics()
+    /// Limits request bytes (data moved) and operations; unlimited by default.
+    public let limiter: RateLimiter
     /// The disk; still open after `reset()` (the VM owns it until `close()`).
     public var backend: any BlockDevice { backendBox.withLock { $0 } }
     private let backendBox: Mutex<any BlockDevice>
@@ -27,11 +29,14 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
 
     private final class Running: @unchecked Sendable {
         let worker: PausableWorker
+        /// Wakes the worker when a throttled request may go (worker backend 0).
+        let timer: TimerFD
         var queue: SplitQueue
         var handler: BlockRequestHandler
         var broken = false
-        init(worker: PausableWorker, queue: SplitQueue, handler: BlockRequestHandler) {
+        init(worker: PausableWorker, timer: TimerFD, queue: SplitQueue, handler: BlockRequestHandler) {
             self.worker = worker
+            self.timer = timer
             self.queue = queue
             self.handler = handler
         }
@@ -45,8 +50,11 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     ///   - backend: the opened disk image.
     ///   - serial: the GET_ID string (cut to 20 bytes).
     ///   - configuration: queue size and request limits.
-    public init(backend: any BlockDevice, serial: String, configuration: VirtioBlockConfiguration = VirtioBlockConfiguration()) {
+    ///   - limiter: rate limits (none by default).
+    public init(backend: any BlockDevice, serial: String, configuration: VirtioBlockConfiguration = VirtioBlockConfiguration(),
+                limiter: RateLimiter = RateLimiter()) {
         backendBox = Mutex(backend)
+        self.limiter = limiter
         let capacity = backend.size / VirtioBlockLayout.sectorSize
         var features = VirtioBlockFeature.sizeMax | VirtioBlockFeature.segmentMax | VirtioBlockFeature.blockSize
             | VirtioBlockFeature.flush | VirtioBlockFeature.topology
@@ -79,15 +87,29 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         let memory = a.memory
         let interrupt = a.interrupt
         stopping.store(false, ordering: .sequentiallyConsistent)
+        let timer: TimerFD
+        do {
+            timer = try TimerFD()
+        } catch {
+            throw VirtioDeviceError("virtio-blk: \(error)")
+        }
         let serve: @Sendable () -> Void = { [weak self] in self?.serve(memory: memory, interrupt: interrupt) }
+        let timerFD = timer.fd.rawValue
         let worker = PausableWorker(notifiers: [notifier]) { () throws(SystemError) in
-            try VirtioWorker(name: "virtio-blk", notifiers: [notifier]) { source, _ in
-                guard case .queue(0) = source else { return }
-                serve()
+            try VirtioWorker(name: "virtio-blk", notifiers: [notifier], backends: [(fd: timerFD, events: TimerFD.readableEvents)]) { source, _ in
+                switch source {
+                case .queue(0):
+                    serve()
+                case .backend(0):
+                    timer.consume()
+                    serve()
+                default:
+                    return
+                }
             }
         }
         // The worker starts only after `running` is set: it looks at the queue under the lock.
-        running.withLock { $0 = Running(worker: worker, queue: queue, handler: handler) }
+        running.withLock { $0 = Running(worker: worker, timer: timer, queue: queue, handler: handler) }
         guard !a.startPaused else { return }
         do {
             try worker.resume()
@@ -113,6 +135,13 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
                     broken = true
                     break
                 }
+                if let wait = limiter.consume(bytes: Self.dataBytes(of: chain)) {
+                    // Back into the ring; the timer (or a resume) serves it once the bucket refilled.
+                    state.queue.undoPop()
+                    statistics.count(\.throttled)
+                    state.timer.fireOnce(after: max(wait, 1))
+                    break
+                }
                 let used = state.handler.handle(chain, memory: memory)
                 do {
                     try state.queue.pushUsed(head: chain.head, length: used, memory: memory)
@@ -126,6 +155,14 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         }
         if broken { interrupt.deviceBroken() }
         if notify { interrupt.signalQueue(0) }
+    }
+
+    /// What a request costs the bytes bucket: its data, without the 16-byte header and the
+    /// status byte (FLUSH and the like cost only an operation).
+    static func dataBytes(of chain: DescriptorChain) -> UInt64 {
+        let out = chain.readableLength > UInt64(VirtioBlockLayout.headerSize) ? chain.readableLength - UInt64(VirtioBlockLayout.headerSize) : 0
+        let into = chain.writableLength > 1 ? chain.writableLength - 1 : 0
+        return out &+ into
     }
 
     public func reset() {

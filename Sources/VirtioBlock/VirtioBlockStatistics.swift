@@ -12,6 +12,11 @@ public final class VirtioBlockStatistics: Sendable {
         public var ioErrors: UInt64 = 0
         /// Requests completed with UNSUPP.
         public var unsupported: UInt64 = 0
+        /// IN / OUT requests (whatever their outcome).
+        public var reads: UInt64 = 0
+        public var writes: UInt64 = 0
+        /// Times the rate limiter held a request back.
+        public var throttled: UInt64 = 0
         public var bytesRead: UInt64 = 0
         public var bytesWritten: UInt64 = 0
         /// FLUSH requests whose flush() returned.

@@ -20,6 +20,10 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     public let backend: any VirtioNetBackend
     /// Frame, byte and drop counts.
     public let counters = VirtioNetCounters()
+    /// Limits what the guest receives (frame bytes, header excluded, and frames).
+    public let receiveLimiter: RateLimiter
+    /// Limits what the guest sends.
+    public let transmitLimiter: RateLimiter
 
     private struct Running {
         var worker: PausableWorker
@@ -31,8 +35,12 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     /// - Parameters:
     ///   - backend: where frames go; the device owns it from now on.
     ///   - mac: the address in configuration space (a random locally administered one if nil).
-    public init(backend: any VirtioNetBackend, mac: MACAddress? = nil) {
+    ///   - receiveLimiter, transmitLimiter: rate limits per direction (none by default).
+    public init(backend: any VirtioNetBackend, mac: MACAddress? = nil,
+                receiveLimiter: RateLimiter = RateLimiter(), transmitLimiter: RateLimiter = RateLimiter()) {
         self.backend = backend
+        self.receiveLimiter = receiveLimiter
+        self.transmitLimiter = transmitLimiter
         self.mac = mac ?? MACAddress.random()
         var features = VirtioNetFeature.mac | VirtioNetFeature.status | VirtioNetFeature.mergeableRxBuffers
         if backend.supportsOffloads { features |= VirtioNetFeature.offloads }
@@ -64,13 +72,21 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
                 throw VirtioDeviceError("virtio-net: \(error)")
             }
         }
-        let engine = VirtioNetEngine(activation: a, backendFD: backend.fd, counters: counters)
+        let timer: TimerFD
+        do {
+            timer = try TimerFD()
+        } catch {
+            throw VirtioDeviceError("virtio-net: \(error)")
+        }
+        let engine = VirtioNetEngine(activation: a, backendFD: backend.fd, counters: counters, timer: timer,
+                                     rxLimiter: receiveLimiter, txLimiter: transmitLimiter)
         let notifiers = Array(a.notifiers.prefix(2))
         let fd = backend.fd
+        let timerFD = timer.fd.rawValue
         // The backend starts unwatched; the engine turns EPOLLIN on once it knows its worker
         // (resuming signals the queues, which runs the engine once).
         let worker = PausableWorker(notifiers: notifiers) { () throws(SystemError) in
-            try VirtioWorker(name: "virtio-net", notifiers: notifiers, backends: [(fd: fd, events: 0)]) { source, events in
+            try VirtioWorker(name: "virtio-net", notifiers: notifiers, backends: [(fd: fd, events: 0), (fd: timerFD, events: TimerFD.readableEvents)]) { source, events in
                 engine.handle(source, events: events)
             }
         }

@@ -26,6 +26,9 @@ public final class VirtioNetCounters: Sendable {
     public let rxStalls = Atomic<UInt64>(0)
     /// Times transmission paused until the backend became writable.
     public let txBlocked = Atomic<UInt64>(0)
+    /// Times a rate limiter held back a received frame / a frame to send.
+    public let rxThrottled = Atomic<UInt64>(0)
+    public let txThrottled = Atomic<UInt64>(0)
     /// Queue errors that put the device into DEVICE_NEEDS_RESET.
     public let queueErrors = Atomic<UInt64>(0)
     /// Times the worker woke up (a busy loop shows here first).

@@ -10,7 +10,7 @@ import Glibc
 /// The worker-thread half of virtio-net: moves frames between the backend and the two
 /// queues. Only the device's worker thread calls `handle`, and the device stops that thread
 /// before dropping the engine, so its state needs no lock.
-final class VirtioNetEngine: @unchecked Sendable {
+package final class VirtioNetEngine: @unchecked Sendable {
     /// Frames moved per direction before the worker looks at its other sources again.
     static let framesPerWakeup = 64
     /// Room for the header, the largest frame, and one byte to notice anything longer.
@@ -22,6 +22,16 @@ final class VirtioNetEngine: @unchecked Sendable {
     private let counters: VirtioNetCounters
     private let mergeable: Bool
     private let txNotifier: EventFD
+    private let rxLimiter: RateLimiter
+    private let txLimiter: RateLimiter
+    /// Wakes the worker when a throttled direction may go on (backend index 1).
+    let timer: TimerFD
+    /// Monotonic time the timer is set for, while it is.
+    private var timerDeadline: UInt64?
+    /// The frame in `rxBuffer` (`pendingRx`) has already been charged to the receive limiter.
+    private var pendingRxCharged = false
+    private var rxThrottled = false
+    private var txThrottled = false
     private var rx: SplitQueue
     private var tx: SplitQueue
 
@@ -44,7 +54,11 @@ final class VirtioNetEngine: @unchecked Sendable {
     /// The epoll events currently registered for the backend.
     private var watched: UInt32 = 0
 
-    init(activation a: VirtioActivation, backendFD: Int32, counters: VirtioNetCounters) {
+    package init(activation a: VirtioActivation, backendFD: Int32, counters: VirtioNetCounters, timer: TimerFD,
+                 rxLimiter: RateLimiter = RateLimiter(), txLimiter: RateLimiter = RateLimiter()) {
+        self.rxLimiter = rxLimiter
+        self.txLimiter = txLimiter
+        self.timer = timer
         memory = a.memory
         interrupt = a.interrupt
         fd = backendFD
@@ -77,6 +91,12 @@ final class VirtioNetEngine: @unchecked Sendable {
     /// device-held descriptors left are the receive chains in the stash.
     func quiesce() {
         pendingRx = nil
+        pendingRxCharged = false
+        // The timer belonged to the stopped worker; the resume signal retries both directions.
+        rxThrottled = false
+        txThrottled = false
+        timerDeadline = nil
+        timer.fireOnce(after: 0)
         if let p = pendingTx {
             pendingTx = nil
             counters.txDroppedAtPause.add(1, ordering: .relaxed)
@@ -107,7 +127,7 @@ final class VirtioNetEngine: @unchecked Sendable {
     func markBackendFailed() { backendFailed = true }
 
     /// Called on the worker thread for each ready source.
-    func handle(_ source: VirtioWorker.Source, events: UInt32) {
+    package func handle(_ source: VirtioWorker.Source, events: UInt32) {
         counters.wakeups.add(1, ordering: .relaxed)
         rxPushed = false
         txPushed = false
@@ -120,6 +140,11 @@ final class VirtioNetEngine: @unchecked Sendable {
             case .backend(0):
                 if events & EPOLLOUT.rawValue != 0 { processTx() }
                 if events & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { processRx() }
+            case .backend(1):
+                timer.consume()
+                timerDeadline = nil
+                if txThrottled { txThrottled = false; processTx() }
+                if rxThrottled { rxThrottled = false; processRx() }
             default:
                 break
             }
@@ -136,12 +161,20 @@ final class VirtioNetEngine: @unchecked Sendable {
         if backendFailed {
             desired = EPOLLONESHOT.rawValue
         } else if !broken {
-            if !rxStarved { desired |= EPOLLIN.rawValue }
+            if !rxStarved && !rxThrottled { desired |= EPOLLIN.rawValue }
             if pendingTx != nil { desired |= EPOLLOUT.rawValue }
         }
         guard desired != watched, let w = worker.withLock({ $0 }) else { return }
         w.watchBackend(0, fd: fd, events: desired)
         watched = desired
+    }
+
+    /// Sets the timer to fire in `nanoseconds` unless it already fires sooner.
+    private func wake(after nanoseconds: UInt64) {
+        let deadline = RateLimiter.now() &+ nanoseconds
+        if let current = timerDeadline, current <= deadline { return }
+        timerDeadline = deadline
+        timer.fireOnce(after: max(nanoseconds, 1))
     }
 
     private func markBroken(_ error: VirtqueueError) {
@@ -188,6 +221,17 @@ final class VirtioNetEngine: @unchecked Sendable {
                 }
                 length = n
             }
+            if !pendingRxCharged {
+                if let wait = rxLimiter.consume(bytes: UInt64(length - VirtioNetHeader.size)) {
+                    // Keep the frame and stop reading the backend until the bucket refills.
+                    pendingRx = length
+                    rxThrottled = true
+                    counters.rxThrottled.add(1, ordering: .relaxed)
+                    wake(after: wait)
+                    return
+                }
+                pendingRxCharged = true
+            }
             let result: Delivery
             do {
                 result = try deliver(length: length)
@@ -198,6 +242,7 @@ final class VirtioNetEngine: @unchecked Sendable {
             switch result {
             case .delivered, .dropped:
                 pendingRx = nil
+                pendingRxCharged = false
                 rxStarved = false
             case .noBuffers:
                 pendingRx = length
@@ -316,8 +361,17 @@ final class VirtioNetEngine: @unchecked Sendable {
                     }
                     return
                 }
-                frames += 1
                 let length = chain.readableLength
+                if length >= UInt64(VirtioNetHeader.size),
+                   let wait = txLimiter.consume(bytes: length - UInt64(VirtioNetHeader.size)) {
+                    // Leave the frame in the ring; the timer brings the worker back.
+                    tx.undoPop()
+                    txThrottled = true
+                    counters.txThrottled.add(1, ordering: .relaxed)
+                    wake(after: wait)
+                    return
+                }
+                frames += 1
                 guard length >= UInt64(VirtioNetHeader.size), length <= UInt64(VirtioNetHeader.size + VirtioNetHeader.maxFrameSize) else {
                     counters.txDroppedMalformed.add(1, ordering: .relaxed)
                     try complete(chain.head)

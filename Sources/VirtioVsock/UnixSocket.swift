@@ -74,26 +74,3 @@ enum UnixSocket {
         return (UInt64(st.st_dev), UInt64(st.st_ino))
     }
 }
-
-/// A CLOCK_MONOTONIC timerfd.
-final class TimerFD: @unchecked Sendable {
-    let fd: OwnedFileDescriptor
-
-    init() throws(SystemError) {
-        let raw = cvh_timerfd_create()
-        guard raw >= 0 else { throw SystemError("timerfd_create", code: -raw) }
-        fd = OwnedFileDescriptor(taking: raw)
-    }
-
-    /// Fires every `seconds` (0 disarms).
-    func setPeriodic(_ seconds: Double) {
-        let ns = UInt64(max(0, seconds) * 1e9)
-        _ = cvh_timerfd_set(fd.rawValue, ns, ns)
-    }
-
-    /// Reads the expiry count so the descriptor stops being readable.
-    func consume() {
-        var v: UInt64 = 0
-        _ = withUnsafeMutableBytes(of: &v) { read(fd.rawValue, $0.baseAddress, 8) }
-    }
-}

@@ -14,7 +14,7 @@ import Glibc
 /// The worker watches four backends: the listening socket (0), an epoll set of host sockets
 /// to read (1; unwatched while the guest has no receive buffers), an epoll set of host
 /// sockets with pending output (2), and a timer for connect and close timeouts (3).
-final class VsockMuxer: @unchecked Sendable {
+package final class VsockMuxer: @unchecked Sendable {
     static let hostCID: UInt64 = 2
     static let maxPayload = 64 * 1024
     static let packetsPerWakeup = 64
@@ -64,7 +64,7 @@ final class VsockMuxer: @unchecked Sendable {
     /// Header room followed by one packet's payload.
     private let scratch: UnsafeMutableRawBufferPointer
 
-    init(activation a: VirtioActivation, guestCID: UInt64, socketPath: String, listenerFD: Int32,
+    package init(activation a: VirtioActivation, guestCID: UInt64, socketPath: String, listenerFD: Int32,
          limits: VsockLimits, counters: VsockCounters) throws(SystemError) {
         memory = a.memory
         interrupt = a.interrupt
@@ -123,7 +123,7 @@ final class VsockMuxer: @unchecked Sendable {
 
     // MARK: Event dispatch
 
-    func handle(_ source: VirtioWorker.Source, events: UInt32) {
+    package func handle(_ source: VirtioWorker.Source, events: UInt32) {
         counters.wakeups.add(1, ordering: .relaxed)
         rxPushed = false
         txPushed = false

@@ -52,6 +52,8 @@ struct ACPITablesTests {
             previousEnd = table.address + UInt64(table.bytes.count)
         }
         #expect(previousEnd <= Layout.acpiTablesEnd)
+        // The last 16 bytes below 1 MiB belong to the reset vector.
+        #expect(previousEnd <= ResetVector.address)
         #expect(tables.placements.count == tables.tables.count)
         #expect(tables.placements.first?.address == tables.rsdpAddress)
     }

@@ -139,6 +139,54 @@ extension BootPlan {
         #expect(readLE(UInt32.self, info, at: mods + 16) == 0x10_5000)
     }
 
+    /// The bytes of the NUL-terminated string the multiboot information points at from `offset`.
+    static func string(at guestAddress: UInt32, in plan: BootPlan) throws -> String {
+        for write in plan.writes where UInt64(guestAddress) >= write.address && UInt64(guestAddress) < write.address + UInt64(write.bytes.count) {
+            let bytes = Array(write.bytes.dropFirst(Int(UInt64(guestAddress) - write.address)))
+            return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        Issue.record("no write holds 0x\(String(guestAddress, radix: 16))")
+        return ""
+    }
+
+    /// Multiboot command lines begin with the file name as the user gave it, as GRUB and QEMU
+    /// pass them: "k.elf a b" for the kernel (a trailing space when there are no arguments),
+    /// "file args" (or "file") for modules, the initrd included.
+    @Test func multibootCommandLinesStartWithTheFileName() throws {
+        let map = try memoryMap(256 << 20)
+        let image = AoutKludgeBuilder().build()
+        let modules = [BootModule(bytes: pattern(0x10)[...], commandLine: "mod-arg  two", fileName: "/tmp/m1.bin"),
+                       BootModule(bytes: pattern(0x10)[...], commandLine: "", fileName: "m2.bin"),
+                       BootModule(bytes: pattern(0x10)[...], commandLine: "raw")]
+        let plan = try BootPlan(kernelImage: image, initrd: pattern(0x100)[...], modules: modules,
+                                commandLine: KernelCommandLine("a b=2"), memoryMap: map,
+                                kernelFileName: "guests/k.elf", initrdFileName: "initrd.img")
+        #expect(plan.commandLine.text == "guests/k.elf a b=2")
+        #expect(Array(try #require(plan.write("command line")).bytes) == Array("guests/k.elf a b=2\0".utf8))
+        let info = Array(try #require(plan.write("multiboot information")).bytes)
+        let base = UInt32(0x10000)
+        #expect(try Self.string(at: readLE(UInt32.self, info, at: 16), in: plan) == "guests/k.elf a b=2")
+        let mods = Int(readLE(UInt32.self, info, at: 24) - base)
+        let names = try (0..<4).map { try Self.string(at: readLE(UInt32.self, info, at: mods + 16 * $0 + 8), in: plan) }
+        #expect(names == ["initrd.img", "/tmp/m1.bin mod-arg  two", "m2.bin", "raw"])
+
+        let bare = try BootPlan(kernelImage: image, commandLine: KernelCommandLine(), memoryMap: map, kernelFileName: "/k")
+        #expect(bare.commandLine.text == "/k ")
+        // Without a file name (library callers), the command line is passed as it is.
+        let plain = try BootPlan(kernelImage: image, commandLine: KernelCommandLine("a"), memoryMap: map)
+        #expect(plain.commandLine.text == "a")
+    }
+
+    /// Linux's protocols never see the file name.
+    @Test func linuxCommandLinesIgnoreTheFileName() throws {
+        let map = try memoryMap(256 << 20)
+        for image in [BzImageBuilder().build(), ELFBuilder.pvhKernel().build()] {
+            let plan = try BootPlan(kernelImage: image, commandLine: KernelCommandLine("console=ttyS0"), memoryMap: map,
+                                    kernelFileName: "vmlinux", initrdFileName: "initrd")
+            #expect(plan.commandLine.text == "console=ttyS0")
+        }
+    }
+
     @Test func modulesOnlyForMultiboot() throws {
         let map = try memoryMap(256 << 20)
         let module = BootModule(bytes: pattern(8)[...])

@@ -100,12 +100,12 @@ struct SpecTests {
         try spec.validate()
     }
 
-    @Test(arguments: [("256M", UInt64(256 << 20)), ("1G", UInt64(1 << 30)), ("65536K", UInt64(64 << 20)), ("512", UInt64(512 << 20))])
+    @Test(arguments: [("256M", UInt64(256 << 20)), ("1G", UInt64(1 << 30)), ("65536K", UInt64(64 << 20)), ("512", UInt64(512 << 20)), ("1.5G", UInt64(3 << 29)), ("256MiB", UInt64(256 << 20))])
     func sizes(text: String, bytes: UInt64) {
         #expect(SpecSize.parse(text) == bytes)
     }
 
-    @Test(arguments: ["", "M", "12T", "-1M", "1.5G", "99999999999999G", "１M"])
+    @Test(arguments: ["", "M", "-1M", "1.1K", "99999999999999G", "１M", "256 MB x"])
     func badSizes(text: String) {
         #expect(SpecSize.parse(text) == nil)
     }

@@ -93,6 +93,21 @@ enum QEMU {
     static func imgRun(_ arguments: [String]) throws -> RunResult {
         try run(try img(), arguments)
     }
+
+    /// `qemu-img check PATH` must report a clean image. Without qemu-img: an issue in CI, a
+    /// printed note elsewhere (the rest of the calling test still runs).
+    static func expectCleanCheck(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        guard let imgPath else {
+            if isCI {
+                Issue.record("qemu-img is required with CI=true (apt-get install qemu-utils)", sourceLocation: sourceLocation)
+            } else {
+                print("qemu-img not installed: \(path) was not checked by qemu-img")
+            }
+            return
+        }
+        let check = try run(imgPath, ["check", path])
+        #expect(check.status == 0, "qemu-img check: \(check.stdout)\(check.stderr)", sourceLocation: sourceLocation)
+    }
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.

@@ -27,12 +27,24 @@ struct GuestKitTests {
             c.modules = [VMConfiguration.Module(path: module.path, commandLine: "second --flag")]
         }
         #expect(run.outcome == GuestKit.passStatus, "\(run.output)")
-        #expect(run.output.contains("cmdline \"alpha beta=2\""))
+        // File names first, as GRUB and QEMU pass them.
+        let kernel = try GuestKit.path("bootinfo.elf")
+        #expect(run.output.contains("cmdline \"\(kernel) alpha beta=2\"\n"), "\(run.output)")
         #expect(run.output.contains("mmap 0x100000 0x3f00000 1"))
         #expect(run.output.contains("mmap 0x0 0x9fc00 1"))
         #expect(run.output.contains("modules 2"))
-        #expect(run.output.contains("module payload: hello"))
-        #expect(run.output.contains("second --flag"))
+        #expect(run.output.contains("cmdline \"\(module.path)\" data \"module payload: hello"), "\(run.output)")
+        #expect(run.output.contains("cmdline \"\(module.path) second --flag\" data "), "\(run.output)")
+    }
+
+    /// A test kernel that splits its command line into argv sees its own file name as argv[0]
+    /// and its first argument as argv[1].
+    @Test func multibootKernelSeesItsFileNameAsArgv0() throws {
+        let kernel = try GuestKit.path("cmdline.elf")
+        let run = try GuestKit.boot("cmdline.elf", cmdline: "first second=2  third")
+        #expect(run.outcome == GuestKit.passStatus, "\(run.output)")
+        #expect(run.output.contains("cmdline \"\(kernel) first second=2  third\"\nargc 4\n"), "\(run.output)")
+        #expect(run.output.contains("argv[0] \"\(kernel)\"\nargv[1] \"first\"\n"), "\(run.output)")
     }
 
     @Test func pvhEntryGetsStartInfo() throws {
@@ -91,6 +103,22 @@ struct GuestKitTests {
         }
         #expect(restarted.outcome == .stopped)
         #expect(restarted.vm.boots >= 2)
+    }
+
+    /// Linux on Skiff's hardware-reduced ACPI reboots through the BIOS reset vector (EFI first,
+    /// then BIOS: see ResetVector); the guest kit does the same, and the VM must reset.
+    @Test func rebootThroughTheBIOSResetVectorResets() throws {
+        let run = try GuestKit.boot("reboot-bios.elf", timeout: 30)
+        #expect(run.outcome == .reset, "\(run.outcome): \(run.output)")
+        #expect(run.output.contains("rebooting through the BIOS reset vector"))
+        let restarted = try GuestKit.boot("reboot-bios.elf", onReboot: .restart, timeout: 60) { _ in } whileRunning: { vm, console in
+            while console.text.components(separatedBy: "rebooting through").count - 1 < 3 {
+                _ = console.waitFor("rebooting through", timeout: 1)
+            }
+            vm.stop()
+        }
+        #expect(restarted.outcome == .stopped)
+        #expect(restarted.vm.boots >= 3)
     }
 
     @Test func debugExitStatusFollowsTheGuestValue() throws {

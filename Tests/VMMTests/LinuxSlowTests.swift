@@ -46,6 +46,22 @@ struct LinuxSlowTests {
         #expect(run.output.contains("SKIFF-INIT-OK"), "did not reach /init in \(Int(seconds)) s; got as far as: \(lastLine); outcome \(run.outcome)")
         #expect(run.outcome == .powerOff)
     }
+
+    /// A kernel that panics with panic=-1 (no root file system here) must reset the VM: Linux
+    /// reboots through the BIOS reset vector on Skiff's hardware-reduced ACPI (ResetVector).
+    /// The crypto library self-tests are skipped as well: at emulation speed they take minutes.
+    @Test func panicWithPanicMinusOneResetsTheVM() throws {
+        let kernel = try LinuxKernel.require(LinuxKernel.bzImage)
+        let limit = Double(ProcessInfo.processInfo.environment["SKIFF_SLOW_TIMEOUT"] ?? "") ?? 3600
+        let start = Date()
+        let skipped = Self.skippedInitcalls.replacingOccurrences(
+            of: "tracer_init_tracefs", with: "tracer_init_tracefs,blake2s_mod_init,chacha20poly1305_init,curve25519_init")
+        let run = try GuestKit.boot(kernel, cmdline: LinuxKernel.commandLine("\(skipped) root=/dev/nonexistent"),
+                                    memory: 256 << 20, timeout: limit)
+        print("Linux panic: \(run.outcome) after \(String(format: "%.0f", Date().timeIntervalSince(start))) s")
+        #expect(run.output.contains("Kernel panic - not syncing: VFS: Unable to mount root fs"), "\(run.output.suffix(2000))")
+        #expect(run.outcome == .reset, "\(run.outcome)")
+    }
 }
 
 /// Opt-in (SKIFF_SLOW_TESTS=1, root): the Debian kernel loads its own virtio modules from the

@@ -61,12 +61,13 @@ final class NetHarness {
     static let rxData: UInt64 = 0x10_0000
     static let txData: UInt64 = 0x120_0000
 
-    init(rxSize: UInt16 = 256, offloads: Bool = false, mac: MACAddress? = nil, memorySize: UInt64 = 24 << 20) throws {
+    init(rxSize: UInt16 = 256, offloads: Bool = false, mac: MACAddress? = nil, memorySize: UInt64 = 24 << 20,
+         receiveLimiter: RateLimiter = RateLimiter(), transmitLimiter: RateLimiter = RateLimiter()) throws {
         memory = try GuestMemory(ranges: [(0, memorySize)])
         rx = RingDriver(memory: memory, base: 0x1_0000, size: rxSize)
         tx = RingDriver(memory: memory, base: 0x2_0000)
         backend = try SocketPairBackend(offloads: offloads)
-        device = VirtioNet(backend: backend, mac: mac)
+        device = VirtioNet(backend: backend, mac: mac, receiveLimiter: receiveLimiter, transmitLimiter: transmitLimiter)
         notifiers = [try EventFD(), try EventFD()]
     }
 

@@ -44,7 +44,7 @@ struct SplitQueueTests {
 
     @Test(arguments: [
         // (case name, setup) pairs are expressed as an index into `Self.malformed`.
-        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
     ])
     func malformedChainsAreRejected(_ which: Int) throws {
         let mem = try makeMemory()
@@ -90,8 +90,7 @@ struct SplitQueueTests {
             try d.writeDescriptor(1, address: d.dataBase, length: 1, flags: 0, next: 0)
             try d.publish(0)
             return .readableAfterWritable
-        case 8:  // total length over 4 GiB (lengths not checked against RAM first: use chainTooLong via many max-length buffers is impossible in 1 MiB, so use indirect with huge lengths below RAM? no: buffers must be in RAM)
-            // Every buffer lies in RAM, so exceeding 2^32 needs a large RAM; instead check the indirect length limit.
+        case 8:  // indirect table with more than 65535 entries
             try d.writeDescriptor(0, address: d.dataBase, length: 16 * 65536, flags: ind, next: 0)
             try d.publish(0)
             return .invalidIndirect("table has 65536 entries")
@@ -114,6 +113,14 @@ struct SplitQueueTests {
             try d.writeDescriptor(0, address: d.dataBase, length: 16, flags: ind, next: 0)
             try d.publish(0)
             return .invalidIndirect("VIRTIO_F_INDIRECT_DESC was not negotiated")
+        case 13:  // a valid chain of 4097 indirect entries, each the whole 1 MiB of RAM: 2^32 + 2^20 bytes
+            let table = d.dataBase
+            for i in 0..<4097 {
+                try d.writeDescriptor(table: table, UInt16(i), address: 0, length: UInt32(ramSize), flags: i < 4096 ? f | w : w, next: UInt16(i + 1))
+            }
+            try d.writeDescriptor(0, address: table, length: 16 * 4097, flags: ind, next: 0)
+            try d.publish(0)
+            return .chainTooLong
         default:
             Issue.record("no case \(which)")
             return .descriptorLoop
@@ -202,31 +209,191 @@ struct SplitQueueTests {
         #expect(!([1, 2] as [UInt8]).withUnsafeBytes { w.write($0) })
     }
 
-    @Test func descriptorsAreReadOnceSoLaterGuestChangesDoNotMatter() throws {
+    /// A chain of direct descriptors whose total is over 4 GiB (three of nearly 2 GiB each, in
+    /// 2 GiB of sparse RAM) is refused as too long, and nothing before it is lost.
+    @Test func directChainOver4GiBIsTooLong() throws {
+        let ram: UInt64 = 2 << 30
+        let mem = try GuestMemory(ranges: [(0, ram)])
+        var d = MockDriver(memory: mem)
+        var q = d.queue()
+        let big = UInt32(ram - 0x10_0000)
+        try d.writeDescriptor(0, address: 0x10_0000, length: big, flags: SplitQueue.flagNext, next: 1)
+        try d.writeDescriptor(1, address: 0x10_0000, length: big, flags: SplitQueue.flagNext | SplitQueue.flagWrite, next: 2)
+        try d.writeDescriptor(2, address: 0x10_0000, length: big, flags: SplitQueue.flagWrite, next: 0)
+        try d.publish(0)
+        #expect(throws: VirtqueueError.chainTooLong) { _ = try q.pop(memory: mem) }
+        // Two of them (just under 4 GiB) are a valid chain.
+        try d.writeDescriptor(4, address: 0x10_0000, length: big, flags: SplitQueue.flagNext, next: 5)
+        try d.writeDescriptor(5, address: 0x10_0000, length: big, flags: SplitQueue.flagWrite, next: 0)
+        try d.publish(4)
+        var fresh = d.queue()
+        fresh.setPosition(nextAvail: 1, nextUsed: 0)
+        let chain = try #require(try fresh.pop(memory: mem))
+        #expect(chain.readableLength + chain.writableLength == 2 * UInt64(big))
+    }
+
+    /// The guest rewrites each descriptor (and the avail slot) right after the device read it,
+    /// through GuestMemory's read hook: the device must read each exactly once and build the
+    /// chain from those first reads, never from the rewritten values.
+    @Test(arguments: [false, true])
+    func eachDescriptorIsReadOnceAndLaterRewritesAreNotSeen(indirect: Bool) throws {
         let mem = try makeMemory()
         var d = MockDriver(memory: mem)
         var q = d.queue()
-        try d.writeDescriptor(0, address: d.dataBase, length: 8, flags: 0, next: 0)
-        try d.publish(0)
+        let f = SplitQueue.flagNext, w = SplitQueue.flagWrite
+        let table = indirect ? d.dataBase + 0x8000 : d.desc
+        try d.writeDescriptor(table: table, 0, address: d.dataBase, length: 16, flags: f, next: 1)
+        try d.writeDescriptor(table: table, 1, address: d.dataBase + 0x100, length: 512, flags: f | w, next: 2)
+        try d.writeDescriptor(table: table, 2, address: d.dataBase + 0x400, length: 1, flags: w, next: 0)
+        let head: UInt16 = indirect ? 5 : 0
+        if indirect { try d.writeDescriptor(head, address: table, length: 48, flags: SplitQueue.flagIndirect, next: 0) }
+        try d.publish(head)
+        let driver = d
+        let slot = driver.avail + 4
+        var reads: [UInt64: Int] = [:]
+        mem.readObserver = { address, length in
+            if address == slot && length == 2 {
+                reads[slot, default: 0] += 1
+                try? mem.store(UInt16(7), at: slot)  // another head, after the device took this one
+                return
+            }
+            for base in Set([table, driver.desc]) where address >= base && address < base + 16 * 16 {
+                let index = UInt16((address - base) / 16)
+                reads[base + 16 * UInt64(index), default: 0] += 1
+                // Hostile rewrite: outside RAM, looping to itself, indirect, readable.
+                try? driver.writeDescriptor(table: base, index, address: UInt64.max - 1, length: 0xffff_ffff,
+                                            flags: f | SplitQueue.flagIndirect, next: index)
+            }
+        }
+        defer { mem.readObserver = nil }
         let chain = try #require(try q.pop(memory: mem))
-        // The guest rewrites the descriptor to point outside RAM after the device validated it.
-        try d.writeDescriptor(0, address: UInt64.max - 1, length: 0xffff_ffff, flags: 0, next: 0)
-        #expect(chain.readable == [VirtioBuffer(address: d.dataBase, length: 8)])
+        mem.readObserver = nil
+        #expect(chain.head == head)
+        #expect(chain.readable == [VirtioBuffer(address: d.dataBase, length: 16)])
+        #expect(chain.writable == [VirtioBuffer(address: d.dataBase + 0x100, length: 512), VirtioBuffer(address: d.dataBase + 0x400, length: 1)])
+        var expected: [UInt64: Int] = [slot: 1, table: 1, table + 16: 1, table + 32: 1]
+        if indirect { expected[d.desc + 16 * UInt64(head)] = 1 }
+        #expect(reads == expected, "reads per descriptor: \(reads)")
     }
 
-    @Test func randomDescriptorTablesNeverTrap() throws {
+    /// Random descriptor tables (seeded, so a failure reproduces): every outcome is a chain that
+    /// obeys the rules or a VirtqueueError that leaves the position alone, and both are common.
+    @Test func randomDescriptorTablesGiveValidChainsOrErrors() throws {
         let mem = try makeMemory()
-        var rng = SystemRandomNumberGenerator()
+        var rng = SeededRandom(seed: 0x5EED_0001)
+        var popped = 0, refused = 0
         for _ in 0..<3000 {
             var d = MockDriver(memory: mem)
-            var q = d.queue(eventIndex: Bool.random(using: &rng), indirect: Bool.random(using: &rng))
+            var q = d.queue(eventIndex: rng.next() & 1 == 0, indirect: rng.next() & 1 == 0)
             for i in 0..<UInt16(16) {
-                let addr: UInt64 = Bool.random(using: &rng) ? UInt64.random(in: 0..<Self.ramSize, using: &rng) : UInt64.random(in: 0...UInt64.max, using: &rng)
-                try d.writeDescriptor(i, address: addr, length: UInt32.random(in: 0...UInt32.max, using: &rng) >> UInt32.random(in: 0..<32, using: &rng),
-                                      flags: UInt16.random(in: 0..<8, using: &rng), next: UInt16.random(in: 0..<20, using: &rng))
+                // Mostly buffers in RAM, some anywhere; lengths of every magnitude.
+                let addr = rng.next() % 4 != 0 ? rng.next() % (Self.ramSize / 2) : rng.next()
+                try d.writeDescriptor(i, address: addr, length: UInt32(truncatingIfNeeded: rng.next()) >> UInt32(12 + rng.next() % 20),
+                                      flags: UInt16(rng.next() % 8), next: UInt16(rng.next() % 20))
             }
-            try d.publish(UInt16.random(in: 0..<18, using: &rng))
-            _ = try? q.pop(memory: mem)
+            try d.publish(UInt16(rng.next() % 18))
+            do {
+                guard let chain = try q.pop(memory: mem) else {
+                    Issue.record("a published head gave no chain")
+                    continue
+                }
+                popped += 1
+                #expect(q.nextAvail == 1)
+                #expect(chain.head < q.size)
+                #expect(!(chain.readable.isEmpty && chain.writable.isEmpty))
+                for b in chain.readable + chain.writable {
+                    #expect(mem.contains(b.address, length: UInt64(b.length)), "buffer \(b) outside RAM")
+                }
+                #expect(chain.readableLength + chain.writableLength <= UInt64(UInt32.max))
+            } catch {
+                refused += 1
+                #expect(q.nextAvail == 0, "a refused chain moved the position")
+            }
         }
+        #expect(popped > 300 && refused > 300, "popped \(popped), refused \(refused)")
+    }
+
+    // MARK: Ring indices past 65535
+
+    /// 70,000 requests through a queue of 4: avail.idx, used.idx and the device's positions wrap
+    /// at 65536 and every chain still comes back in order in the right used slot.
+    @Test(arguments: [false, true])
+    func indicesWrapAround(eventIndex: Bool) throws {
+        let mem = try makeMemory()
+        var d = MockDriver(memory: mem, size: 4)
+        var q = d.queue(eventIndex: eventIndex)
+        for i in 0..<UInt16(4) {
+            try d.writeDescriptor(i, address: d.dataBase + 0x100 * UInt64(i), length: 8, flags: SplitQueue.flagWrite, next: 0)
+        }
+        for n in 0..<70_000 {
+            let head = UInt16(n % 4)
+            try d.publish(head)
+            let chain = try #require(try q.pop(memory: mem), "request \(n)")
+            #expect(chain.head == head)
+            try q.pushUsed(head: head, length: UInt32(n & 0xff), memory: mem)
+            if n % 9973 == 0 || (65_530...65_540).contains(n) {
+                let used = try d.usedIndex()
+                #expect(used == UInt16(truncatingIfNeeded: n + 1), "used.idx after \(n + 1)")
+                #expect(try d.usedElement(used &- 1) == (UInt32(head), UInt32(n & 0xff)))
+                #expect(q.nextAvail == UInt16(truncatingIfNeeded: n + 1))
+            }
+        }
+        #expect(try d.usedIndex() == UInt16(70_000 % 65_536))
+        #expect(try q.pop(memory: mem) == nil)
+    }
+
+    /// Across the wrap, "pending" is avail.idx − next_avail modulo 2^16, and a jump of more than
+    /// the queue size is still refused.
+    @Test func pendingCountsAcrossTheWrap() throws {
+        let mem = try makeMemory()
+        let d = MockDriver(memory: mem)
+        var q = d.queue()
+        q.setPosition(nextAvail: 65_534, nextUsed: 65_534)
+        try d.setAvailIndex(2)  // 4 ahead of 65534
+        #expect(try q.hasPending(memory: mem))
+        for i in 0..<UInt16(16) { try d.writeDescriptor(i, address: d.dataBase, length: 1, flags: 0, next: 0) }
+        for (k, slot) in [65_534, 65_535, 0, 1].enumerated() {
+            try mem.store(UInt16(k), at: d.avail + 4 + 2 * UInt64(slot % 16))
+        }
+        var heads: [UInt16] = []
+        while let c = try q.pop(memory: mem) { heads.append(c.head) }
+        #expect(heads == [0, 1, 2, 3])
+        #expect(q.nextAvail == 2)
+        try d.setAvailIndex(2 &+ 17)  // 17 ahead of a queue of 16
+        #expect(throws: VirtqueueError.availIndexJump(available: 19, next: 2)) { _ = try q.pop(memory: mem) }
+    }
+
+    /// EVENT_IDX across the wrap: used_event = 65535 asks for an interrupt when used.idx moves
+    /// from 65535 to 0, and only then.
+    @Test func eventIndexNotificationAcrossTheWrap() throws {
+        let mem = try makeMemory()
+        var d = MockDriver(memory: mem, size: 4)
+        var q = d.queue(eventIndex: true)
+        q.setPosition(nextAvail: 65_533, nextUsed: 65_533)
+        try d.setAvailIndex(65_533)
+        d.availIdx = 65_533
+        for i in 0..<UInt16(4) { try d.writeDescriptor(i, address: d.dataBase, length: 1, flags: SplitQueue.flagWrite, next: 0) }
+        try mem.store(UInt16(65_535), at: d.avail + 4 + 2 * 4)  // used_event
+        var notified: [Bool] = []
+        for n in 0..<5 {
+            try d.publish(UInt16(n % 4))
+            let c = try #require(try q.pop(memory: mem))
+            try q.pushUsed(head: c.head, length: 1, memory: mem)
+            notified.append(q.needsNotification(memory: mem))
+        }
+        // used.idx goes 65534, 65535, 0, 1, 2: the first call always notifies; then only 65535 → 0 crosses used_event + 1.
+        #expect(notified == [true, false, true, false, false])
+    }
+}
+
+/// xorshift64*: deterministic, so a failing random test reproduces.
+struct SeededRandom {
+    var state: UInt64
+    init(seed: UInt64) { state = seed | 1 }
+    mutating func next() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 0x2545_F491_4F6C_DD1D
     }
 }

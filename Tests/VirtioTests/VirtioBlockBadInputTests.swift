@@ -312,11 +312,15 @@ struct VirtioBlockBadInputTests {
             try d.writeDescriptor(1, address: status, length: 1, flags: write | next, next: 2)
             try d.writeDescriptor(2, address: data, length: 512, flags: 0, next: 0)
         case .chainOver4GiB:
-            // 1025 indirect entries of the whole 4 MiB RAM: over 2^32 bytes in total.
-            for i in 0..<1025 {
+            // A well-formed read request whose data buffers add up to 4 GiB: the header, 1024
+            // indirect entries each covering all 4 MiB of RAM, and the status byte.
+            try rig.header(type: VirtioBlockRequestType.read.rawValue, sector: 0)
+            try d.writeDescriptor(table: table, 0, address: hdr, length: 16, flags: next, next: 1)
+            for i in 1...1024 {
                 try d.writeDescriptor(table: table, UInt16(i), address: 0, length: UInt32(BlockTestRig.ramSize), flags: write | next, next: UInt16(i + 1))
             }
-            try d.writeDescriptor(0, address: table, length: 16 * 1025, flags: indirect, next: 0)
+            try d.writeDescriptor(table: table, 1025, address: status, length: 1, flags: write, next: 0)
+            try d.writeDescriptor(0, address: table, length: 16 * 1026, flags: indirect, next: 0)
         case .indirectEmpty:
             try d.writeDescriptor(0, address: table, length: 0, flags: indirect, next: 0)
         case .indirectNotMultipleOf16:
@@ -337,6 +341,11 @@ struct VirtioBlockBadInputTests {
             try d.writeDescriptor(0, address: table, length: 32, flags: indirect, next: 0)
         }
         if kind != .availJump { try rig.driver.publish(head) }
+        if kind == .chainOver4GiB {
+            // The reason, from a copy of the queue over the same rings.
+            var copy = rig.driver.queue(indirect: true)
+            #expect(throws: VirtqueueError.chainTooLong) { _ = try copy.pop(memory: rig.memory) }
+        }
         rig.harness.notify(0)
         #expect(eventually { rig.harness.status & Self.needsReset != 0 }, "\(kind): status 0x\(String(rig.harness.status, radix: 16))")
         #expect(try rig.driver.usedIndex() == 0)

@@ -86,6 +86,40 @@ const char *cmdline_find(const char *cmdline, size_t max, const char *key)
     return NULL;
 }
 
+const char *multiboot_args(const char *cmdline, size_t max)
+{
+    size_t len = strnlen(cmdline, max);
+    size_t i = 0;
+    while (i < len && is_space(cmdline[i]))
+        i++;
+    while (i < len && !is_space(cmdline[i]))
+        i++;
+    while (i < len && is_space(cmdline[i]))
+        i++;
+    return cmdline + i;
+}
+
+size_t cmdline_words(const char *cmdline, size_t max, const char **starts, size_t *lengths, size_t max_words)
+{
+    size_t len = strnlen(cmdline, max);
+    size_t i = 0, n = 0;
+    while (i < len) {
+        while (i < len && is_space(cmdline[i]))
+            i++;
+        if (i == len)
+            break;
+        size_t start = i;
+        while (i < len && !is_space(cmdline[i]))
+            i++;
+        if (n < max_words) {
+            starts[n] = cmdline + start;
+            lengths[n] = i - start;
+        }
+        n++;
+    }
+    return n;
+}
+
 int parse_u32(const char *s, uint32_t *out)
 {
     uint32_t base = 10, v = 0;

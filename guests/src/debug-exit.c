@@ -18,7 +18,9 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
     uint32_t code = 42;
     serial_init();
     if (magic == MULTIBOOT_BOOTLOADER_MAGIC && (mbi->flags & MB_INFO_CMDLINE) && mbi->cmdline) {
-        const char *v = cmdline_find((const char *)(uintptr_t)mbi->cmdline, 4096, "code");
+        /* The first word is this kernel's file name (GRUB, QEMU, Skiff): skip it. */
+        const char *args = multiboot_args((const char *)(uintptr_t)mbi->cmdline, 4096);
+        const char *v = cmdline_find(args, 4096, "code");
         if (v && parse_u32(v, &code) != 0)
             test_fail("bad code= value");
     }

@@ -138,7 +138,7 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
     serial_init();
     idt_init();
     if (magic == MULTIBOOT_BOOTLOADER_MAGIC && (mbi->flags & MB_INFO_CMDLINE) && mbi->cmdline)
-        cmdline = (const char *)(uintptr_t)mbi->cmdline;
+        cmdline = multiboot_args((const char *)(uintptr_t)mbi->cmdline, 4096);  /* after the kernel's file name */
     uint32_t seed = 0x5eed, step = 0x100000;
     const char *v = cmdline_find(cmdline, 4096, "seed");
     if (v && (parse_u32(v, &seed) != 0 || seed == 0))

@@ -25,7 +25,10 @@
  * and the last one:
  *   blk seq=<k>                     (k = 16, 32, ...: after that FLUSH completed)
  *   blk done count=<N>              (after the final FLUSH)
- * and passes. Requests are synchronous (one in flight), so a pause between any two
+ * and passes. With sectors=S (2..128) each of the N requests writes S consecutive sectors
+ * (request j: sectors (j-1)*S+1 .. j*S) in one 512*S-byte descriptor, so a host can measure
+ * throughput in bytes; then every sector s holds s (little-endian) in its first 8 bytes and
+ * (i * 17 + 0x5a) & 0xff at byte i >= 8 (the buffer is filled once; only the numbers change). Requests are synchronous (one in flight), so a pause between any two
  * instructions is harmless as long as the device completes in-flight requests first.
  * wait-key=1 (any mode): after DRIVER_OK and the first line, prints
  *   virtio-blk ready
@@ -49,6 +52,8 @@ const char test_name[] = "virtio-blk";
 static struct virtq vq;
 static uint8_t buf[4096] __attribute__((aligned(16)));
 static uint8_t check[4096] __attribute__((aligned(16)));
+#define SEQ_SECTORS_MAX 128
+static uint8_t big[SEQ_SECTORS_MAX * 512] __attribute__((aligned(16)));
 static char id[21];
 static struct virtio_blk_req_hdr hdr __attribute__((aligned(16)));
 static volatile uint8_t status;
@@ -133,12 +138,42 @@ static void seq_sector(uint32_t k)
         buf[i] = v;
 }
 
-static void run_seq(struct virtio_dev *dev, uint64_t capacity, uint32_t count)
+static void run_seq_multi(uint64_t capacity, uint32_t count, uint32_t sectors)
+{
+    if (count == 0 || (uint64_t)count * sectors >= capacity)
+        test_fail("count=%u x sectors=%u must stay below the capacity %llu", count, sectors, (unsigned long long)capacity);
+    for (uint32_t s = 0; s < sectors; s++)
+        for (uint32_t i = 8; i < 512; i++)
+            big[s * 512 + i] = (uint8_t)(i * 17 + 0x5a);
+    for (uint32_t j = 1; j <= count; j++) {
+        uint64_t first = (uint64_t)(j - 1) * sectors + 1;
+        for (uint32_t s = 0; s < sectors; s++) {
+            uint64_t n = first + s;
+            memcpy(&big[s * 512], &n, 8);
+        }
+        int st = vblk_request(&vq, VIRTIO_BLK_T_OUT, first, big, sectors * 512, 0, 0);
+        if (st != VIRTIO_BLK_S_OK)
+            test_fail("write request %u: status %d", j, st);
+        if (j % 16 == 0 || j == count) {
+            st = vblk_request(&vq, VIRTIO_BLK_T_FLUSH, 0, 0, 0, 0, 0);
+            if (st != VIRTIO_BLK_S_OK)
+                test_fail("flush after request %u: status %d", j, st);
+            if (j % 16 == 0)
+                kprintf("blk seq=%u\n", j);
+        }
+    }
+    kprintf("blk done count=%u\n", count);
+    test_pass();
+}
+
+static void run_seq(struct virtio_dev *dev, uint64_t capacity, uint32_t count, uint32_t sectors)
 {
     if (dev->features & VIRTIO_BLK_F_RO)
         test_fail("mode=seq on a read-only disk");
     if (!(dev->features & VIRTIO_BLK_F_FLUSH))
         test_fail("FLUSH not offered");
+    if (sectors > 1)
+        run_seq_multi(capacity, count, sectors);
     if (count == 0 || count >= capacity)
         test_fail("count=%u must be 1..%llu (the capacity less sector 0)", count, (unsigned long long)capacity - 1);
     for (uint32_t k = 1; k <= count; k++) {
@@ -189,10 +224,12 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
     const char *end = cmdline_find(cmdline, 256, "end");
     int read_only = mode && strncmp(mode, "ro", 2) == 0;
     int seq = mode && strncmp(mode, "seq", 3) == 0;
-    uint32_t count = 0, wait_key = 0;
+    uint32_t count = 0, wait_key = 0, sectors = 1;
     const char *v;
     if (seq && (!(v = cmdline_find(cmdline, 256, "count")) || parse_u32(v, &count) != 0))
         test_fail("mode=seq needs count=N");
+    if ((v = cmdline_find(cmdline, 256, "sectors")) && (parse_u32(v, &sectors) != 0 || sectors == 0 || sectors > SEQ_SECTORS_MAX))
+        test_fail("sectors must be 1..%u", SEQ_SECTORS_MAX);
     if ((v = cmdline_find(cmdline, 256, "wait-key")) && parse_u32(v, &wait_key) != 0)
         test_fail("bad wait-key=%s", v);
 
@@ -213,7 +250,7 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
         serial_wait_byte();
     }
     if (seq)
-        run_seq(&dev, capacity, count);
+        run_seq(&dev, capacity, count, sectors);
     if (capacity < 24)
         test_fail("capacity %llu is below the 24 sectors this test uses", (unsigned long long)capacity);
 

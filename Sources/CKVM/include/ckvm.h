@@ -28,6 +28,7 @@ extern const unsigned long CKVM_IOEVENTFD;
 extern const unsigned long CKVM_SET_GSI_ROUTING;
 extern const unsigned long CKVM_GET_DIRTY_LOG;
 extern const unsigned long CKVM_CLEAR_DIRTY_LOG;
+extern const unsigned long CKVM_RESET_DIRTY_RINGS;
 extern const unsigned long CKVM_GET_XSAVE;
 extern const unsigned long CKVM_GET_XSAVE2;
 extern const unsigned long CKVM_SET_XSAVE;
@@ -137,6 +138,31 @@ static inline void ckvm_dirty_log_set(struct kvm_dirty_log *log, uint32_t slot, 
 static inline void ckvm_clear_dirty_log_set(struct kvm_clear_dirty_log *log, uint32_t slot, uint64_t first_page,
                                             uint32_t num_pages, void *bitmap) {
     log->slot = slot; log->num_pages = num_pages; log->first_page = first_page; log->dirty_bitmap = bitmap;
+}
+
+/* --- dirty ring (KVM_CAP_DIRTY_LOG_RING): struct kvm_dirty_gfn entries shared with KVM ---
+ * The flags word is the hand-off between KVM and user space: it is read with acquire and
+ * written with release ordering, as the API documentation asks of weakly ordered hosts
+ * (on x86 these are plain moves the compiler may not reorder). */
+enum {
+    CKVM_DIRTY_GFN_F_DIRTY = KVM_DIRTY_GFN_F_DIRTY,
+    CKVM_DIRTY_GFN_F_RESET = KVM_DIRTY_GFN_F_RESET,
+};
+/* Page offset of the ring inside a vCPU file's mmap space (0 = no dirty ring on this arch). */
+extern const unsigned long CKVM_DIRTY_LOG_PAGE_OFFSET;
+static inline size_t ckvm_dirty_gfn_size(void) { return sizeof(struct kvm_dirty_gfn); }
+static inline uint32_t ckvm_dirty_gfn_flags(const struct kvm_dirty_gfn *g) {
+    return __atomic_load_n(&g->flags, __ATOMIC_ACQUIRE);
+}
+static inline uint32_t ckvm_dirty_gfn_slot(const struct kvm_dirty_gfn *g) {
+    return __atomic_load_n(&g->slot, __ATOMIC_RELAXED);
+}
+static inline uint64_t ckvm_dirty_gfn_offset(const struct kvm_dirty_gfn *g) {
+    return __atomic_load_n(&g->offset, __ATOMIC_RELAXED);
+}
+/* Hands a harvested entry back to KVM (state 01 -> 1X); KVM_RESET_DIRTY_RINGS recycles it. */
+static inline void ckvm_dirty_gfn_mark_harvested(struct kvm_dirty_gfn *g) {
+    __atomic_store_n(&g->flags, (uint32_t)KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
 }
 
 /* --- vCPU events: exception injection --- */

@@ -21,6 +21,12 @@ int csystem_sigrtmin(void);
 /* Installs a no-op handler for signo without SA_RESTART, so blocking calls return EINTR. */
 int csystem_install_noop_handler(int signo);
 int csystem_memfd_create(const char *name, unsigned int flags);
+/* A non-blocking, close-on-exec CLOCK_MONOTONIC timerfd, or -errno. */
+int csystem_timerfd_create(void);
+/* Arms the timer (first expiry after initial_ns, then every interval_ns; 0 and 0 disarm). */
+int csystem_timerfd_set(int fd, uint64_t initial_ns, uint64_t interval_ns);
+/* Opens (creating, mode 0640) `path` for appending, close-on-exec; returns the fd or -errno. */
+int csystem_open_append(const char *path);
 int csystem_gettid(void);
 /* Sends signo to the thread `tid` of this process. */
 int csystem_tgkill(int tid, int signo);

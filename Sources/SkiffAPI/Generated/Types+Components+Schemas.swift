@@ -20,7 +20,7 @@ extension Components {
     public enum Schemas {
         /// - Remark: Generated from `#/components/schemas/Name`.
         public typealias Name = Swift.String
-        /// Bytes, or a number with a K, M or G suffix (a plain number is MiB), as `skiff run --memory`.
+        /// A size as `skiff run --memory` takes it; a plain number is MiB, units B, K, M, G, T, P, E (powers of 1024; K, KB, KiB alike), fractions that come to whole bytes (1.5G).
         ///
         /// - Remark: Generated from `#/components/schemas/Size`.
         public typealias Size = Swift.String

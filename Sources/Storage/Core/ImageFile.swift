@@ -22,6 +22,8 @@ public final class ImageFile: Sendable {
     private let flushError = Atomic<Int32>(0)
     /// Test hook: the next fdatasync fails with this errno (0 = off).
     let injectedSyncError = Atomic<Int32>(0)
+    /// Where changes and syncs are recorded, when a power-loss test records this path.
+    private let writeLog: WriteLog?
 
     // Linux fcntl commands for open-file-description locks (<fcntl.h>, _GNU_SOURCE).
     private static let ofdSetLock: Int32 = 37  // F_OFD_SETLK
@@ -30,9 +32,15 @@ public final class ImageFile: Sendable {
         self.fd = fd
         self.path = path
         self.isReadOnly = readOnly
+        writeLog = readOnly ? nil : WriteLog.attached(to: path)
     }
 
-    deinit { Glibc.close(fd) }
+    /// Drops the locks before closing: the descriptor's open file description may outlive it (a
+    /// child forked by another thread shares it until its exec), and with it the locks.
+    deinit {
+        unlock()
+        Glibc.close(fd)
+    }
 
     /// Opens an existing file.
     public static func open(path: String, readOnly: Bool, lock: LockMode) throws -> ImageFile {
@@ -185,6 +193,7 @@ public final class ImageFile: Sendable {
             if n == 0 { throw StorageError.noSpace(path: path) }
             done += n
         }
+        writeLog?.append(.write(offset: offset, bytes: [UInt8](buffer)))
     }
 
     /// Writes an array of bytes at `offset`.
@@ -199,7 +208,10 @@ public final class ImageFile: Sendable {
         if isReadOnly { return }
         while true {
             let injected = injectedSyncError.exchange(0, ordering: .acquiringAndReleasing)
-            if injected == 0 && fdatasync(fd) == 0 { break }
+            if injected == 0 && fdatasync(fd) == 0 {
+                writeLog?.append(.flush)
+                break
+            }
             let code = injected != 0 ? injected : Glibc.errno
             if code == EINTR { continue }
             flushError.store(code, ordering: .releasing)
@@ -216,6 +228,7 @@ public final class ImageFile: Sendable {
             if Glibc.errno == EINTR { continue }
             throw StorageError.fromErrno("truncate", path: path)
         }
+        writeLog?.append(.truncate(length: length))
     }
 
     /// Releases the blocks of a range (reads return zeros); false if the file system cannot.
@@ -238,6 +251,7 @@ public final class ImageFile: Sendable {
             if code == EOPNOTSUPP || code == ENOSYS || code == EINVAL { return false }
             throw StorageError.fromErrno("fallocate", path: path, code: code)
         }
+        writeLog?.append(.zero(offset: offset, length: length, extendsFile: mode & 0x01 == 0))
         return true
     }
 

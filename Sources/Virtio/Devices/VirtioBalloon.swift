@@ -324,7 +324,7 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
     /// Requests served per wake-up before yielding to the other queues.
     private static let batch = 64
 
-    private func serve(queue index: Int) {
+    package func serve(queue index: Int) {
         var signal = false
         var interrupt: (any VirtioInterrupt)?
         running.withLock { r in

@@ -1,9 +1,21 @@
 import Foundation
+import Testing
 
 /// Runs host tools (as, objdump) for tests that cross-check against binutils.
 enum HostTools {
     /// Whether CI requires the tools (CI=true): a missing tool then fails instead of skipping.
     static var required: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
+
+    /// Whether tests needing `tools` run: always in CI (where a missing tool fails them), elsewhere
+    /// only when every tool is installed.
+    static func shouldRun(_ tools: String...) -> Bool {
+        required || tools.allSatisfy { find($0) != nil }
+    }
+
+    /// Why such a test was skipped.
+    static func skipReason(_ tools: String...) -> Comment {
+        Comment(rawValue: "needs \(tools.joined(separator: ", ")) (binutils, python3); missing: \(tools.filter { find($0) == nil }.joined(separator: ", "))")
+    }
 
     /// The path of `name` on PATH, if present.
     static func find(_ name: String) -> String? {

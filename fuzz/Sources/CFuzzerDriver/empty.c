@@ -1,0 +1,1 @@
+// The header declares libFuzzer's LLVMFuzzerRunDriver; libFuzzer itself provides it.
