@@ -36,10 +36,11 @@ struct ConsoleTests {
         #expect(try eventually(20) { !(try d.ok(["logs", "echo"])).isEmpty })
         if Daemon.monitorHasConsoleSocket {
             // Typed bytes reach the guest (uart-echo echoes them); a second writer is read-only.
-            let (r, echoed) = try d.interactive(["console", "echo"], until: "skiff", then: Array("skiff\n".utf8) + [0x1D])
-            #expect(r.status == 0)
-            _ = echoed
-            #expect(try eventually(10) { try d.ok(["logs", "echo"]).contains("skiff") })
+            // The guest prints "ready" and then waits 20 s for a line: the scrollback shows it.
+            let (r, ready) = try d.interactive(["console", "echo"], until: "ready", then: Array("skiff\n".utf8) + [0x1D])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(ready, "\(r.stdout.suffix(200))")
+            #expect(try eventually(10) { try d.ok(["logs", "echo"]).contains("got: skiff") })
         } else {
             // Without the monitor's console socket the daemon serves the log: watchers only.
             print("note: this skiff-vmm has no --console-socket: console input is not available through skiffd")

@@ -38,7 +38,8 @@ struct SupervisionTests {
         let victim = try #require(before["vm4"])
         kill(Int32(victim), SIGKILL)
         #expect(try eventually(20) { (try d.show("vm4")["pid"] as? Int).map { $0 != victim } ?? false })
-        #expect(try d.show("vm4")["state"] as? String == "running")
+        // The new pid is recorded before its control socket answers ("starting"), then "running".
+        #expect(try eventually(20) { try d.show("vm4")["state"] as? String == "running" })
         #expect(try d.show("vm4")["restartCount"] as? Int == 1)
     }
 
