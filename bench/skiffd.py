@@ -7,7 +7,9 @@
                                                      idle VMs as admission allows at RAM ratio R;
                                                      host memory used with KSM off, then on
 
-Starts its own skiffd on a scratch directory (needs the debug or release build: --bin DIR).
+Starts its own skiffd on a scratch directory. Without --bin it builds the release binaries as
+shipped (scripts/build-release.sh skiffd: static executables) and uses .build/release; --bin DIR
+takes skiffd and skiff-vmm from DIR instead, --monitor PATH another skiff-vmm.
 """
 import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 
@@ -36,12 +38,12 @@ def call(sock, method, path, body=None):
 
 
 class Daemon:
-    def __init__(self, bindir, extra):
+    def __init__(self, bindir, extra, monitor=None):
         self.dir = tempfile.mkdtemp(prefix="skb-", dir="/tmp")
         self.sock = os.path.join(self.dir, "s.sock")
         self.log = open(os.path.join(self.dir, "skiffd.log"), "w")
         self.proc = subprocess.Popen([os.path.join(bindir, "skiffd"), "--socket", self.sock, "--data-dir", self.dir + "/data",
-                                      "--run-dir", self.dir + "/run", "--monitor", os.path.join(bindir, "skiff-vmm"),
+                                      "--run-dir", self.dir + "/run", "--monitor", monitor or os.path.join(bindir, "skiff-vmm"),
                                       "--no-auto-balloon"] + extra, stdout=self.log, stderr=self.log)
         for _ in range(300):
             try:
@@ -88,7 +90,7 @@ def pss_beyond_guest(pid, guest_bytes):
 
 
 def launch(args):
-    d = Daemon(args.bin, ["--cpu-ratio", "64", "--memory-ratio", "4"])
+    d = Daemon(args.bin, ["--cpu-ratio", "64", "--memory-ratio", "4"], args.monitor)
     kernel = os.path.join(ROOT, "guests/build/idle.elf")
     cores = os.cpu_count()
     try:
@@ -159,19 +161,25 @@ def meminfo():
     return m
 
 
-def ksm(run):
+def ksm(value):
+    """Writes /sys/kernel/mm/ksm/run ("0" stop, "1" run, "2" unmerge); returns the old value."""
     try:
+        with open("/sys/kernel/mm/ksm/run") as f:
+            old = f.read().strip()
         with open("/sys/kernel/mm/ksm/run", "w") as f:
-            f.write("1" if run else "2" if run is None else "0")
+            f.write(value)
+        return old
     except OSError as e:
         print("cannot set KSM:", e)
+        return None
 
 
 def density(args):
-    d = Daemon(args.bin, ["--memory-ratio", str(args.ratio), "--cpu-ratio", "1000", "--reserved-memory", "1024"])
+    d = Daemon(args.bin, ["--memory-ratio", str(args.ratio), "--cpu-ratio", "1000", "--reserved-memory", "1024"], args.monitor)
+    original = None
     kernel = os.path.join(ROOT, "guests/build/idle.elf")
     try:
-        ksm(False)
+        original = ksm("2")
         base = meminfo()["MemAvailable"]
         n = 0
         while n < args.max:
@@ -182,7 +190,7 @@ def density(args):
             n += 1
         time.sleep(2)
         used_off = base - meminfo()["MemAvailable"]
-        ksm(True)
+        ksm("1")
         time.sleep(args.ksm_wait)
         used_on = base - meminfo()["MemAvailable"]
         shared = int(open("/sys/kernel/mm/ksm/pages_sharing").read()) * 4096
@@ -192,14 +200,17 @@ def density(args):
         print("ballooning: idle.elf has no balloon driver, so automatic ballooning reclaims nothing from it; "
               "free page reporting needs a guest that reports")
     finally:
-        ksm(False)
+        ksm("2")
+        if original is not None:
+            ksm(original)
         d.stop()
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["launch", "density"])
-    p.add_argument("--bin", default=os.path.join(ROOT, ".build/release"))
+    p.add_argument("--bin", help="directory with skiffd and skiff-vmm (default: build the release binaries)")
+    p.add_argument("--monitor", help="the skiff-vmm to run (default: the one in --bin)")
     p.add_argument("--vms", type=int, default=20)
     p.add_argument("--samples", type=int, default=10)
     p.add_argument("--memory", default="64M")
@@ -207,6 +218,9 @@ def main():
     p.add_argument("--max", type=int, default=200)
     p.add_argument("--ksm-wait", type=int, default=30)
     args = p.parse_args()
+    if args.bin is None:
+        subprocess.run([os.path.join(ROOT, "scripts/build-release.sh"), "skiffd"], check=True)
+        args.bin = os.path.join(ROOT, ".build/release")
     (launch if args.mode == "launch" else density)(args)
 
 
