@@ -44,6 +44,8 @@ public struct ConsoleCommand: ParsableCommand {
                 var out: [UInt8] = []
                 for b in buffer[0..<n] {
                     if Self.isDetach(b, after: previous) {
+                        // What was typed before the detach key in the same read still goes.
+                        if !readOnly, !out.isEmpty { try? ws.send(out) }
                         ws.close()
                         ws.shutdown()
                         return

@@ -155,6 +155,19 @@ struct APIHandler: APIProtocol {
         }
     }
 
+    /// The WebSocket upgrade itself is served by `ConsoleEndpoint` (the WebSocket router sees
+    /// upgrade requests first); a plain GET of the console lands here and is told to upgrade.
+    func attachConsole(_ input: Operations.AttachConsole.Input) async throws -> Operations.AttachConsole.Output {
+        do {
+            try RequestChecks.name(input.path.name)
+            _ = try supervisor.record(input.path.name)
+        } catch {
+            return .default(statusCode: Self.status(error), APIConversions.error(error))
+        }
+        return .default(statusCode: 426, APIConversions.error(DaemonError(
+            .invalidRequest, "the console is a WebSocket: send Connection: Upgrade and Upgrade: websocket (skiff console \(input.path.name))")))
+    }
+
     func getConsoleLog(_ input: Operations.GetConsoleLog.Input) async throws -> Operations.GetConsoleLog.Output {
         do {
             try RequestChecks.range(input.query.bytes, 1...(4 << 20), "bytes")

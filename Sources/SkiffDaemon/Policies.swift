@@ -23,15 +23,16 @@ final class BalloonPolicy: Sendable {
 
     /// Which VM gives memory next and how much: the lowest class, then the most idle memory;
     /// a step is a quarter of its idle memory, at most 25 % of its RAM, at least 4 MiB.
+    /// A VM whose balloon already holds 75 % of its RAM is passed over for the next one.
     static func pickReclaim(_ candidates: [Candidate]) -> (String, UInt64)? {
         let order: [QoSClass: Int] = [.low: 0, .normal: 1, .high: 2]
-        let sorted = candidates.filter { $0.idleMiB >= 16 }.sorted {
+        let sorted = candidates.filter { $0.idleMiB >= 16 && $0.targetMiB < $0.memoryMiB * 3 / 4 }.sorted {
             (order[$0.qos] ?? 1, -Int64($0.idleMiB)) < (order[$1.qos] ?? 1, -Int64($1.idleMiB))
         }
         guard let c = sorted.first else { return nil }
         let step = max(4, min(c.idleMiB / 4, c.memoryMiB / 4))
         let target = min(c.targetMiB + step, c.memoryMiB * 3 / 4)
-        return target > c.targetMiB ? (c.name, target) : nil
+        return (c.name, target)
     }
 }
 

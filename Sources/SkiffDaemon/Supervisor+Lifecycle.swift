@@ -46,7 +46,8 @@ extension Supervisor {
         }
         let identity: ProcessIdentity
         do {
-            identity = try Spawner.spawn(executable: monitorPath, arguments: arguments,
+            // The monitor logs JSON lines (swift-log) into monitor.err, one record per line.
+            identity = try Spawner.spawn(executable: monitorPath, arguments: arguments, environment: ["SKIFF_LOG_FORMAT=json"],
                                          stdoutPath: capabilities.consoleLog ? files.monitorOutput : files.consoleLog,
                                          stderrPath: files.monitorErrors, cgroupProcFiles: procFiles)
         } catch {
@@ -290,5 +291,15 @@ func tail(_ path: String, from offset: UInt64) -> String {
     try? handle.seek(toOffset: start)
     let data = (try? handle.readToEnd()) ?? Data()
     return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        .split(separator: "\n").joined(separator: " | ")
+        .split(separator: "\n").map { monitorLogMessage(String($0)) }.joined(separator: " | ")
+}
+
+/// The message of one line of a monitor's log: its `message` field when the line is one of the
+/// JSON records the monitor writes under `SKIFF_LOG_FORMAT=json`, else the line as it is
+/// (usage errors are plain text).
+func monitorLogMessage(_ line: String) -> String {
+    guard line.hasPrefix("{"), let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+          let message = object["message"] as? String else { return line }
+    let level = object["level"] as? String
+    return level == "error" || level == "critical" ? "error: \(message)" : message
 }

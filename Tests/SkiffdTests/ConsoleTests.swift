@@ -41,6 +41,11 @@ struct ConsoleTests {
             #expect(r.status == 0, "\(r.stderr)")
             #expect(ready, "\(r.stdout.suffix(200))")
             #expect(try eventually(10) { try d.ok(["logs", "echo"]).contains("got: skiff") })
+            // A plain GET of the console (no upgrade) is told to upgrade, in the API's error shape.
+            let plain = try d.raw("GET", "/vms/echo/console")
+            #expect(plain.status == 426, "\(plain.body)")
+            #expect(plain.body.contains("\"code\"") && plain.body.contains("WebSocket"), "\(plain.body)")
+            #expect(try d.raw("GET", "/vms/nosuch/console").status == 404)
         } else {
             // Without the monitor's console socket the daemon serves the log: watchers only.
             print("note: this skiff-vmm has no --console-socket: console input is not available through skiffd")

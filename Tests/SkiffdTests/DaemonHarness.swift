@@ -31,6 +31,8 @@ final class Daemon: @unchecked Sendable {
     var logPath: String { "\(dir)/skiffd.log" }
     private(set) var process: Process?
     let extraArguments: [String]
+    /// Whether the daemon's automatic ballooning runs (off unless a test is about it).
+    let autoBalloon: Bool
 
     struct Result {
         let status: Int32
@@ -38,10 +40,11 @@ final class Daemon: @unchecked Sendable {
         let stderr: String
     }
 
-    init(extraArguments: [String] = []) throws {
+    init(extraArguments: [String] = [], autoBalloon: Bool = false) throws {
         // Short: unix socket paths are limited to 107 bytes.
         dir = "/tmp/skd-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
         self.extraArguments = extraArguments
+        self.autoBalloon = autoBalloon
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try start()
     }
@@ -51,7 +54,7 @@ final class Daemon: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "\(Paths.bin)/skiffd")
         p.arguments = ["--socket", socket, "--data-dir", dataDir, "--run-dir", runDir, "--monitor", "\(Paths.bin)/skiff-vmm",
-                       "--no-auto-balloon"] + (extraArguments.contains("--reserved-memory") ? [] : ["--reserved-memory", "0"]) + extraArguments
+                       ] + (autoBalloon ? [] : ["--no-auto-balloon"]) + (extraArguments.contains("--reserved-memory") ? [] : ["--reserved-memory", "0"]) + extraArguments
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         logHandle.seekToEndOfFile()

@@ -1359,6 +1359,74 @@ public struct Client: APIProtocol {
             }
         )
     }
+    /// The live serial console as a WebSocket (RFC 6455).
+    ///
+    /// Sent with `Connection: Upgrade` and `Upgrade: websocket`, the request is upgraded: binary frames carry the console output (the recent output first, then live) and, from the one client that asked with `write=true` and got the VM's writer lease, input to the guest; a text frame says why a client is read-only. Without the upgrade headers the answer is 426 (an `invalidRequest` error).
+    ///
+    /// - Remark: HTTP `GET /vms/{name}/console`.
+    /// - Remark: Generated from `#/paths//vms/{name}/console/get(attachConsole)`.
+    public func attachConsole(_ input: Operations.AttachConsole.Input) async throws -> Operations.AttachConsole.Output {
+        try await client.send(
+            input: input,
+            forOperation: Operations.AttachConsole.id,
+            serializer: { input in
+                let path = try converter.renderedPath(
+                    template: "/vms/{}/console",
+                    parameters: [
+                        input.path.name
+                    ]
+                )
+                var request: HTTPTypes.HTTPRequest = .init(
+                    soar_path: path,
+                    method: .get
+                )
+                suppressMutabilityWarning(&request)
+                try converter.setQueryItemAsURI(
+                    in: &request,
+                    style: .form,
+                    explode: true,
+                    name: "write",
+                    value: input.query.write
+                )
+                converter.setAcceptHeader(
+                    in: &request.headerFields,
+                    contentTypes: input.headers.accept
+                )
+                return (request, nil)
+            },
+            deserializer: { response, responseBody in
+                switch response.status.code {
+                case 101:
+                    return .switchingProtocols(.init())
+                default:
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Components.Responses._Error.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas._Error.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .`default`(
+                        statusCode: response.status.code,
+                        .init(body: body)
+                    )
+                }
+            }
+        )
+    }
     /// The recent serial console output (at most `bytes`, default 64 KiB, the most recent).
     ///
     /// - Remark: HTTP `GET /vms/{name}/console/log`.

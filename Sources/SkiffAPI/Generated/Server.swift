@@ -214,6 +214,17 @@ extension APIProtocol {
         )
         try transport.register(
             {
+                try await server.attachConsole(
+                    request: $0,
+                    body: $1,
+                    metadata: $2
+                )
+            },
+            method: .get,
+            path: server.apiPathComponentsWithServerPrefix("/vms/{name}/console")
+        )
+        try transport.register(
+            {
                 try await server.getConsoleLog(
                     request: $0,
                     body: $1,
@@ -1558,6 +1569,74 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         )
                     }
                     return (response, body)
+                case let .`default`(statusCode, value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: statusCode)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .json(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
+                }
+            }
+        )
+    }
+    /// The live serial console as a WebSocket (RFC 6455).
+    ///
+    /// Sent with `Connection: Upgrade` and `Upgrade: websocket`, the request is upgraded: binary frames carry the console output (the recent output first, then live) and, from the one client that asked with `write=true` and got the VM's writer lease, input to the guest; a text frame says why a client is read-only. Without the upgrade headers the answer is 426 (an `invalidRequest` error).
+    ///
+    /// - Remark: HTTP `GET /vms/{name}/console`.
+    /// - Remark: Generated from `#/paths//vms/{name}/console/get(attachConsole)`.
+    func attachConsole(
+        request: HTTPTypes.HTTPRequest,
+        body: OpenAPIRuntime.HTTPBody?,
+        metadata: OpenAPIRuntime.ServerRequestMetadata
+    ) async throws -> (HTTPTypes.HTTPResponse, OpenAPIRuntime.HTTPBody?) {
+        try await handle(
+            request: request,
+            requestBody: body,
+            metadata: metadata,
+            forOperation: Operations.AttachConsole.id,
+            using: {
+                APIHandler.attachConsole($0)
+            },
+            deserializer: { request, requestBody, metadata in
+                let path: Operations.AttachConsole.Input.Path = .init(name: try converter.getPathParameterAsURI(
+                    in: metadata.pathParameters,
+                    name: "name",
+                    as: Components.Parameters.VMName.self
+                ))
+                let query: Operations.AttachConsole.Input.Query = .init(write: try converter.getOptionalQueryItemAsURI(
+                    in: request.soar_query,
+                    style: .form,
+                    explode: true,
+                    name: "write",
+                    as: Swift.Bool.self
+                ))
+                let headers: Operations.AttachConsole.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                return Operations.AttachConsole.Input(
+                    path: path,
+                    query: query,
+                    headers: headers
+                )
+            },
+            serializer: { output, request in
+                switch output {
+                case let .switchingProtocols(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 101)
+                    suppressMutabilityWarning(&response)
+                    return (response, nil)
                 case let .`default`(statusCode, value):
                     suppressUnusedWarning(value)
                     var response = HTTPTypes.HTTPResponse(soar_statusCode: statusCode)

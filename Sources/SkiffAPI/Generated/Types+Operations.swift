@@ -2170,6 +2170,155 @@ public enum Operations {
             }
         }
     }
+    /// The live serial console as a WebSocket (RFC 6455).
+    ///
+    /// Sent with `Connection: Upgrade` and `Upgrade: websocket`, the request is upgraded: binary frames carry the console output (the recent output first, then live) and, from the one client that asked with `write=true` and got the VM's writer lease, input to the guest; a text frame says why a client is read-only. Without the upgrade headers the answer is 426 (an `invalidRequest` error).
+    ///
+    /// - Remark: HTTP `GET /vms/{name}/console`.
+    /// - Remark: Generated from `#/paths//vms/{name}/console/get(attachConsole)`.
+    public enum AttachConsole {
+        public static let id: Swift.String = "attachConsole"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/vms/{name}/console/GET/path`.
+            public struct Path: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/vms/{name}/console/GET/path/name`.
+                public var name: Components.Parameters.VMName
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - name:
+                public init(name: Components.Parameters.VMName) {
+                    self.name = name
+                }
+            }
+            public var path: Operations.AttachConsole.Input.Path
+            /// - Remark: Generated from `#/paths/vms/{name}/console/GET/query`.
+            public struct Query: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/vms/{name}/console/GET/query/write`.
+                public var write: Swift.Bool?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - write:
+                public init(write: Swift.Bool? = nil) {
+                    self.write = write
+                }
+            }
+            public var query: Operations.AttachConsole.Input.Query
+            /// - Remark: Generated from `#/paths/vms/{name}/console/GET/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.AttachConsole.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.AttachConsole.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.AttachConsole.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - query:
+            ///   - headers:
+            public init(
+                path: Operations.AttachConsole.Input.Path,
+                query: Operations.AttachConsole.Input.Query = .init(),
+                headers: Operations.AttachConsole.Input.Headers = .init()
+            ) {
+                self.path = path
+                self.query = query
+                self.headers = headers
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct SwitchingProtocols: Sendable, Hashable {
+                /// Creates a new `SwitchingProtocols`.
+                public init() {}
+            }
+            /// Switching to the WebSocket protocol.
+            ///
+            /// - Remark: Generated from `#/paths//vms/{name}/console/get(attachConsole)/responses/101`.
+            ///
+            /// HTTP response code: `101 switchingProtocols`.
+            case switchingProtocols(Operations.AttachConsole.Output.SwitchingProtocols)
+            /// Switching to the WebSocket protocol.
+            ///
+            /// - Remark: Generated from `#/paths//vms/{name}/console/get(attachConsole)/responses/101`.
+            ///
+            /// HTTP response code: `101 switchingProtocols`.
+            public static var switchingProtocols: Self {
+                .switchingProtocols(.init())
+            }
+            /// The associated value of the enum case if `self` is `.switchingProtocols`.
+            ///
+            /// - Throws: An error if `self` is not `.switchingProtocols`.
+            /// - SeeAlso: `.switchingProtocols`.
+            public var switchingProtocols: Operations.AttachConsole.Output.SwitchingProtocols {
+                get throws {
+                    switch self {
+                    case let .switchingProtocols(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "switchingProtocols",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Why the request failed.
+            ///
+            /// - Remark: Generated from `#/paths//vms/{name}/console/get(attachConsole)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses._Error)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            public var `default`: Components.Responses._Error {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
     /// The recent serial console output (at most `bytes`, default 64 KiB, the most recent).
     ///
     /// - Remark: HTTP `GET /vms/{name}/console/log`.

@@ -97,6 +97,13 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `PUT /vms/{name}/qos`.
     /// - Remark: Generated from `#/paths//vms/{name}/qos/put(setQoS)`.
     func setQoS(_ input: Operations.SetQoS.Input) async throws -> Operations.SetQoS.Output
+    /// The live serial console as a WebSocket (RFC 6455).
+    ///
+    /// Sent with `Connection: Upgrade` and `Upgrade: websocket`, the request is upgraded: binary frames carry the console output (the recent output first, then live) and, from the one client that asked with `write=true` and got the VM's writer lease, input to the guest; a text frame says why a client is read-only. Without the upgrade headers the answer is 426 (an `invalidRequest` error).
+    ///
+    /// - Remark: HTTP `GET /vms/{name}/console`.
+    /// - Remark: Generated from `#/paths//vms/{name}/console/get(attachConsole)`.
+    func attachConsole(_ input: Operations.AttachConsole.Input) async throws -> Operations.AttachConsole.Output
     /// The recent serial console output (at most `bytes`, default 64 KiB, the most recent).
     ///
     /// - Remark: HTTP `GET /vms/{name}/console/log`.
@@ -369,6 +376,23 @@ extension APIProtocol {
             path: path,
             headers: headers,
             body: body
+        ))
+    }
+    /// The live serial console as a WebSocket (RFC 6455).
+    ///
+    /// Sent with `Connection: Upgrade` and `Upgrade: websocket`, the request is upgraded: binary frames carry the console output (the recent output first, then live) and, from the one client that asked with `write=true` and got the VM's writer lease, input to the guest; a text frame says why a client is read-only. Without the upgrade headers the answer is 426 (an `invalidRequest` error).
+    ///
+    /// - Remark: HTTP `GET /vms/{name}/console`.
+    /// - Remark: Generated from `#/paths//vms/{name}/console/get(attachConsole)`.
+    public func attachConsole(
+        path: Operations.AttachConsole.Input.Path,
+        query: Operations.AttachConsole.Input.Query = .init(),
+        headers: Operations.AttachConsole.Input.Headers = .init()
+    ) async throws -> Operations.AttachConsole.Output {
+        try await attachConsole(Operations.AttachConsole.Input(
+            path: path,
+            query: query,
+            headers: headers
         ))
     }
     /// The recent serial console output (at most `bytes`, default 64 KiB, the most recent).
