@@ -174,33 +174,70 @@ def ksm(value):
         return None
 
 
+def monitors_pss(sock):
+    """Sum of the monitors' PSS (/proc/PID/smaps_rollup): what the VMs cost the host, with pages
+    KSM merged split between the processes that share them. Unlike MemAvailable it ignores
+    what other programs on the host do meanwhile."""
+    total = 0
+    for vm in json.loads(call(sock, "GET", "/vms")[1]):
+        if not vm.get("pid"):
+            continue
+        try:
+            with open(f"/proc/{vm['pid']}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
 def density(args):
     d = Daemon(args.bin, ["--memory-ratio", str(args.ratio), "--cpu-ratio", "1000", "--reserved-memory", "1024"], args.monitor)
     original = None
-    kernel = os.path.join(ROOT, "guests/build/idle.elf")
+    kernel = os.path.join(ROOT, "guests/build", args.guest)
+    tuning = {"/sys/kernel/mm/ksm/pages_to_scan": "2000", "/sys/kernel/mm/ksm/sleep_millisecs": "20"}
+    saved = {}
     try:
         original = ksm("2")
+        saved = {f: open(f).read().strip() for f in tuning}
         base = meminfo()["MemAvailable"]
         n = 0
         while n < args.max:
-            s, body = call(d.sock, "POST", "/vms?start=true", {"name": f"d{n}", "kernel": kernel, "memory": args.memory})
+            s, body = call(d.sock, "POST", "/vms?start=true", {"name": f"d{n}", "kernel": kernel, "memory": args.memory,
+                                                               "qos": {"class": ["low", "normal", "high"][n % 3]}})
             if s != 201:
                 print("admission stopped at", n, "VMs:", json.loads(body).get("message"))
                 break
             n += 1
-        time.sleep(2)
+        time.sleep(args.settle)
         used_off = base - meminfo()["MemAvailable"]
+        pss_off = monitors_pss(d.sock)
+        for f, v in tuning.items():
+            with open(f, "w") as out:
+                out.write(v)
         ksm("1")
         time.sleep(args.ksm_wait)
         used_on = base - meminfo()["MemAvailable"]
+        pss_on = monitors_pss(d.sock)
         shared = int(open("/sys/kernel/mm/ksm/pages_sharing").read()) * 4096
-        print(f"{n} idle VMs of {args.memory} at RAM ratio {args.ratio}: host memory used {used_off / 1048576:.0f} MiB with KSM off "
+        s, host = call(d.sock, "GET", "/host")
+        host = json.loads(host)
+        print(f"host: {host['memoryBytes'] / 1048576:.0f} MiB RAM, {host['allocatedMemoryBytes'] / 1048576:.0f} MiB allocated to VMs "
+              f"(ratio {host['memoryAllocationRatio']}), KSM saved {host['ksm']['savedBytes'] / 1048576:.0f} MiB by its own reckoning")
+        print(f"{n} VMs ({args.guest}) of {args.memory} at RAM ratio {args.ratio}: host memory used {used_off / 1048576:.0f} MiB with KSM off "
               f"({used_off / max(n, 1) / 1048576:.1f} MiB per VM), {used_on / 1048576:.0f} MiB after {args.ksm_wait} s of KSM "
-              f"(pages_sharing {shared / 1048576:.0f} MiB)")
-        print("ballooning: idle.elf has no balloon driver, so automatic ballooning reclaims nothing from it; "
-              "free page reporting needs a guest that reports")
+              f"(pages_sharing {shared / 1048576:.0f} MiB; MemAvailable moves with everything else on the host too)")
+        print(f"monitors' PSS: {pss_off / 1048576:.0f} MiB with KSM off ({pss_off / max(n, 1) / 1048576:.1f} MiB per VM), "
+              f"{pss_on / 1048576:.0f} MiB after {args.ksm_wait} s of KSM ({pss_on / max(n, 1) / 1048576:.1f} MiB per VM)")
     finally:
         ksm("2")
+        for f, v in saved.items():
+            try:
+                with open(f, "w") as out:
+                    out.write(v)
+            except OSError:
+                pass
         if original is not None:
             ksm(original)
         d.stop()
@@ -217,6 +254,8 @@ def main():
     p.add_argument("--ratio", type=float, default=2)
     p.add_argument("--max", type=int, default=200)
     p.add_argument("--ksm-wait", type=int, default=30)
+    p.add_argument("--settle", type=int, default=5, help="seconds between the last create and the first reading")
+    p.add_argument("--guest", default="idle.elf", help="guest-kit program for density (virtio-balloon.elf touches 16 MiB)")
     args = p.parse_args()
     if args.bin is None:
         subprocess.run([os.path.join(ROOT, "scripts/build-release.sh"), "skiffd"], check=True)
