@@ -136,7 +136,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "FuzzHarnessTests", dependencies: ["FuzzHarnesses"]),
         .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
-        .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
+        .executableTarget(name: "skiff", dependencies: ["SkiffCLI", "VMCommands"], swiftSettings: strict),
 
         // MARK: skiffd, the host daemon, and its client
         // The REST API: code generated from openapi.yaml (types, server stubs, client), committed;

@@ -77,7 +77,7 @@ public struct LogsCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print a VM's console log through skiffd (-f follows it).")
     @Argument var name: String
     @Flag(name: .shortAndLong, help: "Keep printing new output.") var follow = false
-    @Option(help: ArgumentHelp("Print at most the last N bytes (default 64 KiB).", valueName: "N")) var bytes: Int = 65536
+    @Option(help: ArgumentHelp("Print at most this many of the last bytes (default 64 KiB).", valueName: "bytes")) var bytes: Int = 65536
     @OptionGroup var server: DaemonOptions
     public init() {}
 

@@ -96,7 +96,7 @@ public struct StopCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "stop", abstract: "Stop a VM: the ACPI power button, then a hard stop after the timeout (skiffd).")
     @Argument var name: String
-    @Option(help: ArgumentHelp("Seconds the guest gets to power off (default: the daemon's, 10).", valueName: "s")) var timeout: Int?
+    @Option(help: ArgumentHelp("Seconds the guest gets to power off (default: the daemon's, 10).", valueName: "seconds")) var timeout: Int?
     @OptionGroup var server: DaemonOptions
     public init() {}
     public func run() throws { try runVerb(.stop(timeout), name, server) }
@@ -113,7 +113,7 @@ public struct KillCommand: ParsableCommand {
 public struct RebootCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(commandName: "reboot", abstract: "Stop a VM and start it again (skiffd).")
     @Argument var name: String
-    @Option(help: ArgumentHelp("Seconds the guest gets to power off.", valueName: "s")) var timeout: Int?
+    @Option(help: ArgumentHelp("Seconds the guest gets to power off.", valueName: "seconds")) var timeout: Int?
     @OptionGroup var server: DaemonOptions
     public init() {}
     public func run() throws { try runVerb(.reboot(timeout), name, server) }

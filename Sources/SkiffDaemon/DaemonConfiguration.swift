@@ -1,3 +1,9 @@
+/// The version `skiffd --version` prints: the release of the monitor and CLI it ships with
+/// (a test checks that it equals `skiff --version`).
+public enum DaemonVersion {
+    public static let current = "0.4.0"
+}
+
 /// How skiffd runs: where it keeps things and its policies. Every field has a default that
 /// works with no configuration file.
 public struct DaemonConfiguration: Sendable, Codable, Equatable {

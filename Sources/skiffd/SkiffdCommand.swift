@@ -12,7 +12,9 @@ struct SkiffdCommand: AsyncParsableCommand {
         discussion: """
             Runs with no configuration file: the API on /run/skiff/skiffd.sock, state in /var/lib/skiff. VMs keep \
             running when skiffd stops or is killed; a new skiffd re-attaches to them. See docs/skiffd.md.
-            """)
+            Exit status: 64 for usage errors, 1 for runtime errors.
+            """,
+        version: DaemonVersion.current)
 
     @Option(help: ArgumentHelp("The API's unix socket.", valueName: "path")) var socket: String?
     @Option(name: .customLong("data-dir"), help: ArgumentHelp("Database, VM files and images.", valueName: "dir")) var dataDir: String?

@@ -73,4 +73,25 @@ struct LifecycleTests {
         #expect(h["vms"] as? Int == 2)
         #expect(h["allocatedMemoryBytes"] as? Int == 128 << 20)
     }
+
+    /// skiffd says the same version as skiff, and a bad option is a usage error (64).
+    @Test func versionAndUsageStatus() throws {
+        func run(_ tool: String, _ arguments: [String]) throws -> (Int32, String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "\(Paths.bin)/\(tool)")
+            p.arguments = arguments
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, text)
+        }
+        let daemon = try run("skiffd", ["--version"])
+        let cli = try run("skiff", ["--version"])
+        #expect(daemon.0 == 0 && cli.0 == 0)
+        #expect(daemon.1 == cli.1 && !daemon.1.isEmpty, "skiffd \(daemon.1) vs skiff \(cli.1)")
+        #expect(try run("skiffd", ["--no-such-option"]).0 == 64)
+    }
 }
