@@ -76,12 +76,32 @@ struct SkiffdCommand: AsyncParsableCommand {
             throw ValidationError("the monitor \(monitorPath) is not an executable file (give --monitor)")
         }
         signal(SIGPIPE, SIG_IGN)
+        // SIGTERM and SIGINT start the servers' graceful shutdown; requests that never end by
+        // themselves (an event stream, a console) must not keep the daemon up: after a grace
+        // period it exits anyway. The VMs keep running either way; the next skiffd re-attaches.
+        let deadlines = [Int32(SIGTERM), Int32(SIGINT)].map { (number: Int32) -> DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                logger.notice("signal \(number): stopping; exiting in at most \(Int(Self.shutdownGrace)) s")
+                DispatchQueue.global().asyncAfter(deadline: .now() + Self.shutdownGrace) {
+                    logger.notice("requests still open after \(Int(Self.shutdownGrace)) s: exiting")
+                    Foundation.exit(0)
+                }
+            }
+            source.resume()
+            return source
+        }
+        defer { deadlines.forEach { $0.cancel() } }
         let supervisor = try Supervisor(configuration: configuration, monitorPath: monitorPath, logger: logger)
         supervisor.metrics.bootstrap()
         await supervisor.reattach()
         supervisor.startPolicies()
         try await DaemonServer(supervisor: supervisor, logger: logger).run()
     }
+
+    /// Seconds open requests get to finish after SIGTERM or SIGINT.
+    static let shutdownGrace: Double = 3
 
     /// A file in the directory of this executable.
     static func besideSelf(_ name: String) -> String {

@@ -87,4 +87,32 @@ struct SupervisionTests {
         #expect(Array(delays.prefix(3)) == [0.5, 1, 2])
         _ = try d.cli(["delete", "flappy", "--force"])
     }
+
+    /// SIGTERM ends skiffd promptly even with a request that never ends (an event stream
+    /// being followed), and its VMs keep running for the next skiffd.
+    @Test func sigtermEndsTheDaemonButNotItsVMs() throws {
+        let d = try Daemon()
+        defer { d.tearDown() }
+        try d.ok(["create", "-f", try d.spec("keep"), "--start"])
+        let pid = try #require(try d.show("keep")["pid"] as? Int)
+        let follower = Process()
+        follower.executableURL = URL(fileURLWithPath: "\(Paths.bin)/skiff")
+        follower.arguments = ["events", "-f", "--socket", d.socket]
+        follower.standardOutput = FileHandle.nullDevice
+        follower.standardError = FileHandle.nullDevice
+        try follower.run()
+        defer { Daemon.stop(follower) }
+        usleep(500_000)
+        let daemon = try #require(d.process)
+        let sent = Date()
+        kill(daemon.processIdentifier, SIGTERM)
+        #expect(try eventually(15) { !daemon.isRunning }, "skiffd still runs 15 s after SIGTERM")
+        let took = Date().timeIntervalSince(sent)
+        #expect(took < 10, "skiffd took \(took) s to stop")
+        #expect(daemon.terminationStatus == 0)
+        #expect(kill(Int32(pid), 0) == 0, "the VM's monitor died with the daemon")
+        try d.start()
+        #expect(try d.show("keep")["pid"] as? Int == pid)
+        #expect(try d.show("keep")["state"] as? String == "running")
+    }
 }
