@@ -41,6 +41,7 @@ status=0
     --exclude-operation-id listEvents --max-examples "${SKIFF_ST_EXAMPLES:-15}" --request-timeout 30 --phases "${SKIFF_ST_PHASES:-examples,coverage}" \
     --no-color >"$dir/st.log" 2>&1 || status=$?
 tail -40 "$dir/st.log"
+[ -n "${SKIFF_ST_LOG:-}" ] && cp "$dir/st.log" "$SKIFF_ST_LOG"
 # Events stream JSON lines; checked on their own without follow.
 events="$(curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/events")"
 bad=0
