@@ -29,9 +29,10 @@ for _ in $(seq 100); do
     curl -sf -o /dev/null -H "Authorization: Bearer $token" "http://127.0.0.1:$port/vms" && break
     sleep 0.1
 done
-# A VM that exists and runs, so the per-VM operations meet real states too.
+# A VM that exists and runs, so the per-VM operations meet real states too; it honours the
+# power button, so a generated stop with a long timeout does not hold its other requests.
 cat > "$dir/vm.json" <<JSON
-{"name": "conform", "kernel": "$PWD/guests/build/idle.elf", "memory": "32M"}
+{"name": "conform", "kernel": "$PWD/guests/build/power-button.elf", "memory": "32M"}
 JSON
 curl -sf -o /dev/null -H "Authorization: Bearer $token" -H "Content-Type: application/json" \
     --data @"$dir/vm.json" "http://127.0.0.1:$port/vms?start=true"

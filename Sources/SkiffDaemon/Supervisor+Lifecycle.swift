@@ -163,8 +163,20 @@ extension Supervisor {
     }
 
     public func kill(_ name: String) async throws(DaemonError) -> VMRecord {
-        try await serialized(name) { () async throws -> VMRecord in
+        // A kill does not wait behind a graceful stop that waits for its guest: the monitor
+        // gets SIGKILL now, and the stop in progress sees it exit and records it.
+        var cutShort = false
+        if let r = try? record(name), r.actualState == "stopping", let identity = Self.identity(of: r), identity.isAlive() {
+            events.publish(vm: name, kind: "kill", "VM \(name): killed while stopping")
+            watcher.signal(identity, SIGKILL)
+            cutShort = true
+        }
+        return try await serialized(name) { [cutShort] () async throws -> VMRecord in
             let r = try self.record(name)
+            if cutShort, Self.identity(of: r)?.isAlive() != true, r.actualState != "running", r.actualState != "paused" {
+                // The stop this kill cut short has recorded the exit.
+                return r
+            }
             guard let identity = Self.identity(of: r), identity.isAlive() else {
                 throw DaemonError(.invalidState, "VM '\(name)' is not running (\(r.actualState))")
             }

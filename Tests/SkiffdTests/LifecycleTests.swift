@@ -94,4 +94,34 @@ struct LifecycleTests {
         #expect(daemon.1 == cli.1 && !daemon.1.isEmpty, "skiffd \(daemon.1) vs skiff \(cli.1)")
         #expect(try run("skiffd", ["--no-such-option"]).0 == 64)
     }
+
+    /// A graceful stop is the ACPI power button, which a guest that handles it honours at once
+    /// (power-button.elf powers off through ACPI S5); a guest that ignores it is stopped after
+    /// the timeout, and a kill cuts a long stop short instead of waiting behind it.
+    @Test func stopPressesThePowerButtonAndKillCutsALongStopShort() throws {
+        let d = try Daemon()
+        defer { d.tearDown() }
+        try d.ok(["create", "-f", try d.spec("pwrb", guest: "power-button.elf"), "--start"])
+        #expect(try eventually(30) { try d.ok(["logs", "pwrb"]).contains("PWRB waiting") })
+        let started = Date()
+        try d.ok(["stop", "pwrb", "--timeout", "60"])
+        #expect(Date().timeIntervalSince(started) < 30, "the guest did not power off on the button")
+        let log = try d.ok(["logs", "pwrb"])
+        #expect(log.contains("PWRB pressed"), "\(log)")
+        let stopped = try d.show("pwrb")
+        #expect(stopped["state"] as? String == "stopped")
+        #expect((stopped["lastExit"] as? [String: Any])?["status"] as? Int == 0)
+        #expect(try d.ok(["events", "--vm", "pwrb"]).contains("powered off"))
+
+        // idle.elf ignores the button: a stop with an hour's timeout, cut short by a kill.
+        try d.ok(["create", "-f", try d.spec("deaf"), "--start"])
+        let stopper = Thread { _ = try? d.cli(["stop", "deaf", "--timeout", "3600"]) }
+        stopper.start()
+        #expect(try eventually(10) { try d.show("deaf")["state"] as? String == "stopping" })
+        let killedAt = Date()
+        try d.ok(["kill", "deaf"])
+        #expect(Date().timeIntervalSince(killedAt) < 15, "kill waited behind the stop")
+        #expect(try d.show("deaf")["state"] as? String == "stopped")
+        #expect(try d.cli(["kill", "deaf"]).status != 0, "a kill of a stopped VM is refused")
+    }
 }
