@@ -50,7 +50,7 @@ public struct SaveCommand: ParsableCommand {
     public func run() throws {
         let (name, dir, diff, format) = (self.name, self.dir, self.diff, server.output)
         try server.run { c in
-            let out = try await c.client.snapshotVM(path: .init(name: name), body: .json(.init(directory: dir, diff: diff)))
+            let out = try await c.client.snapshotVM(path: .init(name: name), body: .json(.init(directory: dir.map(absolutePath), diff: diff)))
             switch out {
             case .accepted(let t): try await waitForTask(c, try t.body.json, format: format)
             case .default(let s, let e): throw DaemonClientError.from(status: s, e)
@@ -67,7 +67,7 @@ public struct RestoreCommand: ParsableCommand {
     @OptionGroup var server: DaemonOptions
     public init() {}
     public func run() throws {
-        let (name, dir, format) = (self.name, self.directory, server.output)
+        let (name, dir, format) = (self.name, absolutePath(self.directory), server.output)
         try server.run { c in
             switch try await c.client.restoreVM(path: .init(name: name), body: .json(.init(directory: dir))) {
             case .accepted(let t): try await waitForTask(c, try t.body.json, format: format)
@@ -192,4 +192,9 @@ public struct HostCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// `path` against this process's working directory: the daemon and its monitors have their own.
+func absolutePath(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
 }

@@ -9,6 +9,10 @@ extension Supervisor {
     /// Writes a snapshot of a running VM through its monitor (`snapshot`), as a task.
     func snapshot(_ name: String, directory: String?, diff: Bool) throws(DaemonError) -> TaskRecord {
         _ = try runningSocket(name)
+        // The monitor and the daemon have their own working directories: only absolute paths.
+        if let directory, !directory.hasPrefix("/") {
+            throw DaemonError(.invalidRequest, "the snapshot directory must be an absolute path, not '\(directory.prefix(200))'")
+        }
         let dir = directory ?? "\(files(name).directory)/snapshots/\(Self.stamp())"
         if FileManager.default.fileExists(atPath: dir) { throw DaemonError(.conflict, "\(dir) already exists") }
         return try tasks.launch(kind: "snapshot", vm: name) { progress in
@@ -30,6 +34,9 @@ extension Supervisor {
     func restore(_ name: String, directory: String) throws(DaemonError) -> TaskRecord {
         let r = try record(name)
         if let id = Self.identity(of: r), id.isAlive() { throw DaemonError(.invalidState, "VM '\(name)' is \(r.actualState): stop it first") }
+        guard directory.hasPrefix("/") else {
+            throw DaemonError(.invalidRequest, "the snapshot directory must be an absolute path, not '\(directory.prefix(200))'")
+        }
         guard FileManager.default.fileExists(atPath: "\(directory)/state") else {
             throw DaemonError(.invalidRequest, "\(directory) is not a snapshot directory (no state file)")
         }

@@ -57,4 +57,19 @@ struct TaskTests {
         }
         #expect(seen, "\(follow.stdout)")
     }
+
+    /// Snapshot and restore directories are absolute: a relative one would land in whatever
+    /// the monitor's working directory is. The CLI makes the user's relative paths absolute.
+    @Test func relativeSnapshotDirectoriesAreRefused() throws {
+        let d = try Daemon()
+        defer { d.tearDown() }
+        try d.ok(["create", "-f", try d.spec("rel"), "--start"])
+        let json = ["Content-Type": "application/json"]
+        let snap = try d.raw("POST", "/vms/rel/snapshot", body: Array(#"{"directory":"snaps/one"}"#.utf8), headers: json)
+        #expect(snap.status == 400 && snap.body.contains("absolute"), "\(snap.status) \(snap.body)")
+        try d.ok(["stop", "rel", "--timeout", "0"])
+        let restore = try d.raw("POST", "/vms/rel/restore", body: Array(#"{"directory":"snaps/one"}"#.utf8), headers: json)
+        #expect(restore.status == 400 && restore.body.contains("absolute"), "\(restore.status) \(restore.body)")
+        #expect(!FileManager.default.fileExists(atPath: "snaps"))
+    }
 }
