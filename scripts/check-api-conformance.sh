@@ -20,6 +20,10 @@ echo "$token" > "$dir/token"
     --tcp "127.0.0.1:$port" --token-file "$dir/token" --no-auto-balloon >"$dir/skiffd.log" 2>&1 &
 daemon=$!
 cleanup() {
+    # VMs outlive skiffd by design: end the monitors of every VM the run made (forks included).
+    curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/vms" 2>/dev/null \
+        | python3 -c 'import json,sys; [print(v["pid"]) for v in json.load(sys.stdin) if v.get("pid")]' 2>/dev/null \
+        | while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done
     kill "$daemon" 2>/dev/null || true
     wait "$daemon" 2>/dev/null || true
     rm -rf "$dir"
