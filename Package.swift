@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 let strict: [SwiftSetting] = []
@@ -10,13 +10,26 @@ let package = Package(
         .executable(name: "skiff", targets: ["skiff"]),
         .executable(name: "skiff-vmm", targets: ["skiff-vmm"]),
         .executable(name: "skiff-jailer", targets: ["skiff-jailer"]),
+        .executable(name: "skiffd", targets: ["skiffd"]),
         // The fuzz harnesses, for the fuzzing package in fuzz/ (built with -sanitize=fuzzer there).
         .library(name: "SkiffFuzzHarnesses", targets: ["FuzzHarnesses"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // skiffd and its client.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.4"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-openapi-async-http-client", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // The only place that includes <linux/kvm.h>: ioctl numbers and kvm_run accessors.
@@ -113,7 +126,7 @@ let package = Package(
         // The `skiff` command tree (library so it can be tested).
         .target(
             name: "SkiffCLI",
-            dependencies: ["VMCommands", "ImageCommands", "ClientCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMCommands", "ImageCommands", "ClientCommands", "DaemonCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Emulation assist: decoder, page-table walker and emulator for instructions KVM cannot emulate.
         .target(name: "X86Emulator", swiftSettings: strict),
@@ -128,7 +141,67 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "FuzzHarnessTests", dependencies: ["FuzzHarnesses"]),
         .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
-        .executableTarget(name: "skiff", dependencies: ["SkiffCLI"], swiftSettings: strict),
+        .executableTarget(name: "skiff", dependencies: ["SkiffCLI", "VMCommands"], swiftSettings: strict),
+
+        // MARK: skiffd, the host daemon, and its client
+        // The REST API: code generated from openapi.yaml (types, server stubs, client), committed;
+        // scripts/check-api.sh regenerates it and fails on a difference.
+        .target(
+            name: "SkiffAPI",
+            dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            exclude: ["openapi.yaml", "openapi-generator-config.yaml"],
+            swiftSettings: strict),
+        // VM specs (YAML or JSON; unknown fields refused) and their validation.
+        .target(name: "SkiffSpec", dependencies: ["Units", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
+        // The daemon's SQLite database (GRDB, WAL, versioned migrations): VMs, images, tasks, events.
+        .target(name: "SkiffStore", dependencies: ["SkiffSpec", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
+        // spawn into a session and cgroups, pidfds, waitid: what Glibc does not export.
+        .target(name: "CHostProcess"),
+        // Monitor processes: spawning, identity (pid + start time), exit watching with pidfds.
+        .target(name: "HostProcess", dependencies: ["CHostProcess"], swiftSettings: strict),
+        // Host resources: cgroups v1 and v2 (QoS), KSM, memory pressure (PSI), /proc readings.
+        .target(name: "HostResources", swiftSettings: strict),
+        // The cloud-init NoCloud seed: a small FAT image labelled "cidata".
+        .target(name: "CloudInit", swiftSettings: strict),
+        // skiffd: supervision, the API handlers, tasks, events, QoS, overbooking, metrics.
+        .target(
+            name: "SkiffDaemon",
+            dependencies: ["SkiffAPI", "SkiffSpec", "SkiffStore", "HostProcess", "HostResources", "CloudInit", "ControlProtocol", "Storage",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HummingbirdTLS", package: "hummingbird"),
+                           .product(name: "HummingbirdCore", package: "hummingbird"),
+                           .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                           .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
+                           .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "skiffd",
+            dependencies: ["SkiffDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        // The daemon's client: the generated client over the unix socket (or TCP), the console WebSocket.
+        .target(
+            name: "DaemonClient",
+            dependencies: ["SkiffAPI", "SkiffSpec",
+                           .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                           .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        // `skiff create|start|stop|list|...`: the daemon verbs of the CLI.
+        .target(
+            name: "DaemonCommands",
+            dependencies: ["DaemonClient", "SkiffAPI", "SkiffSpec", "SystemExtras",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        .testTarget(name: "SkiffSpecTests", dependencies: ["SkiffSpec"]),
+        .testTarget(name: "SkiffStoreTests", dependencies: ["SkiffStore", "SkiffSpec"]),
+        .testTarget(name: "HostResourcesTests", dependencies: ["HostResources", "HostProcess", "CloudInit"]),
+        .testTarget(name: "SkiffdTests", dependencies: ["DaemonClient", "SkiffAPI", "SkiffSpec", "HostProcess", "HostResources", "ControlProtocol"]),
         .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands", "VMM"], swiftSettings: strict),
         // Namespaces, pivot_root, mounts, device nodes, capabilities, prctl: what the jailer calls.
         .target(name: "CSkiffJail"),

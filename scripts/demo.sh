@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine and boots guests with Skiff, console on this terminal:
-# first the guest kit's hello program, then Debian's stock kernel with a busybox
-# initramfs (a shell on the console; Ctrl-A then x stops the VM).
+# first the guest kit's hello program; then skiffd, the host daemon, with two VMs created
+# from specs, listed, and one console attached (Ctrl-] detaches); then Debian's stock
+# kernel with a busybox initramfs (a shell on the console; Ctrl-A then x stops the VM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-swift build -c release --product skiff
+scripts/build-release.sh skiffd
 skiff=.build/release/skiff
 echo "== skiff run --kernel guests/build/hello.elf"
 "$skiff" run --kernel guests/build/hello.elf --memory 64M || true
+scripts/demo-skiffd.sh
 cmdline="console=ttyS0 earlyprintk=serial noxsave panic=-1 skiff.shell"
 # Hosts whose KVM emulates guest instructions (nested setups) run Linux at emulation speed and
 # mishandle SYSCALL from ring 3; the guest kit's user-mode program tells them apart.

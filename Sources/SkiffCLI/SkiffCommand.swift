@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClientCommands
+import DaemonCommands
 import ImageCommands
 import VMCommands
 
@@ -19,7 +20,12 @@ public struct SkiffCommand: ParsableCommand {
             'skiff image check' exits 2, 3 or 63 as qemu-img check does.
             """,
         version: SkiffVersion.current,
-        subcommands: [RunCommand.self, ImageCommand.self, VMCommand.self, SnapshotCommand.self, MigrateCommand.self, ForkCommand.self])
+        subcommands: [RunCommand.self, ImageCommand.self, VMCommand.self, SnapshotCommand.self, MigrateCommand.self, ForkCommand.self,
+                      // Verbs served by skiffd (the host daemon).
+                      CreateCommand.self, StartCommand.self, StopCommand.self, KillCommand.self, RebootCommand.self, PauseCommand.self,
+                      ResumeCommand.self, DeleteCommand.self, ShowCommand.self, ListCommand.self, ConsoleCommand.self, LogsCommand.self,
+                      ResizeCommand.self, SaveCommand.self, RestoreCommand.self, CloneCommand.self, MoveCommand.self, EventsCommand.self,
+                      HostCommand.self])
 
     public init() {}
 }

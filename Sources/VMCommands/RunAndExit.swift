@@ -20,7 +20,8 @@ extension ParsableCommand {
     /// commands throw for out-of-range and inconsistent values; 1 for any other error; or the
     /// status a command chose (`ExitCode`: a guest's debug-exit status, `image check`'s 2/3/63).
     public static func runAndExit(_ arguments: [String]? = nil) -> Never {
-        let name = configuration.commandName ?? "skiff"
+        // `skiff run` exec'd as the monitor speaks as `skiff`, as it does in process.
+        let name = configuration.commandName.map { $0 == MonitorExec.runName ? "skiff" : $0 } ?? "skiff"
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

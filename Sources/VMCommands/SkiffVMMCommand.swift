@@ -4,7 +4,7 @@ import VMM
 /// `skiff-vmm`: the per-VM monitor process. It runs exactly one VM and exits with it.
 public struct SkiffVMMCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
-        commandName: "skiff-vmm",
+        commandName: MonitorExec.commandName,
         abstract: "Run one virtual machine (the per-VM monitor process).",
         discussion: VMOptions.discussion,
         version: SkiffVersion.current)

@@ -1,0 +1,82 @@
+/// The version `skiffd --version` prints: the release of the monitor and CLI it ships with
+/// (a test checks that it equals `skiff --version`).
+public enum DaemonVersion {
+    public static let current = "0.4.0"
+}
+
+/// How skiffd runs: where it keeps things and its policies. Every field has a default that
+/// works with no configuration file.
+public struct DaemonConfiguration: Sendable, Codable, Equatable {
+    /// The API's unix socket.
+    public var socketPath = "/run/skiff/skiffd.sock"
+    /// Group that owns the socket (mode 0660); nil keeps the daemon's.
+    public var socketGroup: String?
+    /// Database, VM directories, images.
+    public var dataDirectory = "/var/lib/skiff"
+    /// Monitor sockets (control and console); default: the API socket's directory + /vms.
+    public var runDirectory: String?
+    /// The monitor executable; default: skiff-vmm beside skiffd.
+    public var monitorPath: String?
+    /// Optional TCP listener ("127.0.0.1:8710"); needs `tokenFile`.
+    public var tcpAddress: String?
+    /// File whose first line is the bearer token TCP clients must send.
+    public var tokenFile: String?
+    /// TLS certificate and key (PEM) for the TCP listener.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    /// vCPUs that may be allocated per host CPU.
+    public var cpuAllocationRatio: Double = 4.0
+    /// Guest RAM that may be allocated per byte of host RAM.
+    public var memoryAllocationRatio: Double = 1.0
+    /// Host RAM kept out of the allocation (bytes).
+    public var reservedMemory: UInt64 = 512 << 20
+    /// Seconds a graceful stop waits for the guest before stopping it.
+    public var stopTimeout: Double = 10
+    /// Seconds a monitor has to open its control socket.
+    public var startTimeout: Double = 15
+    /// Largest request body (bytes).
+    public var maxBodyBytes = 1 << 20
+    /// Automatic ballooning under memory pressure.
+    public var autoBalloon = true
+    /// PSI memory "some avg10" (percent) above which the balloon policy reclaims.
+    public var pressureHigh: Double = 10
+    /// ... and below which it gives memory back.
+    public var pressureLow: Double = 1
+    /// Seconds between policy rounds (balloon, KSM, metrics sampling).
+    public var policyInterval: Double = 2
+    /// Manage host KSM settings (run, pages_to_scan, sleep_millisecs) at start.
+    public var manageKSM = false
+
+    public init() {}
+
+    public var resolvedRunDirectory: String {
+        if let runDirectory { return runDirectory }
+        let dir = socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        return (dir.isEmpty ? "." : dir) + "/vms"
+    }
+}
+
+import Foundation
+
+extension DaemonConfiguration {
+    /// Reads a JSON configuration file: any subset of the fields; the rest keep their defaults.
+    public static func load(file: String) throws -> DaemonConfiguration {
+        guard let data = FileManager.default.contents(atPath: file) else { throw DaemonError(.invalidRequest, "cannot read \(file)") }
+        guard data.count <= 1 << 20 else { throw DaemonError(.invalidRequest, "\(file) is larger than 1 MiB") }
+        let defaults = try JSONEncoder().encode(DaemonConfiguration())
+        guard var merged = try JSONSerialization.jsonObject(with: defaults) as? [String: Any],
+              let given = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw DaemonError(.invalidRequest, "\(file) is not a JSON object")
+        }
+        let unknown = Set(given.keys).subtracting(Self.fieldNames)
+        guard unknown.isEmpty else { throw DaemonError(.invalidRequest, "unknown field(s) in \(file): \(unknown.sorted().joined(separator: ", "))") }
+        for (k, v) in given { merged[k] = v }
+        return try JSONDecoder().decode(DaemonConfiguration.self, from: JSONSerialization.data(withJSONObject: merged))
+    }
+
+    static let fieldNames: Set<String> = [
+        "socketPath", "socketGroup", "dataDirectory", "runDirectory", "monitorPath", "tcpAddress", "tokenFile", "tlsCertificate", "tlsKey",
+        "cpuAllocationRatio", "memoryAllocationRatio", "reservedMemory", "stopTimeout", "startTimeout", "maxBodyBytes", "autoBalloon",
+        "pressureHigh", "pressureLow", "policyInterval", "manageKSM",
+    ]
+}

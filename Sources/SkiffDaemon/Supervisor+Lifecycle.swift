@@ -1,0 +1,317 @@
+import ControlProtocol
+import Foundation
+import HostProcess
+import HostResources
+import SkiffSpec
+import SkiffStore
+
+extension Supervisor {
+    // MARK: Start
+
+    public func start(_ name: String) async throws(DaemonError) -> VMRecord {
+        try await serialized(name) { () async throws -> VMRecord in
+            try await self.startLocked(name, reason: "started")
+        }
+    }
+
+    /// Starts the monitor of a stopped VM; the caller holds the VM's queue.
+    func startLocked(_ name: String, reason: String, restoreFrom: String? = nil) async throws(DaemonError) -> VMRecord {
+        let r = try record(name)
+        if let identity = Self.identity(of: r), identity.isAlive() {
+            throw DaemonError(.invalidState, "VM '\(name)' is already \(r.actualState)")
+        }
+        let spec = try Self.spec(of: r)
+        try checkFilesExist(spec)
+        let files = files(name)
+        for s in [files.apiSocket, files.consoleSocket, files.vsockSocket] { unlink(s) }
+        var procFiles: [String] = []
+        if let cgroups {
+            do {
+                try cgroups.prepare(vm: name, limits: limits(spec))
+                procFiles = cgroups.procFiles(vm: name)
+            } catch {
+                events.publish(vm: name, kind: "qos-unavailable", "VM \(name): no cgroup, so no QoS: \(error)")
+            }
+        }
+        do {
+            try store.updateVM(name) { $0.desiredState = "running"; $0.actualState = "starting" }
+        } catch {
+            throw DaemonError.from(error)
+        }
+        let errorOffset = fileSize(files.monitorErrors)
+        var arguments = MonitorCommandLine.arguments(spec: spec, files: files, diskPaths: diskPaths(spec, files), capabilities: capabilities)
+        if let restoreFrom {
+            arguments = MonitorCommandLine.restoreArguments(spec: spec, files: files, directory: restoreFrom, diskPaths: diskPaths(spec, files),
+                                                            capabilities: capabilities)
+        }
+        let identity: ProcessIdentity
+        do {
+            // The monitor logs JSON lines (swift-log) into monitor.err, one record per line.
+            identity = try Spawner.spawn(executable: monitorPath, arguments: arguments, environment: ["SKIFF_LOG_FORMAT=json"],
+                                         stdoutPath: capabilities.consoleLog ? files.monitorOutput : files.consoleLog,
+                                         stderrPath: files.monitorErrors, cgroupProcFiles: procFiles)
+        } catch {
+            _ = try? store.updateVM(name) { $0.actualState = "stopped"; $0.desiredState = "stopped" }
+            throw DaemonError(.monitorFailed, "cannot start the monitor of '\(name)': \(error)")
+        }
+        let c = controller(name)
+        watcher.watch(identity) { [weak self] identity, status in
+            c.post(identity, status)
+            self?.monitorExited(name, identity, status)
+        }
+        do {
+            try store.updateVM(name) {
+                $0.pid = Int64(identity.pid)
+                $0.pidStartTime = Int64(identity.startTime)
+                $0.apiSocket = files.apiSocket
+                $0.startedAt = Date()
+            }
+        } catch {
+            // Without a record of its pid the monitor could not be found again: stop it.
+            watcher.signal(identity, SIGKILL)
+            _ = await c.waitForExit(of: identity, timeout: 5)
+            _ = try? store.updateVM(name) { $0.actualState = "stopped"; $0.desiredState = "stopped"; $0.pid = nil; $0.pidStartTime = nil }
+            throw DaemonError.from(error)
+        }
+        // Ready when the control socket answers.
+        let deadline = Date().addingTimeInterval(configuration.startTimeout)
+        while true {
+            if let status = c.exit(of: identity) ?? (identity.isAlive() ? nil : ExitStatus.unknown) {
+                if status.isSuccess {
+                    // The guest ran and powered off before the control socket was polled.
+                    events.publish(vm: name, kind: reason, "VM \(name) \(reason) (\(identity))")
+                    return try recordExit(name, identity, status, how: "powered off")
+                }
+                let stderr = tail(files.monitorErrors, from: errorOffset)
+                _ = try? store.updateVM(name) {
+                    $0.actualState = "stopped"
+                    $0.desiredState = "stopped"
+                    $0.pid = nil
+                    $0.pidStartTime = nil
+                    $0.lastExitAt = Date()
+                    $0.lastExitDescription = "\(status)"
+                }
+                events.publish(vm: name, kind: "start-failed", "VM \(name): the monitor \(status) while starting")
+                throw DaemonError(.monitorFailed, "the monitor of '\(name)' \(status) while starting\(stderr.isEmpty ? "" : ": \(stderr)")")
+            }
+            if let reply = try? await control(files.apiSocket, .status, timeout: 1), case .status(let s) = reply {
+                let state = s.state == .paused ? "paused" : "running"
+                let record: VMRecord
+                do {
+                    record = try store.updateVM(name) { $0.actualState = state }
+                } catch {
+                    throw DaemonError.from(error)
+                }
+                events.publish(vm: name, kind: reason, "VM \(name) \(reason) (\(identity))")
+                return record
+            }
+            if Date() > deadline {
+                watcher.signal(identity, SIGKILL)
+                _ = await c.waitForExit(of: identity, timeout: 5)
+                _ = try? store.updateVM(name) { $0.actualState = "stopped"; $0.desiredState = "stopped"; $0.pid = nil; $0.pidStartTime = nil }
+                let stderr = tail(files.monitorErrors, from: errorOffset)
+                throw DaemonError(.monitorFailed, "the monitor of '\(name)' did not open its control socket within \(Int(configuration.startTimeout)) s\(stderr.isEmpty ? "" : ": \(stderr)")")
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    func limits(_ spec: VMSpec) -> CgroupLimits {
+        CgroupLimits(weightUnits: spec.qosClass.weightUnits, cpuLimit: spec.qos?.cpuLimit, memoryLimit: spec.qos?.memoryLimitBytes,
+                     cpuset: spec.qos?.cpuset)
+    }
+
+    // MARK: Stop, kill, reboot
+
+    public func stop(_ name: String, timeout: Double?) async throws(DaemonError) -> VMRecord {
+        try await serialized(name) { () async throws -> VMRecord in
+            try await self.stopLocked(name, timeout: timeout ?? self.configuration.stopTimeout)
+        }
+    }
+
+    /// Graceful stop: the ACPI power button, then the monitor's `stop` after `timeout`
+    /// seconds, then SIGKILL.
+    func stopLocked(_ name: String, timeout: Double) async throws(DaemonError) -> VMRecord {
+        let r = try record(name)
+        guard let identity = Self.identity(of: r), identity.isAlive() else {
+            throw DaemonError(.invalidState, "VM '\(name)' is not running (\(r.actualState))")
+        }
+        do {
+            try store.updateVM(name) { $0.desiredState = "stopped"; $0.actualState = "stopping" }
+        } catch {
+            throw DaemonError.from(error)
+        }
+        let c = controller(name)
+        let socket = r.apiSocket ?? files(name).apiSocket
+        var how = "powered off"
+        var status: ExitStatus?
+        if r.actualState != "paused", (try? await control(socket, .powerButton, timeout: 2)) != nil, timeout > 0 {
+            status = await c.waitForExit(of: identity, timeout: timeout)
+        }
+        if status == nil {
+            how = "stopped"
+            _ = try? await control(socket, .stop, timeout: 5)
+            status = await c.waitForExit(of: identity, timeout: 5)
+        }
+        if status == nil {
+            how = "killed"
+            watcher.signal(identity, SIGKILL)
+            status = await c.waitForExit(of: identity, timeout: 10)
+        }
+        guard let status else { throw DaemonError(.internal, "the monitor of '\(name)' (\(identity)) did not exit after SIGKILL") }
+        return try recordExit(name, identity, status, how: how)
+    }
+
+    public func kill(_ name: String) async throws(DaemonError) -> VMRecord {
+        // A kill does not wait behind a graceful stop that waits for its guest: the monitor
+        // gets SIGKILL now, and the stop in progress sees it exit and records it.
+        var cutShort = false
+        if let r = try? record(name), r.actualState == "stopping", let identity = Self.identity(of: r), identity.isAlive() {
+            events.publish(vm: name, kind: "kill", "VM \(name): killed while stopping")
+            watcher.signal(identity, SIGKILL)
+            cutShort = true
+        }
+        return try await serialized(name) { [cutShort] () async throws -> VMRecord in
+            let r = try self.record(name)
+            if cutShort, Self.identity(of: r)?.isAlive() != true, r.actualState != "running", r.actualState != "paused" {
+                // The stop this kill cut short has recorded the exit.
+                return r
+            }
+            guard let identity = Self.identity(of: r), identity.isAlive() else {
+                throw DaemonError(.invalidState, "VM '\(name)' is not running (\(r.actualState))")
+            }
+            do {
+                try self.store.updateVM(name) { $0.desiredState = "stopped"; $0.actualState = "stopping" }
+            } catch {
+                throw DaemonError.from(error)
+            }
+            self.watcher.signal(identity, SIGKILL)
+            guard let status = await self.controller(name).waitForExit(of: identity, timeout: 10) else {
+                throw DaemonError(.internal, "the monitor of '\(name)' (\(identity)) did not exit after SIGKILL")
+            }
+            return try self.recordExit(name, identity, status, how: "killed")
+        }
+    }
+
+    public func reboot(_ name: String, timeout: Double?) async throws(DaemonError) -> VMRecord {
+        try await serialized(name) { () async throws -> VMRecord in
+            _ = try await self.stopLocked(name, timeout: timeout ?? self.configuration.stopTimeout)
+            return try await self.startLocked(name, reason: "rebooted")
+        }
+    }
+
+    /// Records a monitor's exit that the daemon caused (stop, kill).
+    func recordExit(_ name: String, _ identity: ProcessIdentity, _ status: ExitStatus, how: String) throws(DaemonError) -> VMRecord {
+        controller(name).forget(identity)
+        let record: VMRecord
+        do {
+            record = try store.updateVM(name) { r in
+                r.actualState = "stopped"
+                r.desiredState = "stopped"
+                r.pid = nil
+                r.pidStartTime = nil
+                r.lastExitAt = Date()
+                r.lastExitDescription = "\(status)"
+                Self.setExit(&r, status)
+            }
+        } catch {
+            throw DaemonError.from(error)
+        }
+        events.publish(vm: name, kind: "stopped", "VM \(name) \(how): the monitor \(status)")
+        return record
+    }
+
+    static func setExit(_ r: inout VMRecord, _ status: ExitStatus) {
+        switch status {
+        case .exited(let s): r.lastExitStatus = Int64(s); r.lastExitSignal = nil
+        case .signalled(let s): r.lastExitSignal = Int64(s); r.lastExitStatus = nil
+        case .unknown: r.lastExitStatus = nil; r.lastExitSignal = nil
+        }
+    }
+
+    // MARK: Pause and resume
+
+    public func pause(_ name: String) async throws(DaemonError) -> VMRecord {
+        try await stateChange(name, .pause, from: "running", to: "paused", kind: "paused")
+    }
+
+    public func resume(_ name: String) async throws(DaemonError) -> VMRecord {
+        try await stateChange(name, .resume, from: "paused", to: "running", kind: "resumed")
+    }
+
+    private func stateChange(_ name: String, _ request: ControlRequest, from: String, to: String, kind: String) async throws(DaemonError) -> VMRecord {
+        try await serialized(name) { () async throws -> VMRecord in
+            let r = try self.record(name)
+            guard let identity = Self.identity(of: r), identity.isAlive(), r.actualState == from else {
+                throw DaemonError(.invalidState, "VM '\(name)' is \(r.actualState), not \(from)")
+            }
+            _ = try await self.control(r.apiSocket ?? self.files(name).apiSocket, request)
+            let record: VMRecord
+            do {
+                record = try self.store.updateVM(name) { $0.actualState = to; $0.desiredState = to }
+            } catch {
+                throw DaemonError.from(error)
+            }
+            self.events.publish(vm: name, kind: kind, "VM \(name) \(kind)")
+            return record
+        }
+    }
+
+    // MARK: Monitor requests
+
+    /// One request to a monitor's control socket, on the blocking pool.
+    func control(_ socket: String, _ request: ControlRequest, timeout: Double = 30) async throws(DaemonError) -> ControlReply {
+        do {
+            return try await pool.run { () throws -> ControlReply in
+                let client = try ControlClient(path: socket)
+                return try client.send(request, timeout: timeout)
+            }
+        } catch let error as ControlError {
+            switch error.code {
+            case .invalidState: throw DaemonError(.invalidState, error.message)
+            case .unsupported: throw DaemonError(.unsupported, error.message)
+            case .invalidRequest: throw DaemonError(.invalidRequest, error.message)
+            default: throw DaemonError(.monitorFailed, error.message)
+            }
+        } catch {
+            throw DaemonError(.internal, "\(error)")
+        }
+    }
+
+    /// The running monitor's control socket, or `invalidState`.
+    func runningSocket(_ name: String) throws(DaemonError) -> String {
+        let r = try record(name)
+        guard let identity = Self.identity(of: r), identity.isAlive(), let socket = r.apiSocket else {
+            throw DaemonError(.invalidState, "VM '\(name)' is not running (\(r.actualState))")
+        }
+        return socket
+    }
+}
+
+/// The size of a file (0 if absent).
+func fileSize(_ path: String) -> UInt64 {
+    var st = stat()
+    return stat(path, &st) == 0 ? UInt64(st.st_size) : 0
+}
+
+/// The text a file gained after `offset` (its last 2000 bytes), trimmed, on one line.
+func tail(_ path: String, from offset: UInt64) -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
+    defer { try? handle.close() }
+    let size = fileSize(path)
+    let start = max(offset, size > 2000 ? size - 2000 : 0)
+    try? handle.seek(toOffset: start)
+    let data = (try? handle.readToEnd()) ?? Data()
+    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        .split(separator: "\n").map { monitorLogMessage(String($0)) }.joined(separator: " | ")
+}
+
+/// The message of one line of a monitor's log: its `message` field when the line is one of the
+/// JSON records the monitor writes under `SKIFF_LOG_FORMAT=json`, else the line as it is
+/// (usage errors are plain text).
+func monitorLogMessage(_ line: String) -> String {
+    guard line.hasPrefix("{"), let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+          let message = object["message"] as? String else { return line }
+    let level = object["level"] as? String
+    return level == "error" || level == "critical" ? "error: \(message)" : message
+}

@@ -1,0 +1,214 @@
+import ControlProtocol
+import Foundation
+import SkiffSpec
+import SkiffStore
+
+extension Supervisor {
+    // MARK: Snapshot and restore
+
+    /// Writes a snapshot of a running VM through its monitor (`snapshot`), as a task.
+    func snapshot(_ name: String, directory: String?, diff: Bool) throws(DaemonError) -> TaskRecord {
+        _ = try runningSocket(name)
+        // The monitor and the daemon have their own working directories: only absolute paths.
+        if let directory, !directory.hasPrefix("/") {
+            throw DaemonError(.invalidRequest, "the snapshot directory must be an absolute path, not '\(directory.prefix(200))'")
+        }
+        let dir = directory ?? "\(files(name).directory)/snapshots/\(Self.stamp())"
+        if FileManager.default.fileExists(atPath: dir) { throw DaemonError(.conflict, "\(dir) already exists") }
+        return try tasks.launch(kind: "snapshot", vm: name) { progress in
+            try await self.serialized(name) { () async throws -> [String: String] in
+                let socket = try self.runningSocket(name)
+                try? FileManager.default.createDirectory(atPath: (dir as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                progress.update(0.05, "writing \(dir)")
+                guard case .snapshot(let s) = try await self.control(socket, .snapshot(SnapshotRequest(directory: dir, diff: diff)), timeout: 600) else {
+                    throw DaemonError(.monitorFailed, "the monitor answered snapshot with something else")
+                }
+                self.events.publish(vm: name, kind: "snapshot", "VM \(name): snapshot \(dir) (paused \(Int(s.pausedMilliseconds)) ms)")
+                return ["directory": s.directory, "pagesWritten": String(s.pagesWritten), "memoryFileBytes": String(s.memoryFileBytes),
+                        "pausedMilliseconds": String(format: "%.1f", s.pausedMilliseconds)]
+            }
+        }
+    }
+
+    /// Runs a stopped VM from a snapshot directory (`skiff-vmm --restore DIR`), as a task.
+    func restore(_ name: String, directory: String) throws(DaemonError) -> TaskRecord {
+        let r = try record(name)
+        if let id = Self.identity(of: r), id.isAlive() { throw DaemonError(.invalidState, "VM '\(name)' is \(r.actualState): stop it first") }
+        guard directory.hasPrefix("/") else {
+            throw DaemonError(.invalidRequest, "the snapshot directory must be an absolute path, not '\(directory.prefix(200))'")
+        }
+        guard FileManager.default.fileExists(atPath: "\(directory)/state") else {
+            throw DaemonError(.invalidRequest, "\(directory) is not a snapshot directory (no state file)")
+        }
+        return try tasks.launch(kind: "restore", vm: name) { progress in
+            try await self.serialized(name) { () async throws -> [String: String] in
+                progress.update(0.1, "restoring from \(directory)")
+                let record = try await self.startLocked(name, reason: "restored", restoreFrom: directory)
+                return ["directory": directory, "pid": String(record.pid ?? 0)]
+            }
+        }
+    }
+
+    // MARK: Fork
+
+    /// Snapshots a running VM and starts `count` new VMs from the snapshot (sharing its
+    /// unmodified pages), as a task. VMs with writable disks, NICs or vsock are refused: their
+    /// host resources cannot be shared.
+    func fork(_ name: String, count: Int, prefix: String?) throws(DaemonError) -> TaskRecord {
+        _ = try runningSocket(name)
+        let spec = try Self.spec(of: try record(name))
+        if (spec.disks ?? []).contains(where: { $0.readonly != true }) || !(spec.nics ?? []).isEmpty || spec.vsock != nil {
+            throw DaemonError(.unsupported, "VM '\(name)' has writable disks, NICs or vsock, which forks cannot share")
+        }
+        let base = prefix ?? name
+        let names = (1...max(1, count)).map { "\(base)-\($0)" }
+        for n in names {
+            guard VMSpec.isValidName(n) else { throw DaemonError(.invalidRequest, "fork name '\(n)' is not a valid name") }
+            if (try? store.vm(named: n)) != nil { throw DaemonError(.conflict, "a VM named '\(n)' already exists") }
+        }
+        let dir = "\(files(name).directory)/snapshots/fork-\(Self.stamp())"
+        return try tasks.launch(kind: "fork", vm: name) { progress in
+            try await self.serialized(name) { () async throws in
+                let socket = try self.runningSocket(name)
+                try? FileManager.default.createDirectory(atPath: (dir as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                _ = try await self.control(socket, .snapshot(SnapshotRequest(directory: dir)), timeout: 600)
+            }
+            progress.update(0.2, "snapshot written")
+            var started: [String] = []
+            for (i, n) in names.enumerated() {
+                var child = spec
+                child.name = n
+                _ = try await self.create(child)
+                try await self.serialized(n) { () async throws in
+                    _ = try await self.startLocked(n, reason: "forked", restoreFrom: dir)
+                }
+                started.append(n)
+                progress.update(0.2 + 0.8 * Double(i + 1) / Double(names.count), "started \(n)")
+            }
+            return ["snapshot": dir, "vms": started.joined(separator: ",")]
+        }
+    }
+
+    // MARK: Migration
+
+    /// Moves a running VM to a monitor waiting with `--incoming`, as a task; progress is the
+    /// monitor's (`waitForMigration`). Afterwards the VM runs there, and here it is stopped.
+    func migrate(_ name: String, destination: String, maxDowntimeMs: Int?, copyDisks: Bool) throws(DaemonError) -> TaskRecord {
+        _ = try runningSocket(name)
+        guard let endpoint = MigrationEndpoint(destination) else {
+            throw DaemonError(.invalidRequest, "destination must be tcp://HOST:PORT or unix:PATH")
+        }
+        let memory = try Self.spec(of: try record(name)).memoryBytes
+        return try tasks.launch(kind: "migrate", vm: name) { progress in
+            try await self.serialized(name) { () async throws -> [String: String] in
+                let r = try self.record(name)
+                guard let identity = Self.identity(of: r), let socket = r.apiSocket else { throw DaemonError(.invalidState, "VM '\(name)' is not running") }
+                // The source monitor exits after a successful move: that exit is not a crash.
+                do { try self.store.updateVM(name) { $0.desiredState = "stopped" } } catch { throw DaemonError.from(error) }
+                var request = MigrationRequest(destination: endpoint, copyDisks: copyDisks)
+                if let ms = maxDowntimeMs { request.maxDowntimeMilliseconds = UInt32(ms) }
+                do {
+                    _ = try await self.control(socket, .migrate(request))
+                    while true {
+                        let reply = try? await self.control(socket, .waitForMigration(seconds: 2), timeout: 10)
+                        guard case .migration(let p)? = reply else {
+                            // The monitor left: it exits right after a completed migration.
+                            if await self.controller(name).waitForExit(of: identity, timeout: 5) != nil { break }
+                            continue
+                        }
+                        let fraction = min(0.99, Double(p.bytesSent) / Double(max(1, memory)) / 2)
+                        progress.update(fraction, "\(p.phase.rawValue): \(p.bytesSent >> 20) MiB sent, round \(p.rounds)")
+                        if p.phase == .completed { break }
+                        if p.phase == .failed || p.phase == .cancelled {
+                            throw DaemonError(.monitorFailed, "migration \(p.phase.rawValue): \(p.error ?? "no reason given")")
+                        }
+                    }
+                } catch {
+                    _ = try? self.store.updateVM(name) { $0.desiredState = "running" }
+                    throw DaemonError.from(error)
+                }
+                let status = await self.controller(name).waitForExit(of: identity, timeout: 30) ?? .unknown
+                _ = try self.recordExit(name, identity, status, how: "migrated to \(destination)")
+                return ["destination": destination]
+            }
+        }
+    }
+
+    // MARK: Images
+
+    /// Copies a disk image into the store, as a task.
+    func importImage(name: String, source: String, format: DiskFormatName?) throws(DaemonError) -> TaskRecord {
+        guard VMSpec.isValidName(name) else { throw DaemonError(.invalidRequest, "image name '\(name.prefix(80))' is not valid") }
+        guard let size = try? FileManager.default.attributesOfItem(atPath: source)[.size] as? UInt64 else {
+            throw DaemonError(.invalidRequest, "source \(source) does not exist")
+        }
+        if (try? store.image(named: name)) != nil { throw DaemonError(.conflict, "an image named '\(name)' already exists") }
+        let detected: DiskFormatName = format ?? (Self.isQCOW2(source) ? .qcow2 : .raw)
+        let target = "\(configuration.dataDirectory)/images/\(name).\(detected.rawValue)"
+        let store = self.store
+        return try tasks.launch(kind: "imageImport", vm: nil) { progress in
+            try await self.pool.run { () throws -> [String: String] in
+                try Self.copy(source, to: target) { done in progress.update(Double(done) / Double(max(1, size))) }
+                do {
+                    try store.insertImage(ImageRecord(name: name, path: target, format: detected.rawValue, sizeBytes: Int64(size)))
+                } catch {
+                    unlink(target)
+                    throw error
+                }
+                return ["path": target, "format": detected.rawValue, "sizeBytes": String(size)]
+            }
+        }
+    }
+
+    func deleteImage(_ name: String) throws(DaemonError) {
+        guard let image = try? store.image(named: name) else { throw DaemonError(.notFound, "no image named '\(name)'") }
+        for r in (try? store.allVMs()) ?? [] {
+            if let spec = try? Self.spec(of: r), (spec.disks ?? []).contains(where: { $0.clone == name }) {
+                throw DaemonError(.invalidState, "VM '\(r.name)' has a disk cloned from image '\(name)': delete the VM first")
+            }
+        }
+        do { try store.deleteImage(name) } catch { throw DaemonError.from(error) }
+        unlink(image.path)
+        events.publish(vm: nil, kind: "image-deleted", "image \(name) deleted")
+    }
+
+    static func isQCOW2(_ path: String) -> Bool {
+        guard let h = FileHandle(forReadingAtPath: path), let d = try? h.read(upToCount: 4) else { return false }
+        try? h.close()
+        return d == Data([0x51, 0x46, 0x49, 0xFB])
+    }
+
+    /// Copies a file through a temporary name, fsyncs it and renames it into place.
+    static func copy(_ source: String, to target: String, progress: (UInt64) -> Void) throws {
+        let tmp = target + ".partial"
+        guard let input = FileHandle(forReadingAtPath: source) else { throw DaemonError(.invalidRequest, "cannot read \(source)") }
+        defer { try? input.close() }
+        FileManager.default.createFile(atPath: tmp, contents: nil)
+        guard let output = FileHandle(forWritingAtPath: tmp) else { throw DaemonError(.internal, "cannot write \(tmp)") }
+        var done: UInt64 = 0
+        do {
+            while let chunk = try input.read(upToCount: 4 << 20), !chunk.isEmpty {
+                try output.write(contentsOf: chunk)
+                done += UInt64(chunk.count)
+                progress(done)
+            }
+            try output.synchronize()
+            try output.close()
+        } catch {
+            try? output.close()
+            unlink(tmp)
+            throw DaemonError(.storageFull, "cannot copy \(source): \(error.localizedDescription)")
+        }
+        guard rename(tmp, target) == 0 else {
+            unlink(tmp)
+            throw DaemonError(.internal, "cannot rename \(tmp): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    static func stamp() -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyyMMdd-HHmmss-SSS"
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: Date())
+    }
+}

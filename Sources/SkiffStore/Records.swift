@@ -1,0 +1,100 @@
+import Foundation
+import GRDB
+
+/// One VM as the database keeps it. The monitor's pid and start time say which process runs
+/// it; whether it still runs is asked of the kernel, never of this row.
+public struct VMRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "vm"
+
+    public var name: String
+    /// The spec as JSON (SkiffSpec.VMSpec).
+    public var spec: String
+    /// What the user asked for: running, paused or stopped.
+    public var desiredState: String
+    /// What the daemon last saw: stopped, starting, running, paused, stopping or crashed.
+    public var actualState: String
+    public var pid: Int64?
+    public var pidStartTime: Int64?
+    public var apiSocket: String?
+    public var restartCount: Int64
+    public var lastExitStatus: Int64?
+    public var lastExitSignal: Int64?
+    public var lastExitAt: Date?
+    public var lastExitDescription: String?
+    public var createdAt: Date
+    public var startedAt: Date?
+
+    public init(name: String, spec: String, createdAt: Date = Date()) {
+        self.name = name
+        self.spec = spec
+        self.desiredState = "stopped"
+        self.actualState = "stopped"
+        self.restartCount = 0
+        self.createdAt = createdAt
+    }
+}
+
+/// A disk image in the daemon's store.
+public struct ImageRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "image"
+    public var name: String
+    public var path: String
+    public var format: String
+    public var sizeBytes: Int64
+    public var createdAt: Date
+
+    public init(name: String, path: String, format: String, sizeBytes: Int64, createdAt: Date = Date()) {
+        self.name = name
+        self.path = path
+        self.format = format
+        self.sizeBytes = sizeBytes
+        self.createdAt = createdAt
+    }
+}
+
+/// A long operation and how far it got.
+public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "task"
+    public var id: String
+    public var kind: String
+    public var vm: String?
+    /// running, succeeded or failed.
+    public var state: String
+    public var progress: Double
+    public var message: String?
+    /// Result fields as a JSON object of strings.
+    public var result: String?
+    public var errorCode: String?
+    public var errorMessage: String?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(id: String, kind: String, vm: String?, createdAt: Date = Date()) {
+        self.id = id
+        self.kind = kind
+        self.vm = vm
+        self.state = "running"
+        self.progress = 0
+        self.createdAt = createdAt
+        self.updatedAt = createdAt
+    }
+}
+
+/// Something that happened to a VM or the host.
+public struct EventRecord: Codable, Sendable, Equatable, FetchableRecord, MutablePersistableRecord {
+    public static let databaseTableName = "event"
+    public var id: Int64?
+    public var time: Date
+    public var vm: String?
+    public var kind: String
+    public var message: String
+
+    public init(time: Date = Date(), vm: String?, kind: String, message: String) {
+        self.time = time
+        self.vm = vm
+        self.kind = kind
+        self.message = message
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}

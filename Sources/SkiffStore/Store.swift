@@ -1,0 +1,231 @@
+import Foundation
+import GRDB
+
+/// Why the database refused: `full` when the disk is full (nothing was written), `conflict`
+/// for a name taken, `notFound`, or another failure.
+public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable { case full, conflict, notFound, failed }
+    public var kind: Kind
+    public var message: String
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+    public var description: String { message }
+
+    static func wrap(_ error: any Error) -> StoreError {
+        if let e = error as? StoreError { return e }
+        if let e = error as? DatabaseError {
+            switch e.resultCode {
+            case .SQLITE_FULL: return StoreError(.full, "the daemon's database cannot grow: the disk is full (nothing was changed)")
+            case .SQLITE_CONSTRAINT: return StoreError(.conflict, "already exists")
+            case .SQLITE_IOERR where e.extendedResultCode.rawValue == 3338 || e.extendedResultCode.rawValue == 4874:
+                return StoreError(.full, "the daemon's database cannot grow: the disk is full (nothing was changed)")
+            default: return StoreError(.failed, "database: \(e.message ?? "\(e)")")
+            }
+        }
+        return StoreError(.failed, "database: \(error)")
+    }
+}
+
+/// The daemon's SQLite database (WAL mode, versioned migrations). Every change is one
+/// transaction: a failure (a full disk included) leaves the previous state.
+public final class Store: Sendable {
+    let pool: DatabasePool
+    public let path: String
+
+    /// Opens (creating and migrating) the database at `path`.
+    public init(path: String) throws(StoreError) {
+        self.path = path
+        do {
+            var config = Configuration()
+            config.busyMode = .timeout(5)
+            pool = try DatabasePool(path: path, configuration: config)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw StoreError.wrap(error)
+        }
+    }
+
+    /// The schema, one migration per version; applied migrations are recorded by GRDB.
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.create(table: "vm") { t in
+                t.column("name", .text).primaryKey()
+                t.column("spec", .text).notNull()
+                t.column("desiredState", .text).notNull()
+                t.column("actualState", .text).notNull()
+                t.column("pid", .integer)
+                t.column("pidStartTime", .integer)
+                t.column("apiSocket", .text)
+                t.column("restartCount", .integer).notNull().defaults(to: 0)
+                t.column("lastExitStatus", .integer)
+                t.column("lastExitSignal", .integer)
+                t.column("lastExitAt", .datetime)
+                t.column("lastExitDescription", .text)
+                t.column("createdAt", .datetime).notNull()
+                t.column("startedAt", .datetime)
+            }
+            try db.create(table: "image") { t in
+                t.column("name", .text).primaryKey()
+                t.column("path", .text).notNull()
+                t.column("format", .text).notNull()
+                t.column("sizeBytes", .integer).notNull()
+                t.column("createdAt", .datetime).notNull()
+            }
+            try db.create(table: "task") { t in
+                t.column("id", .text).primaryKey()
+                t.column("kind", .text).notNull()
+                t.column("vm", .text)
+                t.column("state", .text).notNull()
+                t.column("progress", .double).notNull()
+                t.column("message", .text)
+                t.column("result", .text)
+                t.column("errorCode", .text)
+                t.column("errorMessage", .text)
+                t.column("createdAt", .datetime).notNull()
+                t.column("updatedAt", .datetime).notNull()
+            }
+            try db.create(table: "event") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("time", .datetime).notNull()
+                t.column("vm", .text)
+                t.column("kind", .text).notNull()
+                t.column("message", .text).notNull()
+            }
+            try db.create(index: "event_vm", on: "event", columns: ["vm", "id"])
+        }
+        return m
+    }
+
+    /// The schema versions applied (for tests and diagnostics).
+    public func appliedMigrations() throws(StoreError) -> [String] {
+        do { return try pool.read { try Self.migrator.appliedMigrations($0) } } catch { throw StoreError.wrap(error) }
+    }
+
+    private func write<T>(_ body: @Sendable (Database) throws -> T) throws(StoreError) -> T {
+        do { return try pool.write(body) } catch { throw StoreError.wrap(error) }
+    }
+
+    private func read<T>(_ body: @Sendable (Database) throws -> T) throws(StoreError) -> T {
+        do { return try pool.read(body) } catch { throw StoreError.wrap(error) }
+    }
+
+    // MARK: VMs
+
+    /// Adds a VM; a taken name is a `conflict`.
+    public func insertVM(_ record: VMRecord) throws(StoreError) {
+        try write { db in
+            if try VMRecord.fetchOne(db, key: record.name) != nil {
+                throw StoreError(.conflict, "a VM named '\(record.name)' already exists")
+            }
+            try record.insert(db)
+        }
+    }
+
+    public func vm(named name: String) throws(StoreError) -> VMRecord? {
+        try read { db in try VMRecord.fetchOne(db, key: name) }
+    }
+
+    public func allVMs() throws(StoreError) -> [VMRecord] {
+        try read { db in try VMRecord.order(Column("name")).fetchAll(db) }
+    }
+
+    /// Changes a VM in one transaction and returns it.
+    @discardableResult
+    public func updateVM(_ name: String, _ change: @Sendable (inout VMRecord) -> Void) throws(StoreError) -> VMRecord {
+        try write { db in
+            guard var record = try VMRecord.fetchOne(db, key: name) else { throw StoreError(.notFound, "no VM named '\(name)'") }
+            change(&record)
+            try record.update(db)
+            return record
+        }
+    }
+
+    public func deleteVM(_ name: String) throws(StoreError) {
+        try write { db in _ = try VMRecord.deleteOne(db, key: name) }
+    }
+
+    // MARK: Images
+
+    public func insertImage(_ record: ImageRecord) throws(StoreError) {
+        try write { db in
+            if try ImageRecord.fetchOne(db, key: record.name) != nil {
+                throw StoreError(.conflict, "an image named '\(record.name)' already exists")
+            }
+            try record.insert(db)
+        }
+    }
+
+    public func image(named name: String) throws(StoreError) -> ImageRecord? {
+        try read { db in try ImageRecord.fetchOne(db, key: name) }
+    }
+
+    public func allImages() throws(StoreError) -> [ImageRecord] {
+        try read { db in try ImageRecord.order(Column("name")).fetchAll(db) }
+    }
+
+    public func deleteImage(_ name: String) throws(StoreError) {
+        try write { db in _ = try ImageRecord.deleteOne(db, key: name) }
+    }
+
+    // MARK: Tasks
+
+    public func insertTask(_ record: TaskRecord) throws(StoreError) {
+        try write { db in try record.insert(db) }
+    }
+
+    @discardableResult
+    public func updateTask(_ id: String, _ change: @Sendable (inout TaskRecord) -> Void) throws(StoreError) -> TaskRecord {
+        try write { db in
+            guard var record = try TaskRecord.fetchOne(db, key: id) else { throw StoreError(.notFound, "no task '\(id)'") }
+            change(&record)
+            record.updatedAt = Date()
+            try record.update(db)
+            return record
+        }
+    }
+
+    public func task(id: String) throws(StoreError) -> TaskRecord? {
+        try read { db in try TaskRecord.fetchOne(db, key: id) }
+    }
+
+    public func recentTasks(limit: Int = 100) throws(StoreError) -> [TaskRecord] {
+        try read { db in try TaskRecord.order(Column("createdAt").desc).limit(limit).fetchAll(db) }
+    }
+
+    /// Marks tasks a previous daemon left running as failed (their work stopped with it).
+    public func failInterruptedTasks() throws(StoreError) {
+        try write { db in
+            try db.execute(sql: """
+                UPDATE task SET state = 'failed', errorCode = 'internal',
+                errorMessage = 'the daemon restarted while the task ran', updatedAt = ? WHERE state = 'running'
+                """, arguments: [Date()])
+        }
+    }
+
+    // MARK: Events
+
+    /// Appends an event; keeps at most `keep` events (oldest dropped).
+    @discardableResult
+    public func appendEvent(vm: String?, kind: String, message: String, keep: Int = 10_000) throws(StoreError) -> EventRecord {
+        try write { db in
+            var event = EventRecord(vm: vm, kind: kind, message: message)
+            try event.insert(db)
+            if let id = event.id, id % 500 == 0 {
+                try db.execute(sql: "DELETE FROM event WHERE id <= ?", arguments: [id - Int64(keep)])
+            }
+            return event
+        }
+    }
+
+    /// Events with an id above `since`, oldest first.
+    public func events(since: Int64 = 0, vm: String? = nil, limit: Int = 1000) throws(StoreError) -> [EventRecord] {
+        try read { db in
+            var request = EventRecord.filter(Column("id") > since)
+            if let vm { request = request.filter(Column("vm") == vm) }
+            return try request.order(Column("id")).limit(limit).fetchAll(db)
+        }
+    }
+}

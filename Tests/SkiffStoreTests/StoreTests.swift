@@ -1,0 +1,117 @@
+import Foundation
+import SkiffStore
+import Testing
+
+/// A scratch directory removed at deinit.
+final class ScratchDirectory {
+    let path: String
+    init() {
+        path = NSTemporaryDirectory() + "skiff-store-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+struct StoreTests {
+    @Test func schemaIsVersionedAndInWAL() throws {
+        let dir = ScratchDirectory()
+        let store = try Store(path: dir.path + "/db.sqlite")
+        #expect(try store.appliedMigrations() == ["v1"])
+        // Opening again applies nothing new and keeps the data.
+        try store.insertVM(VMRecord(name: "a", spec: "{}"))
+        let again = try Store(path: dir.path + "/db.sqlite")
+        #expect(try again.appliedMigrations() == ["v1"])
+        #expect(try again.vm(named: "a")?.name == "a")
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/db.sqlite-wal"))
+    }
+
+    @Test func duplicateNamesAreConflicts() throws {
+        let dir = ScratchDirectory()
+        let store = try Store(path: dir.path + "/db.sqlite")
+        try store.insertVM(VMRecord(name: "web1", spec: "{\"a\":1}"))
+        #expect(throws: StoreError(.conflict, "a VM named 'web1' already exists")) { try store.insertVM(VMRecord(name: "web1", spec: "{}")) }
+        #expect(try store.vm(named: "web1")?.spec == "{\"a\":1}")
+    }
+
+    @Test func updatesAreTransactional() throws {
+        let dir = ScratchDirectory()
+        let store = try Store(path: dir.path + "/db.sqlite")
+        try store.insertVM(VMRecord(name: "a", spec: "{}"))
+        let r = try store.updateVM("a") { $0.pid = 42; $0.pidStartTime = 7; $0.actualState = "running" }
+        #expect(r.pid == 42)
+        #expect(try store.vm(named: "a")?.actualState == "running")
+        #expect(throws: StoreError.self) { try store.updateVM("missing") { $0.pid = 1 } }
+    }
+
+    @Test func eventsComeInOrderAfterAnID() throws {
+        let dir = ScratchDirectory()
+        let store = try Store(path: dir.path + "/db.sqlite")
+        let first = try store.appendEvent(vm: "a", kind: "created", message: "1")
+        try store.appendEvent(vm: "b", kind: "created", message: "2")
+        try store.appendEvent(vm: "a", kind: "started", message: "3")
+        #expect(try store.events(since: first.id ?? 0).map(\.message) == ["2", "3"])
+        #expect(try store.events(vm: "a").map(\.message) == ["1", "3"])
+    }
+
+    @Test func interruptedTasksAreMarkedFailed() throws {
+        let dir = ScratchDirectory()
+        let store = try Store(path: dir.path + "/db.sqlite")
+        try store.insertTask(TaskRecord(id: "t1", kind: "snapshot", vm: "a"))
+        try store.failInterruptedTasks()
+        let t = try #require(try store.task(id: "t1"))
+        #expect(t.state == "failed")
+        #expect(t.errorMessage?.contains("restarted") == true)
+    }
+
+    /// The database on a full disk (a small tmpfs): writes fail with `full`, nothing that was
+    /// there is lost, and writes work again once there is room.
+    @Test func fullDiskIsReportedAndLosesNothing() throws {
+        let dir = ScratchDirectory()
+        let mountPoint = dir.path + "/tmpfs"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mount = Process()
+        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
+        mount.arguments = ["-t", "tmpfs", "-o", "size=512k", "tmpfs", mountPoint]
+        try mount.run()
+        mount.waitUntilExit()
+        guard mount.terminationStatus == 0 else {
+            if ProcessInfo.processInfo.environment["CI"] == "true" {
+                Issue.record("cannot mount a tmpfs (needs root), and CI=true")
+            } else {
+                print("skipped: cannot mount a tmpfs for the full-disk test (needs root)")
+            }
+            return
+        }
+        defer {
+            let umount = Process()
+            umount.executableURL = URL(fileURLWithPath: "/bin/umount")
+            umount.arguments = ["-l", mountPoint]
+            try? umount.run()
+            umount.waitUntilExit()
+        }
+        let store = try Store(path: mountPoint + "/db.sqlite")
+        try store.insertVM(VMRecord(name: "kept", spec: "{}"))
+        // Fill the file system.
+        FileManager.default.createFile(atPath: mountPoint + "/filler", contents: nil)
+        let filler = try #require(FileHandle(forWritingAtPath: mountPoint + "/filler"))
+        let chunk = Data(repeating: 0xAB, count: 4096)
+        while (try? filler.write(contentsOf: chunk)) != nil {}
+        try? filler.close()
+        var sawFull = false
+        for i in 0..<200 {
+            do {
+                try store.insertVM(VMRecord(name: "vm\(i)", spec: String(repeating: "x", count: 8192)))
+            } catch {
+                #expect(error.kind == .full, "\(error)")
+                #expect(error.message.contains("disk is full"))
+                sawFull = true
+                break
+            }
+        }
+        #expect(sawFull)
+        #expect(try store.vm(named: "kept") != nil)
+        try FileManager.default.removeItem(atPath: mountPoint + "/filler")
+        try store.insertVM(VMRecord(name: "after", spec: "{}"))
+        #expect(try store.vm(named: "after") != nil)
+    }
+}
