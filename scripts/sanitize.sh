@@ -29,8 +29,9 @@ thread)
 address)
     scratch=.build-asan
     export ASAN_OPTIONS="halt_on_error=1 detect_stack_use_after_return=1 strict_string_checks=1 exitcode=66 log_path=$PWD/$scratch/reports/asan ${ASAN_OPTIONS:-}"
-    # Leaks are checked at every exit; the only exceptions are leaks inside toolchain libraries.
-    export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-toolchain.supp print_suppressions=0 ${LSAN_OPTIONS:-}"
+    # Leaks are checked at every exit; the only exceptions are leaks inside toolchain libraries
+    # and third-party packages (scripts/lsan-external.supp).
+    export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-external.supp print_suppressions=0 ${LSAN_OPTIONS:-}"
     skips=(
     )
     ;;
