@@ -2,11 +2,13 @@
 import Glibc
 #endif
 import CSkiffSystem
+import Synchronization
 
 /// A joinable OS thread (pthread) running a closure: vCPUs and device loops block in system
 /// calls, so they get threads of their own rather than Swift concurrency tasks.
-public final class HostThread: @unchecked Sendable {
-    private var handle: pthread_t?
+public final class HostThread: Sendable {
+    /// The thread until someone joins it.
+    private let handle = Mutex<pthread_t?>(nil)
 
     private final class Start {
         let name: String
@@ -35,15 +37,18 @@ public final class HostThread: @unchecked Sendable {
             start.release()
             throw SystemError("pthread_create \(name)", code: r)
         }
-        thread.handle = t
+        thread.handle.withLock { $0 = t }
         return thread
     }
 
-    /// Waits for the thread to finish. Calling it twice is harmless.
+    /// Waits for the thread to finish. Calling it again, or from two threads at once, is
+    /// harmless: every call returns after the thread has finished.
     public func join() {
-        guard let t = handle else { return }
-        handle = nil
-        pthread_join(t, nil)
+        handle.withLock { handle in
+            guard let t = handle else { return }
+            pthread_join(t, nil)
+            handle = nil
+        }
     }
 }
 

@@ -19,8 +19,7 @@ public protocol ConsoleSink: AnyObject, Sendable {
 /// (terminal, log file, console socket), so a device (and the vCPU thread under it) never
 /// blocks on a slow or stuck reader: a pause, a snapshot or a migration cannot wait on the
 /// terminal. When the buffer is full, new output is dropped and counted.
-public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
-    // @unchecked: `buffer` lives in `state`; the thread handle is set once before use.
+public final class BufferedConsoleOutput: ConsoleOutput, Sendable {
     /// Default capacity: 1 MiB of output waiting for the sinks.
     public static let defaultCapacity = 1 << 20
 
@@ -33,7 +32,7 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
     private let sinks: Mutex<[any ConsoleSink]>
     private let capacity: Int
     private let state: ConditionLock<State>
-    private var thread: HostThread?
+    private let thread = Mutex<HostThread?>(nil)
 
     /// Output to the file descriptor `fd` (normally stdout).
     public convenience init(fd: Int32 = 1, capacity: Int = BufferedConsoleOutput.defaultCapacity) throws(SystemError) {
@@ -44,7 +43,8 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
         self.sinks = Mutex(sinks)
         self.capacity = max(capacity, 4096)
         state = ConditionLock(State())
-        thread = try HostThread.spawn(name: "console-out") { [self] in self.drain() }
+        let draining = try HostThread.spawn(name: "console-out") { [self] in self.drain() }
+        thread.withLock { $0 = draining }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) {
@@ -67,11 +67,10 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
 
     /// Delivers what is buffered (waiting at most `timeout` seconds), stops the thread and closes the sinks.
     public func close(timeout: Double = 2) {
-        guard let thread else { return }
+        guard let draining = thread.withLock({ $0.take() }) else { return }
         _ = state.wait(until: { $0.head == $0.buffer.count }, timeout: timeout) { _ in () }
         state.update { $0.closing = true }
-        thread.join()
-        self.thread = nil
+        draining.join()
         for sink in sinks.withLock({ $0 }) { sink.close() }
     }
 
@@ -106,8 +105,7 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
 }
 
 /// Writes console output to a file descriptor (a terminal, a pipe, a file).
-public final class FileDescriptorSink: ConsoleSink, @unchecked Sendable {
-    // @unchecked: the descriptor is immutable; writes happen on the console thread only.
+public final class FileDescriptorSink: ConsoleSink, Sendable {
     private let fd: Int32
     /// Whether `close()` closes the descriptor (it was opened here).
     private let owned: Bool

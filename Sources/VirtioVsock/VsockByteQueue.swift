@@ -18,14 +18,14 @@ struct VsockByteQueue {
             storage.removeFirst(head)
             head = 0
         }
-        storage.append(contentsOf: bytes)
+        unsafe storage.append(contentsOf: bytes)
         return true
     }
 
     /// Calls `body` with the queued bytes; it returns how many it consumed.
     mutating func drain(_ body: (UnsafeRawBufferPointer) -> Int) {
         guard !isEmpty else { return }
-        let used = storage.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[head...])) }
+        let used = unsafe storage.withUnsafeBytes { unsafe body(UnsafeRawBufferPointer(rebasing: $0[head...])) }
         head += max(0, min(used, count))
         if head == storage.count {
             storage.removeAll(keepingCapacity: storage.capacity <= 16 * 1024)
