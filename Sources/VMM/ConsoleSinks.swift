@@ -71,7 +71,9 @@ public final class BufferedConsoleOutput: ConsoleOutput, Sendable {
         _ = state.wait(until: { $0.head == $0.buffer.count }, timeout: timeout) { _ in () }
         state.update { $0.closing = true }
         draining.join()
-        for sink in sinks.withLock({ $0 }) { sink.close() }
+        // Dropped as well as closed: a sink may hold what holds this output (a console socket's
+        // input closure holds the VM, which holds its console), and that cycle must not outlive it.
+        for sink in sinks.withLock({ sinks in defer { sinks.removeAll() }; return sinks }) { sink.close() }
     }
 
     deinit { close(timeout: 0) }
