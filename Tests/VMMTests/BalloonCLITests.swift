@@ -12,6 +12,8 @@ struct BalloonCLITests {
         let process = Process()
         let output = Mutex(Data())
         private let stdout = Pipe()
+        /// Signalled when the reader has seen the end of the child's output.
+        private let drained = DispatchSemaphore(value: 0)
 
         init(_ arguments: [String], stdin: Pipe? = nil, environment: [String: String] = [:]) throws {
             process.executableURL = CLITests.binDirectory.appendingPathComponent("skiff")
@@ -20,11 +22,19 @@ struct BalloonCLITests {
             process.standardOutput = stdout
             process.standardError = stdout
             process.standardInput = stdin ?? FileHandle.nullDevice
-            stdout.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let d = h.availableData
-                self?.output.withLock { $0.append(d) }
-            }
             try process.run()
+            // One reader thread to the end of the output, so chunks land in order and finish()
+            // can wait for the last one (a readabilityHandler still running when it is reset
+            // appended its chunk after finish() returned, or out of order: seen under ASan).
+            let handle = stdout.fileHandleForReading
+            Thread { [self] in
+                while true {
+                    let d = handle.availableData
+                    if d.isEmpty { break }
+                    output.withLock { $0.append(d) }
+                }
+                drained.signal()
+            }.start()
         }
 
         var text: String { String(decoding: output.withLock { $0 }, as: UTF8.self) }
@@ -51,10 +61,8 @@ struct BalloonCLITests {
             while process.isRunning && Date() < deadline { usleep(10_000) }
             if process.isRunning { process.terminate() }
             process.waitUntilExit()
-            // What the handler has not picked up yet is still in the pipe: take it too.
-            stdout.fileHandleForReading.readabilityHandler = nil
-            let rest = stdout.fileHandleForReading.readDataToEndOfFile()
-            output.withLock { $0.append(rest) }
+            // The reader stops at end of file, once every holder of the pipe's write end is gone.
+            _ = drained.wait(timeout: .now() + 30)
             return process.terminationStatus
         }
     }
