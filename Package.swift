@@ -1,7 +1,10 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 let strict: [SwiftSetting] = []
+/// Targets that build with strict memory safety (SE-0458): every unsafe construct is marked
+/// `unsafe` (or its type `@unsafe` or `@safe`), and an unmarked one fails the build.
+let memorySafe: [SwiftSetting] = strict + [.strictMemorySafety(), .treatWarning("StrictMemorySafety", as: .error)]
 
 let package = Package(
     name: "Skiff",
@@ -45,37 +48,37 @@ let package = Package(
         // The monitor's seccomp policy: an allow-list per thread role, compiled once, installed by each thread.
         .target(name: "Seccomp", dependencies: ["CSeccomp", "CSkiffSystem", "CKVM", "SystemExtras"], swiftSettings: strict),
         // Guest physical memory: regions and bounds-checked access.
-        .target(name: "GuestMemory", dependencies: ["SystemExtras", "CSkiffSystem"], swiftSettings: strict),
+        .target(name: "GuestMemory", dependencies: ["SystemExtras", "CSkiffSystem"], swiftSettings: memorySafe),
         // x86 platform: memory map, GDT, page tables, CPUID, MSRs, MP and ACPI tables.
-        .target(name: "ArchX86", swiftSettings: strict),
+        .target(name: "ArchX86", swiftSettings: memorySafe),
         // Kernel loaders: bzImage, PVH ELF, multiboot; zero page and start info.
-        .target(name: "Loader", dependencies: ["ArchX86"], swiftSettings: strict),
+        .target(name: "Loader", dependencies: ["ArchX86"], swiftSettings: memorySafe),
         // I/O-port and MMIO buses and the device protocol.
-        .target(name: "DeviceModel", swiftSettings: strict),
+        .target(name: "DeviceModel", swiftSettings: memorySafe),
         // 16550 UART, i8042, CMOS RTC, fw_cfg, debug-exit, port 0x80.
-        .target(name: "LegacyDevices", dependencies: ["DeviceModel"], swiftSettings: strict),
+        .target(name: "LegacyDevices", dependencies: ["DeviceModel"], swiftSettings: memorySafe),
         // PCI: configuration space, host bridge, config mechanism #1 and ECAM, BARs, MSI-X.
-        .target(name: "PCI", dependencies: ["DeviceModel"], swiftSettings: strict),
+        .target(name: "PCI", dependencies: ["DeviceModel"], swiftSettings: memorySafe),
         // virtio: split virtqueues and descriptor chains (transport- and device-independent).
-        .target(name: "Virtio", dependencies: ["GuestMemory", "PCI", "DeviceModel", "SystemExtras"], swiftSettings: strict),
+        .target(name: "Virtio", dependencies: ["GuestMemory", "PCI", "DeviceModel", "SystemExtras"], swiftSettings: memorySafe),
         // TAP ioctls and timerfd for the virtio device backends.
         .target(name: "CVirtioHost"),
         // virtio-net over a TAP (or any frame descriptor with the virtio-net header).
-        .target(name: "VirtioNet", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSkiffSystem"], swiftSettings: strict),
+        .target(name: "VirtioNet", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSkiffSystem"], swiftSettings: memorySafe),
         // virtio-vsock relayed to host AF_UNIX sockets (Firecracker's hybrid scheme).
-        .target(name: "VirtioVsock", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSkiffSystem"], swiftSettings: strict),
+        .target(name: "VirtioVsock", dependencies: ["Virtio", "CVirtioHost", "GuestMemory", "SystemExtras", "CSkiffSystem"], swiftSettings: memorySafe),
         // virtio-blk over Storage's block devices (kept out of `Virtio` so that stays light).
-        .target(name: "VirtioBlock", dependencies: ["Virtio", "Storage", "GuestMemory", "SystemExtras"], swiftSettings: strict),
+        .target(name: "VirtioBlock", dependencies: ["Virtio", "Storage", "GuestMemory", "SystemExtras"], swiftSettings: memorySafe),
         // Versioned binary encoding (a tagged Codable coder) and CRC-64 for state files,
         // migration streams and control messages; no Foundation.
-        .target(name: "BinaryCoding", swiftSettings: strict),
+        .target(name: "BinaryCoding", swiftSettings: memorySafe),
         // The monitor's control API: typed requests and replies, framing, a blocking client.
-        .target(name: "ControlProtocol", dependencies: ["BinaryCoding"], swiftSettings: strict),
+        .target(name: "ControlProtocol", dependencies: ["BinaryCoding"], swiftSettings: memorySafe),
         // Snapshot files: the sectioned, checksummed state file, the sparse memory image,
         // atomic snapshot directories.
-        .target(name: "Snapshot", dependencies: ["BinaryCoding"], swiftSettings: strict),
+        .target(name: "Snapshot", dependencies: ["BinaryCoding"], swiftSettings: memorySafe),
         // The live-migration stream: frames, messages, page batches, connections and listeners.
-        .target(name: "Migration", dependencies: ["BinaryCoding", "ControlProtocol", "SystemExtras"], swiftSettings: strict),
+        .target(name: "Migration", dependencies: ["BinaryCoding", "ControlProtocol", "SystemExtras"], swiftSettings: memorySafe),
         // Composes one VM: memory, vCPUs, devices, boot.
         .target(
             name: "VMM",
@@ -100,7 +103,7 @@ let package = Package(
         .target(
             name: "ImageCommands",
             dependencies: ["Storage", "ImageStore", "Units", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // Storage test and benchmark tool: crash-test writer, qemu-img-style bench, chunking bench, `image` verbs.
         .executableTarget(
             name: "skiff-storage-stress",
@@ -117,19 +120,19 @@ let package = Package(
             dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", "CSkiffSystem", "Units", "Seccomp", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Sizes as people type them (256M, 2G).
-        .target(name: "Units", swiftSettings: strict),
+        .target(name: "Units", swiftSettings: memorySafe),
         // `skiff vm|snapshot|migrate|fork`: clients of running monitors' control sockets.
         .target(
             name: "ClientCommands",
             dependencies: ["ControlProtocol", "Units", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // The `skiff` command tree (library so it can be tested).
         .target(
             name: "SkiffCLI",
             dependencies: ["VMCommands", "ImageCommands", "ClientCommands", "DaemonCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Emulation assist: decoder, page-table walker and emulator for instructions KVM cannot emulate.
-        .target(name: "X86Emulator", swiftSettings: strict),
+        .target(name: "X86Emulator", swiftSettings: memorySafe),
         // Test oracles: popcnt/lzcnt/tzcnt and SSE operations executed natively on the host CPU.
         .target(name: "CX86Host"),
         // Fuzz harnesses: decode a fuzzer's bytes into hostile guest or file input for each parser

@@ -19,8 +19,8 @@ public struct BinaryDecoder: Sendable {
 
     /// Decodes a `T` from `bytes`, which must hold exactly one encoded value.
     public func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws(BinaryCodingError) -> T {
-        let result = bytes.withUnsafeBytes { buffer in
-            Result { () throws(BinaryCodingError) -> T in try decode(type, from: buffer) }
+        let result = unsafe bytes.withUnsafeBytes { buffer in
+            Result { () throws(BinaryCodingError) -> T in try unsafe decode(type, from: buffer) }
         }
         return try result.get()
     }
@@ -31,7 +31,7 @@ public struct BinaryDecoder: Sendable {
         guard limits.maxInputSize >= 0, bytes.count <= limits.maxInputSize else {
             throw .limitExceeded(path: "", limit: .inputSize, value: UInt64(bytes.count), maximum: limits.maxInputSize, offset: 0)
         }
-        let state = DecodingState(input: bytes, limits: limits)
+        let state = unsafe DecodingState(input: bytes, limits: limits)
         defer { state.finish() }
         let root = ValueDecoder(state: state, offset: 0, parent: nil, component: nil, enclosingDepth: 0)
         var knownEnd: Int?

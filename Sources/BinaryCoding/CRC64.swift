@@ -7,13 +7,13 @@ public enum CRC64 {
     /// `checksum(b, seed: checksum(a))` is the checksum of `a` followed by `b`.
     public static func checksum(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
         var hasher = Hasher(seed: seed)
-        hasher.update(bytes)
+        unsafe hasher.update(bytes)
         return hasher.value
     }
 
     /// The checksum of `bytes`, continuing `seed` (see the other overload).
     public static func checksum(_ bytes: [UInt8], seed: UInt64 = 0) -> UInt64 {
-        bytes.withUnsafeBytes { checksum($0, seed: seed) }
+        unsafe bytes.withUnsafeBytes { unsafe checksum($0, seed: seed) }
     }
 
     /// A checksum computed over data given in pieces.
@@ -31,12 +31,12 @@ public enum CRC64 {
 
         /// Adds `bytes` to the checksum.
         public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-            register = CRC64.update(register, with: bytes)
+            register = unsafe CRC64.update(register, with: bytes)
         }
 
         /// Adds `bytes` to the checksum.
         public mutating func update(_ bytes: [UInt8]) {
-            bytes.withUnsafeBytes { update($0) }
+            unsafe bytes.withUnsafeBytes { unsafe update($0) }
         }
     }
 
@@ -62,19 +62,19 @@ public enum CRC64 {
     }()
 
     private static func update(_ register: UInt64, with bytes: UnsafeRawBufferPointer) -> UInt64 {
-        tables.withUnsafeBufferPointer { table in
+        unsafe tables.withUnsafeBufferPointer { table in
             var crc = register
             var offset = 0
             while bytes.count - offset >= 8 {
-                crc ^= UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-                crc = table[7 * 256 + Int(crc & 0xFF)] ^ table[6 * 256 + Int((crc >> 8) & 0xFF)]
+                unsafe crc ^= UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                crc = unsafe table[7 * 256 + Int(crc & 0xFF)] ^ table[6 * 256 + Int((crc >> 8) & 0xFF)]
                     ^ table[5 * 256 + Int((crc >> 16) & 0xFF)] ^ table[4 * 256 + Int((crc >> 24) & 0xFF)]
                     ^ table[3 * 256 + Int((crc >> 32) & 0xFF)] ^ table[2 * 256 + Int((crc >> 40) & 0xFF)]
                     ^ table[1 * 256 + Int((crc >> 48) & 0xFF)] ^ table[Int(crc >> 56)]
                 offset += 8
             }
             while offset < bytes.count {
-                crc = table[Int((crc ^ UInt64(bytes[offset])) & 0xFF)] ^ (crc >> 8)
+                crc = unsafe table[Int((crc ^ UInt64(bytes[offset])) & 0xFF)] ^ (crc >> 8)
                 offset += 1
             }
             return crc

@@ -7,7 +7,7 @@ struct BinaryKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContainerProto
 
     var allKeys: [Key] {
         guard !decoder.state.isFinished else { return [] }
-        return index.entries.compactMap { Key(stringValue: String(decoding: decoder.state.bytes(in: $0.key), as: UTF8.self)) }
+        return index.entries.compactMap { unsafe Key(stringValue: String(decoding: decoder.state.bytes(in: $0.key), as: UTF8.self)) }
     }
 
     func contains(_ key: Key) -> Bool {
@@ -52,7 +52,7 @@ struct BinaryKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContainerProto
 
     private func lookUp(_ key: some CodingKey) -> Int? {
         var name = key.stringValue
-        return name.withUTF8 { index.valueOffset(forKey: UnsafeRawBufferPointer($0), in: decoder.state.input) }
+        return name.withUTF8 { unsafe index.valueOffset(forKey: UnsafeRawBufferPointer($0), in: decoder.state.input) }
     }
 
     private func valueOffset(for key: some CodingKey) throws(BinaryCodingError) -> Int {

@@ -27,21 +27,21 @@ enum FormatError: Error {
 /// Every read takes the offset of a value and returns it with the offset just past it. Every
 /// offset, length and count is checked against the input (no unchecked arithmetic on them,
 /// no trap on any input); errors carry the offset of the value or key at fault.
-final class DecodingState {
+@safe final class DecodingState {
     /// The input; empty once `decode` has returned, so a decoder that escaped cannot read it.
     private(set) var input: UnsafeRawBufferPointer
     let limits: BinaryDecoder.Limits
     private(set) var isFinished = false
 
     init(input: UnsafeRawBufferPointer, limits: BinaryDecoder.Limits) {
-        self.input = input
+        unsafe self.input = input
         self.limits = limits
     }
 
     /// Ends decoding: the input may be freed after this.
     func finish() {
         isFinished = true
-        input = UnsafeRawBufferPointer(start: nil, count: 0)
+        unsafe input = UnsafeRawBufferPointer(start: nil, count: 0)
     }
 
     // MARK: Tags and varints
@@ -49,8 +49,8 @@ final class DecodingState {
     /// The tag byte of the value at `offset`.
     @inline(__always)
     func tag(at offset: Int) throws(FormatError) -> UInt8 {
-        guard offset >= 0, offset < input.count else { throw .truncated(offset: offset) }
-        return input[offset]
+        guard offset >= 0, unsafe offset < input.count else { throw .truncated(offset: offset) }
+        return unsafe input[offset]
     }
 
     /// The error for a value tagged `tag` at `offset` where a value of kind `expected` is needed.
@@ -60,21 +60,21 @@ final class DecodingState {
     }
 
     func isNil(at offset: Int) -> Bool {
-        offset >= 0 && offset < input.count && input[offset] == Tag.nilValue.rawValue
+        unsafe offset >= 0 && offset < input.count && input[offset] == Tag.nilValue.rawValue
     }
 
     /// Reads a canonical LEB128 varint at `offset`, part of the value or key at `item`.
     @inline(__always)
     func varint(at offset: Int, item: Int) throws(FormatError) -> (value: UInt64, end: Int) {
-        if offset < input.count, input[offset] < 0x80 { return (UInt64(input[offset]), offset + 1) }
+        if unsafe offset < input.count, unsafe input[offset] < 0x80 { return unsafe (UInt64(input[offset]), offset + 1) }
         return try multiByteVarint(at: offset, item: item)
     }
 
     private func multiByteVarint(at offset: Int, item: Int) throws(FormatError) -> (value: UInt64, end: Int) {
-        if input.count - offset >= 8 {
+        if unsafe input.count - offset >= 8 {
             // All of a varint of up to 8 bytes in one load: its last byte is the first without
             // the continuation bit; its 7-bit groups are then gathered in three steps.
-            let word = UInt64(littleEndian: input.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            let word = unsafe UInt64(littleEndian: input.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
             let lastBytes = ~word & 0x8080_8080_8080_8080
             if lastBytes != 0 {
                 let length = lastBytes.trailingZeroBitCount / 8 + 1
@@ -90,8 +90,8 @@ final class DecodingState {
         var value: UInt64 = 0
         var position = offset
         for length in 1...maxVarintLength {
-            guard position < input.count else { throw .truncated(offset: item) }
-            let byte = input[position]
+            guard unsafe position < input.count else { throw .truncated(offset: item) }
+            let byte = unsafe input[position]
             if length == maxVarintLength, byte > 1 { throw .malformedVarint(offset: item) }
             value |= UInt64(byte & 0x7F) << UInt64(7 * (length - 1))
             position += 1
@@ -111,7 +111,7 @@ final class DecodingState {
         guard maximum >= 0, length <= UInt64(maximum) else {
             throw .limitExceeded(limit, value: length, maximum: maximum, offset: item)
         }
-        guard Int(length) <= input.count - start else { throw .truncated(offset: item) }
+        guard unsafe Int(length) <= input.count - start else { throw .truncated(offset: item) }
         return start..<(start + Int(length))
     }
 
@@ -158,8 +158,8 @@ final class DecodingState {
         let found = try tag(at: offset)
         guard found == expected.rawValue else { throw mismatch(found, expected: expected.name, at: offset) }
         let start = offset + 1
-        guard MemoryLayout<T>.size <= input.count - start else { throw .truncated(offset: offset) }
-        return (T(littleEndian: input.loadUnaligned(fromByteOffset: start, as: T.self)), start + MemoryLayout<T>.size)
+        guard unsafe MemoryLayout<T>.size <= input.count - start else { throw .truncated(offset: offset) }
+        return unsafe (T(littleEndian: input.loadUnaligned(fromByteOffset: start, as: T.self)), start + MemoryLayout<T>.size)
     }
 
     func readString(at offset: Int) throws(FormatError) -> (String, Int) {
@@ -181,21 +181,21 @@ final class DecodingState {
 
     /// The bytes in `range`, which the caller has checked against the input.
     func bytes(in range: Range<Int>) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(rebasing: input[range])
+        unsafe UnsafeRawBufferPointer(rebasing: input[range])
     }
 
     /// The bytes in `range` as a new array (one copy).
     func byteArray(in range: Range<Int>) -> [UInt8] {
-        let source = bytes(in: range)
-        return [UInt8](unsafeUninitializedCapacity: source.count) { buffer, initialized in
-            UnsafeMutableRawBufferPointer(buffer).copyMemory(from: source)
+        let source = unsafe bytes(in: range)
+        return unsafe [UInt8](unsafeUninitializedCapacity: source.count) { buffer, initialized in
+            unsafe UnsafeMutableRawBufferPointer(buffer).copyMemory(from: source)
             initialized = source.count
         }
     }
 
     /// The UTF-8 in `range` as a string, or nil if it is not valid UTF-8.
     func validatedString(in range: Range<Int>) -> String? {
-        bytes(in: range).withMemoryRebound(to: UInt8.self) { String(validating: $0, as: UTF8.self) }
+        unsafe bytes(in: range).withMemoryRebound(to: UInt8.self) { unsafe String(validating: $0, as: UTF8.self) }
     }
 
     // MARK: Containers
@@ -203,7 +203,7 @@ final class DecodingState {
     /// Reads a key (varint length and UTF-8) at `offset` and returns the range of its UTF-8.
     func readKey(at offset: Int) throws(FormatError) -> Range<Int> {
         let range = try lengthPrefixed(at: offset, limit: .stringLength, item: offset)
-        let isASCII = bytes(in: range).allSatisfy { $0 < 0x80 }
+        let isASCII = unsafe bytes(in: range).allSatisfy { $0 < 0x80 }
         guard isASCII || validatedString(in: range) != nil else { throw .invalidUTF8(offset: offset) }
         return range
     }
@@ -225,7 +225,7 @@ final class DecodingState {
             throw .limitExceeded(.containerCount, value: count, maximum: limits.maxContainerCount, offset: offset)
         }
         // Each element takes at least one byte (its tag), each entry at least two (key length, tag).
-        guard Int(count) <= (input.count - first) / (keyed ? 2 : 1) else { throw .truncated(offset: offset) }
+        guard unsafe Int(count) <= (input.count - first) / (keyed ? 2 : 1) else { throw .truncated(offset: offset) }
         return (Int(count), first)
     }
 
@@ -242,7 +242,7 @@ final class DecodingState {
             return try varint(at: offset + 1, item: offset).end
         case Tag.float32.rawValue, Tag.float64.rawValue:
             let size = found == Tag.float32.rawValue ? 4 : 8
-            guard size <= input.count - (offset + 1) else { throw .truncated(offset: offset) }
+            guard unsafe size <= input.count - (offset + 1) else { throw .truncated(offset: offset) }
             return offset + 1 + size
         case Tag.string.rawValue:
             return try lengthPrefixed(at: offset + 1, limit: .stringLength, item: offset).upperBound

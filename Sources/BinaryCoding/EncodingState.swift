@@ -63,7 +63,7 @@ final class EncodingState {
 
     init(maxDepth: Int) {
         self.maxDepth = maxDepth
-        output.reserveCapacity(1024)
+        unsafe output.reserveCapacity(1024)
     }
 
     /// Records the failure of a request that cannot throw; returns the handle of the container
@@ -81,9 +81,9 @@ final class EncodingState {
 
     /// Closes every container and returns the encoding.
     func finish() throws(BinaryCodingError) -> [UInt8] {
-        while !openContainers.isEmpty { closeInnermost() }
+        while unsafe !openContainers.isEmpty { closeInnermost() }
         if let failure = failures.first { throw failure }
-        return output
+        return unsafe output
     }
 
     // MARK: Values
@@ -92,7 +92,7 @@ final class EncodingState {
     /// primitives directly, other types through their `encode(to:)`.
     func encodeValue<T: Encodable>(_ value: T, parent: ValueEncoder?, component: PathComponent?, enclosingDepth: Int) throws(BinaryCodingError) {
         if writePrimitive(value) { return }
-        let encoder = ValueEncoder(state: self, parent: parent, component: component, enclosingDepth: enclosingDepth, valueOffset: output.count)
+        let encoder = unsafe ValueEncoder(state: self, parent: parent, component: component, enclosingDepth: enclosingDepth, valueOffset: output.count)
         do {
             try value.encode(to: encoder)
         } catch {
@@ -104,8 +104,8 @@ final class EncodingState {
     /// Writes `value` if the format has a tag for its type; returns whether it did.
     func writePrimitive<T>(_ value: T) -> Bool {
         switch Primitive(T.self) {
-        case .bytes?: if let bytes = value as? [UInt8] { bytes.withUnsafeBufferPointer(writeBytes); return true }
-        case .contiguousBytes?: if let bytes = value as? ContiguousArray<UInt8> { bytes.withUnsafeBufferPointer(writeBytes); return true }
+        case .bytes?: if let bytes = value as? [UInt8] { unsafe bytes.withUnsafeBufferPointer(writeBytes); return true }
+        case .contiguousBytes?: if let bytes = value as? ContiguousArray<UInt8> { unsafe bytes.withUnsafeBufferPointer(writeBytes); return true }
         case .bool?: if let value = value as? Bool { writeBool(value); return true }
         case .string?: if let value = value as? String { writeString(value); return true }
         case .double?: if let value = value as? Double { writeDouble(value); return true }
@@ -125,47 +125,47 @@ final class EncodingState {
         return false
     }
 
-    func writeNil() { output.append(Tag.nilValue.rawValue) }
+    func writeNil() { unsafe output.append(Tag.nilValue.rawValue) }
 
-    func writeBool(_ value: Bool) { output.append((value ? Tag.trueValue : Tag.falseValue).rawValue) }
+    func writeBool(_ value: Bool) { unsafe output.append((value ? Tag.trueValue : Tag.falseValue).rawValue) }
 
     func writeUnsigned(_ value: UInt64) {
-        output.append(Tag.unsigned.rawValue)
+        unsafe output.append(Tag.unsigned.rawValue)
         writeVarint(value)
     }
 
     func writeSigned(_ value: Int64) {
-        output.append(Tag.signed.rawValue)
+        unsafe output.append(Tag.signed.rawValue)
         writeVarint(ZigZag.encode(value))
     }
 
     func writeFloat(_ value: Float) {
-        output.append(Tag.float32.rawValue)
-        withUnsafeBytes(of: value.bitPattern.littleEndian) { output.append(contentsOf: $0) }
+        unsafe output.append(Tag.float32.rawValue)
+        unsafe withUnsafeBytes(of: value.bitPattern.littleEndian) { unsafe output.append(contentsOf: $0) }
     }
 
     func writeDouble(_ value: Double) {
-        output.append(Tag.float64.rawValue)
-        withUnsafeBytes(of: value.bitPattern.littleEndian) { output.append(contentsOf: $0) }
+        unsafe output.append(Tag.float64.rawValue)
+        unsafe withUnsafeBytes(of: value.bitPattern.littleEndian) { unsafe output.append(contentsOf: $0) }
     }
 
     func writeString(_ value: String) {
         var value = value
         value.withUTF8 { utf8 in
-            output.append(Tag.string.rawValue)
+            unsafe output.append(Tag.string.rawValue)
             writeVarint(UInt64(utf8.count))
-            output.append(contentsOf: utf8)
+            unsafe output.append(contentsOf: utf8)
         }
     }
 
     func writeBytes(_ bytes: UnsafeBufferPointer<UInt8>) {
-        output.append(Tag.bytes.rawValue)
+        unsafe output.append(Tag.bytes.rawValue)
         writeVarint(UInt64(bytes.count))
-        output.append(contentsOf: bytes)
+        unsafe output.append(contentsOf: bytes)
     }
 
     private func writeVarint(_ value: UInt64) {
-        appendVarint(value, to: &output)
+        unsafe appendVarint(value, to: &output)
     }
 
     // MARK: Containers
@@ -173,7 +173,7 @@ final class EncodingState {
     /// Checks that `encoder`'s value can be written now: nothing has been written since it was
     /// handed out, and no container opened since is still open.
     func checkPosition(of encoder: ValueEncoder) throws(BinaryCodingError) {
-        guard output.count == encoder.valueOffset, openContainers.count == encoder.enclosingDepth else {
+        guard unsafe output.count == encoder.valueOffset, unsafe openContainers.count == encoder.enclosingDepth else {
             throw .invalidValue(path: encoder.path(), reason: Self.outOfOrder)
         }
     }
@@ -183,13 +183,13 @@ final class EncodingState {
         try checkPosition(of: encoder)
         let depth = encoder.enclosingDepth + 1
         guard depth <= maxDepth else {
-            throw .limitExceeded(path: encoder.path(), limit: .depth, value: UInt64(depth), maximum: maxDepth, offset: output.count)
+            throw unsafe .limitExceeded(path: encoder.path(), limit: .depth, value: UInt64(depth), maximum: maxDepth, offset: output.count)
         }
-        let handle = ContainerHandle(serial: nextSerial, level: openContainers.count)
+        let handle = unsafe ContainerHandle(serial: nextSerial, level: openContainers.count)
         nextSerial += 1
-        openContainers.append(OpenContainer(serial: handle.serial, headerOffset: output.count, firstKey: keys.count))
-        output.append(tag.rawValue)
-        output.append(0)  // element count, patched when the container closes
+        unsafe openContainers.append(OpenContainer(serial: handle.serial, headerOffset: output.count, firstKey: keys.count))
+        unsafe output.append(tag.rawValue)
+        unsafe output.append(0)  // element count, patched when the container closes
         return handle
     }
 
@@ -198,82 +198,82 @@ final class EncodingState {
         try reopen(handle, owner: owner)
         let name = key.stringValue
         var contiguousName = name
-        let isNew = contiguousName.withUTF8 { writeKey($0, named: name, level: handle.level) }
-        guard isNew else { throw .duplicateKey(path: owner.path(appending: .key(key)), offset: output.count) }
-        openContainers[handle.level].count += 1
+        let isNew = contiguousName.withUTF8 { unsafe writeKey($0, named: name, level: handle.level) }
+        guard isNew else { throw unsafe .duplicateKey(path: owner.path(appending: .key(key)), offset: output.count) }
+        unsafe openContainers[handle.level].count += 1
     }
 
     /// Writes `utf8`, the UTF-8 of `name`, as the next key of the container at `level` unless it
     /// has that key already; returns whether it wrote it.
     private func writeKey(_ utf8: UnsafeBufferPointer<UInt8>, named name: String, level: Int) -> Bool {
-        let fingerprint = KeyFingerprint(UnsafeRawBufferPointer(utf8))
-        let first = openContainers[level].firstKey
-        if keys.count - first < KeyedIndex.linearSearchLimit {
-            for key in keys[first...] where key.fingerprint == fingerprint {
-                if fingerprint.isWholeKey || utf8.elementsEqual(output[key.range]) { return false }
+        let fingerprint = unsafe KeyFingerprint(UnsafeRawBufferPointer(utf8))
+        let first = unsafe openContainers[level].firstKey
+        if unsafe keys.count - first < KeyedIndex.linearSearchLimit {
+            for key in unsafe keys[first...] where key.fingerprint == fingerprint {
+                if unsafe fingerprint.isWholeKey || utf8.elementsEqual(output[key.range]) { return false }
             }
         } else {
-            if openContainers[level].keySet.isEmpty {
-                openContainers[level].keySet = Set(keys[first...].map { String(decoding: output[$0.range], as: UTF8.self) })
+            if unsafe openContainers[level].keySet.isEmpty {
+                unsafe openContainers[level].keySet = Set(keys[first...].map { unsafe String(decoding: output[$0.range], as: UTF8.self) })
             }
-            guard openContainers[level].keySet.insert(name).inserted else { return false }
+            guard unsafe openContainers[level].keySet.insert(name).inserted else { return false }
         }
         writeVarint(UInt64(utf8.count))
-        keys.append(WrittenKey(offset: output.count, fingerprint: fingerprint))
-        output.append(contentsOf: utf8)
+        unsafe keys.append(WrittenKey(offset: output.count, fingerprint: fingerprint))
+        unsafe output.append(contentsOf: utf8)
         return true
     }
 
     /// Starts the next element of an array.
     func beginElement(of handle: ContainerHandle, owner: ValueEncoder) throws(BinaryCodingError) {
         try reopen(handle, owner: owner)
-        openContainers[handle.level].count += 1
+        unsafe openContainers[handle.level].count += 1
     }
 
     /// Makes the entry or element just begun in `handle`'s container one that `encoder`, handed
     /// out now, writes later; if it writes nothing, the value is an empty keyed container, like
     /// that of a value whose `encode(to:)` writes nothing.
     func deferValue(in handle: ContainerHandle, to encoder: ValueEncoder) {
-        openContainers[handle.level].pendingValue = PendingValue(offset: output.count, path: encoder.pathComponents)
+        unsafe openContainers[handle.level].pendingValue = PendingValue(offset: output.count, path: encoder.pathComponents)
     }
 
     /// Writes an empty keyed container as the value of a type that wrote nothing.
     func writeEmptyKeyedContainer(depth: Int, path: @autoclosure () -> String) {
         guard depth <= maxDepth else {
-            record(.limitExceeded(path: path(), limit: .depth, value: UInt64(depth), maximum: maxDepth, offset: output.count))
+            unsafe record(.limitExceeded(path: path(), limit: .depth, value: UInt64(depth), maximum: maxDepth, offset: output.count))
             return
         }
-        output.append(Tag.keyed.rawValue)
-        output.append(0)
+        unsafe output.append(Tag.keyed.rawValue)
+        unsafe output.append(0)
     }
 
     /// Makes `handle`'s container the innermost open one, closing those opened after it.
     private func reopen(_ handle: ContainerHandle, owner: ValueEncoder) throws(BinaryCodingError) {
         guard !handle.failed else { throw failure(of: handle) }
-        guard handle.level < openContainers.count, openContainers[handle.level].serial == handle.serial else {
+        guard unsafe handle.level < openContainers.count, unsafe openContainers[handle.level].serial == handle.serial else {
             throw .invalidValue(path: owner.path(), reason: Self.outOfOrder)
         }
-        while openContainers.count > handle.level + 1 { closeInnermost() }
-        if openContainers[handle.level].pendingValue != nil { writePendingValue(of: handle.level) }
+        while unsafe openContainers.count > handle.level + 1 { closeInnermost() }
+        if unsafe openContainers[handle.level].pendingValue != nil { writePendingValue(of: handle.level) }
     }
 
     private func writePendingValue(of level: Int) {
-        guard let pending = openContainers[level].pendingValue else { return }
-        openContainers[level].pendingValue = nil
-        if pending.offset == output.count { writeEmptyKeyedContainer(depth: level + 2, path: renderPath(pending.path)) }
+        guard let pending = unsafe openContainers[level].pendingValue else { return }
+        unsafe openContainers[level].pendingValue = nil
+        if unsafe pending.offset == output.count { writeEmptyKeyedContainer(depth: level + 2, path: renderPath(pending.path)) }
     }
 
     private func closeInnermost() {
-        writePendingValue(of: openContainers.count - 1)
-        let container = openContainers.removeLast()
-        keys.removeSubrange(container.firstKey...)
+        unsafe writePendingValue(of: openContainers.count - 1)
+        let container = unsafe openContainers.removeLast()
+        unsafe keys.removeSubrange(container.firstKey...)
         let countOffset = container.headerOffset + 1
         if container.count < 0x80 {
-            output[countOffset] = UInt8(container.count)
+            unsafe output[countOffset] = UInt8(container.count)
         } else {
             var varint: [UInt8] = []
             appendVarint(UInt64(container.count), to: &varint)
-            output.replaceSubrange(countOffset..<(countOffset + 1), with: varint)
+            unsafe output.replaceSubrange(countOffset..<(countOffset + 1), with: varint)
         }
     }
 

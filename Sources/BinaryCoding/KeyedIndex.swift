@@ -37,23 +37,23 @@ final class KeyedIndex {
 
     /// Offset of the value whose key is `key` (UTF-8).
     func valueOffset(forKey key: UnsafeRawBufferPointer, in input: UnsafeRawBufferPointer) -> Int? {
-        let fingerprint = KeyFingerprint(key)
+        let fingerprint = unsafe KeyFingerprint(key)
         if slots.isEmpty {
-            for index in searchStart..<entries.count where Self.key(of: entries[index], in: input, equals: key, fingerprint) {
+            for index in searchStart..<entries.count where unsafe Self.key(of: entries[index], in: input, equals: key, fingerprint) {
                 searchStart = index
                 return entries[index].value
             }
-            for index in 0..<searchStart where Self.key(of: entries[index], in: input, equals: key, fingerprint) {
+            for index in 0..<searchStart where unsafe Self.key(of: entries[index], in: input, equals: key, fingerprint) {
                 searchStart = index
                 return entries[index].value
             }
             return nil
         }
         let mask = slots.count - 1
-        var slot = Self.hash(key) & mask
+        var slot = unsafe Self.hash(key) & mask
         while slots[slot] != 0 {
             let entry = entries[slots[slot] - 1]
-            if Self.key(of: entry, in: input, equals: key, fingerprint) { return entry.value }
+            if unsafe Self.key(of: entry, in: input, equals: key, fingerprint) { return entry.value }
             slot = (slot + 1) & mask
         }
         return nil
@@ -76,15 +76,15 @@ final class KeyedIndex {
         /// Adds the entry whose key's UTF-8 is at `key` and whose value is at `value`, unless
         /// the key is already present; returns whether it was added.
         mutating func insert(key: Range<Int>, value: Int, in input: UnsafeRawBufferPointer) -> Bool {
-            let keyBytes = UnsafeRawBufferPointer(rebasing: input[key])
-            let fingerprint = KeyFingerprint(keyBytes)
+            let keyBytes = unsafe UnsafeRawBufferPointer(rebasing: input[key])
+            let fingerprint = unsafe KeyFingerprint(keyBytes)
             if slots.isEmpty {
-                for existing in entries where KeyedIndex.key(of: existing, in: input, equals: keyBytes, fingerprint) { return false }
+                for existing in entries where unsafe KeyedIndex.key(of: existing, in: input, equals: keyBytes, fingerprint) { return false }
             } else {
                 let mask = slots.count - 1
-                var slot = KeyedIndex.hash(keyBytes) & mask
+                var slot = unsafe KeyedIndex.hash(keyBytes) & mask
                 while slots[slot] != 0 {
-                    if KeyedIndex.key(of: entries[slots[slot] - 1], in: input, equals: keyBytes, fingerprint) { return false }
+                    if unsafe KeyedIndex.key(of: entries[slots[slot] - 1], in: input, equals: keyBytes, fingerprint) { return false }
                     slot = (slot + 1) & mask
                 }
                 slots[slot] = entries.count + 1
@@ -102,14 +102,14 @@ final class KeyedIndex {
     @inline(__always)
     private static func key(of entry: Entry, in input: UnsafeRawBufferPointer, equals key: UnsafeRawBufferPointer, _ fingerprint: KeyFingerprint) -> Bool {
         guard entry.fingerprint == fingerprint else { return false }
-        return fingerprint.isWholeKey
+        return unsafe fingerprint.isWholeKey
             || (entry.key.upperBound <= input.count && UnsafeRawBufferPointer(rebasing: input[entry.key]).elementsEqual(key))
     }
 
     /// Swift's per-process randomly seeded hash, so input cannot be built to collide.
     private static func hash(_ key: UnsafeRawBufferPointer) -> Int {
         var hasher = Hasher()
-        hasher.combine(bytes: key)
+        unsafe hasher.combine(bytes: key)
         return hasher.finalize()
     }
 }

@@ -10,7 +10,7 @@ extension DecodingState {
         case .contiguousBytes:
             let range = try readByteString(at: offset)
             end = range.upperBound
-            return ContiguousArray(bytes(in: range)) as? T
+            return unsafe ContiguousArray(bytes(in: range)) as? T
         case .bool: return try Bool.read(from: self, at: offset, end: &end) as? T
         case .string: return try String.read(from: self, at: offset, end: &end) as? T
         case .double: return try Double.read(from: self, at: offset, end: &end) as? T

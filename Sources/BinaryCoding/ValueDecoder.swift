@@ -122,7 +122,7 @@ final class ValueDecoder: Decoder, CodingPathNode {
             let keyOffset = next
             let key: Range<Int>
             do { key = try state.readKey(at: keyOffset) } catch { throw error.located(at: path()) }
-            guard builder.insert(key: key, value: key.upperBound, in: state.input) else {
+            guard unsafe builder.insert(key: key, value: key.upperBound, in: state.input) else {
                 throw .duplicateKey(path: path(appending: keyComponent(at: key)), offset: keyOffset)
             }
             do {
@@ -136,6 +136,6 @@ final class ValueDecoder: Decoder, CodingPathNode {
 
     /// The path component of the key whose UTF-8 (already validated) is at `range`.
     private func keyComponent(at range: Range<Int>) -> PathComponent {
-        .key(NamedKey(String(decoding: state.bytes(in: range), as: UTF8.self)))
+        unsafe .key(NamedKey(String(decoding: state.bytes(in: range), as: UTF8.self)))
     }
 }

@@ -99,12 +99,12 @@ final class ValueEncoder: Encoder, CodingPathNode {
     func childEncoder(component: PathComponent, deferred: Bool, begin: () throws(BinaryCodingError) -> ContainerHandle) -> ValueEncoder {
         do {
             let handle = try begin()
-            let child = ValueEncoder(state: state, parent: self, component: component, enclosingDepth: handle.level + 1, valueOffset: state.output.count)
+            let child = unsafe ValueEncoder(state: state, parent: self, component: component, enclosingDepth: handle.level + 1, valueOffset: state.output.count)
             if deferred { state.deferValue(in: handle, to: child) }
             return child
         } catch {
             let handle = state.record(error)
-            return ValueEncoder(state: state, parent: self, component: component, enclosingDepth: enclosingDepth + 1, valueOffset: state.output.count, content: .failed(handle))
+            return unsafe ValueEncoder(state: state, parent: self, component: component, enclosingDepth: enclosingDepth + 1, valueOffset: state.output.count, content: .failed(handle))
         }
     }
 

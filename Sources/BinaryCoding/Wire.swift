@@ -92,7 +92,7 @@ struct KeyFingerprint: Equatable {
     init(_ utf8: UnsafeRawBufferPointer) {
         length = utf8.count
         var prefix: UInt64 = 0
-        withUnsafeMutableBytes(of: &prefix) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: utf8.prefix(8))) }
+        unsafe withUnsafeMutableBytes(of: &prefix) { unsafe $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: utf8.prefix(8))) }
         self.prefix = prefix
     }
 

@@ -1,12 +1,7 @@
 #define _GNU_SOURCE
+#include <linux/if_tun.h>
 #include "ckvm.h"
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <string.h>
 #include <sys/ioctl.h>
-#include <unistd.h>
-#include <net/if.h>
 
 const unsigned long CKVM_GET_API_VERSION = KVM_GET_API_VERSION;
 const unsigned long CKVM_CREATE_VM = KVM_CREATE_VM;
@@ -63,25 +58,9 @@ const unsigned long CKVM_GET_PIT2 = KVM_GET_PIT2;
 const unsigned long CKVM_SET_PIT2 = KVM_SET_PIT2;
 const unsigned long CKVM_ENABLE_CAP = KVM_ENABLE_CAP;
 const unsigned long CKVM_TRANSLATE = KVM_TRANSLATE;
-const unsigned long CKVM_SIGNAL_MSI = KVM_SIGNAL_MSI;
 const unsigned long CKVM_TUNSETIFF = TUNSETIFF;
 const unsigned long CKVM_TUNSETOFFLOAD = TUNSETOFFLOAD;
 const unsigned long CKVM_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
 
 int ckvm_ioctl_ptr(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
 int ckvm_ioctl_val(int fd, unsigned long request, unsigned long arg) { return ioctl(fd, request, arg); }
-
-int ckvm_tap_open(const char *name, int vnet_hdr) {
-    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_hdr ? IFF_VNET_HDR : 0);
-    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    return fd;
-}

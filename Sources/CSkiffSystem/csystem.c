@@ -10,16 +10,6 @@ int csystem_open(const char *path, int flags, unsigned int mode) { return open(p
 int csystem_fcntl_getfl(int fd) { return fcntl(fd, F_GETFL); }
 int csystem_fcntl_setfl(int fd, int flags) { return fcntl(fd, F_SETFL, flags); }
 
-int csystem_ofd_lock(int fd, int exclusive) {
-    struct flock fl;
-    memset(&fl, 0, sizeof(fl));
-    fl.l_type = exclusive ? F_WRLCK : F_RDLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = 0;
-    fl.l_len = 0;
-    return fcntl(fd, F_OFD_SETLK, &fl);
-}
-
 int csystem_sigrtmin(void) { return SIGRTMIN; }
 
 static void noop_handler(int signo) { (void)signo; }

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 int cvh_tap_open(const char *name, char actual_name[16]) {
@@ -37,21 +36,6 @@ int cvh_tap_set_offload(int fd, unsigned int flags) {
 }
 
 int cvh_interface_exists(const char *name) { return if_nametoindex(name) != 0; }
-
-int cvh_timerfd_create(void) {
-    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    return fd < 0 ? -errno : fd;
-}
-
-int cvh_timerfd_set(int fd, uint64_t initial_ns, uint64_t interval_ns) {
-    struct itimerspec its;
-    memset(&its, 0, sizeof(its));
-    its.it_value.tv_sec = (time_t)(initial_ns / 1000000000u);
-    its.it_value.tv_nsec = (long)(initial_ns % 1000000000u);
-    its.it_interval.tv_sec = (time_t)(interval_ns / 1000000000u);
-    its.it_interval.tv_nsec = (long)(interval_ns % 1000000000u);
-    return timerfd_settime(fd, 0, &its, NULL) < 0 ? -errno : 0;
-}
 
 int cvh_accept(int listener) {
     for (;;) {

@@ -93,9 +93,9 @@ public final class Bus: Sendable {
     /// Dispatches a read; returns false (and fills `data` with 0xff) when nobody claims it.
     @discardableResult
     public func read(address: UInt64, into data: UnsafeMutableRawBufferPointer) -> Bool {
-        for i in data.indices { data[i] = 0xff }
+        for i in data.indices { unsafe data[i] = 0xff }
         guard let (device, offset) = lookup(address, size: data.count) else { return false }
-        device.read(offset: offset, into: data)
+        unsafe device.read(offset: offset, into: data)
         return true
     }
 
@@ -103,7 +103,7 @@ public final class Bus: Sendable {
     @discardableResult
     public func write(address: UInt64, from data: UnsafeRawBufferPointer) -> Bool {
         guard let (device, offset) = lookup(address, size: data.count) else { return false }
-        device.write(offset: offset, from: data)
+        unsafe device.write(offset: offset, from: data)
         return true
     }
 }

@@ -147,6 +147,7 @@ struct FuzzDriver {
 
 /// Interrupts the device harnesses count.
 final class FuzzInterrupt: VirtioInterrupt, @unchecked Sendable {
+    // @unchecked: a harness runs on one thread; the protocol asks for Sendable.
     var queueSignals = 0
     var configSignals = 0
     var broken = false

@@ -7,6 +7,7 @@ import Virtio
 /// A virtio device with two queues that does nothing when activated: the PCI harness fuzzes the
 /// transport, not a device.
 final class IdleVirtioDevice: VirtioDevice, @unchecked Sendable {
+    // @unchecked: a harness runs on one thread; the protocol asks for Sendable.
     let deviceType = VirtioDeviceType.entropy
     let deviceFeatures: UInt64 = 1 << 0
     let queueMaxSizes: [UInt16] = [64, 16]
@@ -27,6 +28,7 @@ final class IdleVirtioDevice: VirtioDevice, @unchecked Sendable {
 
 /// MSI routes and triggers the transport asks for.
 final class CountingVectors: MSIVectorSink, @unchecked Sendable {
+    // @unchecked: a harness runs on one thread; the protocol asks for Sendable.
     var routes = 0
     var triggers = 0
     func route(vector: Int, message: MSIMessage?) { routes += 1 }

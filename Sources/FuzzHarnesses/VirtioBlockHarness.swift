@@ -6,6 +6,7 @@ import VirtioBlock
 /// An in-memory disk that checks every call lies inside it and that a read-only disk is never
 /// changed; what it holds is the oracle for reads.
 final class CheckedMemoryDisk: BlockDevice, @unchecked Sendable {
+    // @unchecked: a harness runs on one thread; the protocol asks for Sendable.
     let size: UInt64
     let isReadOnly: Bool
     var bytes: [UInt8]

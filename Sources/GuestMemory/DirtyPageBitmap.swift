@@ -7,7 +7,7 @@ import CSkiffSystem
 /// Bits are set with relaxed atomic ORs from any thread and taken (read and cleared) with
 /// atomic exchanges, so a write racing with a take is never lost: it lands in this round
 /// or the next.
-public final class DirtyPageBitmap: @unchecked Sendable {
+@safe public final class DirtyPageBitmap: @unchecked Sendable {
     // @unchecked: the words are only reached through the C atomics below.
     private let words: UnsafeMutablePointer<UInt64>
     /// Number of 64-bit words.
@@ -18,11 +18,11 @@ public final class DirtyPageBitmap: @unchecked Sendable {
     public init(pages: Int) {
         pageCount = max(pages, 0)
         wordCount = (pageCount + 63) / 64
-        words = UnsafeMutablePointer<UInt64>.allocate(capacity: max(wordCount, 1))
-        words.initialize(repeating: 0, count: max(wordCount, 1))
+        unsafe words = UnsafeMutablePointer<UInt64>.allocate(capacity: max(wordCount, 1))
+        unsafe words.initialize(repeating: 0, count: max(wordCount, 1))
     }
 
-    deinit { words.deallocate() }
+    deinit { unsafe words.deallocate() }
 
     /// Marks pages `first ..< first + count` (clamped to the bitmap).
     @inline(__always)
@@ -35,7 +35,7 @@ public final class DirtyPageBitmap: @unchecked Sendable {
             let bit = page & 63
             let span = min(64 - bit, end - page)
             let mask: UInt64 = span == 64 ? ~0 : ((1 << UInt64(span)) - 1) << UInt64(bit)
-            csystem_atomic_or64(words + word, mask)
+            unsafe csystem_atomic_or64(words + word, mask)
             page += span
         }
     }
@@ -43,13 +43,13 @@ public final class DirtyPageBitmap: @unchecked Sendable {
     /// Returns the bitmap and clears it.
     public func take() -> [UInt64] {
         var out = [UInt64](repeating: 0, count: wordCount)
-        for i in 0..<wordCount { out[i] = csystem_atomic_exchange64(words + i, 0) }
+        for i in 0..<wordCount { out[i] = unsafe csystem_atomic_exchange64(words + i, 0) }
         return out
     }
 
     /// Returns the bitmap without clearing it.
     public func peek() -> [UInt64] {
-        (0..<wordCount).map { csystem_atomic_load64(words + $0) }
+        (0..<wordCount).map { unsafe csystem_atomic_load64(words + $0) }
     }
 
     /// Sets every bit (everything counts as dirty, e.g. when tracking starts).

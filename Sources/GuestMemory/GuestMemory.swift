@@ -60,7 +60,7 @@ public struct GuestMemoryRegion: Sendable {
     }
 
     /// Host address of the region's first byte.
-    public var hostAddress: UnsafeMutableRawPointer { mapping.base }
+    public var hostAddress: UnsafeMutableRawPointer { unsafe mapping.base }
 
     /// One past the last guest-physical address.
     public var end: UInt64 { guestAddress + size }
@@ -109,7 +109,7 @@ public final class GuestMemory: Sendable {
             try self.init(regions: regions)
         case .memfd:
             let total = ranges.reduce(UInt64(0)) { $0 + $1.size }
-            let fd = csystem_memfd_create("skiff-guest-ram", UInt32(MFD_CLOEXEC))
+            let fd = unsafe csystem_memfd_create("skiff-guest-ram", UInt32(MFD_CLOEXEC))
             guard fd >= 0 else { throw .allocation(.current("memfd_create")) }
             let file = OwnedFileDescriptor(taking: fd)
             guard ftruncate(fd, off_t(total)) == 0 else { throw .allocation(.current("ftruncate memfd to \(total) bytes")) }
@@ -161,7 +161,7 @@ public final class GuestMemory: Sendable {
         self.backing = backing
         self.backingFile = backingFile
         if backing == .privateFile {
-            let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+            let fd = unsafe open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
             pagemap = fd >= 0 ? OwnedFileDescriptor(taking: fd) : nil
         } else {
             pagemap = nil
@@ -187,92 +187,92 @@ public final class GuestMemory: Sendable {
             let offset = address - r.guestAddress
             guard offset < r.size || (offset == r.size && length == 0) else { continue }
             guard length <= r.size - offset else { return nil }
-            return r.hostAddress + Int(offset)
+            return unsafe r.hostAddress + Int(offset)
         }
         return nil
     }
 
     /// Whether `address ..< address + length` is wholly inside guest RAM.
     public func contains(_ address: UInt64, length: UInt64) -> Bool {
-        host(address, length) != nil
+        unsafe host(address, length) != nil
     }
 
     /// Copies guest memory into `buffer`.
     public func read(at address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(GuestMemoryError) {
-        guard let p = host(address, UInt64(buffer.count)) else { throw .outOfBounds(address: address, length: UInt64(buffer.count)) }
+        guard let p = unsafe host(address, UInt64(buffer.count)) else { throw .outOfBounds(address: address, length: UInt64(buffer.count)) }
         guard let dst = buffer.baseAddress else { return }
-        dst.copyMemory(from: p, byteCount: buffer.count)
-        readObserver?(address, UInt64(buffer.count))
+        unsafe dst.copyMemory(from: p, byteCount: buffer.count)
+        unsafe readObserver?(address, UInt64(buffer.count))
     }
 
     /// Copies `buffer` into guest memory.
     public func write(at address: UInt64, from buffer: UnsafeRawBufferPointer) throws(GuestMemoryError) {
-        guard let p = host(address, UInt64(buffer.count)) else { throw .outOfBounds(address: address, length: UInt64(buffer.count)) }
+        guard let p = unsafe host(address, UInt64(buffer.count)) else { throw .outOfBounds(address: address, length: UInt64(buffer.count)) }
         guard let src = buffer.baseAddress else { return }
-        p.copyMemory(from: src, byteCount: buffer.count)
+        unsafe p.copyMemory(from: src, byteCount: buffer.count)
         noteWrite(address, UInt64(buffer.count))
     }
 
     /// Writes bytes at `address`.
     public func write<C: Collection<UInt8>>(_ bytes: C, at address: UInt64) throws(GuestMemoryError) {
-        guard let p = host(address, UInt64(bytes.count)) else { throw .outOfBounds(address: address, length: UInt64(bytes.count)) }
+        guard let p = unsafe host(address, UInt64(bytes.count)) else { throw .outOfBounds(address: address, length: UInt64(bytes.count)) }
         noteWrite(address, UInt64(bytes.count))
         let copied: Bool? = bytes.withContiguousStorageIfAvailable { buf in
-            if let base = buf.baseAddress { p.copyMemory(from: base, byteCount: buf.count) }
+            if let base = buf.baseAddress { unsafe p.copyMemory(from: base, byteCount: buf.count) }
             return true
         }
         if copied == true { return }
         var i = 0
         for b in bytes {
-            p.storeBytes(of: b, toByteOffset: i, as: UInt8.self)
+            unsafe p.storeBytes(of: b, toByteOffset: i, as: UInt8.self)
             i += 1
         }
     }
 
     /// Reads `count` bytes at `address`.
     public func readBytes(at address: UInt64, count: Int) throws(GuestMemoryError) -> [UInt8] {
-        guard count >= 0, let p = host(address, UInt64(count)) else { throw .outOfBounds(address: address, length: UInt64(max(count, 0))) }
-        defer { readObserver?(address, UInt64(count)) }
-        return [UInt8](UnsafeRawBufferPointer(start: p, count: count))
+        guard count >= 0, let p = unsafe host(address, UInt64(count)) else { throw .outOfBounds(address: address, length: UInt64(max(count, 0))) }
+        defer { unsafe readObserver?(address, UInt64(count)) }
+        return unsafe [UInt8](UnsafeRawBufferPointer(start: p, count: count))
     }
 
     /// Fills `length` bytes at `address` with zero.
     public func zero(at address: UInt64, length: UInt64) throws(GuestMemoryError) {
-        guard let p = host(address, length) else { throw .outOfBounds(address: address, length: length) }
-        p.initializeMemory(as: UInt8.self, repeating: 0, count: Int(length))
+        guard let p = unsafe host(address, length) else { throw .outOfBounds(address: address, length: length) }
+        unsafe p.initializeMemory(as: UInt8.self, repeating: 0, count: Int(length))
         noteWrite(address, length)
     }
 
     /// Reads a little-endian integer.
     public func load<T: FixedWidthInteger>(_ type: T.Type = T.self, at address: UInt64) throws(GuestMemoryError) -> T {
-        guard let p = host(address, UInt64(MemoryLayout<T>.size)) else {
+        guard let p = unsafe host(address, UInt64(MemoryLayout<T>.size)) else {
             throw .outOfBounds(address: address, length: UInt64(MemoryLayout<T>.size))
         }
-        defer { readObserver?(address, UInt64(MemoryLayout<T>.size)) }
-        return T(littleEndian: p.loadUnaligned(as: T.self))
+        defer { unsafe readObserver?(address, UInt64(MemoryLayout<T>.size)) }
+        return unsafe T(littleEndian: p.loadUnaligned(as: T.self))
     }
 
     /// Writes a little-endian integer.
     public func store<T: FixedWidthInteger>(_ value: T, at address: UInt64) throws(GuestMemoryError) {
-        guard let p = host(address, UInt64(MemoryLayout<T>.size)) else {
+        guard let p = unsafe host(address, UInt64(MemoryLayout<T>.size)) else {
             throw .outOfBounds(address: address, length: UInt64(MemoryLayout<T>.size))
         }
-        p.storeBytes(of: value.littleEndian, as: T.self)
+        unsafe p.storeBytes(of: value.littleEndian, as: T.self)
         noteWrite(address, UInt64(MemoryLayout<T>.size))
     }
 
     /// Reads a naturally aligned 16-bit value with acquire ordering (virtqueue ring indices).
     public func loadAcquiring16(at address: UInt64) throws(GuestMemoryError) -> UInt16 {
-        guard address % 2 == 0, let p = host(address, 2) else { throw .outOfBounds(address: address, length: 2) }
-        let atomic = UnsafeAtomic16(p)
-        defer { readObserver?(address, 2) }
-        return UInt16(littleEndian: atomic.loadAcquiring())
+        guard address % 2 == 0, let p = unsafe host(address, 2) else { throw .outOfBounds(address: address, length: 2) }
+        let atomic = unsafe UnsafeAtomic16(p)
+        defer { unsafe readObserver?(address, 2) }
+        return unsafe UInt16(littleEndian: atomic.loadAcquiring())
     }
 
     /// Writes a naturally aligned 16-bit value with release ordering (virtqueue ring indices).
     public func storeReleasing16(_ value: UInt16, at address: UInt64) throws(GuestMemoryError) {
-        guard address % 2 == 0, let p = host(address, 2) else { throw .outOfBounds(address: address, length: 2) }
-        UnsafeAtomic16(p).storeReleasing(value.littleEndian)
+        guard address % 2 == 0, let p = unsafe host(address, 2) else { throw .outOfBounds(address: address, length: 2) }
+        unsafe UnsafeAtomic16(p).storeReleasing(value.littleEndian)
         noteWrite(address, 2)
     }
 
@@ -282,16 +282,16 @@ public final class GuestMemory: Sendable {
     /// `writing` says whether `body` may store through the pointer (the pages then count as
     /// written by the monitor for dirty tracking).
     public func withHostPointer<R>(at address: UInt64, length: UInt64, writing: Bool, _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
-        guard let p = host(address, length), length <= UInt64(Int.max) else { throw GuestMemoryError.outOfBounds(address: address, length: length) }
+        guard let p = unsafe host(address, length), length <= UInt64(Int.max) else { throw GuestMemoryError.outOfBounds(address: address, length: length) }
         if writing { noteWrite(address, length) }
-        return try body(UnsafeMutableRawBufferPointer(start: p, count: Int(length)))
+        return try unsafe body(UnsafeMutableRawBufferPointer(start: p, count: Int(length)))
     }
 
     /// Lets the kernel's same-page merging (KSM) share identical pages of guest RAM with other
     /// VMs (MADV_MERGEABLE); it only has an effect while ksmd runs (/sys/kernel/mm/ksm/run).
     public func allowSamePageMerging() throws(GuestMemoryError) {
         for r in regions {
-            guard madvise(r.hostAddress, Int(r.size), MADV_MERGEABLE) == 0 else { throw .allocation(.current("madvise MADV_MERGEABLE")) }
+            guard unsafe madvise(r.hostAddress, Int(r.size), MADV_MERGEABLE) == 0 else { throw .allocation(.current("madvise MADV_MERGEABLE")) }
         }
     }
 
@@ -328,19 +328,19 @@ public final class GuestMemory: Sendable {
     /// mapping gets fresh anonymous pages mapped over the range — dropping its copies would
     /// bring the file's old contents back. Counts as a monitor write for dirty tracking.
     public func discard(at address: UInt64, length: UInt64) throws(GuestMemoryError) {
-        guard address % Self.pageSize == 0, length % Self.pageSize == 0, let p = host(address, length), length <= UInt64(Int.max) else {
+        guard address % Self.pageSize == 0, length % Self.pageSize == 0, let p = unsafe host(address, length), length <= UInt64(Int.max) else {
             throw .outOfBounds(address: address, length: length)
         }
         guard length > 0 else { return }
         let n = Int(length)
         switch backing {
         case .anonymous:
-            guard madvise(p, n, MADV_DONTNEED) == 0 else { throw .allocation(.current("madvise MADV_DONTNEED")) }
+            guard unsafe madvise(p, n, MADV_DONTNEED) == 0 else { throw .allocation(.current("madvise MADV_DONTNEED")) }
         case .memfd:
-            guard madvise(p, n, MADV_REMOVE) == 0 else { throw .allocation(.current("madvise MADV_REMOVE")) }
+            guard unsafe madvise(p, n, MADV_REMOVE) == 0 else { throw .allocation(.current("madvise MADV_REMOVE")) }
         case .privateFile:
-            let q = mmap(p, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
-            guard let q, q != MAP_FAILED else { throw .allocation(.current("mmap MAP_FIXED over a private file mapping")) }
+            let q = unsafe mmap(p, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
+            guard let q = unsafe q, unsafe q != MAP_FAILED else { throw .allocation(.current("mmap MAP_FIXED over a private file mapping")) }
             if let (r, offset) = region(containing: address) {
                 r.discardedPages.mark(firstPage: Int(offset / Self.pageSize), count: Int(length / Self.pageSize))
             }
@@ -361,12 +361,12 @@ public final class GuestMemory: Sendable {
         for r in regions {
             let pages = Int(r.size / Self.pageSize)
             var bitmap = r.discardedPages.peek()
-            let firstVirtualPage = UInt(bitPattern: r.hostAddress) / UInt(Self.pageSize)
+            let firstVirtualPage = unsafe UInt(bitPattern: r.hostAddress) / UInt(Self.pageSize)
             var page = 0
             while page < pages {
                 let n = min(chunk, pages - page)
                 let offset = off_t((firstVirtualPage + UInt(page)) * 8)
-                let got = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, n * 8, offset) }
+                let got = unsafe entries.withUnsafeMutableBytes { unsafe pread(fd, $0.baseAddress, n * 8, offset) }
                 guard got == n * 8 else { throw .allocation(.current("read /proc/self/pagemap")) }
                 for i in 0..<n {
                     let e = entries[i]
@@ -395,19 +395,19 @@ public final class GuestMemory: Sendable {
 }
 
 /// A 16-bit atomic view of guest memory.
-struct UnsafeAtomic16 {
+@unsafe struct UnsafeAtomic16 {
     let pointer: UnsafeMutableRawPointer
-    init(_ p: UnsafeMutableRawPointer) { pointer = p }
+    init(_ p: UnsafeMutableRawPointer) { unsafe pointer = p }
 
     func loadAcquiring() -> UInt16 {
-        let v = pointer.assumingMemoryBound(to: UInt16.self).pointee
+        let v = unsafe pointer.assumingMemoryBound(to: UInt16.self).pointee
         atomicFenceAcquire()
         return v
     }
 
     func storeReleasing(_ v: UInt16) {
         atomicFenceRelease()
-        pointer.assumingMemoryBound(to: UInt16.self).pointee = v
+        unsafe pointer.assumingMemoryBound(to: UInt16.self).pointee = v
     }
 }
 

@@ -1,6 +1,7 @@
 import Storage
 import Crypto
 import Glibc
+import Synchronization
 
 /// A content-addressed, de-duplicating image store in a directory:
 ///
@@ -14,12 +15,12 @@ import Glibc
 /// published, syncfs makes every chunk durable; the manifest itself is written to tmp/, fsynced and
 /// renamed, and the directory fsynced. A crash leaves either the old state or the new one, plus at
 /// worst unreferenced chunks that `gc` removes.
-public final class ImageStore: @unchecked Sendable {
+public final class ImageStore: Sendable {
     public let root: String
     public let chunker: FastCDC
     public let compress: Bool
     private let lockFD: Int32
-    private var tmpCounter = 0
+    private let tmpCounter = Atomic<Int>(0)
 
     /// Totals reported by `stats`.
     public struct Stats: Sendable, Codable, Equatable {
@@ -153,8 +154,8 @@ public final class ImageStore: @unchecked Sendable {
     func manifestPath(_ name: String) -> String { root + "/images/" + name + ".manifest" }
 
     private func tmpPath(_ tag: String) -> String {
-        tmpCounter += 1
-        return root + "/tmp/\(tag).\(getpid()).\(tmpCounter).\(UInt32.random(in: 0...UInt32.max))"
+        let n = tmpCounter.add(1, ordering: .relaxed).newValue
+        return root + "/tmp/\(tag).\(getpid()).\(n).\(UInt32.random(in: 0...UInt32.max))"
     }
 
     // MARK: - Import

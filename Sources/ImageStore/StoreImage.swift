@@ -1,6 +1,7 @@
 import Storage
 /// An image in the store as a read-only block device (chunks fetched, checked and cached on demand).
 public final class StoreImage: BlockDevice, @unchecked Sendable {
+    // @unchecked: the chunk cache is touched only with `lock` held (held across the chunk read).
     public let manifest: Manifest
     public var size: UInt64 { manifest.size }
     public var isReadOnly: Bool { true }

@@ -7,7 +7,7 @@ import SystemExtras
 /// One virtual CPU: its registers and the `KVM_RUN` loop.
 ///
 /// A vCPU is driven by one thread; only `kick` may be called from elsewhere.
-public final class VCPUFD: @unchecked Sendable {
+public final class VCPUFD: Sendable {
     let fd: OwnedFileDescriptor
     let runMapping: MemoryMapping
     /// The vCPU index, which is also its APIC ID.

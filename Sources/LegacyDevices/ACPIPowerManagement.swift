@@ -51,7 +51,7 @@ public final class ACPIPowerManagement: BusDevice {
     }
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        ByteLanes.read(offset: offset, into: data) { register in
+        unsafe ByteLanes.read(offset: offset, into: data) { register in
             switch register {
             case sleepControlOffset, sleepStatusOffset, resetOffset: return 0
             default: return nil
@@ -61,7 +61,7 @@ public final class ACPIPowerManagement: BusDevice {
 
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
         var event: MachineEvent?
-        ByteLanes.write(offset: offset, from: data) { register, value in
+        unsafe ByteLanes.write(offset: offset, from: data) { register, value in
             if register == sleepControlOffset,
                 value & Self.sleepEnable != 0,
                 (value & Self.sleepTypeMask) >> 2 == s5SleepType

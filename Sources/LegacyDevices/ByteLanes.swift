@@ -12,7 +12,7 @@ enum ByteLanes {
         for i in data.indices {
             let (address, overflow) = offset.addingReportingOverflow(UInt64(i))
             guard !overflow else { return }
-            if let value = readByte(address) { data[i] = value }
+            if let value = readByte(address) { unsafe data[i] = value }
         }
     }
 
@@ -21,7 +21,7 @@ enum ByteLanes {
         for i in data.indices {
             let (address, overflow) = offset.addingReportingOverflow(UInt64(i))
             guard !overflow else { return }
-            writeByte(address, data[i])
+            unsafe writeByte(address, data[i])
         }
     }
 
@@ -29,7 +29,7 @@ enum ByteLanes {
     static func littleEndianValue(_ data: UnsafeRawBufferPointer) -> UInt64 {
         var value: UInt64 = 0
         for i in data.indices.prefix(8) {
-            value |= UInt64(data[i]) << (8 * UInt64(i))
+            unsafe value |= UInt64(data[i]) << (8 * UInt64(i))
         }
         return value
     }

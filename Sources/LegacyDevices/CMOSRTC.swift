@@ -59,7 +59,7 @@ public final class CMOSRTC: BusDevice {
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
         let host = now()
         state.withLock { state in
-            ByteLanes.read(offset: offset, into: data) { port in
+            unsafe ByteLanes.read(offset: offset, into: data) { port in
                 switch port {
                 case Self.indexOffset: return 0xff  // the index register is write-only
                 case Self.dataOffset: return state.readData(host: host)
@@ -72,7 +72,7 @@ public final class CMOSRTC: BusDevice {
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
         let host = now()
         state.withLock { state in
-            ByteLanes.write(offset: offset, from: data) { port, value in
+            unsafe ByteLanes.write(offset: offset, from: data) { port, value in
                 switch port {
                 case Self.indexOffset: state.writeIndex(value)
                 case Self.dataOffset: state.writeData(value, host: host)

@@ -29,12 +29,12 @@ public final class DebugExit: BusDevice {
     }
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        for i in data.indices { data[i] = 0xff }
+        for i in data.indices { unsafe data[i] = 0xff }
     }
 
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
         guard offset == 0, [1, 2, 4].contains(data.count) else { return }
-        let value = UInt32(truncatingIfNeeded: ByteLanes.littleEndianValue(data))
+        let value = unsafe UInt32(truncatingIfNeeded: ByteLanes.littleEndianValue(data))
         machine.request(.debugExit(status: Self.status(forValue: value)))
     }
 }

@@ -157,13 +157,13 @@ public final class FwCfg: BusDevice {
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
         // Only byte reads are defined on the I/O interface; wider reads stay all ones.
         guard data.count == 1 else { return }
-        data[0] = state.withLock { $0.readByte() }
+        unsafe data[0] = state.withLock { $0.readByte() }
     }
 
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
         // The selector is a 16-bit register at offset 0; byte writes are data writes (ignored).
         guard offset == Self.selectorOffset, data.count == 2 else { return }
-        let key = UInt16(truncatingIfNeeded: ByteLanes.littleEndianValue(data))
+        let key = unsafe UInt16(truncatingIfNeeded: ByteLanes.littleEndianValue(data))
         state.withLock { $0.select(key) }
     }
 

@@ -41,7 +41,7 @@ public final class I8042: BusDevice {
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
         state.withLock { state in
-            ByteLanes.read(offset: offset, into: data) { port in
+            unsafe ByteLanes.read(offset: offset, into: data) { port in
                 switch port {
                 case Self.dataOffset:
                     let byte = state.readData()
@@ -62,7 +62,7 @@ public final class I8042: BusDevice {
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
         let resetRequested = state.withLock { state -> Bool in
             var reset = false
-            ByteLanes.write(offset: offset, from: data) { port, value in
+            unsafe ByteLanes.write(offset: offset, from: data) { port, value in
                 switch port {
                 case Self.dataOffset:
                     if state.writeData(value) { reset = true }

@@ -28,12 +28,12 @@ public final class PCIResetControl: BusDevice {
     }
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        guard offset == 0, !data.isEmpty else { return }
-        data[0] = value.withLock { $0 }
+        guard offset == 0, unsafe !data.isEmpty else { return }
+        unsafe data[0] = value.withLock { $0 }
     }
 
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
-        guard offset == 0, let byte = data.first else { return }
+        guard offset == 0, let byte = unsafe data.first else { return }
         value.withLock { $0 = byte & Self.keptBits }
         if byte & Self.resetCPU != 0 { machine.request(.reset) }
     }

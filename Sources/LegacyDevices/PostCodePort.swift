@@ -36,12 +36,12 @@ public final class PostCodePort: BusDevice {
     }
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        guard offset == 0, !data.isEmpty else { return }
-        if let code = state.withLock({ $0.lastCode }) { data[0] = code }
+        guard offset == 0, unsafe !data.isEmpty else { return }
+        if let code = state.withLock({ $0.lastCode }) { unsafe data[0] = code }
     }
 
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
-        guard offset == 0, let code = data.first else { return }
+        guard offset == 0, let code = unsafe data.first else { return }
         state.withLock { state in
             state.lastCode = code
             state.writeCount &+= 1

@@ -54,7 +54,7 @@ public final class Serial16550: BusDevice {
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
         let notify = state.withLock { state -> Bool in
-            ByteLanes.read(offset: offset, into: data) { register in
+            unsafe ByteLanes.read(offset: offset, into: data) { register in
                 guard register < UART.Offset.count else { return nil }
                 let value = state.read(register)
                 state.refillReceiver()
@@ -69,7 +69,7 @@ public final class Serial16550: BusDevice {
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
         var transmitted: [UInt8] = []
         state.withLock { state in
-            ByteLanes.write(offset: offset, from: data) { register, value in
+            unsafe ByteLanes.write(offset: offset, from: data) { register, value in
                 guard register < UART.Offset.count else { return }
                 state.write(register, value, line: interrupt, transmitted: &transmitted)
                 state.refillReceiver()
@@ -77,7 +77,7 @@ public final class Serial16550: BusDevice {
             state.line.drive(interrupt, high: state.interruptAsserted)
         }
         if !transmitted.isEmpty {
-            transmitted.withUnsafeBytes { output.write($0) }
+            unsafe transmitted.withUnsafeBytes { unsafe output.write($0) }
         }
     }
 

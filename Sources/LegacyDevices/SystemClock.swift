@@ -11,7 +11,7 @@ extension UnixTime {
     @Sendable
     public static func systemNow() -> UnixTime {
         var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
+        unsafe clock_gettime(CLOCK_REALTIME, &spec)
         return UnixTime(seconds: Int64(spec.tv_sec), nanoseconds: Int64(spec.tv_nsec))
     }
 }

@@ -2,18 +2,24 @@
 import Glibc
 #endif
 import ControlProtocol
+import Synchronization
 import SystemExtras
 
 /// One migration connection: frames sent and received with deadlines, and a cancel switch
 /// that interrupts any wait. Bytes sent and received are counted for progress reports.
-public final class MigrationConnection: @unchecked Sendable {
-    // @unchecked: the descriptor is owned; counters are atomics in `Counters`.
+public final class MigrationConnection: Sendable {
     private let fd: OwnedFileDescriptor
     private let cancelEvent: EventFD
+    private let timeoutSeconds = Mutex<Double>(30)
+    private let sent = Atomic<UInt64>(0)
+    private let received = Atomic<UInt64>(0)
     /// Seconds a send or receive may wait for the peer.
-    public var timeout: Double = 30
-    public private(set) var bytesSent: UInt64 = 0
-    public private(set) var bytesReceived: UInt64 = 0
+    public var timeout: Double {
+        get { timeoutSeconds.withLock { $0 } }
+        set { timeoutSeconds.withLock { $0 = newValue } }
+    }
+    public var bytesSent: UInt64 { sent.load(ordering: .relaxed) }
+    public var bytesReceived: UInt64 { received.load(ordering: .relaxed) }
 
     init(fd: OwnedFileDescriptor) throws(MigrationError) {
         self.fd = fd
@@ -24,7 +30,7 @@ public final class MigrationConnection: @unchecked Sendable {
             throw .transport("\(error)")
         }
         var one: Int32 = 1
-        _ = setsockopt(fd.rawValue, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        _ = unsafe setsockopt(fd.rawValue, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// Makes every current and later wait fail with `.cancelled`.
@@ -82,10 +88,10 @@ public final class MigrationConnection: @unchecked Sendable {
         while true {
             let left = deadline - monotonicSeconds()
             guard left > 0 else { throw .transport("the peer did not respond within \(Int(timeout)) s") }
-            let r = poll(&fds, 2, Int32(min(left, 1) * 1000) + 1)
+            let r = unsafe poll(&fds, 2, Int32(min(left, 1) * 1000) + 1)
             if r < 0 {
                 if errno == EINTR { continue }
-                throw .transport("poll: \(String(cString: strerror(errno)))")
+                throw .transport(unsafe "poll: \(String(cString: strerror(errno)))")
             }
             if fds[1].revents != 0 { throw .cancelled }
             if fds[0].revents != 0 { return }
@@ -95,17 +101,17 @@ public final class MigrationConnection: @unchecked Sendable {
     private func write(_ bytes: [UInt8]) throws(MigrationError) {
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd.rawValue, $0.baseAddress.map { $0 + done }, bytes.count - done, Int32(MSG_NOSIGNAL)) }
+            let n = unsafe bytes.withUnsafeBytes { unsafe Glibc.send(fd.rawValue, $0.baseAddress.map { unsafe $0 + done }, bytes.count - done, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN {
                     try wait(for: Int16(POLLOUT))
                     continue
                 }
-                throw .transport("send: \(String(cString: strerror(errno)))")
+                throw .transport(unsafe "send: \(String(cString: strerror(errno)))")
             }
             done += n
-            bytesSent += UInt64(n)
+            sent.add(UInt64(n), ordering: .relaxed)
         }
     }
 
@@ -113,25 +119,25 @@ public final class MigrationConnection: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
-            let n = buffer.withUnsafeMutableBytes { recv(fd.rawValue, $0.baseAddress.map { $0 + done }, count - done, 0) }
+            let n = unsafe buffer.withUnsafeMutableBytes { unsafe recv(fd.rawValue, $0.baseAddress.map { unsafe $0 + done }, count - done, 0) }
             if n < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN {
                     try wait(for: Int16(POLLIN))
                     continue
                 }
-                throw .transport("receive: \(String(cString: strerror(errno)))")
+                throw .transport(unsafe "receive: \(String(cString: strerror(errno)))")
             }
             if n == 0 { throw .transport("the peer closed the connection") }
             done += n
-            bytesReceived += UInt64(n)
+            received.add(UInt64(n), ordering: .relaxed)
         }
         return buffer
     }
 }
 
 /// A listening socket for `--incoming`.
-public final class MigrationListener: @unchecked Sendable {
+public final class MigrationListener: Sendable {
     private let fd: OwnedFileDescriptor
     public let endpoint: MigrationEndpoint
     private let unixPath: String?
@@ -144,7 +150,7 @@ public final class MigrationListener: @unchecked Sendable {
     }
 
     deinit {
-        if let unixPath { unlink(unixPath) }
+        if let unixPath { unsafe unlink(unixPath) }
     }
 
     /// The TCP port actually bound (useful with port 0), if TCP.
@@ -157,13 +163,13 @@ public final class MigrationListener: @unchecked Sendable {
         while true {
             let wait = deadline.map { max(0, $0 - monotonicSeconds()) }
             if let wait, wait <= 0 { throw .transport("no source connected within \(Int(timeout ?? 0)) s") }
-            let r = poll(&p, 1, Int32(min(wait ?? 1, 1) * 1000) + 1)
-            if r < 0 && errno != EINTR { throw .transport("poll: \(String(cString: strerror(errno)))") }
+            let r = unsafe poll(&p, 1, Int32(min(wait ?? 1, 1) * 1000) + 1)
+            if r < 0 && errno != EINTR { throw .transport(unsafe "poll: \(String(cString: strerror(errno)))") }
             guard r > 0 else { continue }
             let c = Glibc.accept(fd.rawValue, nil, nil)
             if c < 0 {
                 if errno == EINTR || errno == EAGAIN || errno == ECONNABORTED { continue }
-                throw .transport("accept: \(String(cString: strerror(errno)))")
+                throw .transport(unsafe "accept: \(String(cString: strerror(errno)))")
             }
             _ = fcntl(c, F_SETFD, FD_CLOEXEC)
             return try MigrationConnection(fd: OwnedFileDescriptor(taking: c))

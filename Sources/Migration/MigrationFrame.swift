@@ -125,7 +125,7 @@ public struct PageBatch: Equatable, Sendable {
 
     public mutating func append(_ number: UInt64, contents: UnsafeRawBufferPointer) {
         pages.append((number, false))
-        data.append(contentsOf: contents.prefix(Self.pageSize))
+        unsafe data.append(contentsOf: contents.prefix(Self.pageSize))
     }
 
     public func serialized() -> [UInt8] {

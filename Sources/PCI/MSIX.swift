@@ -74,12 +74,12 @@ public struct MSIXState: Sendable {
 
     /// Reads the vector table at `offset` (4- or 8-byte accesses; others read as zero).
     public func readTable(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        for i in 0..<data.count { data[i] = 0 }
+        for i in 0..<data.count { unsafe data[i] = 0 }
         guard (data.count == 4 || data.count == 8), offset % UInt64(data.count) == 0 else { return }
         for d in 0..<(data.count / 4) {
             let index = Int(offset / 4) + d
             guard index < table.count else { return }
-            data.storeBytes(of: table[index].littleEndian, toByteOffset: d * 4, as: UInt32.self)
+            unsafe data.storeBytes(of: table[index].littleEndian, toByteOffset: d * 4, as: UInt32.self)
         }
     }
 
@@ -92,7 +92,7 @@ public struct MSIXState: Sendable {
             guard index < table.count else { break }
             let vector = index / 4
             let before = deliverableMessage(vector)
-            var value = data.loadUnaligned(fromByteOffset: d * 4, as: UInt32.self)
+            var value = unsafe data.loadUnaligned(fromByteOffset: d * 4, as: UInt32.self)
             if index % 4 == 3 { value &= 1 }  // only the mask bit of vector control is writable
             table[index] = value
             if deliverableMessage(vector) != before, !changed.contains(vector) { changed.append(vector) }
@@ -108,7 +108,7 @@ public struct MSIXState: Sendable {
                 let v = Int(offset) * 8 + i * 8 + bit
                 if v < vectorCount, pending[v] { byte |= 1 << UInt8(bit) }
             }
-            data[i] = byte
+            unsafe data[i] = byte
         }
     }
 

@@ -24,7 +24,7 @@ extension PCIDevice {
 }
 
 /// The host bridge at 00:00.0.
-public final class PCIHostBridge: PCIDevice, @unchecked Sendable {
+public final class PCIHostBridge: PCIDevice, Sendable {
     // Internal rather than private for PCIRoot+Persist.swift.
     let config: Mutex<PCIConfiguration>
 

@@ -3,7 +3,7 @@ import Synchronization
 
 /// PCI segment 0, bus 0: up to 32 single-function devices, reached through configuration
 /// mechanism #1 (ports 0xCF8/0xCFC) and ECAM, with their BARs mapped on the VM's buses.
-public final class PCIRoot: @unchecked Sendable {
+public final class PCIRoot: Sendable {
     /// Devices by slot; slot 0 is the host bridge.
     private let slots = Mutex<[(any PCIDevice)?]>(Array(repeating: nil, count: 32))
     /// What is mapped where, per slot and BAR index.
@@ -185,23 +185,23 @@ public final class PCIRoot: @unchecked Sendable {
 }
 
 /// Forwards accesses in one BAR to its device.
-final class BARWindow: BusDevice, @unchecked Sendable {
+final class BARWindow: BusDevice, Sendable {
     let device: any PCIDevice
     let index: Int
     init(device: any PCIDevice, index: Int) {
         self.device = device
         self.index = index
     }
-    func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { device.barRead(index: index, offset: offset, into: data) }
-    func write(offset: UInt64, from data: UnsafeRawBufferPointer) { device.barWrite(index: index, offset: offset, from: data) }
+    func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { unsafe device.barRead(index: index, offset: offset, into: data) }
+    func write(offset: UInt64, from data: UnsafeRawBufferPointer) { unsafe device.barWrite(index: index, offset: offset, from: data) }
 }
 
 /// Configuration mechanism #1: the shared address register and the data accesses it selects.
 ///
 /// It holds the root weakly: the root holds the buses that hold this device, and a strong
 /// reference would keep root, buses and every device on them alive after the machine is gone.
-final class PCIConfigIO: @unchecked Sendable {
-    private weak var root: PCIRoot?
+final class PCIConfigIO: Sendable {
+    private weak let root: PCIRoot?
     private let narrow: (any BusDevice)?
 
     init(root: PCIRoot, narrow: (any BusDevice)?) {
@@ -211,30 +211,30 @@ final class PCIConfigIO: @unchecked Sendable {
 
     func readAddress(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
         guard offset == 0, data.count == 4 else {
-            narrow?.read(offset: offset, into: data)
+            unsafe narrow?.read(offset: offset, into: data)
             return
         }
-        data.storeBytes(of: (root?.configAddress.withLock { $0 } ?? 0xffff_ffff).littleEndian, as: UInt32.self)
+        unsafe data.storeBytes(of: (root?.configAddress.withLock { $0 } ?? 0xffff_ffff).littleEndian, as: UInt32.self)
     }
 
     func writeAddress(offset: UInt64, from data: UnsafeRawBufferPointer) {
         guard offset == 0, data.count == 4 else {
-            narrow?.write(offset: offset, from: data)
+            unsafe narrow?.write(offset: offset, from: data)
             return
         }
-        root?.configAddress.withLock { $0 = data.loadUnaligned(as: UInt32.self) & 0x80ff_fffc }
+        root?.configAddress.withLock { $0 = unsafe data.loadUnaligned(as: UInt32.self) & 0x80ff_fffc }
     }
 
     func readData(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
         guard let root, let (bus, slot, fn, reg) = target(root, byteOffset: Int(offset)) else { return }
         let v = root.configRead(bus: bus, slot: slot, function: fn, offset: reg, size: data.count)
-        for i in 0..<data.count { data[i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
+        for i in 0..<data.count { unsafe data[i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
     }
 
     func writeData(offset: UInt64, from data: UnsafeRawBufferPointer) {
         guard let root, let (bus, slot, fn, reg) = target(root, byteOffset: Int(offset)) else { return }
         var v: UInt32 = 0
-        for i in 0..<data.count { v |= UInt32(data[i]) << (8 * UInt32(i)) }
+        for i in 0..<data.count { unsafe v |= UInt32(data[i]) << (8 * UInt32(i)) }
         root.configWrite(bus: bus, slot: slot, function: fn, offset: reg, size: data.count, value: v)
     }
 
@@ -246,25 +246,25 @@ final class PCIConfigIO: @unchecked Sendable {
 }
 
 /// Ports 0xCF8–0xCFB.
-final class PCIConfigAddressPort: BusDevice, @unchecked Sendable {
+final class PCIConfigAddressPort: BusDevice, Sendable {
     let io: PCIConfigIO
     init(io: PCIConfigIO) { self.io = io }
-    func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { io.readAddress(offset: offset, into: data) }
-    func write(offset: UInt64, from data: UnsafeRawBufferPointer) { io.writeAddress(offset: offset, from: data) }
+    func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { unsafe io.readAddress(offset: offset, into: data) }
+    func write(offset: UInt64, from data: UnsafeRawBufferPointer) { unsafe io.writeAddress(offset: offset, from: data) }
 }
 
 /// Ports 0xCFC–0xCFF.
-final class PCIConfigDataPort: BusDevice, @unchecked Sendable {
+final class PCIConfigDataPort: BusDevice, Sendable {
     let io: PCIConfigIO
     init(io: PCIConfigIO) { self.io = io }
-    func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { io.readData(offset: offset, into: data) }
-    func write(offset: UInt64, from data: UnsafeRawBufferPointer) { io.writeData(offset: offset, from: data) }
+    func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { unsafe io.readData(offset: offset, into: data) }
+    func write(offset: UInt64, from data: UnsafeRawBufferPointer) { unsafe io.writeData(offset: offset, from: data) }
 }
 
 /// ECAM (MMCONFIG): bus << 20 | device << 15 | function << 12 | register. Holds the root weakly,
 /// like `PCIConfigIO`.
-final class PCIConfigECAM: BusDevice, @unchecked Sendable {
-    private weak var root: PCIRoot?
+final class PCIConfigECAM: BusDevice, Sendable {
+    private weak let root: PCIRoot?
     init(root: PCIRoot) { self.root = root }
 
     private func decode(_ offset: UInt64) -> (Int, Int, Int, Int) {
@@ -275,14 +275,14 @@ final class PCIConfigECAM: BusDevice, @unchecked Sendable {
         guard data.count <= 4, let root else { return }
         let (bus, slot, fn, reg) = decode(offset)
         let v = root.configRead(bus: bus, slot: slot, function: fn, offset: reg, size: data.count)
-        for i in 0..<data.count { data[i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
+        for i in 0..<data.count { unsafe data[i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
     }
 
     func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
         guard data.count <= 4, let root else { return }
         let (bus, slot, fn, reg) = decode(offset)
         var v: UInt32 = 0
-        for i in 0..<data.count { v |= UInt32(data[i]) << (8 * UInt32(i)) }
+        for i in 0..<data.count { unsafe v |= UInt32(data[i]) << (8 * UInt32(i)) }
         root.configWrite(bus: bus, slot: slot, function: fn, offset: reg, size: data.count, value: v)
     }
 }

@@ -76,15 +76,15 @@ public struct MemoryImage: Codable, Sendable, Equatable {
 /// Writes guest RAM into a memory file: runs of non-zero pages with one pwrite each, holes
 /// elsewhere.
 public enum MemoryImageWriter {
-    /// One region of guest RAM as the host maps it.
-    public struct Source {
+    /// One region of guest RAM as the host maps it (a raw pointer the caller keeps valid).
+    @unsafe public struct Source {
         public var guestAddress: UInt64
         public var host: UnsafeRawPointer
         public var size: UInt64
         public init(guestAddress: UInt64, host: UnsafeRawPointer, size: UInt64) {
-            self.guestAddress = guestAddress
-            self.host = host
-            self.size = size
+            unsafe self.guestAddress = guestAddress
+            unsafe self.host = unsafe host
+            unsafe self.size = size
         }
     }
 
@@ -93,25 +93,25 @@ public enum MemoryImageWriter {
     public static func write(_ sources: [Source], to fd: Int32, path: String, selection: [[UInt64]]? = nil) throws(SnapshotError) -> MemoryImage {
         var regions: [MemoryImage.Region] = []
         var offset: UInt64 = 0
-        for s in sources {
-            regions.append(.init(guestAddress: s.guestAddress, size: s.size, fileOffset: offset))
-            offset += s.size
+        for unsafe s in unsafe sources {
+            unsafe regions.append(.init(guestAddress: s.guestAddress, size: s.size, fileOffset: offset))
+            unsafe offset += s.size
         }
-        guard ftruncate(fd, off_t(offset)) == 0 else { throw .io(path: path, reason: "cannot size the memory file: \(String(cString: strerror(errno)))") }
+        guard ftruncate(fd, off_t(offset)) == 0 else { throw .io(path: path, reason: unsafe "cannot size the memory file: \(String(cString: strerror(errno)))") }
         var hasher = CRC64.Hasher()
         var written: UInt64 = 0
         var globalPage: UInt64 = 0
         let totalPages = offset / MemoryImage.pageSize
         var diffBitmap = [UInt64](repeating: 0, count: selection == nil ? 0 : Int((totalPages + 63) / 64))
         let pageSize = Int(MemoryImage.pageSize)
-        for (index, s) in sources.enumerated() {
-            let pages = Int(s.size / MemoryImage.pageSize)
+        for unsafe (index, s) in unsafe sources.enumerated() {
+            let pages = unsafe Int(s.size / MemoryImage.pageSize)
             let chosen = selection.map { index < $0.count ? $0[index] : [] }
             var runStart: Int?
             func flush(_ end: Int) throws(SnapshotError) {
                 guard let start = runStart else { return }
                 runStart = nil
-                try pwriteAll(fd, s.host + start * pageSize, (end - start) * pageSize, off_t(regions[index].fileOffset) + off_t(start * pageSize), path)
+                try unsafe pwriteAll(fd, s.host + start * pageSize, (end - start) * pageSize, off_t(regions[index].fileOffset) + off_t(start * pageSize), path)
             }
             for page in 0..<pages {
                 var selected = true
@@ -123,11 +123,11 @@ public enum MemoryImageWriter {
                         diffBitmap[Int(bit >> 6)] |= 1 << (bit & 63)
                     }
                 }
-                let p = s.host + page * pageSize
-                if selected && !isZeroPage(p) {
+                let p = unsafe s.host + page * pageSize
+                if unsafe selected && !isZeroPage(p) {
                     var number = (globalPage + UInt64(page)).littleEndian
-                    withUnsafeBytes(of: &number) { hasher.update($0) }
-                    hasher.update(UnsafeRawBufferPointer(start: p, count: pageSize))
+                    unsafe withUnsafeBytes(of: &number) { unsafe hasher.update($0) }
+                    unsafe hasher.update(UnsafeRawBufferPointer(start: p, count: pageSize))
                     written += 1
                     if let start = runStart, page - start >= 256 { try flush(page) }
                     if runStart == nil { runStart = page }
@@ -145,11 +145,11 @@ public enum MemoryImageWriter {
     /// Whether the 4 KiB page at `p` is all zeros.
     @inline(__always)
     public static func isZeroPage(_ p: UnsafeRawPointer) -> Bool {
-        let words = p.assumingMemoryBound(to: UInt64.self)
+        let words = unsafe p.assumingMemoryBound(to: UInt64.self)
         var acc: UInt64 = 0
         var i = 0
         while i < 512 {
-            acc |= words[i] | words[i + 1] | words[i + 2] | words[i + 3] | words[i + 4] | words[i + 5] | words[i + 6] | words[i + 7]
+            unsafe acc |= words[i] | words[i + 1] | words[i + 2] | words[i + 3] | words[i + 4] | words[i + 5] | words[i + 6] | words[i + 7]
             if acc != 0 { return false }
             i += 8
         }
@@ -159,10 +159,10 @@ public enum MemoryImageWriter {
     private static func pwriteAll(_ fd: Int32, _ p: UnsafeRawPointer, _ count: Int, _ offset: off_t, _ path: String) throws(SnapshotError) {
         var done = 0
         while done < count {
-            let n = pwrite(fd, p + done, count - done, offset + off_t(done))
+            let n = unsafe pwrite(fd, p + done, count - done, offset + off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw .io(path: path, reason: "write: \(String(cString: strerror(errno)))")
+                throw .io(path: path, reason: unsafe "write: \(String(cString: strerror(errno)))")
             }
             done += n
         }

@@ -24,12 +24,12 @@ public final class SnapshotDirectoryWriter {
         guard !trimmed.isEmpty, trimmed.utf8.count < 4000 else { throw .io(path: path, reason: "invalid snapshot directory path") }
         self.path = trimmed
         var st = stat()
-        if lstat(trimmed, &st) == 0 { throw .io(path: trimmed, reason: "already exists (choose a new directory)") }
+        if unsafe lstat(trimmed, &st) == 0 { throw .io(path: trimmed, reason: "already exists (choose a new directory)") }
         let parent = Self.parent(of: trimmed)
         let base = String(trimmed.split(separator: "/").last ?? "snapshot")
         temporaryPath = parent + "/.\(base).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        guard mkdir(temporaryPath, 0o700) == 0 else {
-            throw .io(path: temporaryPath, reason: "cannot create: \(String(cString: strerror(errno)))")
+        guard unsafe mkdir(temporaryPath, 0o700) == 0 else {
+            throw .io(path: temporaryPath, reason: unsafe "cannot create: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -40,8 +40,8 @@ public final class SnapshotDirectoryWriter {
     /// Creates a file in the temporary directory and returns its descriptor (caller closes).
     public func create(_ name: String) throws(SnapshotError) -> Int32 {
         let file = temporaryPath + "/" + name
-        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .io(path: file, reason: "cannot create: \(String(cString: strerror(errno)))") }
+        let fd = unsafe open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .io(path: file, reason: unsafe "cannot create: \(String(cString: strerror(errno)))") }
         return fd
     }
 
@@ -51,10 +51,10 @@ public final class SnapshotDirectoryWriter {
         defer { close(fd) }
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress.map { $0 + done }, bytes.count - done) }
+            let n = unsafe bytes.withUnsafeBytes { unsafe Glibc.write(fd, $0.baseAddress.map { unsafe $0 + done }, bytes.count - done) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw .io(path: temporaryPath + "/" + name, reason: "write: \(String(cString: strerror(errno)))")
+                throw .io(path: temporaryPath + "/" + name, reason: unsafe "write: \(String(cString: strerror(errno)))")
             }
             done += n
         }
@@ -68,13 +68,13 @@ public final class SnapshotDirectoryWriter {
 
     /// Makes the snapshot visible under its final name, durably.
     public func commit() throws(SnapshotError) {
-        let dir = open(temporaryPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard dir >= 0 else { throw .io(path: temporaryPath, reason: String(cString: strerror(errno))) }
+        let dir = unsafe open(temporaryPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dir >= 0 else { throw unsafe .io(path: temporaryPath, reason: String(cString: strerror(errno))) }
         defer { close(dir) }
         try Self.sync(dir, temporaryPath)
-        guard rename(temporaryPath, path) == 0 else { throw .io(path: path, reason: "cannot rename into place: \(String(cString: strerror(errno)))") }
+        guard unsafe rename(temporaryPath, path) == 0 else { throw .io(path: path, reason: unsafe "cannot rename into place: \(String(cString: strerror(errno)))") }
         committed = true
-        let parent = open(Self.parent(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let parent = unsafe open(Self.parent(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if parent >= 0 {
             defer { close(parent) }
             try Self.sync(parent, Self.parent(of: path))
@@ -90,14 +90,14 @@ public final class SnapshotDirectoryWriter {
     private static func sync(_ fd: Int32, _ path: String) throws(SnapshotError) {
         while fsync(fd) != 0 {
             if errno == EINTR { continue }
-            throw .io(path: path, reason: "fsync: \(String(cString: strerror(errno)))")
+            throw .io(path: path, reason: unsafe "fsync: \(String(cString: strerror(errno)))")
         }
     }
 
     /// Removes the (flat) temporary directory and its files.
     static func removeTree(_ path: String) {
-        for name in [stateFileName, memoryFileName] { unlink(path + "/" + name) }
-        rmdir(path)
+        for name in [stateFileName, memoryFileName] { unsafe unlink(path + "/" + name) }
+        unsafe rmdir(path)
     }
 }
 
@@ -106,21 +106,21 @@ public enum SnapshotDirectoryReader {
     /// Reads the state file of the snapshot at `directory`, refusing files over the format's size limit.
     public static func readState(_ directory: String) throws(SnapshotError) -> [UInt8] {
         let path = directory + "/" + SnapshotDirectoryWriter.stateFileName
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(path: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
+        let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(path: path, reason: unsafe "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw .io(path: path, reason: "not a regular file") }
+        guard unsafe fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw .io(path: path, reason: "not a regular file") }
         guard UInt64(st.st_size) <= StateFile.maxFileSize else {
             throw .tooLarge(what: path, size: UInt64(st.st_size), limit: StateFile.maxFileSize)
         }
         var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress.map { $0 + done }, $0.count - done, off_t(done)) }
+            let n = unsafe bytes.withUnsafeMutableBytes { unsafe pread(fd, $0.baseAddress.map { unsafe $0 + done }, $0.count - done, off_t(done)) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw .io(path: path, reason: "read: \(String(cString: strerror(errno)))")
+                throw .io(path: path, reason: unsafe "read: \(String(cString: strerror(errno)))")
             }
             if n == 0 { break }
             done += n
@@ -132,10 +132,10 @@ public enum SnapshotDirectoryReader {
     /// Opens the memory file read-only and checks it is at least `size` bytes.
     public static func openMemory(_ directory: String, size: UInt64) throws(SnapshotError) -> Int32 {
         let path = directory + "/" + SnapshotDirectoryWriter.memoryFileName
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(path: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
+        let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(path: path, reason: unsafe "cannot open: \(String(cString: strerror(errno)))") }
         var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+        guard unsafe fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
             throw .io(path: path, reason: "not a regular file")
         }

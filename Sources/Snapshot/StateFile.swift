@@ -95,7 +95,7 @@ public struct StateFile: Equatable, Sendable {
         guard Array(bytes[trailerStart..<(trailerStart + 8)]) == Self.trailerMagic else {
             throw .truncated(path: path, what: "no trailer")
         }
-        let fileCRC = bytes.withUnsafeBytes { CRC64.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<trailerStart])) }
+        let fileCRC = unsafe bytes.withUnsafeBytes { unsafe CRC64.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<trailerStart])) }
         guard fileCRC == read64(bytes, trailerStart + 8) else { throw .checksum(section: "whole file") }
         var offset = 16
         var parsed: [(String, [UInt8])] = []

@@ -6,7 +6,7 @@ import Musl
 import CSkiffSystem
 
 /// A level-triggered epoll set keyed by caller-chosen 64-bit tokens.
-public final class Epoll: @unchecked Sendable {
+public final class Epoll: Sendable {
     public let fd: OwnedFileDescriptor
 
     public init() throws(SystemError) {

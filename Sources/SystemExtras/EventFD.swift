@@ -6,7 +6,7 @@ import Musl
 import CSkiffSystem
 
 /// A Linux eventfd: a counter that other threads, or KVM, signal and that epoll watches.
-public final class EventFD: @unchecked Sendable {
+public final class EventFD: Sendable {
     public let fd: OwnedFileDescriptor
 
     /// Creates a non-blocking, close-on-exec eventfd.

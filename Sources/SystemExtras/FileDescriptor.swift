@@ -6,7 +6,7 @@ import Musl
 import CSkiffSystem
 
 /// An open file descriptor that is closed when its owner goes away.
-public final class OwnedFileDescriptor: @unchecked Sendable {
+public final class OwnedFileDescriptor: Sendable {
     /// The raw descriptor; valid for the owner's lifetime.
     public let rawValue: Int32
 

@@ -6,6 +6,7 @@ import Musl
 
 /// A region of host memory from mmap, unmapped when its owner goes away.
 public final class MemoryMapping: @unchecked Sendable {
+    // @unchecked: a raw pointer is never Sendable; it is immutable and the mapping lives as long as this object.
     /// Start of the mapping.
     public let base: UnsafeMutableRawPointer
     /// Length in bytes.

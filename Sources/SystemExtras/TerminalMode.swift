@@ -3,12 +3,13 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Synchronization
 
 /// Puts a terminal into raw mode and restores its previous settings on `restore()`.
-public final class TerminalMode: @unchecked Sendable {
+public final class TerminalMode: Sendable {
     private let fd: Int32
-    private var saved: termios
-    private var active = true
+    private let saved: termios
+    private let active = Atomic<Bool>(true)
 
     /// Switches `fd` to raw mode; returns nil when `fd` is not a terminal.
     public init?(rawModeFor fd: Int32) {
@@ -25,9 +26,9 @@ public final class TerminalMode: @unchecked Sendable {
 
     /// Restores the settings the terminal had before.
     public func restore() {
-        guard active else { return }
-        active = false
-        _ = tcsetattr(fd, TCSANOW, &saved)
+        guard active.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        var settings = saved
+        _ = tcsetattr(fd, TCSANOW, &settings)
     }
 
     deinit { restore() }

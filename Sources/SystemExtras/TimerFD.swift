@@ -4,8 +4,7 @@ import Glibc
 import CSkiffSystem
 
 /// A non-blocking CLOCK_MONOTONIC timerfd, for event loops that wait in epoll.
-public final class TimerFD: @unchecked Sendable {
-    // @unchecked: only the immutable descriptor is stored.
+public final class TimerFD: Sendable {
     public let fd: OwnedFileDescriptor
 
     public init() throws(SystemError) {

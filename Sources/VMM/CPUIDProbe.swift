@@ -58,7 +58,7 @@ public enum CPUIDProbe {
     }
 
     /// Collects the dwords and stops the probe machine at the end.
-    final class Sink: BusDevice, @unchecked Sendable {
+    final class Sink: BusDevice, Sendable {
         let values = Mutex<[UInt32]>([])
         let control: any MachineControl
         init(control: any MachineControl) { self.control = control }

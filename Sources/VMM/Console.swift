@@ -7,7 +7,7 @@ import Synchronization
 import SystemExtras
 
 /// Writes guest console output to a host file descriptor (normally stdout).
-public final class FileConsoleOutput: ConsoleOutput, @unchecked Sendable {
+public final class FileConsoleOutput: ConsoleOutput, Sendable {
     private let fd: Int32
     private let lock = Mutex<Bool>(false)
 
@@ -33,7 +33,7 @@ public final class FileConsoleOutput: ConsoleOutput, @unchecked Sendable {
 }
 
 /// Keeps guest console output in memory so tests and tools can wait for text.
-public final class CapturedConsoleOutput: ConsoleOutput, @unchecked Sendable {
+public final class CapturedConsoleOutput: ConsoleOutput, Sendable {
     private let state = Mutex<[UInt8]>([])
     private let changed = DispatchSemaphore(value: 0)
     private let echo: FileConsoleOutput?
@@ -84,14 +84,14 @@ public final class CapturedConsoleOutput: ConsoleOutput, @unchecked Sendable {
 /// In a terminal it switches to raw mode; Ctrl-A then `x` stops the VM (like QEMU), Ctrl-A
 /// twice sends one Ctrl-A. Input is read only while the device has room, so a guest that
 /// never reads cannot make the VMM buffer without bound.
-public final class ConsoleInputPump: @unchecked Sendable {
+public final class ConsoleInputPump: Sendable {
     public typealias Sink = @Sendable (UnsafeRawBufferPointer) -> Int
     private let fd: Int32
     private let sink: Sink
     private let onQuit: @Sendable () -> Void
     private let stopEvent: EventFD
-    private var terminal: TerminalMode?
-    private var thread: HostThread?
+    private let terminal = Mutex<TerminalMode?>(nil)
+    private let thread = Mutex<HostThread?>(nil)
 
     /// - Parameters:
     ///   - fd: host input (0 for stdin).
@@ -106,19 +106,22 @@ public final class ConsoleInputPump: @unchecked Sendable {
 
     /// Starts forwarding.
     public func start() throws(SystemError) {
-        terminal = TerminalMode(rawModeFor: fd)
-        thread = try HostThread.spawn(name: "console-in", role: .consoleInput) { [self] in self.loop() }
+        let raw = TerminalMode(rawModeFor: fd)
+        terminal.withLock { $0 = raw }
+        let forwarding = try HostThread.spawn(name: "console-in", role: .consoleInput) { [self] in self.loop() }
+        thread.withLock { $0 = forwarding }
     }
 
     /// Stops forwarding and restores the terminal.
     public func stop() {
         stopEvent.signal()
-        thread?.join()
-        thread = nil
-        terminal?.restore()
+        thread.withLock { $0 }?.join()
+        terminal.withLock { $0 }?.restore()
     }
 
     private func loop() {
+        // Set before this thread starts: Ctrl-A escapes only apply to a terminal.
+        let interactive = terminal.withLock { $0 != nil }
         var pending: [UInt8] = []
         var escape = false
         var eof = false
@@ -152,7 +155,7 @@ public final class ConsoleInputPump: @unchecked Sendable {
                     if b == 0x01 { pending.append(0x01) }
                     continue
                 }
-                if b == 0x01 && terminal != nil {
+                if b == 0x01 && interactive {
                     escape = true
                     continue
                 }

@@ -26,8 +26,7 @@ extension ConsoleSink {
 /// (terminal, log file, console socket), so a device (and the vCPU thread under it) never
 /// blocks on a slow or stuck reader: a pause, a snapshot or a migration cannot wait on the
 /// terminal. When the buffer is full, new output is dropped and counted.
-public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
-    // @unchecked: `buffer` lives in `state`; the thread handle is set once, before the VM runs.
+public final class BufferedConsoleOutput: ConsoleOutput, Sendable {
     /// Default capacity: 1 MiB of output waiting for the sinks.
     public static let defaultCapacity = 1 << 20
 
@@ -40,7 +39,7 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
     private let sinks: Mutex<[any ConsoleSink]>
     private let capacity: Int
     private let state: ConditionLock<State>
-    private var thread: HostThread?
+    private let thread = Mutex<HostThread?>(nil)
 
     /// Output to the file descriptor `fd` (normally stdout).
     public convenience init(fd: Int32 = 1, capacity: Int = BufferedConsoleOutput.defaultCapacity) throws(SystemError) {
@@ -58,8 +57,10 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
 
     /// Starts the writer thread (once; later calls do nothing).
     public func startWriter() throws(SystemError) {
-        guard thread == nil else { return }
-        thread = try HostThread.spawn(name: "console-out", role: .consoleOutput) { [self] in self.drain() }
+        try thread.withLock { thread throws(SystemError) in
+            guard thread == nil else { return }
+            thread = try HostThread.spawn(name: "console-out", role: .consoleOutput) { [self] in self.drain() }
+        }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) {
@@ -84,13 +85,14 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
     /// A sink whose reader is stuck (a full pipe nobody reads) is abandoned after the timeout, so
     /// the monitor can still exit.
     public func close(timeout: Double = 2) {
-        guard let thread else { return }
+        guard let draining = thread.withLock({ $0.take() }) else { return }
         _ = state.wait(until: { $0.head == $0.buffer.count }, timeout: timeout) { _ in () }
         state.update { $0.closing = true }
         for sink in sinks.withLock({ $0 }) { sink.abandon() }
-        thread.join()
-        self.thread = nil
-        for sink in sinks.withLock({ $0 }) { sink.close() }
+        draining.join()
+        // Dropped as well as closed: a sink may hold what holds this output (a console socket's
+        // input closure holds the VM, which holds its console), and that cycle must not outlive it.
+        for sink in sinks.withLock({ sinks in defer { sinks.removeAll() }; return sinks }) { sink.close() }
     }
 
     deinit { close(timeout: 0) }
@@ -126,9 +128,7 @@ public final class BufferedConsoleOutput: ConsoleOutput, @unchecked Sendable {
 /// Writes console output to a file descriptor (a terminal, a pipe, a file). It waits for the
 /// descriptor to be writable (poll) and writes at most `PIPE_BUF` bytes at a time, so a write
 /// never blocks for long on a pipe whose reader stopped, and `abandon()` can end the wait.
-public final class FileDescriptorSink: ConsoleSink, @unchecked Sendable {
-    // @unchecked: the descriptor is immutable; writes happen on the console thread only;
-    // `abandoned` is atomic.
+public final class FileDescriptorSink: ConsoleSink, Sendable {
     private let fd: Int32
     /// Whether `close()` closes the descriptor (it was opened here).
     private let owned: Bool

@@ -9,8 +9,7 @@ import SystemExtras
 /// as raw bytes; what a client sends is console input for the guest (the daemon decides who
 /// may type). A client that does not read is disconnected once `clientBacklog` bytes wait for
 /// it; at most `maxClients` at once. The socket file is created mode 0600 and removed on close.
-public final class ConsoleSocket: ConsoleSink, @unchecked Sendable {
-    // @unchecked: mutable state lives in `shared` (a Mutex); the thread handle is set once.
+public final class ConsoleSocket: ConsoleSink, Sendable {
     public static let scrollback = 64 << 10
     public static let clientBacklog = 256 << 10
     public static let maxClients = 16
@@ -21,7 +20,7 @@ public final class ConsoleSocket: ConsoleSink, @unchecked Sendable {
     private let listener: OwnedFileDescriptor
     private let stopEvent: EventFD
     private let input: Input
-    private var thread: HostThread?
+    private let thread = Mutex<HostThread?>(nil)
 
     // @unchecked: `backlog` is only touched with `shared` locked; `pendingInput` only on the server thread.
     private final class Client: @unchecked Sendable {
@@ -47,7 +46,8 @@ public final class ConsoleSocket: ConsoleSink, @unchecked Sendable {
             throw VMError("console socket \(path): \(error)")
         }
         do {
-            thread = try HostThread.spawn(name: "console-sock", role: .consoleSocket) { [self] in self.serve() }
+            let serving = try HostThread.spawn(name: "console-sock", role: .consoleSocket) { [self] in self.serve() }
+            thread.withLock { $0 = serving }
         } catch {
             unlink(path)
             throw VMError("console socket \(path): \(error)")
@@ -70,8 +70,7 @@ public final class ConsoleSocket: ConsoleSink, @unchecked Sendable {
 
     public func close() {
         stopEvent.signal()
-        thread?.join()
-        thread = nil
+        thread.withLock { $0 }?.join()
         shared.withLock { $0.clients.removeAll() }
         unlink(path)
     }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ControlProtocol
 import SystemExtras
+import Synchronization
 
 /// The monitor's control API on a unix stream socket: typed `ControlRequest`s in, one
 /// `ControlReply` each out, as `ControlFrame`s.
@@ -12,7 +13,7 @@ import SystemExtras
 /// `ControlFrame.maxPayload` bytes (a bad or oversized frame gets an error reply and the
 /// connection is closed), and a client that does not read its replies is dropped rather
 /// than buffered for. The socket file is created mode 0600 and removed on stop.
-public final class ControlSocket: @unchecked Sendable {
+public final class ControlSocket: Sendable {
     public static let maxClients = 8
     /// Answers one request.
     public typealias Handler = @Sendable (ControlRequest) -> ControlReply
@@ -21,7 +22,7 @@ public final class ControlSocket: @unchecked Sendable {
     private let listener: OwnedFileDescriptor
     private let handler: Handler
     private let stopEvent: EventFD
-    private var thread: HostThread?
+    private let thread = Mutex<HostThread?>(nil)
 
     /// Creates and binds the socket at `path`; fails if the path exists or is too long.
     /// The process umask is changed for the duration of bind(2), so create the socket
@@ -67,7 +68,8 @@ public final class ControlSocket: @unchecked Sendable {
     /// Starts serving on a thread.
     public func start() throws(VMError) {
         do {
-            thread = try HostThread.spawn(name: "control-api", role: .control) { [self] in self.serve() }
+            let serving = try HostThread.spawn(name: "control-api", role: .control) { [self] in self.serve() }
+            thread.withLock { $0 = serving }
         } catch {
             throw VMError("control socket \(path): \(error)")
         }
@@ -76,8 +78,7 @@ public final class ControlSocket: @unchecked Sendable {
     /// Stops serving, closes every connection and removes the socket file.
     public func stop() {
         stopEvent.signal()
-        thread?.join()
-        thread = nil
+        thread.withLock { $0 }?.join()
         unlink(path)
     }
 

@@ -23,7 +23,7 @@ public enum EmulationAssistMode: String, Sendable, CaseIterable, Codable {
 /// suberror 1): reads the vCPU state, lets `X86Emulator` fetch, decode and run the one
 /// instruction (or name the exception to inject), and writes the result back through KVM.
 /// One instance serves every vCPU of a VM.
-final class EmulationAssist: @unchecked Sendable {
+final class EmulationAssist: Sendable {
     let emulator: Emulator
     /// Emulation failures seen (handled or not).
     let failures = Atomic<UInt64>(0)

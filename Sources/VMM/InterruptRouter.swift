@@ -6,7 +6,7 @@ import SystemExtras
 
 /// The VM's GSI routing table: the legacy PIC/IOAPIC pins plus one MSI route per device
 /// vector, installed with KVM_SET_GSI_ROUTING whenever a vector's message changes.
-final class InterruptRouter: @unchecked Sendable {
+final class InterruptRouter: Sendable {
     static let ioapicPins: UInt32 = 24
     private let vm: VirtualMachineFD
     private let state = Mutex<(nextGSI: UInt32, msi: [UInt32: MSIMessage])>((Layout.firstMSIGSI, [:]))
@@ -68,7 +68,7 @@ final class InterruptRouter: @unchecked Sendable {
 
 /// One device's MSI-X vectors: each is an eventfd registered as a KVM irqfd on its own GSI,
 /// so raising a vector from a device thread needs no vCPU exit and no lock on the VM.
-final class MSIXVectors: MSIVectorSink, @unchecked Sendable {
+final class MSIXVectors: MSIVectorSink, Sendable {
     private let router: InterruptRouter
     private let vm: VirtualMachineFD
     private let gsis: [UInt32]

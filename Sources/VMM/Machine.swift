@@ -57,7 +57,7 @@ public struct MachineState: Codable, Sendable, Equatable {
 /// A reset tears the machine down; the caller builds a new one for the next boot. A machine
 /// can also be built from a saved `MachineState` (snapshot restore, migration target), and
 /// paused, saved and resumed while it runs.
-public final class Machine: @unchecked Sendable {
+public final class Machine: Sendable {
     public let memoryMap: MemoryMap
     public let memory: GuestMemory
     public let vm: VirtualMachineFD
@@ -70,10 +70,14 @@ public final class Machine: @unchecked Sendable {
     let interrupts: InterruptRouter
     private let threads = Mutex<[VCPUThread]>([])
     /// Handles emulation failures, when enabled.
-    var assist: EmulationAssist?
+    var assist: EmulationAssist? {
+        get { assistSlot.withLock { $0 } }
+        set { assistSlot.withLock { $0 = newValue } }
+    }
+    private let assistSlot = Mutex<EmulationAssist?>(nil)
     let vcpus: [VCPUFD]
     /// The CPUID table set on each vCPU (what a saved state records).
-    private var cpuidTables: [[kvm_cpuid_entry2]] = []
+    private let cpuidTables = Mutex<[[kvm_cpuid_entry2]]>([])
     /// MSRs KVM can save and restore on this host.
     private let saveableMSRs: [UInt32]
     /// Whether KVM_CLEAR_DIRTY_LOG re-protects pages (else GET_DIRTY_LOG does).
@@ -145,7 +149,7 @@ public final class Machine: @unchecked Sendable {
         } catch {
             throw .kvm(error)
         }
-        cpuidTables = cpuid
+        cpuidTables.withLock { $0 = cpuid }
         do {
             for t in platformTables { try memory.write(t.bytes, at: t.address) }
             for w in plan.writes {
@@ -192,7 +196,7 @@ public final class Machine: @unchecked Sendable {
         } catch {
             throw .kvm(error)
         }
-        cpuidTables = state.vcpus.map { $0.cpuid.map(\.entry) }
+        cpuidTables.withLock { $0 = state.vcpus.map { $0.cpuid.map(\.entry) } }
     }
 
     /// An interrupt line for legacy IRQ/GSI `gsi`.
@@ -273,9 +277,10 @@ public final class Machine: @unchecked Sendable {
     public func saveState() throws(VMError) -> MachineState {
         do {
             let xsaveSize = vm.xsaveSize
+            let tables = cpuidTables.withLock { $0 }
             var saved: [VCPUState] = []
             for (i, v) in vcpus.enumerated() {
-                saved.append(try v.saveState(msrIndices: saveableMSRs, xsaveSize: xsaveSize, cpuid: i < cpuidTables.count ? cpuidTables[i] : []))
+                saved.append(try v.saveState(msrIndices: saveableMSRs, xsaveSize: xsaveSize, cpuid: i < tables.count ? tables[i] : []))
             }
             return MachineState(vcpus: saved, platform: try vm.savePlatformState())
         } catch {

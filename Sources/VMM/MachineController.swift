@@ -21,7 +21,7 @@ public enum MachineOutcome: Equatable, Sendable {
 }
 
 /// Collects the first terminal event of a machine, stops its vCPUs and wakes whoever waits.
-final class MachineController: MachineControl, @unchecked Sendable {
+final class MachineController: MachineControl, Sendable {
     private let outcome = Mutex<MachineOutcome?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)

@@ -7,7 +7,7 @@ import Virtio
 /// The PC devices every Skiff VM has, placed on the machine's port bus: COM1, the i8042,
 /// the CMOS RTC, fw_cfg, the debug-exit port, the POST port, ACPI power management and
 /// the 0xCF9 reset register.
-final class PlatformDevices: @unchecked Sendable {
+final class PlatformDevices: Sendable {
     let serial: Serial16550
     let i8042: I8042
     let rtc: CMOSRTC

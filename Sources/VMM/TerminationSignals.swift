@@ -8,17 +8,18 @@ import SystemExtras
 /// SIGTERM, SIGINT and SIGHUP for a monitor: blocked in the creating thread (threads created
 /// later inherit the mask) and delivered to one thread that waits for them with sigwait, which
 /// then runs the handler (stop the VM: disks flushed, sockets removed, exit status 0).
-final class TerminationSignals: @unchecked Sendable {
-    // @unchecked: the handler is set once before the thread starts; the thread handle is not shared.
+final class TerminationSignals: Sendable {
     static let numbers: [Int32] = [SIGTERM, SIGINT, SIGHUP]
-    private var set = sigset_t()
+    private let set: sigset_t
     /// 0 armed, 1 the handler is running, 2 it ran or `finish` disarmed it.
     private let state = Atomic<Int>(0)
 
     init() {
+        var set = sigset_t()
         sigemptyset(&set)
         for n in Self.numbers { sigaddset(&set, n) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
+        self.set = set
     }
 
     /// Starts the thread that runs `handler` on the first of the signals.

@@ -10,7 +10,7 @@ import Synchronization
 import SystemExtras
 
 /// Runs one vCPU on a dedicated OS thread, handling port-I/O and MMIO exits on that thread.
-final class VCPUThread: @unchecked Sendable {
+final class VCPUThread: Sendable {
     let vcpu: VCPUFD
     private let pio: Bus
     private let mmio: Bus
@@ -18,7 +18,7 @@ final class VCPUThread: @unchecked Sendable {
     private let controller: MachineController
     private let assist: EmulationAssist?
     private let tid = Atomic<Int32>(0)
-    private var thread: HostThread?
+    private let thread = Mutex<HostThread?>(nil)
     /// Exits handled, by kind, for metrics and tests.
     let exits = ExitCounters()
 
@@ -37,7 +37,8 @@ final class VCPUThread: @unchecked Sendable {
     /// Starts the thread.
     func start() throws(VMError) {
         do {
-            thread = try HostThread.spawn(name: "vcpu\(vcpu.id)", role: .vcpu) { [self] in self.main() }
+            let running = try HostThread.spawn(name: "vcpu\(vcpu.id)", role: .vcpu) { [self] in self.main() }
+            thread.withLock { $0 = running }
         } catch {
             throw VMError("cannot start vCPU \(vcpu.id) thread: \(error)")
         }
@@ -52,7 +53,7 @@ final class VCPUThread: @unchecked Sendable {
 
     /// Waits for the thread to end.
     func join() {
-        thread?.join()
+        thread.withLock { $0 }?.join()
     }
 
     private func tally(_ kind: ExitCounters.Kind) {

@@ -8,18 +8,26 @@ import Virtio
 import VirtioBlock
 import VirtioNet
 import VirtioVsock
+import Synchronization
 
 /// Puts the PCI root on a machine (0xCF8/0xCFC, ECAM) and plugs in the configured virtio
 /// devices, each with its BAR, MSI-X vectors on irqfds, an INTx line and ioeventfd notifications.
-final class VirtioDevices: @unchecked Sendable {
+final class VirtioDevices: Sendable {
     let root: PCIRoot
-    private(set) var transports: [VirtioPCIDevice] = []
+    private struct Plugged {
+        var transports: [VirtioPCIDevice] = []
+        var specs: [VirtioDeviceSpec] = []
+        var balloon: VirtioBalloon?
+        var console: VirtioConsole?
+    }
+    private let plugged = Mutex(Plugged())
+    var transports: [VirtioPCIDevice] { plugged.withLock { $0.transports } }
     /// The spec each transport was built from, in slot order.
-    private(set) var specs: [VirtioDeviceSpec] = []
+    var specs: [VirtioDeviceSpec] { plugged.withLock { $0.specs } }
     /// The balloon, if configured.
-    private(set) var balloon: VirtioBalloon?
+    var balloon: VirtioBalloon? { plugged.withLock { $0.balloon } }
     /// The virtio console, if configured.
-    private(set) var console: VirtioConsole?
+    var console: VirtioConsole? { plugged.withLock { $0.console } }
 
     init(machine: Machine, narrowConfigAccesses: (any BusDevice)?) throws(VMError) {
         root = PCIRoot(mmioBus: machine.mmio, pioBus: machine.pio,
@@ -46,12 +54,12 @@ final class VirtioDevices: @unchecked Sendable {
             guard balloon == nil else { throw VMError("only one virtio-balloon device is supported") }
             let options = VirtioBalloon.Options(statistics: b.statistics, freePageReporting: b.freePageReporting, deflateOnOOM: b.deflateOnOOM)
             let d = VirtioBalloon(guestMemorySize: machine.memory.totalSize, options: options)
-            balloon = d
+            plugged.withLock { $0.balloon = d }
             device = d
         case .console:
             guard console == nil else { throw VMError("only one virtio-console device is supported") }
             let d = VirtioConsole(output: output)
-            console = d
+            plugged.withLock { $0.console = d }
             device = d
         case .block(let path, let format, let readOnly, let serial):
             guard disk < rateLimiters.disks.count else { throw VMError("disk \(disk) has no rate limiter") }
@@ -84,8 +92,10 @@ final class VirtioDevices: @unchecked Sendable {
                     try? vm.registerIOEventFD(eventFD.rawValue, space: .mmio, address: address, length: 2, deassign: !register)
                 })
             try root.add(transport)
-            transports.append(transport)
-            specs.append(spec)
+            plugged.withLock {
+                $0.transports.append(transport)
+                $0.specs.append(spec)
+            }
         } catch let e as VMError {
             throw e
         } catch {
@@ -173,7 +183,7 @@ final class VirtioDevices: @unchecked Sendable {
 }
 
 /// Shifts accesses by a fixed offset (0xCF9 reset control behind the 0xCF8 address port).
-final class OffsetDevice: BusDevice, @unchecked Sendable {
+final class OffsetDevice: BusDevice, Sendable {
     let device: any BusDevice
     let offset: UInt64
     init(_ device: any BusDevice, offset: UInt64) {

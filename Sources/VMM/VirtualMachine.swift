@@ -13,8 +13,7 @@ import Virtio
 /// A VM across reboots: reads its kernel once, builds a `Machine` per boot, and restarts
 /// it on guest reset when the configuration says so. It can be paused and resumed, written
 /// to a snapshot, and built from one (`VirtualMachine(restoring:)`).
-public final class VirtualMachine: @unchecked Sendable {
-    // @unchecked: every mutable property is behind a Mutex; the rest is immutable.
+public final class VirtualMachine: Sendable {
     public let configuration: VMConfiguration
     let kvm: KVMSystem
     let console: any ConsoleOutput

@@ -97,7 +97,7 @@ public struct ChainReader {
         var done = 0
         for p in pieces {
             do {
-                try memory.read(at: p.address, into: UnsafeMutableRawBufferPointer(rebasing: out[done..<(done + Int(p.length))]))
+                try unsafe memory.read(at: p.address, into: UnsafeMutableRawBufferPointer(rebasing: out[done..<(done + Int(p.length))]))
             } catch {
                 return false
             }
@@ -109,7 +109,7 @@ public struct ChainReader {
     /// Reads a little-endian integer.
     public mutating func read<T: FixedWidthInteger>(_ type: T.Type) -> T? {
         var v = T.zero
-        let ok = withUnsafeMutableBytes(of: &v) { read(into: $0) }
+        let ok = unsafe withUnsafeMutableBytes(of: &v) { unsafe read(into: $0) }
         return ok ? T(littleEndian: v) : nil
     }
 
@@ -147,7 +147,7 @@ public struct ChainWriter {
             guard let p = cursor.next(limit: UInt64(bytes.count - done)) else { return false }
             guard p.length > 0 else { continue }
             do {
-                try memory.write(at: p.address, from: UnsafeRawBufferPointer(rebasing: bytes[done..<(done + Int(p.length))]))
+                try unsafe memory.write(at: p.address, from: UnsafeRawBufferPointer(rebasing: bytes[done..<(done + Int(p.length))]))
             } catch {
                 return false
             }
@@ -161,7 +161,7 @@ public struct ChainWriter {
     @discardableResult
     public mutating func write<T: FixedWidthInteger>(_ value: T) -> Bool {
         var v = value.littleEndian
-        return withUnsafeBytes(of: &v) { write($0) }
+        return unsafe withUnsafeBytes(of: &v) { unsafe write($0) }
     }
 
     /// Takes the next `count` bytes as guest segments to fill directly (e.g. with pread), counting them as written.

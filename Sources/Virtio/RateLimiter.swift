@@ -141,7 +141,7 @@ public final class RateLimiter: Sendable {
     /// CLOCK_MONOTONIC in nanoseconds (the limiter's clock).
     public static func now() -> UInt64 {
         var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
+        unsafe clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 }

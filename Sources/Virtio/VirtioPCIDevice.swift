@@ -11,7 +11,7 @@ import SystemExtras
 /// queue), the MSI-X table at 0x8000 and its pending bits at 0xC000. Every register access
 /// is checked: unknown offsets read as zero, queue registers are writable only between
 /// FEATURES_OK and DRIVER_OK, and out-of-range selectors or vectors are ignored.
-public final class VirtioPCIDevice: PCIDevice, VirtioInterrupt, @unchecked Sendable {
+public final class VirtioPCIDevice: PCIDevice, VirtioInterrupt, Sendable {
     // Status bits (§2.1).
     public static let statusAcknowledge: UInt8 = 1
     public static let statusDriver: UInt8 = 2
@@ -145,12 +145,12 @@ public final class VirtioPCIDevice: PCIDevice, VirtioInterrupt, @unchecked Senda
     }
 
     public func barRead(index: Int, offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        for i in 0..<data.count { data[i] = 0 }
+        for i in 0..<data.count { unsafe data[i] = 0 }
         guard index == 0 else { return }
         switch offset {
         case Self.commonOffset..<(Self.commonOffset + Self.regionSize):
             let v = readCommon(offset: Int(offset - Self.commonOffset), size: data.count)
-            store(v, into: data)
+            unsafe store(v, into: data)
         case Self.isrOffset..<(Self.isrOffset + Self.regionSize):
             guard offset == Self.isrOffset else { return }
             // Reading the ISR clears it and lowers INTx (§4.1.4.5).
@@ -160,13 +160,13 @@ public final class VirtioPCIDevice: PCIDevice, VirtioInterrupt, @unchecked Senda
                 return v
             }
             if v != 0 { intx?.setLevel(false) }
-            data[0] = v
+            unsafe data[0] = v
         case Self.deviceConfigOffset..<(Self.deviceConfigOffset + Self.regionSize):
-            device.readConfig(offset: Int(offset - Self.deviceConfigOffset), into: data)
+            unsafe device.readConfig(offset: Int(offset - Self.deviceConfigOffset), into: data)
         case Self.msixTableOffset..<Self.msixPBAOffset:
-            state.withLock { $0.msix.readTable(offset: offset - Self.msixTableOffset, into: data) }
+            state.withLock { unsafe $0.msix.readTable(offset: offset - Self.msixTableOffset, into: data) }
         case Self.msixPBAOffset..<Self.barSize:
-            state.withLock { $0.msix.readPBA(offset: offset - Self.msixPBAOffset, into: data) }
+            state.withLock { unsafe $0.msix.readPBA(offset: offset - Self.msixPBAOffset, into: data) }
         default:
             return
         }
@@ -176,15 +176,15 @@ public final class VirtioPCIDevice: PCIDevice, VirtioInterrupt, @unchecked Senda
         guard index == 0 else { return }
         switch offset {
         case Self.commonOffset..<(Self.commonOffset + Self.regionSize):
-            writeCommon(offset: Int(offset - Self.commonOffset), size: data.count, value: load(data))
+            unsafe writeCommon(offset: Int(offset - Self.commonOffset), size: data.count, value: load(data))
         case Self.deviceConfigOffset..<(Self.deviceConfigOffset + Self.regionSize):
-            device.writeConfig(offset: Int(offset - Self.deviceConfigOffset), from: data)
+            unsafe device.writeConfig(offset: Int(offset - Self.deviceConfigOffset), from: data)
         case Self.notifyOffset..<(Self.notifyOffset + Self.regionSize):
             // Reached only when no ioeventfd took the write (or in tests): signal the queue's eventfd.
             let queue = Int((offset - Self.notifyOffset) / UInt64(Self.notifyMultiplier))
             if queue < notifiers.count { notifiers[queue].signal() }
         case Self.msixTableOffset..<Self.msixPBAOffset:
-            let changed = state.withLock { $0.msix.writeTable(offset: offset - Self.msixTableOffset, from: data) }
+            let changed = state.withLock { unsafe $0.msix.writeTable(offset: offset - Self.msixTableOffset, from: data) }
             for v in changed { updateRoute(v) }
         default:
             return
@@ -192,12 +192,12 @@ public final class VirtioPCIDevice: PCIDevice, VirtioInterrupt, @unchecked Senda
     }
 
     private func store(_ v: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        for i in 0..<min(data.count, 8) { data[i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
+        for i in 0..<min(data.count, 8) { unsafe data[i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
     }
 
     private func load(_ data: UnsafeRawBufferPointer) -> UInt64 {
         var v: UInt64 = 0
-        for i in 0..<min(data.count, 8) { v |= UInt64(data[i]) << (8 * UInt64(i)) }
+        for i in 0..<min(data.count, 8) { unsafe v |= UInt64(data[i]) << (8 * UInt64(i)) }
         return v
     }
 

@@ -4,7 +4,7 @@ import Synchronization
 /// A device's event loop: one OS thread waiting in epoll on the queue notifiers and any
 /// backend descriptors (TAP, sockets), calling the device's handler for each ready source.
 /// Stopping is synchronous, so after `stop()` the device no longer touches guest memory.
-public final class VirtioWorker: @unchecked Sendable {
+public final class VirtioWorker: Sendable {
     /// What became ready.
     public enum Source: Equatable, Sendable {
         case queue(Int)
@@ -13,7 +13,7 @@ public final class VirtioWorker: @unchecked Sendable {
 
     private let epoll: Epoll
     private let stopEvent: EventFD
-    private var thread: HostThread?
+    private let thread: HostThread
     private let stopToken = UInt64.max
 
     /// Starts a thread named `name` in `role` that waits on `notifiers` (queue i → `.queue(i)`) and
@@ -57,8 +57,7 @@ public final class VirtioWorker: @unchecked Sendable {
     /// Stops the thread and waits for it.
     public func stop() {
         stopEvent.signal()
-        thread?.join()
-        thread = nil
+        thread.join()
     }
 
     deinit { stop() }
@@ -69,8 +68,7 @@ public final class VirtioWorker: @unchecked Sendable {
 /// `pause()` returns once the thread has finished the handler call it was in (so requests
 /// the device had taken are completed and published) and no handler runs until `resume()`.
 /// The device keeps its queues and backends meanwhile; only the thread goes away.
-public final class PausableWorker: @unchecked Sendable {
-    // @unchecked: `current` is behind a Mutex, everything else is immutable.
+public final class PausableWorker: Sendable {
     public typealias Factory = @Sendable () throws(SystemError) -> VirtioWorker
 
     private let factory: Factory

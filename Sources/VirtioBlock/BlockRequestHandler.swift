@@ -70,8 +70,8 @@ package struct BlockRequestHandler: Sendable {
             guard let offset = dataRange(sector: sector, length: dataIn) else { return (.ioError, 0) }
             var writer = ChainWriter(memory: memory, chain: chain)
             guard let segments = writer.segments(count: dataIn) else { return (.ioError, 0) }
-            let done = transfer(segments, at: offset, memory: memory, intoGuest: true) { pointer, position in
-                try backend.read(at: position, into: pointer)
+            let done = unsafe transfer(segments, at: offset, memory: memory, intoGuest: true) { pointer, position in
+                try unsafe backend.read(at: position, into: pointer)
             }
             statistics.add(\.bytesRead, done)
             return (done == dataIn ? .ok : .ioError, UInt32(truncatingIfNeeded: done))
@@ -81,8 +81,8 @@ package struct BlockRequestHandler: Sendable {
             guard dataIn == 0 else { return (.ioError, 0) }
             guard let offset = dataRange(sector: sector, length: dataOut) else { return (.ioError, 0) }
             guard let segments = reader.segments(count: dataOut) else { return (.ioError, 0) }
-            let done = transfer(segments, at: offset, memory: memory, intoGuest: false) { pointer, position in
-                try backend.write(at: position, from: UnsafeRawBufferPointer(pointer))
+            let done = unsafe transfer(segments, at: offset, memory: memory, intoGuest: false) { pointer, position in
+                try unsafe backend.write(at: position, from: UnsafeRawBufferPointer(pointer))
             }
             statistics.add(\.bytesWritten, done)
             return (done == dataOut ? .ok : .ioError, 0)
@@ -97,7 +97,7 @@ package struct BlockRequestHandler: Sendable {
         case .getID:
             guard dataOut == 0, dataIn >= UInt64(VirtioBlockLayout.idSize) else { return (.ioError, 0) }
             var writer = ChainWriter(memory: memory, chain: chain)
-            let ok = serial.withUnsafeBytes { writer.write($0) }
+            let ok = unsafe serial.withUnsafeBytes { unsafe writer.write($0) }
             return (ok ? .ok : .ioError, writer.written)
         case .discard, .writeZeroes:
             let feature = type == .discard ? VirtioBlockFeature.discard : VirtioBlockFeature.writeZeroes
@@ -132,8 +132,8 @@ package struct BlockRequestHandler: Sendable {
         var done: UInt64 = 0
         for s in segments {
             do {
-                try memory.withHostPointer(at: s.address, length: UInt64(s.length), writing: intoGuest) { pointer in
-                    try io(pointer, position)
+                try unsafe memory.withHostPointer(at: s.address, length: UInt64(s.length), writing: intoGuest) { pointer in
+                    try unsafe io(pointer, position)
                 }
             } catch {
                 return done

@@ -12,7 +12,7 @@ import Virtio
 /// disk offers VIRTIO_BLK_F_RO and refuses every change with IOERR. A chain that breaks
 /// the queue rules marks the device DEVICE_NEEDS_RESET; a well-formed chain carrying a bad
 /// request only gets an error status.
-public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
+public final class VirtioBlock: VirtioDevice, Sendable {
     public let deviceType = VirtioDeviceType.block
     public let deviceFeatures: UInt64
     public let queueMaxSizes: [UInt16]
@@ -27,7 +27,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     private let configSpace: VirtioBlockConfigSpace
     private let handlerTemplate: Mutex<BlockRequestHandler>
 
-    private final class Running: @unchecked Sendable {
+    private final class Running {
         let worker: PausableWorker
         /// Wakes the worker when a throttled request may go (worker backend 0).
         let timer: TimerFD
@@ -73,7 +73,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     public var capacity: UInt64 { handlerTemplate.withLock { $0.capacity } }
 
     public func readConfig(offset: Int, into data: UnsafeMutableRawBufferPointer) {
-        configSpace.read(offset: offset, into: data)
+        unsafe configSpace.read(offset: offset, into: data)
     }
 
     /// The configuration is read-only (no CONFIG_WCE): writes are ignored.

@@ -59,7 +59,7 @@ struct VirtioBlockConfigSpace {
     func read(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         for i in 0..<data.count {
             let (o, overflow) = offset.addingReportingOverflow(i)
-            data[i] = !overflow && o >= 0 && o < bytes.count ? bytes[o] : 0
+            unsafe data[i] = !overflow && o >= 0 && o < bytes.count ? bytes[o] : 0
         }
     }
 }

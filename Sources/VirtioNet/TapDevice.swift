@@ -7,7 +7,7 @@ import Glibc
 
 /// A Linux TAP interface opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and a 12-byte
 /// virtio-net header, as the backend of a virtio-net device.
-public final class TapDevice: VirtioNetBackend, @unchecked Sendable {
+public final class TapDevice: VirtioNetBackend, Sendable {
     /// The interface name the kernel reports.
     public let name: String
     /// Whether this open created the interface (it then disappears when closed).
@@ -27,9 +27,9 @@ public final class TapDevice: VirtioNetBackend, @unchecked Sendable {
     /// its addresses and link state are left to the host.
     public init(name: String) throws(SystemError) {
         try Self.validateName(name)
-        let existed = cvh_interface_exists(name) != 0
+        let existed = unsafe cvh_interface_exists(name) != 0
         var actual = [CChar](repeating: 0, count: 16)
-        let fd = cvh_tap_open(name, &actual)
+        let fd = unsafe cvh_tap_open(name, &actual)
         guard fd >= 0 else { throw SystemError("open TAP \(name)", code: -fd) }
         let owned = OwnedFileDescriptor(taking: fd)
         let r = cvh_tap_set_vnet_hdr_size(fd, Int32(VirtioNetHeader.size))
@@ -39,8 +39,8 @@ public final class TapDevice: VirtioNetBackend, @unchecked Sendable {
         supportsOffloads = cvh_tap_set_offload(fd, all) == 0 && cvh_tap_set_offload(fd, 0) == 0
         descriptor = Mutex(owned)
         rawFD = fd
-        self.name = actual.withUnsafeBufferPointer { p in
-            String(decoding: p.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        self.name = unsafe actual.withUnsafeBufferPointer { p in
+            unsafe String(decoding: unsafe p.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
         created = !existed
     }

@@ -8,7 +8,7 @@ import Virtio
 /// mergeable receive buffers, and checksum/TSO offloads when the backend can change its
 /// offloads (TUNSETOFFLOAD). The worker thread waits in epoll on the backend and the two
 /// queue notifiers; it stops reading the backend while the driver has no receive buffers.
-public final class VirtioNet: VirtioDevice, @unchecked Sendable {
+public final class VirtioNet: VirtioDevice, Sendable {
     public static let queueSize: UInt16 = 256
     public static let rxQueue = 0
     public static let txQueue = 1
@@ -53,7 +53,7 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         config.append(UInt8(truncatingIfNeeded: VirtioNetConfig.linkUp >> 8))
         for i in 0..<data.count {
             let (at, overflow) = offset.addingReportingOverflow(i)
-            data[i] = !overflow && at >= 0 && at < config.count ? config[at] : 0
+            unsafe data[i] = !overflow && at >= 0 && at < config.count ? config[at] : 0
         }
     }
 

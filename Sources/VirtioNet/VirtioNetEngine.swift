@@ -10,7 +10,8 @@ import Glibc
 /// The worker-thread half of virtio-net: moves frames between the backend and the two
 /// queues. Only the device's worker thread calls `handle`, and the device stops that thread
 /// before dropping the engine, so its state needs no lock.
-package final class VirtioNetEngine: @unchecked Sendable {
+@safe package final class VirtioNetEngine: @unchecked Sendable {
+    // @unchecked: the ring and backend state is used by the worker thread only (or while it is stopped).
     /// Frames moved per direction before the worker looks at its other sources again.
     static let framesPerWakeup = 64
     /// Room for the header, the largest frame, and one byte to notice anything longer.
@@ -67,13 +68,13 @@ package final class VirtioNetEngine: @unchecked Sendable {
         rx = a.queues[VirtioNet.rxQueue]
         tx = a.queues[VirtioNet.txQueue]
         txNotifier = a.notifiers[VirtioNet.txQueue]
-        rxBuffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
-        txBuffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
+        unsafe rxBuffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
+        unsafe txBuffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
     }
 
     deinit {
-        rxBuffer.deallocate()
-        txBuffer.deallocate()
+        unsafe rxBuffer.deallocate()
+        unsafe txBuffer.deallocate()
     }
 
     /// Gives the engine its worker so it can change what it watches on the backend (a new
@@ -200,8 +201,8 @@ package final class VirtioNetEngine: @unchecked Sendable {
             if let p = pendingRx {
                 length = p
             } else {
-                guard !backendFailed, let base = rxBuffer.baseAddress else { return }
-                let n = read(fd, base, rxBuffer.count)
+                guard !backendFailed, let base = unsafe rxBuffer.baseAddress else { return }
+                let n = unsafe read(fd, base, rxBuffer.count)
                 if n < 0 {
                     let e = errno
                     if e == EINTR { continue }
@@ -311,14 +312,14 @@ package final class VirtioNetEngine: @unchecked Sendable {
             }
             count = 1
         }
-        rxBuffer[VirtioNetHeader.numBuffersOffset] = UInt8(truncatingIfNeeded: count)
-        rxBuffer[VirtioNetHeader.numBuffersOffset + 1] = UInt8(truncatingIfNeeded: count >> 8)
+        unsafe rxBuffer[VirtioNetHeader.numBuffersOffset] = UInt8(truncatingIfNeeded: count)
+        unsafe rxBuffer[VirtioNetHeader.numBuffersOffset + 1] = UInt8(truncatingIfNeeded: count >> 8)
         var offset = 0
         for i in 0..<count {
             let chain = rxStash[i]
             let take = Int(min(UInt64(length - offset), chain.writableLength))
             var writer = ChainWriter(memory: memory, chain: chain)
-            writer.write(UnsafeRawBufferPointer(rebasing: rxBuffer[offset..<(offset + take)]))
+            unsafe writer.write(UnsafeRawBufferPointer(rebasing: rxBuffer[offset..<(offset + take)]))
             offset += take
             try rx.pushUsed(head: chain.head, length: writer.written, memory: memory)
         }
@@ -378,7 +379,7 @@ package final class VirtioNetEngine: @unchecked Sendable {
                     continue
                 }
                 var reader = ChainReader(memory: memory, chain: chain)
-                guard reader.read(into: UnsafeMutableRawBufferPointer(rebasing: txBuffer[0..<Int(length)])) else {
+                guard unsafe reader.read(into: UnsafeMutableRawBufferPointer(rebasing: txBuffer[0..<Int(length)])) else {
                     counters.txDroppedMalformed.add(1, ordering: .relaxed)
                     try complete(chain.head)
                     continue
@@ -401,9 +402,9 @@ package final class VirtioNetEngine: @unchecked Sendable {
     }
 
     private func send(length: Int) -> Send {
-        guard let base = txBuffer.baseAddress else { return .done }
+        guard let base = unsafe txBuffer.baseAddress else { return .done }
         while true {
-            let n = write(fd, base, length)
+            let n = unsafe write(fd, base, length)
             if n >= 0 {
                 counters.txFrames.add(1, ordering: .relaxed)
                 counters.txBytes.add(UInt64(length - VirtioNetHeader.size), ordering: .relaxed)

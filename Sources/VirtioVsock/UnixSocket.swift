@@ -14,12 +14,12 @@ enum UnixSocket {
         guard !bytes.isEmpty, bytes.count <= maxPathLength, !bytes.contains(0) else { return nil }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in
-            for (i, b) in bytes.enumerated() { p[i] = b }
+        unsafe withUnsafeMutableBytes(of: &addr.sun_path) { p in
+            for (i, b) in bytes.enumerated() { unsafe p[i] = b }
         }
         let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1)
-        return withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
+        return unsafe withUnsafePointer(to: &addr) { p in
+            unsafe p.withMemoryRebound(to: sockaddr.self, capacity: 1) { unsafe body($0, length) }
         }
     }
 
@@ -33,8 +33,8 @@ enum UnixSocket {
     static func listen(path: String, backlog: Int32 = 128) throws(SystemError) -> OwnedFileDescriptor {
         let fd = try makeSocket()
         var failure: SystemError?
-        let r = withAddress(path) { addr, len -> Int32 in
-            if bind(fd.rawValue, addr, len) != 0 {
+        let r = unsafe withAddress(path) { addr, len -> Int32 in
+            if unsafe bind(fd.rawValue, addr, len) != 0 {
                 failure = errno == EADDRINUSE ? SystemError("bind \(path): the path already exists", code: EADDRINUSE) : .current("bind \(path)")
                 return -1
             }
@@ -52,9 +52,9 @@ enum UnixSocket {
     /// Connects to the listener at `path` without waiting; nil if it is absent, refuses, or its backlog is full.
     static func connect(path: String) -> OwnedFileDescriptor? {
         guard let fd = try? makeSocket() else { return nil }
-        let r = withAddress(path) { addr, len -> Int32 in
+        let r = unsafe withAddress(path) { addr, len -> Int32 in
             while true {
-                let r = Glibc.connect(fd.rawValue, addr, len)
+                let r = unsafe Glibc.connect(fd.rawValue, addr, len)
                 if r == 0 || errno != EINTR { return r }
             }
         }
@@ -70,7 +70,7 @@ enum UnixSocket {
     /// The (device, inode) of `path`, to remove only the socket this process created.
     static func identity(path: String) -> (UInt64, UInt64)? {
         var st = stat()
-        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return nil }
+        guard unsafe lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return nil }
         return (UInt64(st.st_dev), UInt64(st.st_ino))
     }
 }

@@ -15,7 +15,7 @@ import Glibc
 ///
 /// Flow control uses the spec's credit scheme (buf_alloc / fwd_cnt, credit update and request);
 /// every buffer is bounded (see `VsockLimits`). The event queue is never used.
-public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
+public final class VirtioVsock: VirtioDevice, Sendable {
     public static let queueSize: UInt16 = 256
     public static let rxQueue = 0
     public static let txQueue = 1
@@ -71,7 +71,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
         let cid = UInt64(guestCID)
         for i in 0..<data.count {
             let (at, overflow) = offset.addingReportingOverflow(i)
-            data[i] = !overflow && at >= 0 && at < 8 ? UInt8(truncatingIfNeeded: cid >> (8 * UInt64(at))) : 0
+            unsafe data[i] = !overflow && at >= 0 && at < 8 ? UInt8(truncatingIfNeeded: cid >> (8 * UInt64(at))) : 0
         }
     }
 
@@ -169,7 +169,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
                 guard let chain = try state.events.pop(memory: state.memory) else { return }
                 var writer = ChainWriter(memory: state.memory, chain: chain)
                 var id: UInt32 = 0
-                _ = withUnsafeBytes(of: &id) { writer.write($0) }
+                _ = unsafe withUnsafeBytes(of: &id) { unsafe writer.write($0) }
                 try state.events.pushUsed(head: chain.head, length: writer.written, memory: state.memory)
                 counters.transportResets.add(1, ordering: .relaxed)
                 if state.events.needsNotification(memory: state.memory) { signal = state.interrupt }
@@ -186,7 +186,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
         reset()
         listener.withLock { $0 = nil }
         if let id = listenerIdentity, let now = UnixSocket.identity(path: socketPath), id == now {
-            unlink(socketPath)
+            unsafe unlink(socketPath)
         }
     }
 

@@ -27,7 +27,7 @@ struct VsockByteQueue {
             }
             let last = chunks.count - 1
             let n = min(Self.chunkSize - chunks[last].count, bytes.count - offset)
-            chunks[last].append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]))
+            unsafe chunks[last].append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]))
             offset += n
         }
         count += bytes.count
@@ -39,7 +39,7 @@ struct VsockByteQueue {
     mutating func drain(_ body: (UnsafeRawBufferPointer) -> Int) {
         while let first = chunks.first {
             let available = first.count - head
-            let used = first.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[head...])) }
+            let used = unsafe first.withUnsafeBytes { unsafe body(UnsafeRawBufferPointer(rebasing: $0[head...])) }
             let taken = max(0, min(used, available))
             head += taken
             count -= taken

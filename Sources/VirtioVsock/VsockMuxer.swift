@@ -14,7 +14,8 @@ import Glibc
 /// The worker watches four backends: the listening socket (0), an epoll set of host sockets
 /// to read (1; unwatched while the guest has no receive buffers), an epoll set of host
 /// sockets with pending output (2), and a timer for connect and close timeouts (3).
-package final class VsockMuxer: @unchecked Sendable {
+@safe package final class VsockMuxer: @unchecked Sendable {
+    // @unchecked: the ring and connection state is used by the worker thread only (or while it is stopped).
     static let hostCID: UInt64 = 2
     static let maxPayload = 64 * 1024
     static let packetsPerWakeup = 64
@@ -92,7 +93,7 @@ package final class VsockMuxer: @unchecked Sendable {
         readSet = try Epoll()
         writeSet = try Epoll()
         timer = try TimerFD()
-        scratch = .allocate(byteCount: VsockHeader.size + Self.maxPayload, alignment: 16)
+        unsafe scratch = .allocate(byteCount: VsockHeader.size + Self.maxPayload, alignment: 16)
     }
 
     /// The connection cap for an open-files limit of `openFiles` (nil: unknown or unlimited)
@@ -106,21 +107,21 @@ package final class VsockMuxer: @unchecked Sendable {
     /// The soft RLIMIT_NOFILE, or nil when unlimited or unknown.
     static func openFilesLimit() -> Int? {
         var r = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur != rlim_t.max else { return nil }  // RLIM_INFINITY
+        guard unsafe getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur != rlim_t.max else { return nil }  // RLIM_INFINITY
         return Int(clamping: r.rlim_cur)
     }
 
     /// Descriptors this process has open (entries of /proc/self/fd), or nil if unreadable.
     static func openDescriptorCount() -> Int? {
-        guard let dir = opendir("/proc/self/fd") else { return nil }
-        defer { closedir(dir) }
+        guard let dir = unsafe opendir("/proc/self/fd") else { return nil }
+        defer { unsafe closedir(dir) }
         var n = 0
-        while readdir(dir) != nil { n += 1 }
+        while unsafe readdir(dir) != nil { n += 1 }
         return max(0, n - 3)  // ".", ".." and the directory's own descriptor
     }
 
     deinit {
-        scratch.deallocate()
+        unsafe scratch.deallocate()
         counters.connections.subtract(connections.count, ordering: .relaxed)
         counters.pendingBytes.subtract(pendingBytes, ordering: .relaxed)
     }
@@ -376,7 +377,7 @@ package final class VsockMuxer: @unchecked Sendable {
     private func readConnectLine(_ c: VsockConnection) {
         let want = Self.connectLineLimit - c.connectLine.count
         var peek = [UInt8](repeating: 0, count: want)
-        let n = peek.withUnsafeMutableBytes { recv(c.socket.rawValue, $0.baseAddress, want, Int32(MSG_PEEK)) }
+        let n = unsafe peek.withUnsafeMutableBytes { unsafe recv(c.socket.rawValue, $0.baseAddress, want, Int32(MSG_PEEK)) }
         if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
         guard n > 0 else {
             reset(c, notifyGuest: false)
@@ -385,7 +386,7 @@ package final class VsockMuxer: @unchecked Sendable {
         let newline = peek[0..<n].firstIndex(of: 0x0a)
         let take = newline.map { $0 + 1 } ?? n
         var sink = [UInt8](repeating: 0, count: take)
-        let consumed = sink.withUnsafeMutableBytes { recv(c.socket.rawValue, $0.baseAddress, take, 0) }
+        let consumed = unsafe sink.withUnsafeMutableBytes { unsafe recv(c.socket.rawValue, $0.baseAddress, take, 0) }
         guard consumed == take else {
             reset(c, notifyGuest: false)
             return
@@ -433,8 +434,8 @@ package final class VsockMuxer: @unchecked Sendable {
     private func flush(_ c: VsockConnection) {
         var failed = false
         var written = 0
-        c.pending.drain { bytes in
-            let n = Self.writeSome(c.socket.rawValue, bytes)
+        unsafe c.pending.drain { bytes in
+            let n = unsafe Self.writeSome(c.socket.rawValue, bytes)
             if n < 0 {
                 failed = true
                 return 0
@@ -473,7 +474,7 @@ package final class VsockMuxer: @unchecked Sendable {
     private static func writeSome(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
         while true {
-            let n = send(fd, base, bytes.count, Int32(MSG_NOSIGNAL))
+            let n = unsafe send(fd, base, bytes.count, Int32(MSG_NOSIGNAL))
             if n >= 0 { return n }
             if errno == EINTR { continue }
             if errno == EAGAIN || errno == EWOULDBLOCK { return 0 }
@@ -527,8 +528,8 @@ package final class VsockMuxer: @unchecked Sendable {
             counters.badPackets.add(1, ordering: .relaxed)
             return
         }
-        guard reader.read(into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<VsockHeader.size])),
-              let h = VsockHeader(bytes: UnsafeRawBufferPointer(rebasing: scratch[0..<VsockHeader.size])) else {
+        guard unsafe reader.read(into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<VsockHeader.size])),
+              let h = unsafe VsockHeader(bytes: UnsafeRawBufferPointer(rebasing: scratch[0..<VsockHeader.size])) else {
             counters.badPackets.add(1, ordering: .relaxed)
             return
         }
@@ -600,7 +601,7 @@ package final class VsockMuxer: @unchecked Sendable {
         guard let key = c.key else { return reset(c, notifyGuest: false) }
         let ack = Array("OK \(key.localPort)\n".utf8)
         // The host has not been sent anything yet, so this short write fits its socket buffer.
-        let n = ack.withUnsafeBytes { Self.writeSome(c.socket.rawValue, $0) }
+        let n = unsafe ack.withUnsafeBytes { unsafe Self.writeSome(c.socket.rawValue, $0) }
         guard n == ack.count else { return reset(c, notifyGuest: true) }
         c.state = .established
         c.deadline = nil
@@ -630,15 +631,15 @@ package final class VsockMuxer: @unchecked Sendable {
             counters.creditViolations.add(1, ordering: .relaxed)
             return reset(c, notifyGuest: true)
         }
-        let payload = UnsafeMutableRawBufferPointer(rebasing: scratch[VsockHeader.size..<(VsockHeader.size + length)])
-        guard reader.read(into: payload) else {
+        let payload = unsafe UnsafeMutableRawBufferPointer(rebasing: scratch[VsockHeader.size..<(VsockHeader.size + length)])
+        guard unsafe reader.read(into: payload) else {
             counters.badPackets.add(1, ordering: .relaxed)
             return reset(c, notifyGuest: true)
         }
         c.rxCount &+= UInt32(length)
         var offset = 0
         if c.pending.isEmpty {
-            let n = Self.writeSome(c.socket.rawValue, UnsafeRawBufferPointer(payload))
+            let n = unsafe Self.writeSome(c.socket.rawValue, UnsafeRawBufferPointer(payload))
             guard n >= 0 else { return reset(c, notifyGuest: true) }
             offset = n
             c.fwdCount &+= UInt32(n)
@@ -650,7 +651,7 @@ package final class VsockMuxer: @unchecked Sendable {
                 return reset(c, notifyGuest: true)
             }
             // Fits: the credit check above bounds what is in flight by the buffer size.
-            if c.pending.append(UnsafeRawBufferPointer(rebasing: payload[offset...])) { adjustPending(length - offset) }
+            if unsafe c.pending.append(UnsafeRawBufferPointer(rebasing: payload[offset...])) { adjustPending(length - offset) }
         }
         afterFlush(c)
     }
@@ -775,9 +776,9 @@ package final class VsockMuxer: @unchecked Sendable {
             c.owed.remove(.creditUpdate)  // every packet carries the credit
         }
         let bytes = h.bytes
-        for i in 0..<VsockHeader.size { scratch[i] = bytes[i] }
+        for i in 0..<VsockHeader.size { unsafe scratch[i] = bytes[i] }
         var writer = ChainWriter(memory: memory, chain: chain)
-        writer.write(UnsafeRawBufferPointer(rebasing: scratch[0..<(VsockHeader.size + payload)]))
+        unsafe writer.write(UnsafeRawBufferPointer(rebasing: scratch[0..<(VsockHeader.size + payload)]))
         try rx.pushUsed(head: chain.head, length: writer.written, memory: memory)
         rxPushed = true
     }
@@ -786,13 +787,13 @@ package final class VsockMuxer: @unchecked Sendable {
     private func relayHostData(_ c: VsockConnection, into chain: DescriptorChain) throws(VirtqueueError) {
         let room = Int(min(chain.writableLength - UInt64(VsockHeader.size), UInt64(Self.maxPayload)))
         let limit = min(room, Int(c.peerCredit))
-        guard limit > 0, let base = scratch.baseAddress else {
+        guard limit > 0, let base = unsafe scratch.baseAddress else {
             spareRx = chain
             dataQueue.removeFirst()
             c.queuedForData = false
             return
         }
-        let n = read(c.socket.rawValue, base + VsockHeader.size, limit)
+        let n = unsafe read(c.socket.rawValue, base + VsockHeader.size, limit)
         let readError = n < 0 ? errno : 0
         if n > 0 {
             c.txCount &+= UInt32(n)

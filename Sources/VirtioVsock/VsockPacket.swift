@@ -51,7 +51,7 @@ public struct VsockHeader: Equatable, Sendable {
         guard bytes.count >= Self.size else { return nil }
         func le<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
             var v = T.zero
-            for i in 0..<MemoryLayout<T>.size { v |= T(bytes[offset + i]) << (8 * i) }
+            for i in 0..<MemoryLayout<T>.size { unsafe v |= T(bytes[offset + i]) << (8 * i) }
             return v
         }
         srcCID = le(0, UInt64.self)

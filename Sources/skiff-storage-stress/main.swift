@@ -101,6 +101,7 @@ func bench(_ args: [String]) throws {
     let counterLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     pthread_mutex_init(counterLock, nil)
     final class Shared: @unchecked Sendable {
+        // @unchecked: `next` and `failure` are touched only with `lock` held.
         let image: any BlockDevice
         let next: UnsafeMutablePointer<Int>
         let lock: UnsafeMutablePointer<pthread_mutex_t>

@@ -7,7 +7,7 @@ import SystemExtras
 import Virtio
 
 /// MSI-X vectors as KVM would deliver them: one eventfd per vector (an irqfd in a VM).
-final class EventFDVectors: MSIVectorSink, @unchecked Sendable {
+final class EventFDVectors: MSIVectorSink, Sendable {
     let events: [EventFD]
     init(count: Int) throws {
         events = try (0..<count).map { _ in try EventFD() }

@@ -12,6 +12,7 @@ struct BalloonCLITests {
         let process = Process()
         let output = Mutex(Data())
         private let stdout = Pipe()
+        /// Signalled when the reader has seen the end of the child's output.
 
         /// With `consoleOnly`, the child's stderr (the monitor's log) goes to the test's own
         /// stderr and `text` holds only the console, whose lines a log line could otherwise split.

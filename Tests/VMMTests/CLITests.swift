@@ -3,8 +3,16 @@ import Testing
 
 /// The `skiff` and `skiff-vmm` executables as a user runs them: exit statuses and one-line errors.
 struct CLITests {
-    static let binDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent(".build/debug")
+    /// The directory holding `skiff` and `skiff-vmm`: `SKIFF_BIN_DIR`, else the directory the test
+    /// runner was built into (so a `--scratch-path` or sanitizer build runs its own executables),
+    /// else `.build/debug`.
+    static let binDirectory: URL = {
+        if let dir = ProcessInfo.processInfo.environment["SKIFF_BIN_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
+        let runnerDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        if FileManager.default.isExecutableFile(atPath: runnerDirectory.appendingPathComponent("skiff-vmm").path) { return runnerDirectory }
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug")
+    }()
 
     struct Result {
         /// The exit status, or the signal number when the process died by a signal.

@@ -5,7 +5,6 @@
 #define CKVM_H
 
 #include <linux/kvm.h>
-#include <linux/if_tun.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -64,7 +63,7 @@ extern const unsigned long CKVM_GET_PIT2;
 extern const unsigned long CKVM_SET_PIT2;
 extern const unsigned long CKVM_ENABLE_CAP;
 extern const unsigned long CKVM_TRANSLATE;
-extern const unsigned long CKVM_SIGNAL_MSI;
+/* TAP ioctl numbers, for the seccomp allow-lists (the TAP itself is opened in CVirtioHost). */
 extern const unsigned long CKVM_TUNSETIFF;
 extern const unsigned long CKVM_TUNSETOFFLOAD;
 extern const unsigned long CKVM_TUNSETVNETHDRSZ;
@@ -96,7 +95,6 @@ static inline uint64_t ckvm_run_internal_data(const struct kvm_run *r, uint32_t 
     return i < 16 ? r->internal.data[i] : 0;
 }
 static inline uint32_t ckvm_run_system_event_type(const struct kvm_run *r) { return r->system_event.type; }
-static inline uint32_t ckvm_run_hw_exit_reason(const struct kvm_run *r) { return (uint32_t)r->hw.hardware_exit_reason; }
 
 /* --- KVM_SET_GSI_ROUTING helpers (flexible array) --- */
 static inline size_t ckvm_irq_routing_size(uint32_t n) {
@@ -173,10 +171,5 @@ static inline void ckvm_events_inject_exception(struct kvm_vcpu_events *ev, uint
     ev->exception.has_error_code = has_error ? 1 : 0;
     ev->exception.error_code = error_code;
 }
-
-/* --- TAP helper --- */
-/* Opens /dev/net/tun and attaches to (or creates) the TAP interface `name` with
- * IFF_TAP|IFF_NO_PI|IFF_VNET_HDR. Returns the fd or -errno. */
-int ckvm_tap_open(const char *name, int vnet_hdr);
 
 #endif

@@ -14,9 +14,6 @@
 int csystem_open(const char *path, int flags, unsigned int mode);
 int csystem_fcntl_getfl(int fd);
 int csystem_fcntl_setfl(int fd, int flags);
-/* Takes an OFD write (exclusive) or read (shared) lock on the whole file without waiting.
- * Returns 0, or -1 with errno (EAGAIN/EACCES when another holder has it). */
-int csystem_ofd_lock(int fd, int exclusive);
 int csystem_sigrtmin(void);
 /* Installs a no-op handler for signo without SA_RESTART, so blocking calls return EINTR. */
 int csystem_install_noop_handler(int signo);

@@ -1,5 +1,5 @@
 /* Linux calls the virtio device backends need that the Swift Glibc module does not export:
- * TAP ioctls (struct ifreq, TUNSETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD), timerfd and accept4. */
+ * TAP ioctls (struct ifreq, TUNSETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD) and accept4. */
 #ifndef CVIRTIOHOST_H
 #define CVIRTIOHOST_H
 
@@ -28,13 +28,6 @@ int cvh_tap_set_offload(int fd, unsigned int flags);
 
 /* Whether the interface `name` exists (if_nametoindex). */
 int cvh_interface_exists(const char *name);
-
-/* A non-blocking, close-on-exec CLOCK_MONOTONIC timerfd, or -errno. */
-int cvh_timerfd_create(void);
-
-/* Arms the timer to fire after `initial_ns` and then every `interval_ns` (0 = once);
- * initial_ns 0 disarms it. 0 or -errno. */
-int cvh_timerfd_set(int fd, uint64_t initial_ns, uint64_t interval_ns);
 
 /* accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC (retrying EINTR): the new fd or -errno. */
 int cvh_accept(int listener);

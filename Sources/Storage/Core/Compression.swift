@@ -59,7 +59,7 @@ package enum Compression {
 }
 
 /// libzstd loaded at run time, so building needs no zstd headers.
-private struct ZstdLibrary: @unchecked Sendable {
+private struct ZstdLibrary: Sendable {
     typealias Decompress = @convention(c) (UnsafeMutableRawPointer, Int, UnsafeRawPointer, Int) -> Int
     typealias FrameSize = @convention(c) (UnsafeRawPointer, Int) -> Int
     typealias IsError = @convention(c) (Int) -> UInt32

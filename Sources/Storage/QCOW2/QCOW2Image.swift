@@ -4,6 +4,7 @@ import Glibc
 /// copy-on-write, metadata is cached and written back at flush in crash-safe order
 /// (data, refcount blocks, L2 tables, L1 table, each stage made durable before the next).
 public final class QCOW2Image: BlockDevice, @unchecked Sendable {
+    // @unchecked: the metadata and caches are touched only with `lock` held (held across file I/O).
     public let file: ImageFile
     /// The backing image, opened read-only, or nil.
     public let backing: (any BlockDevice)?

@@ -11,7 +11,7 @@ import SystemExtras
 /// keeps the guest's one buffer and returns it to ask for fresh statistics. Requests are
 /// bounded (`maxPagesPerRequest`, `maxStatisticsBytes`), so a huge or malformed chain costs
 /// the device bounded work and memory and the next good request is still served.
-public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
+public final class VirtioBalloon: VirtioDevice, Sendable {
     // Feature bits (§5.5.3).
     public static let featureMustTellHost: UInt64 = 1 << 0
     public static let featureStatsQueue: UInt64 = 1 << 1
@@ -187,10 +187,10 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
         for i in 0..<data.count {
             let (at, overflow) = offset.addingReportingOverflow(i)
             switch at {
-            case _ where overflow: data[i] = 0
-            case 0..<4: data[i] = UInt8(truncatingIfNeeded: target >> (8 * UInt32(at)))
-            case 4..<8: data[i] = UInt8(truncatingIfNeeded: actual >> (8 * UInt32(at - 4)))
-            default: data[i] = 0  // free_page_hint_cmd_id and poison_val: features not offered
+            case _ where overflow: unsafe data[i] = 0
+            case 0..<4: unsafe data[i] = UInt8(truncatingIfNeeded: target >> (8 * UInt32(at)))
+            case 4..<8: unsafe data[i] = UInt8(truncatingIfNeeded: actual >> (8 * UInt32(at - 4)))
+            default: unsafe data[i] = 0  // free_page_hint_cmd_id and poison_val: features not offered
             }
         }
     }
@@ -202,7 +202,7 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
                 let (at, overflow) = offset.addingReportingOverflow(i)
                 guard !overflow, at >= 4, at < 8 else { continue }
                 let shift = 8 * UInt32(at - 4)
-                c.actual = (c.actual & ~(0xff << shift)) | (UInt32(data[i]) << shift)
+                c.actual = unsafe (c.actual & ~(0xff << shift)) | (UInt32(data[i]) << shift)
             }
         }
     }
@@ -428,7 +428,7 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
         let ignored = (whole - UInt64(count)) + (length % 4 == 0 ? 0 : 1)
         var bytes = [UInt8](repeating: 0, count: count * 4)
         var reader = ChainReader(memory: memory, chain: chain)
-        let ok = bytes.withUnsafeMutableBytes { reader.read(into: $0) }
+        let ok = unsafe bytes.withUnsafeMutableBytes { unsafe reader.read(into: $0) }
         guard ok else { return ([], ignored + UInt64(count)) }
         var pfns: [UInt32] = []
         pfns.reserveCapacity(count)
@@ -447,7 +447,7 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
         let whole = take - take % BalloonStatistics.entrySize
         var bytes = [UInt8](repeating: 0, count: whole)
         var reader = ChainReader(memory: memory, chain: chain)
-        guard bytes.withUnsafeMutableBytes({ reader.read(into: $0) }) else { return (BalloonStatistics(), length) }
+        guard unsafe bytes.withUnsafeMutableBytes({ unsafe reader.read(into: $0) }) else { return (BalloonStatistics(), length) }
         return (BalloonStatistics(parsing: bytes), length - UInt64(whole))
     }
 }

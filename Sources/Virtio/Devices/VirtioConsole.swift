@@ -12,7 +12,7 @@ import SystemExtras
 /// `maxOutputPerWakeup` per wake-up before it is written, so a flooding guest cannot make the
 /// VMM buffer without limit. VIRTIO_CONSOLE_F_EMERG_WRITE is offered: a write to `emerg_wr`
 /// prints one byte.
-public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
+public final class VirtioConsole: VirtioDevice, Sendable {
     public static let featureEmergencyWrite: UInt64 = 1 << 2
     /// Bytes of one transmit request written at most; the rest is dropped (and counted).
     public static let maxOutputPerChain = 64 * 1024
@@ -62,13 +62,13 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
 
     public func readConfig(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         // SIZE and MULTIPORT are not offered: cols, rows and max_nr_ports read as zero.
-        for i in 0..<data.count { data[i] = 0 }
+        for i in 0..<data.count { unsafe data[i] = 0 }
     }
 
     public func writeConfig(offset: Int, from data: UnsafeRawBufferPointer) {
         guard offset == Self.emergencyWriteOffset, data.count >= 1 else { return }
-        var byte = data[0]
-        withUnsafeBytes(of: &byte) { output.write($0) }
+        var byte = unsafe data[0]
+        unsafe withUnsafeBytes(of: &byte) { unsafe output.write($0) }
         bytesWritten.add(1, ordering: .relaxed)
     }
 
@@ -78,7 +78,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
     public func enqueueInput(_ bytes: UnsafeRawBufferPointer) -> Int {
         let accepted = pendingInput.withLock { pending -> Int in
             let n = min(bytes.count, inputCapacity - pending.count)
-            if n > 0 { pending.append(contentsOf: bytes[0..<n]) }
+            if n > 0 { unsafe pending.append(contentsOf: bytes[0..<n]) }
             return n
         }
         deliverInput()
@@ -118,7 +118,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
                     }
                     var writer = ChainWriter(memory: state.memory, chain: chain)
                     let n = Int(min(UInt64(pending.count), writer.remaining))
-                    _ = pending.withUnsafeBytes { writer.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                    _ = unsafe pending.withUnsafeBytes { unsafe writer.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                     pending.removeFirst(Int(writer.written))
                     bytesDelivered.add(UInt64(writer.written), ordering: .relaxed)
                     do {
@@ -158,7 +158,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
                 let start = collected.count
                 collected.append(contentsOf: repeatElement(0, count: take))
                 var reader = ChainReader(memory: state.memory, chain: chain)
-                let ok = collected.withUnsafeMutableBytes { reader.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
+                let ok = unsafe collected.withUnsafeMutableBytes { unsafe reader.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
                 if !ok { collected.removeLast(take) }
                 let dropped = chain.readableLength - UInt64(ok ? take : 0)
                 if dropped > 0 { bytesDropped.add(dropped, ordering: .relaxed) }
@@ -178,7 +178,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
         }
         signal?.signalQueue(Self.transmitQueue)
         if !collected.isEmpty {
-            collected.withUnsafeBytes { output.write($0) }
+            unsafe collected.withUnsafeBytes { unsafe output.write($0) }
             bytesWritten.add(UInt64(collected.count), ordering: .relaxed)
         }
     }

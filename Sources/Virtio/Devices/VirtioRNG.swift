@@ -6,7 +6,7 @@ import SystemExtras
 /// virtio-rng (virtio 1.x §5.4): fills each device-writable buffer with bytes from the
 /// host's getrandom(2), at most `maxBytesPerRequest` per request so one huge descriptor
 /// cannot make the device loop or allocate without bound.
-public final class VirtioRNG: VirtioDevice, @unchecked Sendable {
+public final class VirtioRNG: VirtioDevice, Sendable {
     public static let maxBytesPerRequest = 64 * 1024
     public let deviceType = VirtioDeviceType.entropy
     public let deviceFeatures: UInt64 = 0
@@ -24,7 +24,7 @@ public final class VirtioRNG: VirtioDevice, @unchecked Sendable {
     public init() {}
 
     public func readConfig(offset: Int, into data: UnsafeMutableRawBufferPointer) {
-        for i in 0..<data.count { data[i] = 0 }
+        for i in 0..<data.count { unsafe data[i] = 0 }
     }
 
     public func writeConfig(offset: Int, from data: UnsafeRawBufferPointer) {}
@@ -69,16 +69,16 @@ public final class VirtioRNG: VirtioDevice, @unchecked Sendable {
                 }
                 let want = Int(min(chain.writableLength, UInt64(Self.maxBytesPerRequest)))
                 var filled = 0
-                buffer.withUnsafeMutableBytes { buf in
+                unsafe buffer.withUnsafeMutableBytes { buf in
                     guard let base = buf.baseAddress else { return }
                     while filled < want {
-                        let n = getrandom(base + filled, want - filled, 0)
+                        let n = unsafe getrandom(base + filled, want - filled, 0)
                         if n <= 0 { break }
                         filled += n
                     }
                 }
                 var writer = ChainWriter(memory: memory, chain: chain)
-                _ = buffer.withUnsafeBytes { writer.write(UnsafeRawBufferPointer(rebasing: $0[0..<filled])) }
+                _ = unsafe buffer.withUnsafeBytes { unsafe writer.write(UnsafeRawBufferPointer(rebasing: $0[0..<filled])) }
                 bytesServed.add(UInt64(writer.written), ordering: .relaxed)
                 do {
                     try state.queue.pushUsed(head: chain.head, length: writer.written, memory: memory)

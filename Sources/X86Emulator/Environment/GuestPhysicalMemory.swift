@@ -17,24 +17,24 @@ public protocol GuestPhysicalMemory {
 extension GuestPhysicalMemory {
     public func atomicOr(_ address: UInt64, _ bits: UInt8) -> Bool {
         var byte: UInt8 = 0
-        let ok = withUnsafeMutableBytes(of: &byte) { read(address, $0) }
+        let ok = unsafe withUnsafeMutableBytes(of: &byte) { unsafe read(address, $0) }
         guard ok else { return false }
         if byte & bits == bits { return true }
         byte |= bits
-        return withUnsafeBytes(of: &byte) { write(address, $0) }
+        return unsafe withUnsafeBytes(of: &byte) { unsafe write(address, $0) }
     }
 
     /// Reads a little-endian 64-bit value.
     func readUInt64(_ address: UInt64) -> UInt64? {
         var v: UInt64 = 0
-        let ok = withUnsafeMutableBytes(of: &v) { read(address, $0) }
+        let ok = unsafe withUnsafeMutableBytes(of: &v) { unsafe read(address, $0) }
         return ok ? UInt64(littleEndian: v) : nil
     }
 
     /// Reads a little-endian 32-bit value.
     func readUInt32(_ address: UInt64) -> UInt32? {
         var v: UInt32 = 0
-        let ok = withUnsafeMutableBytes(of: &v) { read(address, $0) }
+        let ok = unsafe withUnsafeMutableBytes(of: &v) { unsafe read(address, $0) }
         return ok ? UInt32(littleEndian: v) : nil
     }
 }

@@ -39,7 +39,7 @@ struct InstructionFetcher {
             case .invalidTable(let why): return Fetched(bytes: bytes, stop: .stop(why))
             }
             var chunk = [UInt8](repeating: 0, count: count)
-            let ok = chunk.withUnsafeMutableBytes { memory.read(physical, $0) }
+            let ok = unsafe chunk.withUnsafeMutableBytes { unsafe memory.read(physical, $0) }
             guard ok else {
                 return Fetched(bytes: bytes, stop: .stop("instruction bytes at guest-physical \(hex(physical)) are not in RAM"))
             }

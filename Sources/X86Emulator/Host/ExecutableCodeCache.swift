@@ -6,8 +6,10 @@ import Musl
 
 /// A small W^X cache of generated host code: fixed-size slots in one slot of the process's
 /// `ExecutableCodeRegion`, writable only while a slot is filled and executable otherwise.
-/// Not thread-safe; its owner serializes all use (filling and running).
-final class ExecutableCodeCache {
+/// Not thread-safe; its owner serializes all use (filling and running). @safe: the mapping
+/// never leaves this class; what runs in it is the generator's responsibility
+/// (HostSSEExecutor, checked against the host CPU).
+@safe final class ExecutableCodeCache {
     /// The calling convention of every stub: four integer/pointer arguments (RDI, RSI, RDX, RCX), RAX result.
     typealias Stub = @convention(c) (UInt, UInt, UInt, UInt) -> UInt64
 
@@ -26,13 +28,13 @@ final class ExecutableCodeCache {
     init?() {
         #if os(Linux) && arch(x86_64)
         size = Self.slotSize * Self.slotCount
-        guard let p = ExecutableCodeRegion.shared?.takeSlot() else { return nil }
-        base = p
+        guard let p = unsafe ExecutableCodeRegion.shared?.takeSlot() else { return nil }
+        unsafe base = p
         codeIn = Array(repeating: nil, count: Self.slotCount)
         // Fill with INT3 so a stray jump into an empty slot traps instead of running garbage.
-        base.initializeMemory(as: UInt8.self, repeating: 0xCC, count: size)
-        guard mprotect(base, size, PROT_READ | PROT_EXEC) == 0 else {
-            ExecutableCodeRegion.shared?.returnSlot(p)
+        unsafe base.initializeMemory(as: UInt8.self, repeating: 0xCC, count: size)
+        guard unsafe mprotect(base, size, PROT_READ | PROT_EXEC) == 0 else {
+            unsafe ExecutableCodeRegion.shared?.returnSlot(p)
             return nil
         }
         #else
@@ -42,7 +44,7 @@ final class ExecutableCodeCache {
 
     deinit {
         #if os(Linux) && arch(x86_64)
-        ExecutableCodeRegion.shared?.returnSlot(base)
+        unsafe ExecutableCodeRegion.shared?.returnSlot(base)
         #endif
     }
 
@@ -57,13 +59,13 @@ final class ExecutableCodeCache {
             slot = nextSlot
             nextSlot = (nextSlot + 1) % Self.slotCount
             if let old = codeIn[slot] { slotOf[old] = nil }
-            guard mprotect(base, size, PROT_READ | PROT_WRITE) == 0 else { return nil }
-            let start = base + slot * Self.slotSize
-            start.initializeMemory(as: UInt8.self, repeating: 0xCC, count: Self.slotSize)
-            code.withUnsafeBytes { bytes in
-                if let source = bytes.baseAddress { start.copyMemory(from: source, byteCount: bytes.count) }
+            guard unsafe mprotect(base, size, PROT_READ | PROT_WRITE) == 0 else { return nil }
+            let start = unsafe base + slot * Self.slotSize
+            unsafe start.initializeMemory(as: UInt8.self, repeating: 0xCC, count: Self.slotSize)
+            unsafe code.withUnsafeBytes { bytes in
+                if let source = bytes.baseAddress { unsafe start.copyMemory(from: source, byteCount: bytes.count) }
             }
-            guard mprotect(base, size, PROT_READ | PROT_EXEC) == 0 else {
+            guard unsafe mprotect(base, size, PROT_READ | PROT_EXEC) == 0 else {
                 // Never run code from a mapping left writable.
                 broken = true
                 codeIn[slot] = nil
@@ -72,7 +74,7 @@ final class ExecutableCodeCache {
             codeIn[slot] = code
             slotOf[code] = slot
         }
-        return unsafeBitCast(base + slot * Self.slotSize, to: Stub.self)
+        return unsafe unsafeBitCast(base + slot * Self.slotSize, to: Stub.self)
         #else
         return nil
         #endif

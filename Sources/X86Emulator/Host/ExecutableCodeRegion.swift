@@ -27,12 +27,12 @@ public final class ExecutableCodeRegion: Sendable {
         #if os(Linux) && arch(x86_64)
         // Reserve twice the size, keep the aligned half: PROT_NONE until a slot is taken.
         let span = 2 * Self.size
-        guard let p = mmap(nil, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), p != MAP_FAILED else { return nil }
+        guard let p = unsafe mmap(nil, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), unsafe p != MAP_FAILED else { return nil }
         let start = UInt(bitPattern: p)
         let aligned = (start + UInt(Self.size) - 1) & ~(UInt(Self.size) - 1)
-        if aligned > start { munmap(p, Int(aligned - start)) }
+        if aligned > start { unsafe munmap(p, Int(aligned - start)) }
         let end = start + UInt(span), alignedEnd = aligned + UInt(Self.size)
-        if end > alignedEnd, let tail = UnsafeMutableRawPointer(bitPattern: alignedEnd) { munmap(tail, Int(end - alignedEnd)) }
+        if end > alignedEnd, let tail = unsafe UnsafeMutableRawPointer(bitPattern: alignedEnd) { unsafe munmap(tail, Int(end - alignedEnd)) }
         base = aligned
         free = Mutex(Array((0..<(Self.size / Self.slotSize)).reversed()))
         #else
@@ -42,18 +42,18 @@ public final class ExecutableCodeRegion: Sendable {
 
     /// A slot's memory, readable and writable, or nil when every slot is taken.
     func takeSlot() -> UnsafeMutableRawPointer? {
-        guard let index = free.withLock({ $0.popLast() }), let slot = UnsafeMutableRawPointer(bitPattern: base + UInt(index * Self.slotSize)) else { return nil }
-        guard mprotect(slot, Self.slotSize, PROT_READ | PROT_WRITE) == 0 else {
+        guard let index = free.withLock({ $0.popLast() }), let slot = unsafe UnsafeMutableRawPointer(bitPattern: base + UInt(index * Self.slotSize)) else { return nil }
+        guard unsafe mprotect(slot, Self.slotSize, PROT_READ | PROT_WRITE) == 0 else {
             free.withLock { $0.append(index) }
             return nil
         }
-        return slot
+        return unsafe slot
     }
 
     /// Gives a slot back (inaccessible again).
     func returnSlot(_ slot: UnsafeMutableRawPointer) {
         let offset = UInt(bitPattern: slot) - base
-        _ = mprotect(slot, Self.slotSize, PROT_NONE)
+        _ = unsafe mprotect(slot, Self.slotSize, PROT_NONE)
         free.withLock { $0.append(Int(offset) / Self.slotSize) }
     }
 }

@@ -87,8 +87,9 @@ final class HostSSEExecutor: Sendable {
     }
 }
 
-/// The executor's code cache and aligned buffers; used only under the executor's lock.
-final class ExecutorResources {
+/// The executor's code cache and aligned buffers; used only under the executor's lock. @safe:
+/// the buffers are allocated here, freed in deinit, and never handed out.
+@safe final class ExecutorResources {
     static let memoryBufferSize = 64
     private static let areaSize = 512
 
@@ -101,21 +102,21 @@ final class ExecutorResources {
     init?() {
         guard let c = ExecutableCodeCache() else { return nil }
         cache = c
-        hostArea = UnsafeMutableRawPointer.allocate(byteCount: Self.areaSize, alignment: 64)
-        guestArea = UnsafeMutableRawPointer.allocate(byteCount: Self.areaSize, alignment: 64)
-        memoryBuffer = UnsafeMutableRawPointer.allocate(byteCount: Self.memoryBufferSize, alignment: 64)
-        slots = UnsafeMutableRawPointer.allocate(byteCount: 24, alignment: 8)
-        hostArea.initializeMemory(as: UInt8.self, repeating: 0, count: Self.areaSize)
-        guestArea.initializeMemory(as: UInt8.self, repeating: 0, count: Self.areaSize)
-        memoryBuffer.initializeMemory(as: UInt8.self, repeating: 0, count: Self.memoryBufferSize)
-        slots.initializeMemory(as: UInt8.self, repeating: 0, count: 24)
+        unsafe hostArea = UnsafeMutableRawPointer.allocate(byteCount: Self.areaSize, alignment: 64)
+        unsafe guestArea = UnsafeMutableRawPointer.allocate(byteCount: Self.areaSize, alignment: 64)
+        unsafe memoryBuffer = UnsafeMutableRawPointer.allocate(byteCount: Self.memoryBufferSize, alignment: 64)
+        unsafe slots = UnsafeMutableRawPointer.allocate(byteCount: 24, alignment: 8)
+        unsafe hostArea.initializeMemory(as: UInt8.self, repeating: 0, count: Self.areaSize)
+        unsafe guestArea.initializeMemory(as: UInt8.self, repeating: 0, count: Self.areaSize)
+        unsafe memoryBuffer.initializeMemory(as: UInt8.self, repeating: 0, count: Self.memoryBufferSize)
+        unsafe slots.initializeMemory(as: UInt8.self, repeating: 0, count: 24)
     }
 
     deinit {
-        hostArea.deallocate()
-        guestArea.deallocate()
-        memoryBuffer.deallocate()
-        slots.deallocate()
+        unsafe hostArea.deallocate()
+        unsafe guestArea.deallocate()
+        unsafe memoryBuffer.deallocate()
+        unsafe slots.deallocate()
     }
 
     /// CPUID(leaf, subleaf) on the host.
@@ -134,8 +135,8 @@ final class ExecutorResources {
             0xC3,                         // ret
         ]
         guard let stub = cache.stub(for: code) else { return nil }
-        _ = stub(UInt(leaf), UInt(subleaf), UInt(bitPattern: slots), 0)
-        return (slots.load(as: UInt32.self), slots.load(fromByteOffset: 4, as: UInt32.self),
+        _ = unsafe stub(UInt(leaf), UInt(subleaf), UInt(bitPattern: slots), 0)
+        return unsafe (slots.load(as: UInt32.self), slots.load(fromByteOffset: 4, as: UInt32.self),
                 slots.load(fromByteOffset: 8, as: UInt32.self), slots.load(fromByteOffset: 12, as: UInt32.self))
     }
 
@@ -143,8 +144,8 @@ final class ExecutorResources {
     func hostMXCSRMask() -> UInt32? {
         let code: [UInt8] = [0x48, 0x0F, 0xAE, 0x07, 0xC3]  // fxsave64 [rdi]; ret
         guard let stub = cache.stub(for: code) else { return nil }
-        _ = stub(UInt(bitPattern: hostArea), 0, 0, 0)
-        let mask = hostArea.load(fromByteOffset: 28, as: UInt32.self)
+        _ = unsafe stub(UInt(bitPattern: hostArea), 0, 0, 0)
+        let mask = unsafe hostArea.load(fromByteOffset: 28, as: UInt32.self)
         return mask == 0 ? 0xFFBF : mask
     }
 
@@ -152,34 +153,34 @@ final class ExecutorResources {
     func execute(_ instruction: [UInt8], _ input: HostExecution) -> HostExecution? {
         guard let stub = cache.stub(for: HostSSEExecutor.stub(around: instruction)) else { return nil }
         // A fresh x87 state (FCW 0x037F: all x87 exceptions masked, empty tags) plus the guest's SSE state.
-        guestArea.initializeMemory(as: UInt8.self, repeating: 0, count: Self.areaSize)
-        guestArea.storeBytes(of: UInt16(0x037F), toByteOffset: 0, as: UInt16.self)
-        guestArea.storeBytes(of: input.mxcsr, toByteOffset: 24, as: UInt32.self)
+        unsafe guestArea.initializeMemory(as: UInt8.self, repeating: 0, count: Self.areaSize)
+        unsafe guestArea.storeBytes(of: UInt16(0x037F), toByteOffset: 0, as: UInt16.self)
+        unsafe guestArea.storeBytes(of: input.mxcsr, toByteOffset: 24, as: UInt32.self)
         for i in 0..<16 {
-            guestArea.storeBytes(of: input.xmm[i].low, toByteOffset: 160 + 16 * i, as: UInt64.self)
-            guestArea.storeBytes(of: input.xmm[i].high, toByteOffset: 168 + 16 * i, as: UInt64.self)
+            unsafe guestArea.storeBytes(of: input.xmm[i].low, toByteOffset: 160 + 16 * i, as: UInt64.self)
+            unsafe guestArea.storeBytes(of: input.xmm[i].high, toByteOffset: 168 + 16 * i, as: UInt64.self)
         }
-        memoryBuffer.initializeMemory(as: UInt8.self, repeating: 0, count: Self.memoryBufferSize)
+        unsafe memoryBuffer.initializeMemory(as: UInt8.self, repeating: 0, count: Self.memoryBufferSize)
         for (i, b) in input.memory.prefix(Self.memoryBufferSize).enumerated() {
-            memoryBuffer.storeBytes(of: b, toByteOffset: i, as: UInt8.self)
+            unsafe memoryBuffer.storeBytes(of: b, toByteOffset: i, as: UInt8.self)
         }
-        slots.storeBytes(of: input.rax, toByteOffset: 0, as: UInt64.self)
-        slots.storeBytes(of: input.rcx, toByteOffset: 8, as: UInt64.self)
-        slots.storeBytes(of: input.rdx, toByteOffset: 16, as: UInt64.self)
+        unsafe slots.storeBytes(of: input.rax, toByteOffset: 0, as: UInt64.self)
+        unsafe slots.storeBytes(of: input.rcx, toByteOffset: 8, as: UInt64.self)
+        unsafe slots.storeBytes(of: input.rdx, toByteOffset: 16, as: UInt64.self)
 
-        let flags = stub(UInt(bitPattern: memoryBuffer), UInt(bitPattern: guestArea), UInt(bitPattern: slots), UInt(bitPattern: hostArea))
+        let flags = unsafe stub(UInt(bitPattern: memoryBuffer), UInt(bitPattern: guestArea), UInt(bitPattern: slots), UInt(bitPattern: hostArea))
 
         var out = input
         out.rflags = flags
-        out.mxcsr = guestArea.load(fromByteOffset: 24, as: UInt32.self)
+        out.mxcsr = unsafe guestArea.load(fromByteOffset: 24, as: UInt32.self)
         for i in 0..<16 {
-            out.xmm[i] = XMMValue(low: guestArea.load(fromByteOffset: 160 + 16 * i, as: UInt64.self),
+            out.xmm[i] = unsafe XMMValue(low: guestArea.load(fromByteOffset: 160 + 16 * i, as: UInt64.self),
                                   high: guestArea.load(fromByteOffset: 168 + 16 * i, as: UInt64.self))
         }
-        out.memory = (0..<input.memory.count).map { memoryBuffer.load(fromByteOffset: $0, as: UInt8.self) }
-        out.rax = slots.load(fromByteOffset: 0, as: UInt64.self)
-        out.rcx = slots.load(fromByteOffset: 8, as: UInt64.self)
-        out.rdx = slots.load(fromByteOffset: 16, as: UInt64.self)
+        out.memory = (0..<input.memory.count).map { unsafe memoryBuffer.load(fromByteOffset: $0, as: UInt8.self) }
+        out.rax = unsafe slots.load(fromByteOffset: 0, as: UInt64.self)
+        out.rcx = unsafe slots.load(fromByteOffset: 8, as: UInt64.self)
+        out.rdx = unsafe slots.load(fromByteOffset: 16, as: UInt64.self)
         return out
     }
 }

@@ -49,7 +49,7 @@ struct LinearMemory<Memory: GuestPhysicalMemory> {
         bytes.reserveCapacity(count)
         for piece in pieces {
             var chunk = [UInt8](repeating: 0, count: piece.length)
-            let ok = chunk.withUnsafeMutableBytes { memory.read(piece.physical, $0) }
+            let ok = unsafe chunk.withUnsafeMutableBytes { unsafe memory.read(piece.physical, $0) }
             guard ok else { return .failure(.stop("guest-physical \(hex(piece.physical)) (+\(piece.length)) is not RAM")) }
             bytes += chunk
         }
@@ -65,7 +65,7 @@ struct LinearMemory<Memory: GuestPhysicalMemory> {
         }
         var offset = 0
         for piece in pieces {
-            let ok = bytes[offset..<(offset + piece.length)].withUnsafeBytes { memory.write(piece.physical, $0) }
+            let ok = unsafe bytes[offset..<(offset + piece.length)].withUnsafeBytes { unsafe memory.write(piece.physical, $0) }
             guard ok else { return .failure(.stop("guest-physical \(hex(piece.physical)) (+\(piece.length)) is not RAM")) }
             offset += piece.length
         }
