@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # dosfstools and mtools: skiffd builds cloud-init seed disks (FAT, label CIDATA) with mkfs.vfat and mcopy.
 # python3-venv: the API conformance check runs schemathesis from a virtual environment.
 packages=(build-essential qemu-system-x86 qemu-utils acpica-tools lz4 busybox-static cpio iproute2 python3 python3-venv xz-utils e2fsprogs zlib1g-dev
-          dosfstools mtools curl libseccomp-dev)
+          dosfstools mtools curl openssl libseccomp-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

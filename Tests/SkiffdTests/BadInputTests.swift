@@ -128,4 +128,57 @@ struct BadInputTests {
         var st = stat()
         #expect(stat(d.socket, &st) == 0 && st.st_mode & 0o777 == 0o660)
     }
+
+    /// Runs a tool and returns its status and stdout (stderr appended).
+    static func runTool(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = arguments
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// TLS on the TCP listener: a client that trusts the daemon's certificate gets through with
+    /// the token, one that does not trust it is refused by the handshake, and plain HTTP to the
+    /// TLS port gets no answer.
+    @Test func tcpWithTLSServesOnlyTLS() throws {
+        let tools = ["/usr/bin/openssl", "/usr/bin/curl"]
+        if let missing = tools.first(where: { !FileManager.default.isExecutableFile(atPath: $0) }) {
+            #expect(ProcessInfo.processInfo.environment["CI"] != "true", "\(missing) is missing (apt-get install openssl curl)")
+            print("tcpWithTLSServesOnlyTLS skipped: \(missing) is missing")
+            return
+        }
+        let dir = "/tmp/skd-tls-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let made = try Self.runTool("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                                                         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                                                         "-keyout", "\(dir)/key.pem", "-out", "\(dir)/cert.pem"])
+        try #require(made.status == 0, "\(made.output)")
+        try "tls-token-0123456789abcdef\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
+        let port = UInt16.random(in: 20000...40000)
+        let d = try Daemon(extraArguments: ["--tcp", "127.0.0.1:\(port)", "--token-file", "\(dir)/token",
+                                            "--tls-cert", "\(dir)/cert.pem", "--tls-key", "\(dir)/key.pem"])
+        defer { d.tearDown() }
+        let url = "https://127.0.0.1:\(port)/vms"
+        let trusted = try Self.runTool("/usr/bin/curl", ["-sS", "--max-time", "20", "--cacert", "\(dir)/cert.pem",
+                                                         "-H", "Authorization: Bearer tls-token-0123456789abcdef",
+                                                         "-w", "\\n%{http_code}", url])
+        #expect(trusted.status == 0 && trusted.output.hasSuffix("\n200"), "\(trusted.output)")
+        let noToken = try Self.runTool("/usr/bin/curl", ["-sS", "--max-time", "20", "--cacert", "\(dir)/cert.pem", "-w", "\\n%{http_code}", url])
+        #expect(noToken.status == 0 && noToken.output.hasSuffix("\n401"), "\(noToken.output)")
+        // Without the certificate the handshake fails (curl's 60: peer certificate cannot be authenticated).
+        let untrusted = try Self.runTool("/usr/bin/curl", ["-sS", "--max-time", "20", url])
+        #expect(untrusted.status == 60, "\(untrusted.output)")
+        // Plain HTTP to the TLS port is not served.
+        let plain = try Self.runTool("/usr/bin/curl", ["-sS", "--max-time", "10", "-w", "\\n%{http_code}",
+                                                       "-H", "Authorization: Bearer tls-token-0123456789abcdef", "http://127.0.0.1:\(port)/vms"])
+        #expect(!plain.output.hasSuffix("\n200"), "\(plain.output)")
+    }
+
 }
