@@ -40,13 +40,13 @@ let package = Package(
         // Linux headers and calls the Glibc module does not export (epoll, eventfd, memfd, signals).
         .target(name: "CSkiffSystem"),
         // Owned file descriptors, eventfd, epoll, mmap, terminal modes.
-        .target(name: "SystemExtras", dependencies: ["CSkiffSystem"], swiftSettings: strict),
+        .target(name: "SystemExtras", dependencies: ["CSkiffSystem"], swiftSettings: memorySafe),
         // /dev/kvm, VM and vCPU file descriptors, exits.
-        .target(name: "KVM", dependencies: ["CKVM", "CSkiffSystem", "SystemExtras"], swiftSettings: strict),
+        .target(name: "KVM", dependencies: ["CKVM", "CSkiffSystem", "SystemExtras"], swiftSettings: memorySafe),
         // libseccomp from the system (Debian: libseccomp-dev), which compiles the per-thread filters.
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
         // The monitor's seccomp policy: an allow-list per thread role, compiled once, installed by each thread.
-        .target(name: "Seccomp", dependencies: ["CSeccomp", "CSkiffSystem", "CKVM", "SystemExtras"], swiftSettings: strict),
+        .target(name: "Seccomp", dependencies: ["CSeccomp", "CSkiffSystem", "CKVM", "SystemExtras"], swiftSettings: memorySafe),
         // Guest physical memory: regions and bounds-checked access.
         .target(name: "GuestMemory", dependencies: ["SystemExtras", "CSkiffSystem"], swiftSettings: memorySafe),
         // x86 platform: memory map, GDT, page tables, CPUID, MSRs, MP and ACPI tables.
@@ -85,18 +85,18 @@ let package = Package(
             dependencies: ["CKVM", "CSkiffSystem", "KVM", "GuestMemory", "ArchX86", "Loader", "DeviceModel", "LegacyDevices", "PCI", "Virtio",
                            "VirtioBlock", "Storage", "VirtioNet", "VirtioVsock", "X86Emulator", "SystemExtras", "BinaryCoding",
                            "ControlProtocol", "Snapshot", "Migration", "Seccomp", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // Disk images: raw, qcow2, clones, de-duplicating store.
         .target(
             name: "Storage",
             dependencies: ["CStorage"],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // The de-duplicating, content-addressed image store (FastCDC chunks, SHA-256): only the
         // image commands use it, so VMs do not link swift-crypto.
         .target(
             name: "ImageStore",
             dependencies: ["Storage", "CStorage", .product(name: "Crypto", package: "swift-crypto")],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // System zlib (raw deflate for compressed qcow2 clusters and store chunks) and fallocate.
         .systemLibrary(name: "CStorage", path: "Sources/CStorage"),
         // `skiff image ...` verbs (library so they can be tested).
@@ -108,17 +108,17 @@ let package = Package(
         .executableTarget(
             name: "skiff-storage-stress",
             dependencies: ["Storage", "ImageStore", "ImageCommands", .product(name: "Crypto", package: "swift-crypto")],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // Host-side virtio-blk benchmark: request rate and notify → completion round trip with a mock driver.
         .executableTarget(
             name: "skiff-virtio-bench",
             dependencies: ["VirtioBlock", "Virtio", "Storage", "GuestMemory", "PCI", "SystemExtras"],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no Foundation).
         .target(
             name: "VMCommands",
             dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", "CSkiffSystem", "Units", "Seccomp", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // Sizes as people type them (256M, 2G).
         .target(name: "Units", swiftSettings: memorySafe),
         // `skiff vm|snapshot|migrate|fork`: clients of running monitors' control sockets.
@@ -130,7 +130,7 @@ let package = Package(
         .target(
             name: "SkiffCLI",
             dependencies: ["VMCommands", "ImageCommands", "ClientCommands", "DaemonCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // Emulation assist: decoder, page-table walker and emulator for instructions KVM cannot emulate.
         .target(name: "X86Emulator", swiftSettings: memorySafe),
         // Test oracles: popcnt/lzcnt/tzcnt and SSE operations executed natively on the host CPU.
@@ -141,10 +141,10 @@ let package = Package(
             name: "FuzzHarnesses",
             dependencies: ["CSkiffSystem", "GuestMemory", "SystemExtras", "DeviceModel", "PCI", "Virtio", "VirtioBlock", "VirtioNet", "VirtioVsock", "Storage",
                            "ArchX86", "Loader", "X86Emulator", "BinaryCoding", "Snapshot", "Migration", "ControlProtocol", "VMM"],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         .testTarget(name: "FuzzHarnessTests", dependencies: ["FuzzHarnesses"]),
         .testTarget(name: "X86EmulatorTests", dependencies: ["X86Emulator", "CX86Host"], exclude: ["Fixtures/generate-fixtures.py"]),
-        .executableTarget(name: "skiff", dependencies: ["SkiffCLI", "VMCommands"], swiftSettings: strict),
+        .executableTarget(name: "skiff", dependencies: ["SkiffCLI", "VMCommands"], swiftSettings: memorySafe),
 
         // MARK: skiffd, the host daemon, and its client
         // The REST API: code generated from openapi.yaml (types, server stubs, client), committed;
@@ -155,7 +155,7 @@ let package = Package(
             exclude: ["openapi.yaml", "openapi-generator-config.yaml"],
             swiftSettings: strict),
         // VM specs (YAML or JSON; unknown fields refused) and their validation.
-        .target(name: "SkiffSpec", dependencies: ["Units", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
+        .target(name: "SkiffSpec", dependencies: ["Units", .product(name: "Yams", package: "Yams")], swiftSettings: memorySafe),
         // The daemon's SQLite database (GRDB, WAL, versioned migrations): VMs, images, tasks, events.
         .target(name: "SkiffStore", dependencies: ["SkiffSpec", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
         // spawn into a session and cgroups, pidfds, waitid: what Glibc does not export.
@@ -165,7 +165,7 @@ let package = Package(
         // Host resources: cgroups v1 and v2 (QoS), KSM, memory pressure (PSI), /proc readings.
         .target(name: "HostResources", swiftSettings: strict),
         // The cloud-init NoCloud seed: a small FAT image labelled "cidata".
-        .target(name: "CloudInit", swiftSettings: strict),
+        .target(name: "CloudInit", swiftSettings: memorySafe),
         // skiffd: supervision, the API handlers, tasks, events, QoS, overbooking, metrics.
         .target(
             name: "SkiffDaemon",
@@ -205,7 +205,7 @@ let package = Package(
         .testTarget(name: "SkiffStoreTests", dependencies: ["SkiffStore", "SkiffSpec"]),
         .testTarget(name: "HostResourcesTests", dependencies: ["HostResources", "HostProcess", "CloudInit"]),
         .testTarget(name: "SkiffdTests", dependencies: ["DaemonClient", "SkiffAPI", "SkiffSpec", "HostProcess", "HostResources", "ControlProtocol"]),
-        .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands", "VMM"], swiftSettings: strict),
+        .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands", "VMM"], swiftSettings: memorySafe),
         // Namespaces, pivot_root, mounts, device nodes, capabilities, prctl: what the jailer calls.
         .target(name: "CSkiffJail"),
         // The jailer: one VM's jail (root directory, namespaces, cgroups, privileges), then exec of the monitor.

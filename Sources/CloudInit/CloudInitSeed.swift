@@ -37,13 +37,13 @@ public enum CloudInitSeed {
             try? FileManager.default.removeItem(atPath: tmp)
             try run("mkfs.vfat", ["-n", "CIDATA", "-C", tmp, String(imageKiB)])
             try run("mcopy", ["-o", "-i", tmp] + files.map { "\(staging)/\($0.0)" } + ["::/"])
-            let fd = open(tmp, O_RDONLY)
+            let fd = unsafe open(tmp, O_RDONLY)
             if fd >= 0 {
                 fsync(fd)
                 close(fd)
             }
-            guard rename(tmp, path) == 0 else {
-                throw Failure(message: "cannot rename the seed image into \(path): \(String(cString: strerror(errno)))")
+            guard unsafe rename(tmp, path) == 0 else {
+                throw Failure(message: unsafe "cannot rename the seed image into \(path): \(String(cString: strerror(errno)))")
             }
         } catch let error as Failure {
             throw error

@@ -57,9 +57,9 @@ public enum FuzzSeeds {
             var batch = PageBatch()
             batch.appendZero(0)
             let page = (0..<PageBatch.pageSize).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-            page.withUnsafeBytes { batch.append(1, contents: $0) }
+            unsafe page.withUnsafeBytes { unsafe batch.append(1, contents: $0) }
             batch.appendZero(hello.pageCount - 1)
-            page.withUnsafeBytes { batch.append(256, contents: $0) }
+            unsafe page.withUnsafeBytes { unsafe batch.append(256, contents: $0) }
             var zeros = PageBatch()
             for n in 2..<18 { zeros.appendZero(UInt64(n)) }
             let stream = frame(.hello, helloPayload) + frame(.pages, batch.serialized()) + frame(.sync, []) + frame(.pages, zeros.serialized())

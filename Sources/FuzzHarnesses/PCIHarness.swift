@@ -15,7 +15,7 @@ final class IdleVirtioDevice: VirtioDevice, @unchecked Sendable {
     func readConfig(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         for i in 0..<data.count {
             let (at, overflow) = offset.addingReportingOverflow(i)
-            data[i] = !overflow && at >= 0 && at < config.count ? config[at] : 0
+            unsafe data[i] = !overflow && at >= 0 && at < config.count ? config[at] : 0
         }
     }
     func writeConfig(offset: Int, from data: UnsafeRawBufferPointer) {}
@@ -49,8 +49,8 @@ public enum PCIHarness {
     nonisolated(unsafe) static var ram: FuzzGuestRAM?
 
     public static func run(_ data: [UInt8]) throws(FuzzInvariantViolation) {
-        let ram = Self.ram ?? FuzzGuestRAM()
-        Self.ram = ram
+        let ram = unsafe Self.ram ?? FuzzGuestRAM()
+        unsafe Self.ram = ram
         ram.clear()
         var input = FuzzInput(data)
         let pio = Bus()
@@ -87,25 +87,25 @@ public enum PCIHarness {
                 // The address register: mostly enabled, bus 0, a slot with a device.
                 var address = UInt32(0x8000_0000) | UInt32(input.below(3)) << 11 | UInt32(input.u8() & 0xfc)
                 if input.u8() & 7 == 0 { address = input.u32() }
-                withUnsafeBytes(of: &address) { _ = pio.write(address: 0xcf8, from: UnsafeRawBufferPointer(rebasing: $0[0..<4])) }
+                unsafe withUnsafeBytes(of: &address) { _ = unsafe pio.write(address: 0xcf8, from: UnsafeRawBufferPointer(rebasing: $0[0..<4])) }
             case 1, 2:
                 let port = 0xcf8 + UInt64(input.below(8))
                 let width = min(size, 4)
                 if input.bool() {
-                    withUnsafeBytes(of: &value) { _ = pio.write(address: port, from: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
+                    unsafe withUnsafeBytes(of: &value) { _ = unsafe pio.write(address: port, from: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
                 } else {
                     var out = [UInt8](repeating: 0, count: width)
-                    out.withUnsafeMutableBytes { _ = pio.read(address: port, into: $0) }
+                    unsafe out.withUnsafeMutableBytes { _ = unsafe pio.read(address: port, into: $0) }
                 }
             case 3, 4:
                 // ECAM: mostly bus 0, slots 0-2, any register.
                 let offset = input.u8() & 7 == 0 ? UInt64(input.u32()) & 0x0fff_ffff : UInt64(input.below(3)) << 15 | UInt64(input.u16() & 0xfff)
                 let width = min(size, 8)
                 if input.bool() {
-                    withUnsafeBytes(of: &value) { _ = mmio.write(address: ecamBase + offset, from: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
+                    unsafe withUnsafeBytes(of: &value) { _ = unsafe mmio.write(address: ecamBase + offset, from: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
                 } else {
                     var out = [UInt8](repeating: 0, count: width)
-                    out.withUnsafeMutableBytes { _ = mmio.read(address: ecamBase + offset, into: $0) }
+                    unsafe out.withUnsafeMutableBytes { _ = unsafe mmio.read(address: ecamBase + offset, into: $0) }
                 }
             case 5, 6:
                 // The BAR wherever the guest put it (or the default window): registers, notify, MSI-X.
@@ -114,16 +114,16 @@ public enum PCIHarness {
                 let base = input.u8() & 7 == 0 ? FuzzGuestRAM.address(&input) : barBase
                 let width = min(size, 8)
                 if input.bool() {
-                    withUnsafeBytes(of: &value) { _ = mmio.write(address: base &+ offset, from: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
+                    unsafe withUnsafeBytes(of: &value) { _ = unsafe mmio.write(address: base &+ offset, from: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
                 } else {
                     var out = [UInt8](repeating: 0, count: width)
-                    out.withUnsafeMutableBytes { _ = mmio.read(address: base &+ offset, into: $0) }
+                    unsafe out.withUnsafeMutableBytes { _ = unsafe mmio.read(address: base &+ offset, into: $0) }
                 }
             case 7:
                 // MSI-X table writes checked against the model.
                 let offset = UInt64(input.below(msix.tableSize + 32))
                 let width = [4, 8, 2, 1][input.below(4)]
-                let changed = withUnsafeBytes(of: &value) { msix.writeTable(offset: offset, from: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
+                let changed = unsafe withUnsafeBytes(of: &value) { unsafe msix.writeTable(offset: offset, from: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
                 model.write(offset: offset, width: width, value: value)
                 for v in changed { try require(v >= 0 && v < msix.vectorCount, "changed vector \(v) of \(msix.vectorCount)") }
             case 8:
@@ -132,12 +132,12 @@ public enum PCIHarness {
                 model.setControl(control)
                 msix.setPending(input.below(msix.vectorCount + 4) - 2, input.bool())
                 var pba = [UInt8](repeating: 0, count: 8)
-                pba.withUnsafeMutableBytes { msix.readPBA(offset: UInt64(input.below(msix.pbaSize + 8)), into: $0) }
+                unsafe pba.withUnsafeMutableBytes { unsafe msix.readPBA(offset: UInt64(input.below(msix.pbaSize + 8)), into: $0) }
             default:
                 let offset = UInt64(input.below(msix.tableSize + 32))
                 let width = [4, 8, 2][input.below(3)]
                 var out: UInt64 = 0
-                withUnsafeMutableBytes(of: &out) { msix.readTable(offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<width])) }
+                unsafe withUnsafeMutableBytes(of: &out) { unsafe msix.readTable(offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<width])) }
                 let expected = model.read(offset: offset, width: width)
                 try require(out == expected, "MSI-X table read at \(offset) width \(width): 0x\(String(out, radix: 16)), model 0x\(String(expected, radix: 16))")
             }

@@ -21,9 +21,9 @@ public enum QCOW2Harness {
     final class Directory {
         let path: String
         init() {
-            let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+            let base = unsafe access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
             path = "\(base)/skiff-fuzz-qcow2-\(getpid())"
-            mkdir(path, 0o700)
+            unsafe mkdir(path, 0o700)
             let backing = (0..<QCOW2Harness.backingSize).map { UInt8(truncatingIfNeeded: $0 ^ ($0 >> 8)) }
             writeFile(path + "/" + QCOW2Harness.backingName, backing)
         }
@@ -34,29 +34,29 @@ public enum QCOW2Harness {
 
     /// Removes the image, the backing file and their directory.
     static func removeDirectory() {
-        guard let directory else { return }
-        unlink(directory.image)
-        unlink(directory.path + "/" + backingName)
-        rmdir(directory.path)
-        Self.directory = nil
+        guard let directory = unsafe directory else { return }
+        unsafe unlink(directory.image)
+        unsafe unlink(directory.path + "/" + backingName)
+        unsafe rmdir(directory.path)
+        unsafe Self.directory = nil
     }
 
     /// Writes `bytes` to `path` (replacing it).
     static func writeFile(_ path: String, _ bytes: [UInt8]) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let fd = unsafe open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
         defer { close(fd) }
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { buffer in buffer.baseAddress.map { write(fd, $0 + done, bytes.count - done) } ?? 0 }
+            let n = unsafe bytes.withUnsafeBytes { buffer in unsafe buffer.baseAddress.map { unsafe write(fd, $0 + done, bytes.count - done) } ?? 0 }
             if n <= 0 { return }
             done += n
         }
     }
 
     public static func run(_ data: [UInt8]) throws(FuzzInvariantViolation) {
-        let directory = Self.directory ?? Directory()
-        Self.directory = directory
+        let directory = unsafe Self.directory ?? Directory()
+        unsafe Self.directory = directory
         var header = FuzzInput(data)
         let opsLength = Int(header.u16())
         var ops = FuzzInput(header.bytes(opsLength))
@@ -123,7 +123,7 @@ public enum QCOW2Harness {
                 case 0, 1:
                     let bytes = (0..<Int(length)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ steps) }
                     do {
-                        try bytes.withUnsafeBytes { try image.write(at: offset, from: $0) }
+                        unsafe try bytes.withUnsafeBytes { unsafe try image.write(at: offset, from: $0) }
                         model.set(offset, bytes)
                     } catch let error as StorageError {
                         model.forget(offset, length)
@@ -131,7 +131,7 @@ public enum QCOW2Harness {
                     }
                 case 2, 3:
                     var buffer = [UInt8](repeating: 0xee, count: Int(length))
-                    try buffer.withUnsafeMutableBytes { try image.read(at: offset, into: $0) }
+                    unsafe try buffer.withUnsafeMutableBytes { unsafe try image.read(at: offset, into: $0) }
                     for (i, b) in buffer.enumerated() {
                         if initiallyClean, let expected = model.known[offset + UInt64(i)], expected != b {
                             throw FuzzInvariantViolation("byte \(offset + UInt64(i)) reads 0x\(String(b, radix: 16)), written 0x\(String(expected, radix: 16))")

@@ -51,8 +51,8 @@ public enum SplitQueueHarness {
     nonisolated(unsafe) static var ram: FuzzGuestRAM?
 
     public static func run(_ data: [UInt8]) throws(FuzzInvariantViolation) {
-        let ram = Self.ram ?? FuzzGuestRAM()
-        Self.ram = ram
+        let ram = unsafe Self.ram ?? FuzzGuestRAM()
+        unsafe Self.ram = ram
         ram.clear()
         let memory = ram.memory
         var input = FuzzInput(data)
@@ -153,12 +153,12 @@ public enum SplitQueueHarness {
         let readCount = min(Int(input.u16()), 4096)
         var scratch = [UInt8](repeating: 0, count: readCount)
         let fits = UInt64(readCount) <= reader.remaining
-        let ok = scratch.withUnsafeMutableBytes { reader.read(into: $0) }
+        let ok = unsafe scratch.withUnsafeMutableBytes { unsafe reader.read(into: $0) }
         try require(ok == fits, "read of \(readCount) with \(reader.remaining) left returned \(ok)")
         var writer = ChainWriter(memory: memory, chain: chain)
         let room = writer.remaining
         let payload = [UInt8](repeating: input.u8(), count: min(Int(input.u16()), 4096))
-        let wrote = payload.withUnsafeBytes { writer.write($0) }
+        let wrote = unsafe payload.withUnsafeBytes { unsafe writer.write($0) }
         try require(wrote == (UInt64(payload.count) <= room), "write of \(payload.count) with room \(room) returned \(wrote)")
         try require(UInt64(writer.written) == min(UInt64(payload.count), room), "wrote \(writer.written) of \(payload.count), room \(room)")
         if input.bool() {

@@ -9,12 +9,12 @@ enum FuzzUnixSocket {
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-            raw[bytes.count] = 0
+        unsafe withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { unsafe raw[i] = b }
+            unsafe raw[bytes.count] = 0
         }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        return unsafe withUnsafePointer(to: &address) {
+            unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { unsafe body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
     }
 
@@ -24,10 +24,10 @@ enum FuzzUnixSocket {
 
     /// A listening socket at `path` (an old file there is removed first); -1 on failure.
     static func listen(path: String) -> Int32 {
-        unlink(path)
+        unsafe unlink(path)
         let fd = makeSocket()
         guard fd >= 0 else { return -1 }
-        let ok = withAddress(path) { bind(fd, $0, $1) == 0 } ?? false
+        let ok = unsafe withAddress(path) { unsafe bind(fd, $0, $1) == 0 } ?? false
         guard ok, Glibc.listen(fd, 64) == 0 else {
             close(fd)
             return -1
@@ -39,7 +39,7 @@ enum FuzzUnixSocket {
     static func connect(path: String) -> Int32 {
         let fd = makeSocket()
         guard fd >= 0 else { return -1 }
-        let ok = withAddress(path) { Glibc.connect(fd, $0, $1) == 0 || errno == EINPROGRESS || errno == EAGAIN } ?? false
+        let ok = unsafe withAddress(path) { unsafe Glibc.connect(fd, $0, $1) == 0 || errno == EINPROGRESS || errno == EAGAIN } ?? false
         if !ok {
             close(fd)
             return -1

@@ -14,8 +14,8 @@ public enum VirtioBalloonHarness {
     nonisolated(unsafe) static var ram: FuzzGuestRAM?
 
     public static func run(_ data: [UInt8]) throws(FuzzInvariantViolation) {
-        let ram = Self.ram ?? FuzzGuestRAM()
-        Self.ram = ram
+        let ram = unsafe Self.ram ?? FuzzGuestRAM()
+        unsafe Self.ram = ram
         ram.clear()
         let memory = ram.memory
         var input = FuzzInput(data)
@@ -70,9 +70,9 @@ public enum VirtioBalloonHarness {
             case 6:
                 var value = input.u64()
                 let offset = input.below(12)
-                withUnsafeBytes(of: &value) { balloon.writeConfig(offset: offset, from: UnsafeRawBufferPointer(rebasing: $0[0..<(1 + offset % 8)])) }
+                unsafe withUnsafeBytes(of: &value) { unsafe balloon.writeConfig(offset: offset, from: UnsafeRawBufferPointer(rebasing: $0[0..<(1 + offset % 8)])) }
                 var out = [UInt8](repeating: 0, count: 8)
-                out.withUnsafeMutableBytes { balloon.readConfig(offset: input.below(16), into: $0) }
+                unsafe out.withUnsafeMutableBytes { unsafe balloon.readConfig(offset: input.below(16), into: $0) }
             default:
                 let before = snapshot(memory)
                 balloon.serve(queue: q)
@@ -93,10 +93,10 @@ public enum VirtioBalloonHarness {
 
     /// Whether `a[at ..< at + length]` equals `b[otherAt ..< otherAt + length]` (memcmp; ranges in bounds).
     static func same(_ a: [UInt8], _ b: [UInt8], at: Int, length: Int, otherAt: Int? = nil) -> Bool {
-        a.withUnsafeBytes { x in
-            b.withUnsafeBytes { y in
+        unsafe a.withUnsafeBytes { x in
+            unsafe b.withUnsafeBytes { y in
                 guard let p = x.baseAddress, let q = y.baseAddress else { return length == 0 }
-                return memcmp(p + at, q + (otherAt ?? at), length) == 0
+                return unsafe memcmp(p + at, q + (otherAt ?? at), length) == 0
             }
         }
     }

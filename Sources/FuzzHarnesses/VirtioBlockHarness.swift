@@ -30,12 +30,12 @@ final class CheckedMemoryDisk: BlockDevice, @unchecked Sendable {
 
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
         try check(offset, UInt64(buffer.count), changing: false, "read")
-        for i in 0..<buffer.count { buffer[i] = bytes[Int(offset) + i] }
+        for i in 0..<buffer.count { unsafe buffer[i] = bytes[Int(offset) + i] }
     }
 
     func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws {
         try check(offset, UInt64(buffer.count), changing: true, "write")
-        for i in 0..<buffer.count { bytes[Int(offset) + i] = buffer[i] }
+        for i in 0..<buffer.count { bytes[Int(offset) + i] = unsafe buffer[i] }
     }
 
     func flush() throws {
@@ -64,8 +64,8 @@ public enum VirtioBlockHarness {
     nonisolated(unsafe) static var ram: FuzzGuestRAM?
 
     public static func run(_ data: [UInt8]) throws(FuzzInvariantViolation) {
-        let ram = Self.ram ?? FuzzGuestRAM()
-        Self.ram = ram
+        let ram = unsafe Self.ram ?? FuzzGuestRAM()
+        unsafe Self.ram = ram
         ram.clear()
         let memory = ram.memory
         var input = FuzzInput(data)

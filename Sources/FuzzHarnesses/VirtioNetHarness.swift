@@ -16,13 +16,13 @@ final class FramePipe {
     init() throws(FuzzInvariantViolation) {
         var fds: [Int32] = [-1, -1]
         let kind = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        guard socketpair(AF_UNIX, kind, 0, &fds) == 0 else { throw FuzzInvariantViolation("socketpair failed: errno \(errno)") }
+        guard unsafe socketpair(AF_UNIX, kind, 0, &fds) == 0 else { throw FuzzInvariantViolation("socketpair failed: errno \(errno)") }
         engineFD = fds[0]
         hostFD = fds[1]
         // Small buffers so back-pressure (EAGAIN, pending frames) is reachable.
         var small: Int32 = 4096
-        _ = setsockopt(hostFD, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-        _ = setsockopt(engineFD, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        _ = unsafe setsockopt(hostFD, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        _ = unsafe setsockopt(engineFD, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
     }
 
     deinit {
@@ -35,7 +35,7 @@ final class FramePipe {
         var sizes: [Int] = []
         var buffer = [UInt8](repeating: 0, count: VirtioNetHeader.size + VirtioNetHeader.maxFrameSize + 16)
         while true {
-            let n = buffer.withUnsafeMutableBytes { recv(hostFD, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            let n = unsafe buffer.withUnsafeMutableBytes { unsafe recv(hostFD, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             if n < 0 { return sizes }
             sizes.append(n)
         }
@@ -52,8 +52,8 @@ public enum VirtioNetHarness {
     nonisolated(unsafe) static var ram: FuzzGuestRAM?
 
     public static func run(_ data: [UInt8]) throws(FuzzInvariantViolation) {
-        let ram = Self.ram ?? FuzzGuestRAM()
-        Self.ram = ram
+        let ram = unsafe Self.ram ?? FuzzGuestRAM()
+        unsafe Self.ram = ram
         ram.clear()
         let memory = ram.memory
         var input = FuzzInput(data)
@@ -96,7 +96,7 @@ public enum VirtioNetHarness {
                 let length = input.bool() ? Int(input.u16()) + VirtioNetHeader.size : input.below(200)
                 var frame = input.bytes(min(length, 256))
                 frame += [UInt8](repeating: 0x5a, count: max(0, length - frame.count))
-                _ = frame.withUnsafeBytes { send(pipe.hostFD, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                _ = unsafe frame.withUnsafeBytes { unsafe send(pipe.hostFD, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             case 4:
                 engine.handle(.queue(VirtioNet.txQueue), events: 0)
             case 5:

@@ -25,7 +25,7 @@ public enum VirtioVsockHarness {
 
         init() throws(FuzzInvariantViolation) {
             directory = "/tmp/skiff-fuzz-vsock-\(getpid())"
-            mkdir(directory, 0o700)
+            unsafe mkdir(directory, 0o700)
             socketPath = directory + "/v.sock"
             listener = FuzzUnixSocket.listen(path: socketPath)
             portListener = FuzzUnixSocket.listen(path: "\(socketPath)_\(VirtioVsockHarness.guestPort)")
@@ -38,25 +38,25 @@ public enum VirtioVsockHarness {
 
     /// Closes the listening sockets and removes their directory.
     static func removeHost() {
-        guard let host else { return }
+        guard let host = unsafe host else { return }
         close(host.listener)
         close(host.portListener)
-        unlink(host.socketPath)
-        unlink("\(host.socketPath)_\(guestPort)")
-        rmdir(host.directory)
-        Self.host = nil
+        unsafe unlink(host.socketPath)
+        unsafe unlink("\(host.socketPath)_\(guestPort)")
+        unsafe rmdir(host.directory)
+        unsafe Self.host = nil
     }
 
     public static func run(_ data: [UInt8]) throws(FuzzInvariantViolation) {
-        let ram = Self.ram ?? FuzzGuestRAM()
-        Self.ram = ram
+        let ram = unsafe Self.ram ?? FuzzGuestRAM()
+        unsafe Self.ram = ram
         ram.clear()
         let host: Host
-        if let existing = Self.host {
+        if let existing = unsafe Self.host {
             host = existing
         } else {
             host = try Host()
-            Self.host = host
+            unsafe Self.host = host
         }
         let memory = ram.memory
         var input = FuzzInput(data)
@@ -106,7 +106,7 @@ public enum VirtioVsockHarness {
                     if fd >= 0 {
                         hostSockets.append(fd)
                         let line = input.bool() ? Array("CONNECT \(input.bool() ? guestPort : input.u32())\n".utf8) : input.bytes(Int(input.u8() % 40))
-                        _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                        _ = unsafe line.withUnsafeBytes { unsafe send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
                     }
                 case 5:
                     // The host accepts a guest-initiated connection.
@@ -124,11 +124,11 @@ public enum VirtioVsockHarness {
                         _ = shutdown(hostSockets[i], Int32(SHUT_WR))
                     case 2:
                         var sink = [UInt8](repeating: 0, count: 70000)
-                        _ = sink.withUnsafeMutableBytes { recv(hostSockets[i], $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                        _ = unsafe sink.withUnsafeMutableBytes { unsafe recv(hostSockets[i], $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
                     default:
                         var bytes = input.bytes(Int(input.u8()))
                         if input.bool() { bytes += [UInt8](repeating: 0x61, count: Int(input.u16())) }
-                        _ = bytes.withUnsafeBytes { send(hostSockets[i], $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                        _ = unsafe bytes.withUnsafeBytes { unsafe send(hostSockets[i], $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
                     }
                 default:
                     let sources: [VirtioWorker.Source] = [.queue(VirtioVsock.txQueue), .queue(VirtioVsock.rxQueue), .queue(VirtioVsock.eventQueue),
@@ -201,7 +201,7 @@ public enum VirtioVsockHarness {
             return
         }
         guard let bytes = try? memory.readBytes(at: first.address, count: VsockHeader.size),
-              let packet = bytes.withUnsafeBytes({ VsockHeader(bytes: $0) }) else { return }
+              let packet = unsafe bytes.withUnsafeBytes({ unsafe VsockHeader(bytes: $0) }) else { return }
         try require(packet.srcCID == 2 && packet.dstCID == UInt64(guestCID), "received \(packet.srcCID) -> \(packet.dstCID)")
         try require(packet.type == VsockHeader.typeStream, "received type \(packet.type)")
         try require((1...7).contains(packet.op), "received op \(packet.op)")

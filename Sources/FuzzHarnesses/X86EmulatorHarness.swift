@@ -10,8 +10,8 @@ final class FlatGuestMemory: GuestPhysicalMemory {
     func read(_ address: UInt64, _ buffer: UnsafeMutableRawBufferPointer) -> Bool {
         guard address <= UInt64(bytes.count), UInt64(buffer.count) <= UInt64(bytes.count) - address else { return false }
         let start = Int(address)
-        bytes.withUnsafeBytes { source in
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[start..<(start + buffer.count)]))
+        unsafe bytes.withUnsafeBytes { source in
+            unsafe buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[start..<(start + buffer.count)]))
         }
         return true
     }
@@ -20,8 +20,8 @@ final class FlatGuestMemory: GuestPhysicalMemory {
         guard address <= UInt64(bytes.count), UInt64(buffer.count) <= UInt64(bytes.count) - address else { return false }
         writes += 1
         let start = Int(address)
-        bytes.withUnsafeMutableBytes { target in
-            UnsafeMutableRawBufferPointer(rebasing: target[start..<(start + buffer.count)]).copyMemory(from: buffer)
+        unsafe bytes.withUnsafeMutableBytes { target in
+            unsafe UnsafeMutableRawBufferPointer(rebasing: target[start..<(start + buffer.count)]).copyMemory(from: buffer)
         }
         return true
     }
@@ -66,11 +66,11 @@ public enum X86EmulatorHarness {
     static let pml4 = 0x1000, pdpt = 0x2000, pd = 0x3000, pt = 0x4000
 
     public static func run(_ data: [UInt8]) throws(FuzzInvariantViolation) {
-        let emulator = Self.emulator ?? Emulator()
-        Self.emulator = emulator
-        let memory = Self.memory ?? FlatGuestMemory()
-        Self.memory = memory
-        memory.bytes.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0) }
+        let emulator = unsafe Self.emulator ?? Emulator()
+        unsafe Self.emulator = emulator
+        let memory = unsafe Self.memory ?? FlatGuestMemory()
+        unsafe Self.memory = memory
+        unsafe memory.bytes.withUnsafeMutableBytes { unsafe $0.initializeMemory(as: UInt8.self, repeating: 0) }
         var input = FuzzInput(data)
         let platform = FuzzPlatform()
 

@@ -12,13 +12,13 @@ enum ChunkFile {
         header.replaceSubrange(0..<4, with: magic)
         header[4] = 1
         header.putBE32(UInt32(data.count), at: 8)
-        if compress, let packed = Compression.deflateRaw(data, level: 1) {
+        if compress, let packed = unsafe Compression.deflateRaw(data, level: 1) {
             header[5] = 1
             header.putBE32(UInt32(packed.count), at: 12)
             return header + packed
         }
         header.putBE32(UInt32(data.count), at: 12)
-        return header + Array(data)
+        return unsafe header + Array(data)
     }
 
     /// Decodes a chunk file's bytes; nil if the file is damaged.
@@ -33,8 +33,8 @@ enum ChunkFile {
             return payload == raw ? Array(body) : nil
         case 1:
             var out = [UInt8](repeating: 0, count: Int(raw))
-            let ok = body.withUnsafeBytes { input in
-                out.withUnsafeMutableBytes { Compression.inflateRaw(input, into: $0) }
+            let ok = unsafe body.withUnsafeBytes { input in
+                unsafe out.withUnsafeMutableBytes { unsafe Compression.inflateRaw(input, into: $0) }
             }
             return ok ? out : nil
         default:

@@ -53,15 +53,15 @@ public struct FastCDC: Sendable, Equatable {
         let middle = min(end, averageSize)
         var hash: UInt64 = 0
         var i = minSize
-        return FastCDC.gear.withUnsafeBufferPointer { gear -> Int in
-            guard let bytes = data.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return count }
+        return unsafe FastCDC.gear.withUnsafeBufferPointer { gear -> Int in
+            guard let bytes = unsafe data.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return count }
             while i < middle {
-                hash = (hash << 1) &+ gear[Int(bytes[i])]
+                hash = unsafe (hash << 1) &+ gear[Int(bytes[i])]
                 if hash & maskSmall == 0 { return i + 1 }
                 i += 1
             }
             while i < end {
-                hash = (hash << 1) &+ gear[Int(bytes[i])]
+                hash = unsafe (hash << 1) &+ gear[Int(bytes[i])]
                 if hash & maskLarge == 0 { return i + 1 }
                 i += 1
             }

@@ -120,7 +120,7 @@ public final class ImageStore: Sendable {
             if line == "compression deflate" { useCompression = true }
         }
         let chunker = try FastCDC(averageSize: average)
-        let fd = Glibc.open(root + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = unsafe Glibc.open(root + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if fd < 0 { throw StorageError.fromErrno("open", path: root + "/lock") }
         return ImageStore(root: root, chunker: chunker, compress: useCompression, lockFD: fd)
     }
@@ -172,7 +172,7 @@ public final class ImageStore: Sendable {
             let maxChunk = chunker.maxSize
             let capacity = 16 << 20
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity + maxChunk, alignment: 4096)
-            defer { buffer.deallocate() }
+            defer { unsafe buffer.deallocate() }
             var entries: [Manifest.Entry] = []
             var result = ImportResult(name: name, logicalBytes: size, chunks: 0, newChunks: 0, newBytes: 0)
             var seen: Set<String> = []
@@ -181,7 +181,7 @@ public final class ImageStore: Sendable {
             while true {
                 if offset < size && fill < capacity {
                     let n = Int(min(UInt64(capacity - fill), size - offset))
-                    try device.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[fill..<(fill + n)]))
+                    unsafe try device.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[fill..<(fill + n)]))
                     fill += n
                     offset += UInt64(n)
                 }
@@ -190,20 +190,20 @@ public final class ImageStore: Sendable {
                 var position = 0
                 while position < fill {
                     if !atEnd && fill - position < maxChunk { break }
-                    let available = UnsafeRawBufferPointer(rebasing: buffer[position..<fill])
-                    let length = chunker.cut(available)
-                    let chunk = UnsafeRawBufferPointer(rebasing: buffer[position..<(position + length)])
-                    if ImageOperations.isZero(chunk) {
+                    let available = unsafe UnsafeRawBufferPointer(rebasing: buffer[position..<fill])
+                    let length = unsafe chunker.cut(available)
+                    let chunk = unsafe UnsafeRawBufferPointer(rebasing: buffer[position..<(position + length)])
+                    if unsafe ImageOperations.isZero(chunk) {
                         if case .zero(let previous) = entries.last {
                             entries[entries.count - 1] = .zero(length: previous + UInt64(length))
                         } else {
                             entries.append(.zero(length: UInt64(length)))
                         }
                     } else {
-                        let hash = ImageStore.hex(SHA256.hash(data: chunk))
+                        let hash = unsafe ImageStore.hex(SHA256.hash(data: chunk))
                         if !seen.contains(hash) {
                             seen.insert(hash)
-                            if try storeChunk(chunk, hash: hash) {
+                            if unsafe try storeChunk(chunk, hash: hash) {
                                 result.newChunks += 1
                                 result.newBytes += UInt64(length)
                             }
@@ -215,7 +215,7 @@ public final class ImageStore: Sendable {
                 }
                 if position > 0 && position < fill {
                     let rest = fill - position
-                    buffer.baseAddress.map { $0.copyMemory(from: $0 + position, byteCount: rest) }
+                    unsafe buffer.baseAddress.map { unsafe $0.copyMemory(from: $0 + position, byteCount: rest) }
                     fill = rest
                 } else if position >= fill {
                     fill = 0
@@ -241,7 +241,7 @@ public final class ImageStore: Sendable {
             return false
         }
         let tmp = tmpPath("chunk")
-        try FileSystem.writeFile(tmp, ChunkFile.encode(chunk, compress: compress), durable: false)
+        unsafe try FileSystem.writeFile(tmp, ChunkFile.encode(chunk, compress: compress), durable: false)
         try FileSystem.rename(tmp, path)
         return true
     }
@@ -252,7 +252,7 @@ public final class ImageStore: Sendable {
         guard FileSystem.exists(path) else { throw StorageError.store("chunk \(hash) is missing") }
         guard let data = ChunkFile.decode(try FileSystem.readAll(path), maxLength: chunker.maxSize),
             UInt64(data.count) == length,
-            data.withUnsafeBytes({ ImageStore.hex(SHA256.hash(data: $0)) }) == hash
+            unsafe data.withUnsafeBytes({ unsafe ImageStore.hex(SHA256.hash(data: $0)) }) == hash
         else {
             throw StorageError.store("chunk \(hash) is damaged")
         }
@@ -373,7 +373,7 @@ public final class ImageStore: Sendable {
                 } else {
                     let data = ChunkFile.decode(try FileSystem.readAll(path), maxLength: chunker.maxSize)
                     let ok = data.map { bytes in
-                        bytes.withUnsafeBytes { ImageStore.hex(SHA256.hash(data: $0)) } == hash
+                        unsafe bytes.withUnsafeBytes { unsafe ImageStore.hex(SHA256.hash(data: $0)) } == hash
                     } ?? false
                     if !ok {
                         result.badChunks.append(hash)

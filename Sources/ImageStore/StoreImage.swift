@@ -46,10 +46,10 @@ public final class StoreImage: BlockDevice, @unchecked Sendable {
             let offsetInEntry = position - starts[index]
             let within = Int(offsetInEntry)
             let n = Int(min(entry.length - offsetInEntry, UInt64(buffer.count - done)))
-            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + n)])
+            let target = unsafe UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + n)])
             switch entry {
             case .zero:
-                target.initializeMemory(as: UInt8.self, repeating: 0)
+                unsafe target.initializeMemory(as: UInt8.self, repeating: 0)
             case .chunk(let hash, let length):
                 try lock.withLock {
                     let data: [UInt8]
@@ -61,7 +61,7 @@ public final class StoreImage: BlockDevice, @unchecked Sendable {
                         cacheOrder.append(index)
                         if cacheOrder.count > StoreImage.cacheChunks { cache[cacheOrder.removeFirst()] = nil }
                     }
-                    data.withUnsafeBytes { target.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[within..<(within + n)])) }
+                    unsafe data.withUnsafeBytes { unsafe target.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[within..<(within + n)])) }
                 }
             }
             done += n

@@ -135,7 +135,7 @@ public final class DirtyRing: Sendable {
     /// Entries a vCPU logged but has not yet flushed to the ring (hardware logging buffers)
     /// appear after that vCPU's next exit to user space.
     public func harvest(slots: [DirtyRingSlot]) -> DirtyRingHarvest {
-        let entries = mapping.base.assumingMemoryBound(to: kvm_dirty_gfn.self)
+        let entries = unsafe mapping.base.assumingMemoryBound(to: kvm_dirty_gfn.self)
         let count = entryCount
         let dirty = UInt32(CKVM_DIRTY_GFN_F_DIRTY)
         let reset = UInt32(CKVM_DIRTY_GFN_F_RESET)
@@ -145,12 +145,12 @@ public final class DirtyRing: Sendable {
             var last: DirtyRingSlot?
             // At most one lap: an entry is only ever taken once per recycling.
             for _ in 0..<count {
-                let entry = entries + Int(index & (count &- 1))
-                let flags = ckvm_dirty_gfn_flags(entry)
+                let entry = unsafe entries + Int(index & (count &- 1))
+                let flags = unsafe ckvm_dirty_gfn_flags(entry)
                 guard flags & dirty != 0, flags & reset == 0 else { break }
-                let slot = ckvm_dirty_gfn_slot(entry)
-                let offset = ckvm_dirty_gfn_offset(entry)
-                ckvm_dirty_gfn_mark_harvested(entry)
+                let slot = unsafe ckvm_dirty_gfn_slot(entry)
+                let offset = unsafe ckvm_dirty_gfn_offset(entry)
+                unsafe ckvm_dirty_gfn_mark_harvested(entry)
                 index &+= 1
                 let known: DirtyRingSlot
                 if let l = last, l.slot == slot {

@@ -8,7 +8,7 @@ import SystemExtras
 @inline(__always)
 func ioctlPointer(_ fd: Int32, _ request: UInt, _ name: @autoclosure () -> String, _ arg: UnsafeMutableRawPointer?) throws(KVMError) -> Int32 {
     do {
-        return try retryingOnInterrupt(name()) { ckvm_ioctl_ptr(fd, request, arg) }
+        return try retryingOnInterrupt(name()) { unsafe ckvm_ioctl_ptr(fd, request, arg) }
     } catch {
         throw .ioctl(error)
     }
@@ -27,7 +27,7 @@ func ioctlValue(_ fd: Int32, _ request: UInt, _ name: @autoclosure () -> String,
 /// ioctl passing a pointer to `value`.
 @inline(__always)
 func ioctlInOut<T>(_ fd: Int32, _ request: UInt, _ name: @autoclosure () -> String, _ value: inout T) throws(KVMError) {
-    let r = withUnsafeMutablePointer(to: &value) { ckvm_ioctl_ptr(fd, request, $0) }
+    let r = unsafe withUnsafeMutablePointer(to: &value) { unsafe ckvm_ioctl_ptr(fd, request, $0) }
     if r < 0 {
         let code = errno
         if code == EINTR {

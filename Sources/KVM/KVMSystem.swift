@@ -36,7 +36,7 @@ public final class KVMSystem: Sendable {
 
     /// Opens `path` (normally /dev/kvm) and checks the API version and every required capability.
     public init(path: String = "/dev/kvm") throws(KVMError) {
-        let raw = path.withCString { csystemOpen($0, O_RDWR | O_CLOEXEC) }
+        let raw = unsafe path.withCString { unsafe csystemOpen($0, O_RDWR | O_CLOEXEC) }
         guard raw >= 0 else {
             let code = errno
             switch code {
@@ -69,7 +69,7 @@ public final class KVMSystem: Sendable {
         var count: UInt32 = 128
         while true {
             let buffer = CPUIDBuffer(count: count)
-            let r = ckvm_ioctl_ptr(fd.rawValue, CKVM_GET_SUPPORTED_CPUID, buffer.raw)
+            let r = unsafe ckvm_ioctl_ptr(fd.rawValue, CKVM_GET_SUPPORTED_CPUID, buffer.raw)
             if r >= 0 { return buffer.entries }
             if errno == E2BIG, count < 4096 {
                 count *= 2
@@ -85,16 +85,16 @@ public final class KVMSystem: Sendable {
         while true {
             let size = ckvm_msr_list_size(count)
             let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-            defer { raw.deallocate() }
-            let list = raw.bindMemory(to: kvm_msr_list.self, capacity: 1)
-            list.pointee.nmsrs = count
-            if ckvm_ioctl_ptr(fd.rawValue, CKVM_GET_MSR_INDEX_LIST, raw) >= 0 {
-                let n = Int(min(list.pointee.nmsrs, count))
-                let indices = ckvm_msr_list_indices(list)
-                return (0..<n).map { indices?[$0] ?? 0 }
+            defer { unsafe raw.deallocate() }
+            let list = unsafe raw.bindMemory(to: kvm_msr_list.self, capacity: 1)
+            unsafe list.pointee.nmsrs = count
+            if unsafe ckvm_ioctl_ptr(fd.rawValue, CKVM_GET_MSR_INDEX_LIST, raw) >= 0 {
+                let n = unsafe Int(min(list.pointee.nmsrs, count))
+                let indices = unsafe ckvm_msr_list_indices(list)
+                return (0..<n).map { unsafe indices?[$0] ?? 0 }
             }
             if errno == E2BIG, count < 8192 {
-                count = max(count * 2, list.pointee.nmsrs)
+                count = unsafe max(count * 2, list.pointee.nmsrs)
                 continue
             }
             throw .ioctl(.current("KVM_GET_MSR_INDEX_LIST"))
@@ -111,5 +111,5 @@ public final class KVMSystem: Sendable {
 /// open(2) without the variadic mode argument.
 @inline(__always)
 func csystemOpen(_ path: UnsafePointer<CChar>, _ flags: Int32) -> Int32 {
-    open(path, flags)
+    unsafe open(path, flags)
 }

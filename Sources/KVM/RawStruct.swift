@@ -5,12 +5,12 @@
 enum RawStruct {
     /// The bytes of `value`.
     static func bytes<T>(of value: T) -> [UInt8] {
-        withUnsafeBytes(of: value) { Array($0) }
+        unsafe withUnsafeBytes(of: value) { unsafe Array($0) }
     }
 
     /// The struct whose image is `bytes`, or nil when the size differs.
     static func load<T>(_ type: T.Type, from bytes: [UInt8]) -> T? {
         guard bytes.count == MemoryLayout<T>.size else { return nil }
-        return bytes.withUnsafeBytes { $0.loadUnaligned(as: T.self) }
+        return unsafe bytes.withUnsafeBytes { unsafe $0.loadUnaligned(as: T.self) }
     }
 }

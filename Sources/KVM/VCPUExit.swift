@@ -2,7 +2,7 @@
 ///
 /// Buffers point into the vCPU's shared `kvm_run` page: they are valid until the next
 /// `run()`, and an `ioIn`/`mmioRead` must be filled before it.
-public enum VCPUExit {
+@unsafe public enum VCPUExit {
     /// Port input: fill `data` (`count` items of `size` bytes each, for string instructions).
     case ioIn(port: UInt16, size: Int, count: Int, data: UnsafeMutableRawBufferPointer)
     /// Port output of `count` items of `size` bytes.

@@ -19,12 +19,12 @@ public final class VCPUFD: Sendable {
         self.id = id
     }
 
-    private var runArea: UnsafeMutablePointer<kvm_run> { runMapping.base.assumingMemoryBound(to: kvm_run.self) }
+    private var runArea: UnsafeMutablePointer<kvm_run> { unsafe runMapping.base.assumingMemoryBound(to: kvm_run.self) }
 
     /// Sets or clears `immediate_exit`, which makes the next or current `KVM_RUN` return EINTR.
     /// Safe to call from any thread.
     public func setImmediateExit(_ on: Bool) {
-        ckvm_run_set_immediate_exit(runArea, on ? 1 : 0)
+        unsafe ckvm_run_set_immediate_exit(runArea, on ? 1 : 0)
     }
 
     /// Runs the guest until the next exit.
@@ -32,53 +32,53 @@ public final class VCPUFD: Sendable {
         let r = ckvm_ioctl_val(fd.rawValue, CKVM_RUN, 0)
         if r < 0 {
             let code = errno
-            if code == EINTR || code == EAGAIN { return .interrupted }
+            if code == EINTR || code == EAGAIN { return unsafe .interrupted }
             throw .ioctl(SystemError("KVM_RUN", code: code))
         }
-        let base = runMapping.base
+        let base = unsafe runMapping.base
         let limit = runMapping.size
-        switch Int32(ckvm_run_exit_reason(runArea)) {
+        switch unsafe Int32(ckvm_run_exit_reason(runArea)) {
         case KVM_EXIT_IO:
-            let size = Int(ckvm_run_io_size(runArea))
-            let count = Int(ckvm_run_io_count(runArea))
-            let offset = Int(ckvm_run_io_data_offset(runArea))
-            let port = ckvm_run_io_port(runArea)
+            let size = unsafe Int(ckvm_run_io_size(runArea))
+            let count = unsafe Int(ckvm_run_io_count(runArea))
+            let offset = unsafe Int(ckvm_run_io_data_offset(runArea))
+            let port = unsafe ckvm_run_io_port(runArea)
             // KVM fills these; still make sure the data lies inside the shared page.
             let length = size * count
             guard offset >= 0, length >= 0, offset <= limit, length <= limit - offset else {
-                return .unknown(reason: UInt32(KVM_EXIT_IO))
+                return unsafe .unknown(reason: UInt32(KVM_EXIT_IO))
             }
-            let buffer = UnsafeMutableRawBufferPointer(start: base + offset, count: length)
-            if ckvm_run_io_direction(runArea) == UInt8(KVM_EXIT_IO_IN) {
-                return .ioIn(port: port, size: size, count: count, data: buffer)
+            let buffer = unsafe UnsafeMutableRawBufferPointer(start: base + offset, count: length)
+            if unsafe ckvm_run_io_direction(runArea) == UInt8(KVM_EXIT_IO_IN) {
+                return unsafe .ioIn(port: port, size: size, count: count, data: buffer)
             }
-            return .ioOut(port: port, size: size, count: count, data: UnsafeRawBufferPointer(buffer))
+            return unsafe .ioOut(port: port, size: size, count: count, data: UnsafeRawBufferPointer(buffer))
         case KVM_EXIT_MMIO:
-            let len = min(Int(ckvm_run_mmio_len(runArea)), 8)
-            guard let data = ckvm_run_mmio_data(runArea) else { return .unknown(reason: UInt32(KVM_EXIT_MMIO)) }
-            let buffer = UnsafeMutableRawBufferPointer(start: data, count: len)
-            let address = ckvm_run_mmio_phys_addr(runArea)
-            if ckvm_run_mmio_is_write(runArea) != 0 {
-                return .mmioWrite(address: address, data: UnsafeRawBufferPointer(buffer))
+            let len = unsafe min(Int(ckvm_run_mmio_len(runArea)), 8)
+            guard let data = unsafe ckvm_run_mmio_data(runArea) else { return unsafe .unknown(reason: UInt32(KVM_EXIT_MMIO)) }
+            let buffer = unsafe UnsafeMutableRawBufferPointer(start: data, count: len)
+            let address = unsafe ckvm_run_mmio_phys_addr(runArea)
+            if unsafe ckvm_run_mmio_is_write(runArea) != 0 {
+                return unsafe .mmioWrite(address: address, data: UnsafeRawBufferPointer(buffer))
             }
-            return .mmioRead(address: address, data: buffer)
+            return unsafe .mmioRead(address: address, data: buffer)
         case KVM_EXIT_HLT:
-            return .halt
+            return unsafe .halt
         case KVM_EXIT_SHUTDOWN:
-            return .shutdown
+            return unsafe .shutdown
         case KVM_EXIT_SYSTEM_EVENT:
-            return .systemEvent(type: ckvm_run_system_event_type(runArea))
+            return unsafe .systemEvent(type: ckvm_run_system_event_type(runArea))
         case KVM_EXIT_FAIL_ENTRY:
-            return .failEntry(hardwareReason: ckvm_run_fail_entry_reason(runArea))
+            return unsafe .failEntry(hardwareReason: ckvm_run_fail_entry_reason(runArea))
         case KVM_EXIT_INTERNAL_ERROR:
-            let n = min(ckvm_run_internal_ndata(runArea), 16)
-            return .internalError(suberror: ckvm_run_internal_suberror(runArea), data: (0..<n).map { ckvm_run_internal_data(runArea, $0) })
+            let n = unsafe min(ckvm_run_internal_ndata(runArea), 16)
+            return unsafe .internalError(suberror: ckvm_run_internal_suberror(runArea), data: (0..<n).map { unsafe ckvm_run_internal_data(runArea, $0) })
         case KVM_EXIT_INTR:
-            return .interrupted
+            return unsafe .interrupted
         case KVM_EXIT_DEBUG:
-            return .debug
+            return unsafe .debug
         default:
-            return .unknown(reason: ckvm_run_exit_reason(runArea))
+            return unsafe .unknown(reason: ckvm_run_exit_reason(runArea))
         }
     }
 
@@ -153,27 +153,27 @@ public final class VCPUFD: Sendable {
     /// Sets the guest-visible CPUID table.
     public func setCPUID(_ entries: [kvm_cpuid_entry2]) throws(KVMError) {
         let buffer = CPUIDBuffer(entries: entries)
-        _ = try ioctlPointer(fd.rawValue, CKVM_SET_CPUID2, "KVM_SET_CPUID2", buffer.raw)
+        _ = unsafe try ioctlPointer(fd.rawValue, CKVM_SET_CPUID2, "KVM_SET_CPUID2", buffer.raw)
     }
 
     /// Reads the CPUID table set on this vCPU.
     public func cpuid() throws(KVMError) -> [kvm_cpuid_entry2] {
         let buffer = CPUIDBuffer(count: 256)
-        _ = try ioctlPointer(fd.rawValue, CKVM_GET_CPUID2, "KVM_GET_CPUID2", buffer.raw)
+        _ = unsafe try ioctlPointer(fd.rawValue, CKVM_GET_CPUID2, "KVM_GET_CPUID2", buffer.raw)
         return buffer.entries
     }
 
     /// Reads the given MSRs; returns (index, value) for those KVM returned.
     public func msrs(_ indices: [UInt32]) throws(KVMError) -> [(index: UInt32, value: UInt64)] {
         let buffer = MSRBuffer(entries: indices.map { ($0, 0) })
-        let n = try ioctlPointer(fd.rawValue, CKVM_GET_MSRS, "KVM_GET_MSRS", buffer.raw)
+        let n = unsafe try ioctlPointer(fd.rawValue, CKVM_GET_MSRS, "KVM_GET_MSRS", buffer.raw)
         return Array(buffer.entries.prefix(Int(n)))
     }
 
     /// Writes MSRs; throws if KVM accepted fewer than all of them.
     public func setMSRs(_ entries: [(index: UInt32, value: UInt64)]) throws(KVMError) {
         let buffer = MSRBuffer(entries: entries)
-        let n = try ioctlPointer(fd.rawValue, CKVM_SET_MSRS, "KVM_SET_MSRS", buffer.raw)
+        let n = unsafe try ioctlPointer(fd.rawValue, CKVM_SET_MSRS, "KVM_SET_MSRS", buffer.raw)
         guard Int(n) == entries.count else {
             let bad = Int(n) < entries.count ? String(entries[Int(n)].index, radix: 16) : "?"
             throw .ioctl(SystemError("KVM_SET_MSRS: KVM refused MSR 0x\(bad)", code: EINVAL))
@@ -217,29 +217,29 @@ public final class VCPUFD: Sendable {
 }
 
 /// Owns a `struct kvm_msrs` with its entries.
-final class MSRBuffer {
+@safe final class MSRBuffer {
     let raw: UnsafeMutableRawPointer
     let count: Int
 
     init(entries: [(index: UInt32, value: UInt64)]) {
         count = entries.count
         let size = ckvm_msrs_size(UInt32(entries.count))
-        raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-        let header = raw.bindMemory(to: kvm_msrs.self, capacity: 1)
-        header.pointee.nmsrs = UInt32(entries.count)
-        if let base = ckvm_msrs_entries(header) {
+        unsafe raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+        unsafe raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        let header = unsafe raw.bindMemory(to: kvm_msrs.self, capacity: 1)
+        unsafe header.pointee.nmsrs = UInt32(entries.count)
+        if let base = unsafe ckvm_msrs_entries(header) {
             for (i, e) in entries.enumerated() {
-                base[i].index = e.index
-                base[i].data = e.value
+                unsafe base[i].index = e.index
+                unsafe base[i].data = e.value
             }
         }
     }
 
-    deinit { raw.deallocate() }
+    deinit { unsafe raw.deallocate() }
 
     var entries: [(index: UInt32, value: UInt64)] {
-        guard let base = ckvm_msrs_entries(raw.assumingMemoryBound(to: kvm_msrs.self)) else { return [] }
-        return (0..<count).map { (base[$0].index, base[$0].data) }
+        guard let base = unsafe ckvm_msrs_entries(raw.assumingMemoryBound(to: kvm_msrs.self)) else { return [] }
+        return (0..<count).map { unsafe (base[$0].index, base[$0].data) }
     }
 }

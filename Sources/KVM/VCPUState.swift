@@ -111,11 +111,11 @@ extension VCPUFD {
     /// host has it, else the 4 KiB KVM_GET_XSAVE.
     public func xsave(size: Int) throws(KVMError) -> [UInt8] {
         var area = [UInt8](repeating: 0, count: max(size, MemoryLayout<kvm_xsave>.size))
-        let code = area.withUnsafeMutableBytes { raw -> Int32 in
-            if ckvm_ioctl_ptr(fd.rawValue, CKVM_GET_XSAVE2, raw.baseAddress) >= 0 { return 0 }
+        let code = unsafe area.withUnsafeMutableBytes { raw -> Int32 in
+            if unsafe ckvm_ioctl_ptr(fd.rawValue, CKVM_GET_XSAVE2, raw.baseAddress) >= 0 { return 0 }
             let e = errno
             guard e == ENOTTY || e == EINVAL, raw.count == MemoryLayout<kvm_xsave>.size else { return e }
-            return ckvm_ioctl_ptr(fd.rawValue, CKVM_GET_XSAVE, raw.baseAddress) >= 0 ? 0 : errno
+            return unsafe ckvm_ioctl_ptr(fd.rawValue, CKVM_GET_XSAVE, raw.baseAddress) >= 0 ? 0 : errno
         }
         guard code == 0 else { throw .ioctl(SystemError("KVM_GET_XSAVE2", code: code)) }
         return area
@@ -124,7 +124,7 @@ extension VCPUFD {
     /// Restores the XSAVE area (KVM_SET_XSAVE reads as many bytes as KVM_CAP_XSAVE2 says).
     public func setXSAVE(_ area: [UInt8]) throws(KVMError) {
         var copy = area
-        let code = copy.withUnsafeMutableBytes { raw in ckvm_ioctl_ptr(fd.rawValue, CKVM_SET_XSAVE, raw.baseAddress) >= 0 ? 0 : errno }
+        let code = unsafe copy.withUnsafeMutableBytes { raw in unsafe ckvm_ioctl_ptr(fd.rawValue, CKVM_SET_XSAVE, raw.baseAddress) >= 0 ? 0 : errno }
         guard code == 0 else { throw .ioctl(SystemError("KVM_SET_XSAVE", code: code)) }
     }
 

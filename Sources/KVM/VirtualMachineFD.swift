@@ -49,8 +49,8 @@ public final class VirtualMachineFD: Sendable {
     public func enableCapability(_ capability: UInt32, arguments: [UInt64] = []) throws(KVMError) {
         var c = kvm_enable_cap()
         c.cap = capability
-        withUnsafeMutableBytes(of: &c.args) { raw in
-            for (i, v) in arguments.prefix(4).enumerated() { raw.storeBytes(of: v, toByteOffset: i * 8, as: UInt64.self) }
+        unsafe withUnsafeMutableBytes(of: &c.args) { raw in
+            for (i, v) in arguments.prefix(4).enumerated() { unsafe raw.storeBytes(of: v, toByteOffset: i * 8, as: UInt64.self) }
         }
         try ioctlInOut(fd.rawValue, CKVM_ENABLE_CAP, "KVM_ENABLE_CAP", &c)
     }
@@ -125,29 +125,29 @@ public final class VirtualMachineFD: Sendable {
     public func setGSIRouting(_ routes: [GSIRoute]) throws(KVMError) {
         let size = ckvm_irq_routing_size(UInt32(routes.count))
         let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-        defer { raw.deallocate() }
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-        let table = raw.bindMemory(to: kvm_irq_routing.self, capacity: 1)
-        table.pointee.nr = UInt32(routes.count)
-        guard let entries = ckvm_irq_routing_entries(table) else { return }
+        defer { unsafe raw.deallocate() }
+        unsafe raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        let table = unsafe raw.bindMemory(to: kvm_irq_routing.self, capacity: 1)
+        unsafe table.pointee.nr = UInt32(routes.count)
+        guard let entries = unsafe ckvm_irq_routing_entries(table) else { return }
         for (i, route) in routes.enumerated() {
             switch route {
-            case .irqchip(let gsi, let chip, let pin): ckvm_routing_set_irqchip(entries + i, gsi, chip, pin)
-            case .msi(let gsi, let lo, let hi, let data): ckvm_routing_set_msi(entries + i, gsi, lo, hi, data)
+            case .irqchip(let gsi, let chip, let pin): unsafe ckvm_routing_set_irqchip(entries + i, gsi, chip, pin)
+            case .msi(let gsi, let lo, let hi, let data): unsafe ckvm_routing_set_msi(entries + i, gsi, lo, hi, data)
             }
         }
-        _ = try ioctlPointer(fd.rawValue, CKVM_SET_GSI_ROUTING, "KVM_SET_GSI_ROUTING", raw)
+        _ = unsafe try ioctlPointer(fd.rawValue, CKVM_SET_GSI_ROUTING, "KVM_SET_GSI_ROUTING", raw)
     }
 
     /// Reads and clears the dirty-page bitmap of `slot` (one bit per 4 KiB page).
     public func dirtyLog(slot: UInt32, pages: Int) throws(KVMError) -> [UInt64] {
         var bitmap = [UInt64](repeating: 0, count: (pages + 63) / 64)
         var failure: KVMError?
-        bitmap.withUnsafeMutableBytes { buf in
-            var log = kvm_dirty_log()
-            log.slot = slot
-            log.dirty_bitmap = buf.baseAddress
-            do { try ioctlInOut(fd.rawValue, CKVM_GET_DIRTY_LOG, "KVM_GET_DIRTY_LOG", &log) } catch let e as KVMError { failure = e } catch {}
+        unsafe bitmap.withUnsafeMutableBytes { buf in
+            var log = unsafe kvm_dirty_log()
+            unsafe log.slot = slot
+            unsafe log.dirty_bitmap = buf.baseAddress
+            do { unsafe try ioctlInOut(fd.rawValue, CKVM_GET_DIRTY_LOG, "KVM_GET_DIRTY_LOG", &log) } catch let e as KVMError { failure = e } catch {}
         }
         if let failure { throw failure }
         return bitmap
@@ -228,10 +228,10 @@ extension VirtualMachineFD {
     /// `(pages + 63) / 64` words). Without manual protection this also clears KVM's log.
     public func fetchDirtyLog(slot: UInt32, into bitmap: inout [UInt64]) throws(KVMError) {
         var failure: KVMError?
-        bitmap.withUnsafeMutableBytes { buf in
-            var log = kvm_dirty_log()
-            ckvm_dirty_log_set(&log, slot, buf.baseAddress)
-            do { try ioctlInOut(fd.rawValue, CKVM_GET_DIRTY_LOG, "KVM_GET_DIRTY_LOG", &log) } catch let e as KVMError { failure = e } catch {}
+        unsafe bitmap.withUnsafeMutableBytes { buf in
+            var log = unsafe kvm_dirty_log()
+            unsafe ckvm_dirty_log_set(&log, slot, buf.baseAddress)
+            do { unsafe try ioctlInOut(fd.rawValue, CKVM_GET_DIRTY_LOG, "KVM_GET_DIRTY_LOG", &log) } catch let e as KVMError { failure = e } catch {}
         }
         if let failure { throw failure }
     }
@@ -241,10 +241,10 @@ extension VirtualMachineFD {
     public func clearDirtyLog(slot: UInt32, firstPage: UInt64, pages: UInt32, bitmap: inout [UInt64]) throws(KVMError) {
         guard pages > 0 else { return }
         var failure: KVMError?
-        bitmap.withUnsafeMutableBytes { buf in
-            var log = kvm_clear_dirty_log()
-            ckvm_clear_dirty_log_set(&log, slot, firstPage, pages, buf.baseAddress)
-            do { try ioctlInOut(fd.rawValue, CKVM_CLEAR_DIRTY_LOG, "KVM_CLEAR_DIRTY_LOG", &log) } catch let e as KVMError { failure = e } catch {}
+        unsafe bitmap.withUnsafeMutableBytes { buf in
+            var log = unsafe kvm_clear_dirty_log()
+            unsafe ckvm_clear_dirty_log_set(&log, slot, firstPage, pages, buf.baseAddress)
+            do { unsafe try ioctlInOut(fd.rawValue, CKVM_CLEAR_DIRTY_LOG, "KVM_CLEAR_DIRTY_LOG", &log) } catch let e as KVMError { failure = e } catch {}
         }
         if let failure { throw failure }
     }

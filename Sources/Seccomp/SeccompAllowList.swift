@@ -53,9 +53,9 @@ public enum SeccompAllowList {
 
     /// The name of system call `number` on this architecture.
     public static func name(ofSystemCall number: Int32) -> String {
-        guard let raw = seccomp_syscall_resolve_num_arch(UInt32(SCMP_ARCH_NATIVE), number) else { return "syscall \(number)" }
-        defer { free(raw) }
-        return String(cString: raw)
+        guard let raw = unsafe seccomp_syscall_resolve_num_arch(UInt32(SCMP_ARCH_NATIVE), number) else { return "syscall \(number)" }
+        defer { unsafe free(raw) }
+        return unsafe String(cString: raw)
     }
 
     // MARK: Argument values

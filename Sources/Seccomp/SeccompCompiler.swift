@@ -42,39 +42,39 @@ enum SeccompCompiler {
         case .log: defaultAction = cseccomp_action_log()
         case .trapAndRecord: defaultAction = cseccomp_action_trap()
         }
-        guard let context = seccomp_init(defaultAction) else { throw SeccompError("seccomp_init failed") }
-        defer { seccomp_release(context) }
+        guard let context = unsafe seccomp_init(defaultAction) else { throw SeccompError("seccomp_init failed") }
+        defer { unsafe seccomp_release(context) }
         // A call made through another ABI (int 0x80, x32) takes the default action too.
-        guard seccomp_attr_set(context, SCMP_FLTATR_ACT_BADARCH, defaultAction) == 0,
-              seccomp_attr_set(context, SCMP_FLTATR_CTL_NNP, 0) == 0 else {
+        guard unsafe seccomp_attr_set(context, SCMP_FLTATR_ACT_BADARCH, defaultAction) == 0,
+              unsafe seccomp_attr_set(context, SCMP_FLTATR_CTL_NNP, 0) == 0 else {
             throw SeccompError("cannot set the filter attributes")
         }
         // A binary search over system call numbers rather than a linear chain.
-        _ = seccomp_attr_set(context, SCMP_FLTATR_CTL_OPTIMIZE, 2)
+        _ = unsafe seccomp_attr_set(context, SCMP_FLTATR_CTL_OPTIMIZE, 2)
         for rule in merged(rules) {
             let number = try resolve(rule.name)
             var comparisons = comparisons(rule.checks)
-            let r = comparisons.withUnsafeMutableBufferPointer { buffer in
-                seccomp_rule_add_array(context, cseccomp_action_allow(), number, UInt32(buffer.count), buffer.baseAddress)
+            let r = unsafe comparisons.withUnsafeMutableBufferPointer { buffer in
+                unsafe seccomp_rule_add_array(context, cseccomp_action_allow(), number, UInt32(buffer.count), buffer.baseAddress)
             }
             guard r == 0 else {
-                throw SeccompError("cannot add the rule \(rule.label): \(String(cString: strerror(-r)))")
+                throw SeccompError(unsafe "cannot add the rule \(rule.label): \(String(cString: strerror(-r)))")
             }
         }
         for refusal in refusals {
             let number = try resolve(refusal.name)
             var comparisons = comparisons(refusal.checks)
-            let r = comparisons.withUnsafeMutableBufferPointer { buffer in
-                seccomp_rule_add_array(context, cseccomp_action_errno(UInt16(refusal.errno)), number, UInt32(buffer.count), buffer.baseAddress)
+            let r = unsafe comparisons.withUnsafeMutableBufferPointer { buffer in
+                unsafe seccomp_rule_add_array(context, cseccomp_action_errno(UInt16(refusal.errno)), number, UInt32(buffer.count), buffer.baseAddress)
             }
-            guard r == 0 else { throw SeccompError("cannot refuse \(refusal.name): \(String(cString: strerror(-r)))") }
+            guard r == 0 else { throw SeccompError(unsafe "cannot refuse \(refusal.name): \(String(cString: strerror(-r)))") }
         }
-        return try export(context)
+        return unsafe try export(context)
     }
 
     /// The system call number of `name` on this architecture.
     static func resolve(_ name: String) throws(SeccompError) -> Int32 {
-        let number = seccomp_syscall_resolve_name(name)
+        let number = unsafe seccomp_syscall_resolve_name(name)
         guard number >= 0 else { throw SeccompError("unknown system call \(name)") }
         return number
     }
@@ -93,15 +93,15 @@ enum SeccompCompiler {
     }
 
     private static func export(_ context: scmp_filter_ctx) throws(SeccompError) -> Program {
-        let fd = csystem_memfd_create("skiff-seccomp", UInt32(MFD_CLOEXEC))
-        guard fd >= 0 else { throw SeccompError("memfd_create: \(String(cString: strerror(errno)))") }
+        let fd = unsafe csystem_memfd_create("skiff-seccomp", UInt32(MFD_CLOEXEC))
+        guard fd >= 0 else { throw SeccompError(unsafe "memfd_create: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        let r = seccomp_export_bpf(context, fd)
-        guard r == 0 else { throw SeccompError("seccomp_export_bpf: \(String(cString: strerror(-r)))") }
+        let r = unsafe seccomp_export_bpf(context, fd)
+        guard r == 0 else { throw SeccompError(unsafe "seccomp_export_bpf: \(String(cString: strerror(-r)))") }
         let size = lseek(fd, 0, SEEK_END)
         guard size > 0, size % 8 == 0, size / 8 <= 4096 else { throw SeccompError("the compiled filter has an unusable size (\(size) bytes)") }
         var bytes = [UInt8](repeating: 0, count: Int(size))
-        let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        let read = unsafe bytes.withUnsafeMutableBytes { unsafe pread(fd, $0.baseAddress, $0.count, 0) }
         guard read == Int(size) else { throw SeccompError("cannot read the compiled filter back") }
         return Program(bytes: bytes)
     }

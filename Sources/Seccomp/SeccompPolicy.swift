@@ -52,7 +52,7 @@ public final class SeccompPolicy: ThreadConfinement {
         guard !HostThread.threadsAreConfined else { return nil }
         if action == .trapAndRecord {
             let r = csystem_install_sigsys_recorder()
-            guard r == 0 else { throw SeccompError("cannot handle SIGSYS: \(String(cString: strerror(-r)))") }
+            guard r == 0 else { throw SeccompError(unsafe "cannot handle SIGSYS: \(String(cString: strerror(-r)))") }
         }
         let policy = try SeccompPolicy(action: action, profile: profile, probe: SeccompProbe.fromEnvironment())
         do {
@@ -82,10 +82,10 @@ public final class SeccompPolicy: ThreadConfinement {
         // no_new_privs is inherited: the spawner and the main thread set it for everyone.
         if role == .spawner || role == .main {
             let r = csystem_set_no_new_privs()
-            if r != 0 { Self.die("prctl(PR_SET_NO_NEW_PRIVS): \(String(cString: strerror(-r)))") }
+            if r != 0 { Self.die(unsafe "prctl(PR_SET_NO_NEW_PRIVS): \(String(cString: strerror(-r)))") }
         }
-        let r = program.bytes.withUnsafeBytes { csystem_seccomp_install($0.baseAddress, UInt16(program.instructionCount)) }
-        if r != 0 { Self.die("cannot install the \(role.rawValue) thread's filter: \(String(cString: strerror(-r)))") }
+        let r = unsafe program.bytes.withUnsafeBytes { unsafe csystem_seccomp_install($0.baseAddress, UInt16(program.instructionCount)) }
+        if r != 0 { Self.die(unsafe "cannot install the \(role.rawValue) thread's filter: \(String(cString: strerror(-r)))") }
         probe?.fire(on: role)
     }
 
@@ -93,7 +93,7 @@ public final class SeccompPolicy: ThreadConfinement {
     /// exit_group are allowed by every filter).
     private static func die(_ message: String) -> Never {
         let line = "skiff: error: seccomp: \(message)\n"
-        line.utf8CString.withUnsafeBufferPointer { _ = write(2, $0.baseAddress, $0.count - 1) }
+        unsafe line.utf8CString.withUnsafeBufferPointer { _ = unsafe write(2, $0.baseAddress, $0.count - 1) }
         _exit(1)
     }
 }
@@ -141,7 +141,7 @@ public enum SeccompViolations {
     /// Every refusal recorded so far (at most CSYSTEM_SIGSYS_SLOTS are kept).
     public static var all: [Record] {
         var raw = [csystem_sigsys_record](repeating: csystem_sigsys_record(), count: Int(CSYSTEM_SIGSYS_SLOTS))
-        let n = Int(raw.withUnsafeMutableBufferPointer { csystem_sigsys_records($0.baseAddress, Int32($0.count)) })
+        let n = unsafe Int(raw.withUnsafeMutableBufferPointer { unsafe csystem_sigsys_records($0.baseAddress, Int32($0.count)) })
         return raw.prefix(n).map { r in
             let roles = ThreadRole.allCases
             let role = r.tag >= 0 && Int(r.tag) < roles.count ? roles[Int(r.tag)] : nil

@@ -23,8 +23,8 @@ final class SeccompProbe: Sendable {
 
     static func fromEnvironment() -> SeccompProbe? {
         #if DEBUG
-        guard let raw = getenv("SKIFF_SECCOMP_PROBE") else { return nil }
-        return parse(String(cString: raw))
+        guard let raw = unsafe getenv("SKIFF_SECCOMP_PROBE") else { return nil }
+        return unsafe parse(String(cString: raw))
         #else
         return nil
         #endif
@@ -48,6 +48,6 @@ final class SeccompProbe: Sendable {
     }
 
     private static func say(_ line: String) {
-        line.utf8CString.withUnsafeBufferPointer { _ = write(2, $0.baseAddress, $0.count - 1) }
+        unsafe line.utf8CString.withUnsafeBufferPointer { _ = unsafe write(2, $0.baseAddress, $0.count - 1) }
     }
 }

@@ -23,14 +23,14 @@ public final class EventFD: Sendable {
     /// Adds `value` to the counter, waking waiters.
     public func signal(_ value: UInt64 = 1) {
         var v = value
-        _ = withUnsafeBytes(of: &v) { Glibc.write(fd.rawValue, $0.baseAddress, 8) }
+        _ = unsafe withUnsafeBytes(of: &v) { unsafe Glibc.write(fd.rawValue, $0.baseAddress, 8) }
     }
 
     /// Reads and resets the counter; returns 0 when it was not signalled.
     @discardableResult
     public func consume() -> UInt64 {
         var v: UInt64 = 0
-        let n = withUnsafeMutableBytes(of: &v) { Glibc.read(fd.rawValue, $0.baseAddress, 8) }
+        let n = unsafe withUnsafeMutableBytes(of: &v) { unsafe Glibc.read(fd.rawValue, $0.baseAddress, 8) }
         return n == 8 ? v : 0
     }
 }

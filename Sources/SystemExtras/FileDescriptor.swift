@@ -19,7 +19,7 @@ public final class OwnedFileDescriptor: Sendable {
 
     /// Opens `path` with `flags` (O_CLOEXEC is added).
     public static func open(_ path: String, flags: Int32, mode: UInt32 = 0o644) throws(SystemError) -> OwnedFileDescriptor {
-        let fd = try retryingOnInterrupt("open \(path)") { csystem_open(path, flags | O_CLOEXEC, mode) }
+        let fd = try retryingOnInterrupt("open \(path)") { unsafe csystem_open(path, flags | O_CLOEXEC, mode) }
         return OwnedFileDescriptor(taking: fd)
     }
 
@@ -27,17 +27,17 @@ public final class OwnedFileDescriptor: Sendable {
     public static func readAll(path: String, limit: Int) throws(SystemError) -> [UInt8] {
         let fd = try open(path, flags: O_RDONLY)
         var st = stat()
-        guard fstat(fd.rawValue, &st) == 0 else { throw .current("stat \(path)") }
+        guard unsafe fstat(fd.rawValue, &st) == 0 else { throw .current("stat \(path)") }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw SystemError("read \(path): not a regular file", code: EINVAL) }
         guard st.st_size <= limit else { throw SystemError("read \(path): larger than \(limit) bytes", code: EFBIG) }
         let size = Int(st.st_size)
         var bytes = [UInt8](repeating: 0, count: size)
         var done = 0
         var failure: Int32 = 0
-        bytes.withUnsafeMutableBytes { buf in
+        unsafe bytes.withUnsafeMutableBytes { buf in
             guard let base = buf.baseAddress else { return }
             while done < size {
-                let n = pread(fd.rawValue, base + done, size - done, off_t(done))
+                let n = unsafe pread(fd.rawValue, base + done, size - done, off_t(done))
                 if n < 0 {
                     if errno == EINTR { continue }
                     failure = errno
@@ -57,7 +57,7 @@ public final class OwnedFileDescriptor: Sendable {
         var done = 0
         while done < bytes.count {
             guard let base = bytes.baseAddress else { return }
-            let n = try retryingOnInterrupt("write") { Glibc.write(rawValue, base + done, bytes.count - done) }
+            let n = try retryingOnInterrupt("write") { unsafe Glibc.write(rawValue, base + done, bytes.count - done) }
             done += n
         }
     }

@@ -35,16 +35,16 @@ public final class HostThread: Sendable {
     /// Starts `body` on a new thread named `name` (at most 15 characters are kept) in `role`.
     public static func spawn(name: String, role: ThreadRole, _ body: @escaping @Sendable () -> Void) throws(SystemError) -> HostThread {
         let active = Confinement.current
-        let start = Unmanaged.passRetained(Start(name: name, role: role, confinement: active?.confinement, body: body))
+        let start = unsafe Unmanaged.passRetained(Start(name: name, role: role, confinement: active?.confinement, body: body))
         let handle: pthread_t
         do {
             if let spawner = active?.spawner {
-                handle = try spawner.create(start.toOpaque())
+                handle = unsafe try spawner.create(start.toOpaque())
             } else {
-                handle = try create(start.toOpaque())
+                handle = unsafe try create(start.toOpaque())
             }
         } catch {
-            start.release()
+            unsafe start.release()
             throw SystemError("pthread_create \(name)", code: error.code)
         }
         let thread = HostThread()
@@ -55,14 +55,14 @@ public final class HostThread: Sendable {
     /// pthread_create with the trampoline that names the thread, confines it and runs its body.
     fileprivate static func create(_ start: UnsafeMutableRawPointer) throws(SystemError) -> pthread_t {
         var t = pthread_t()
-        let r = pthread_create(&t, nil, { arg in
-            guard let arg else { return nil }
-            let start = Unmanaged<Start>.fromOpaque(arg).takeRetainedValue()
-            _ = csystem_set_thread_name(String(start.name.prefix(15)))
+        let r = unsafe pthread_create(&t, nil, { arg in
+            guard let arg = unsafe arg else { return nil }
+            let start = unsafe Unmanaged<Start>.fromOpaque(arg).takeRetainedValue()
+            _ = unsafe csystem_set_thread_name(String(start.name.prefix(15)))
             start.confinement?.confine(start.role)
             start.body()
             return nil
-        }, start)
+        }, unsafe start)
         guard r == 0 else { throw SystemError("pthread_create", code: r) }
         return t
     }
@@ -130,26 +130,26 @@ private enum Confinement {
 /// with no more than the process as a whole may do and then narrows itself to its role.
 private final class ThreadSpawner: @unchecked Sendable {
     // @unchecked: the start pointers handed over through `state` are owned by one request each.
-    private struct State {
+    @safe private struct State {
         var next: UInt64 = 0
-        var requests: [(id: UInt64, start: UnsafeMutableRawPointer)] = []
+        var requests: [(id: UInt64, start: UnsafeMutableRawPointer)] = unsafe []
         var results: [UInt64: Result<pthread_t, SystemError>] = [:]
     }
     private let state = ConditionLock(State())
 
     init(confinement: any ThreadConfinement) throws(SystemError) {
-        let own = Unmanaged.passRetained(HostThreadSpawnerStart(body: { [self] in self.serve() }, confinement: confinement))
+        let own = unsafe Unmanaged.passRetained(HostThreadSpawnerStart(body: { [self] in self.serve() }, confinement: confinement))
         var t = pthread_t()
-        let r = pthread_create(&t, nil, { arg in
-            guard let arg else { return nil }
-            let start = Unmanaged<HostThreadSpawnerStart>.fromOpaque(arg).takeRetainedValue()
-            _ = csystem_set_thread_name("spawner")
+        let r = unsafe pthread_create(&t, nil, { arg in
+            guard let arg = unsafe arg else { return nil }
+            let start = unsafe Unmanaged<HostThreadSpawnerStart>.fromOpaque(arg).takeRetainedValue()
+            _ = unsafe csystem_set_thread_name("spawner")
             start.confinement.confine(.spawner)
             start.body()
             return nil
-        }, own.toOpaque())
+        }, unsafe own.toOpaque())
         guard r == 0 else {
-            own.release()
+            unsafe own.release()
             throw SystemError("pthread_create spawner", code: r)
         }
         pthread_detach(t)
@@ -159,7 +159,7 @@ private final class ThreadSpawner: @unchecked Sendable {
     func create(_ start: UnsafeMutableRawPointer) throws(SystemError) -> pthread_t {
         let id = state.update { s -> UInt64 in
             s.next += 1
-            s.requests.append((s.next, start))
+            unsafe s.requests.append((s.next, start))
             return s.next
         }
         let result = state.wait(until: { $0.results[id] != nil }) { $0.results.removeValue(forKey: id) } ?? nil
@@ -169,15 +169,15 @@ private final class ThreadSpawner: @unchecked Sendable {
 
     private func serve() {
         while true {
-            let request = state.wait(until: { !$0.requests.isEmpty }) { $0.requests.removeFirst() }
-            guard let request else { continue }
+            let request = unsafe state.wait(until: { unsafe !$0.requests.isEmpty }) { unsafe $0.requests.removeFirst() }
+            guard let request = unsafe request else { continue }
             let result: Result<pthread_t, SystemError>
             do {
-                result = .success(try HostThread.create(request.start))
+                result = unsafe .success(try HostThread.create(request.start))
             } catch {
                 result = .failure(error)
             }
-            state.update { $0.results[request.id] = result }
+            state.update { unsafe $0.results[request.id] = result }
         }
     }
 }
@@ -194,6 +194,6 @@ private final class HostThreadSpawnerStart {
 /// Seconds on the monotonic clock, for timeouts and measurements.
 public func monotonicSeconds() -> Double {
     var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
+    unsafe clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }

@@ -22,7 +22,7 @@ public struct SystemError: Error, Equatable, CustomStringConvertible, Sendable {
     }
 
     /// The errno's text, e.g. "Permission denied".
-    public var message: String { String(cString: strerror(code)) }
+    public var message: String { unsafe String(cString: strerror(code)) }
 
     public var description: String { "\(operation): \(message) (errno \(code))" }
 }

@@ -15,20 +15,20 @@ public final class TerminalMode: Sendable {
     public init?(rawModeFor fd: Int32) {
         guard isatty(fd) == 1 else { return nil }
         var t = termios()
-        guard tcgetattr(fd, &t) == 0 else { return nil }
+        guard unsafe tcgetattr(fd, &t) == 0 else { return nil }
         self.fd = fd
         saved = t
-        cfmakeraw(&t)
+        unsafe cfmakeraw(&t)
         // Keep output post-processing so "\n" from the guest still returns the carriage.
         t.c_oflag |= tcflag_t(OPOST | ONLCR)
-        guard tcsetattr(fd, TCSANOW, &t) == 0 else { return nil }
+        guard unsafe tcsetattr(fd, TCSANOW, &t) == 0 else { return nil }
     }
 
     /// Restores the settings the terminal had before.
     public func restore() {
         guard active.exchange(false, ordering: .acquiringAndReleasing) else { return }
         var settings = saved
-        _ = tcsetattr(fd, TCSANOW, &settings)
+        _ = unsafe tcsetattr(fd, TCSANOW, &settings)
     }
 
     deinit { restore() }

@@ -30,6 +30,6 @@ public final class TimerFD: Sendable {
     /// Reads the expiry count so the descriptor stops being readable.
     public func consume() {
         var v: UInt64 = 0
-        _ = withUnsafeMutableBytes(of: &v) { read(fd.rawValue, $0.baseAddress, 8) }
+        _ = unsafe withUnsafeMutableBytes(of: &v) { unsafe read(fd.rawValue, $0.baseAddress, 8) }
     }
 }

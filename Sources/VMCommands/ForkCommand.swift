@@ -58,11 +58,11 @@ public struct ForkCommand: ParsableCommand {
             throw CommandFailure("\(error)")
         }
         let monitorPath = monitor ?? Self.siblingExecutable("skiff-vmm")
-        guard access(monitorPath, X_OK) == 0 else { throw CommandFailure("cannot run the monitor \(monitorPath)") }
-        if mkdir(dir, 0o755) != 0 && errno != EEXIST { throw CommandFailure("cannot create \(dir): \(String(cString: strerror(errno)))") }
+        guard unsafe access(monitorPath, X_OK) == 0 else { throw CommandFailure("cannot run the monitor \(monitorPath)") }
+        if unsafe mkdir(dir, 0o755) != 0 && errno != EEXIST { throw CommandFailure(unsafe "cannot create \(dir): \(String(cString: strerror(errno)))") }
         for i in 0..<count {
             let home = "\(dir)/fork-\(i)"
-            guard mkdir(home, 0o755) == 0 else { throw CommandFailure("cannot create \(home): \(String(cString: strerror(errno)))") }
+            guard unsafe mkdir(home, 0o755) == 0 else { throw CommandFailure(unsafe "cannot create \(home): \(String(cString: strerror(errno)))") }
             var arguments = [monitorPath, "--restore", snapshot, "--api-socket", "\(home)/api.sock"]
             for (k, disk) in description.disks.enumerated() {
                 let overlay = "\(home)/disk\(k).qcow2"
@@ -101,7 +101,7 @@ public struct ForkCommand: ParsableCommand {
     /// The path of `name` in this program's directory.
     static func siblingExecutable(_ name: String) -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let n = unsafe readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard n > 0 else { return name }
         let path = String(cString: buffer)
         guard let slash = path.lastIndex(of: "/") else { return name }
@@ -110,22 +110,22 @@ public struct ForkCommand: ParsableCommand {
 
     /// Starts `arguments` in a new session with stdin from /dev/null and output appended to `output`.
     static func spawn(_ arguments: [String], output: String) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var actions = unsafe posix_spawn_file_actions_t()
+        unsafe posix_spawn_file_actions_init(&actions)
+        defer { unsafe posix_spawn_file_actions_destroy(&actions) }
+        unsafe posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        unsafe posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        unsafe posix_spawn_file_actions_adddup2(&actions, 1, 2)
         var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, 0x80)  // POSIX_SPAWN_SETSID (a GNU extension)
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
-        argv.append(nil)
-        defer { for a in argv { free(a) } }
+        unsafe posix_spawnattr_init(&attributes)
+        defer { unsafe posix_spawnattr_destroy(&attributes) }
+        unsafe posix_spawnattr_setflags(&attributes, 0x80)  // POSIX_SPAWN_SETSID (a GNU extension)
+        var argv: [UnsafeMutablePointer<CChar>?] = unsafe arguments.map { unsafe strdup($0) }
+        unsafe argv.append(nil)
+        defer { for unsafe a in unsafe argv { unsafe free(a) } }
         var pid: pid_t = 0
-        let r = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
-        guard r == 0 else { throw CommandFailure("cannot start \(arguments[0]): \(String(cString: strerror(r)))") }
+        let r = unsafe posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
+        guard r == 0 else { throw CommandFailure(unsafe "cannot start \(arguments[0]): \(String(cString: strerror(r)))") }
         return pid
     }
 }

@@ -16,20 +16,20 @@ public enum MonitorExec {
     public static func execMonitorIfBeside(arguments: [String]) {
         for a in arguments where a == "-h" || a == "--help" || a == "--version" || a == "help" { return }
         var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let n = unsafe readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard n > 0 else { return }
         let exe = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard let slash = exe.lastIndex(of: "/") else { return }
         let monitor = String(exe[...slash]) + "skiff-vmm"
-        guard access(monitor, X_OK) == 0 else { return }
-        var argv: [UnsafeMutablePointer<CChar>?] = ([runName] + arguments).map { strdup($0) }
-        argv.append(nil)
-        execv(monitor, argv)
-        for p in argv { free(p) }
+        guard unsafe access(monitor, X_OK) == 0 else { return }
+        var argv: [UnsafeMutablePointer<CChar>?] = unsafe ([runName] + arguments).map { unsafe strdup($0) }
+        unsafe argv.append(nil)
+        unsafe execv(monitor, argv)
+        for unsafe p in unsafe argv { unsafe free(p) }
     }
 
     /// The command name the monitor shows: `skiff run` when `skiff` exec'd it so, else `skiff-vmm`.
     static var commandName: String {
-        CommandLine.unsafeArgv[0].map { String(cString: $0) } == runName ? runName : "skiff-vmm"
+        unsafe CommandLine.unsafeArgv[0].map { unsafe String(cString: $0) } == runName ? runName : "skiff-vmm"
     }
 }

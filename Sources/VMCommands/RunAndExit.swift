@@ -45,7 +45,7 @@ extension ParsableCommand {
 func printError(_ line: String) {
     var text = line
     if !text.hasSuffix("\n") { text += "\n" }
-    text.utf8CString.withUnsafeBufferPointer { buf in
-        _ = Glibc.write(2, buf.baseAddress, buf.count - 1)
+    unsafe text.utf8CString.withUnsafeBufferPointer { buf in
+        _ = unsafe Glibc.write(2, buf.baseAddress, buf.count - 1)
     }
 }

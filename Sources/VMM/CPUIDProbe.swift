@@ -65,7 +65,7 @@ public enum CPUIDProbe {
         func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {}
         func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
             if offset == 0, data.count == 4 {
-                values.withLock { $0.append(data.loadUnaligned(as: UInt32.self)) }
+                values.withLock { unsafe $0.append(data.loadUnaligned(as: UInt32.self)) }
             } else if offset == 4 {
                 control.request(.powerOff)
             }

@@ -20,7 +20,7 @@ public final class FileConsoleOutput: ConsoleOutput, Sendable {
             guard !broken, let base = bytes.baseAddress else { return }
             var done = 0
             while done < bytes.count {
-                let n = Glibc.write(fd, base + done, bytes.count - done)
+                let n = unsafe Glibc.write(fd, base + done, bytes.count - done)
                 if n < 0 {
                     if errno == EINTR || errno == EAGAIN { continue }
                     broken = true  // reader gone: drop output, keep the VM running
@@ -47,10 +47,10 @@ public final class CapturedConsoleOutput: ConsoleOutput, Sendable {
 
     public func write(_ bytes: UnsafeRawBufferPointer) {
         state.withLock { buffer in
-            buffer.append(contentsOf: bytes)
+            unsafe buffer.append(contentsOf: bytes)
             if buffer.count > limit { buffer.removeFirst(buffer.count - limit) }
         }
-        echo?.write(bytes)
+        unsafe echo?.write(bytes)
         changed.signal()
     }
 
@@ -84,7 +84,7 @@ public final class CapturedConsoleOutput: ConsoleOutput, Sendable {
 /// In a terminal it switches to raw mode; Ctrl-A then `x` stops the VM (like QEMU), Ctrl-A
 /// twice sends one Ctrl-A. Input is read only while the device has room, so a guest that
 /// never reads cannot make the VMM buffer without bound.
-public final class ConsoleInputPump: Sendable {
+@safe public final class ConsoleInputPump: Sendable {
     public typealias Sink = @Sendable (UnsafeRawBufferPointer) -> Int
     private let fd: Int32
     private let sink: Sink
@@ -99,7 +99,7 @@ public final class ConsoleInputPump: Sendable {
     ///   - onQuit: called on Ctrl-A x.
     public init(fd: Int32 = 0, sink: @escaping Sink, onQuit: @escaping @Sendable () -> Void) throws(SystemError) {
         self.fd = fd
-        self.sink = sink
+        unsafe self.sink = unsafe sink
         self.onQuit = onQuit
         stopEvent = try EventFD()
     }
@@ -129,17 +129,17 @@ public final class ConsoleInputPump: Sendable {
         while true {
             // Deliver what is pending first; wait while the device is full.
             if !pending.isEmpty {
-                let accepted = pending.withUnsafeBytes { sink($0) }
+                let accepted = unsafe pending.withUnsafeBytes { unsafe sink($0) }
                 if accepted > 0 { pending.removeFirst(min(accepted, pending.count)) }
             }
             var fds = [pollfd(fd: stopEvent.rawValue, events: Int16(POLLIN), revents: 0)]
             let waitForInput = pending.isEmpty && !eof
             if waitForInput { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-            let r = poll(&fds, nfds_t(fds.count), pending.isEmpty ? -1 : 10)
+            let r = unsafe poll(&fds, nfds_t(fds.count), pending.isEmpty ? -1 : 10)
             if r < 0 && errno != EINTR { return }
             if fds[0].revents != 0 { return }
             guard waitForInput, fds.count > 1, fds[1].revents != 0 else { continue }
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            let n = unsafe buffer.withUnsafeMutableBytes { unsafe Glibc.read(fd, $0.baseAddress, $0.count) }
             if n <= 0 {
                 if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
                 eof = true

@@ -68,7 +68,7 @@ public final class BufferedConsoleOutput: ConsoleOutput, Sendable {
             guard !s.closing else { return }
             let room = capacity - (s.buffer.count - s.head)
             let take = min(room, bytes.count)
-            if take > 0 { s.buffer.append(contentsOf: bytes[0..<take]) }
+            if take > 0 { unsafe s.buffer.append(contentsOf: bytes[0..<take]) }
             s.dropped += UInt64(bytes.count - take)
         }
     }
@@ -106,8 +106,8 @@ public final class BufferedConsoleOutput: ConsoleOutput, Sendable {
             guard let chunk else { return }
             let current = sinks.withLock { $0 }
             var gone: [ObjectIdentifier] = []
-            chunk.withUnsafeBytes { raw in
-                for sink in current where !sink.deliver(raw) { gone.append(ObjectIdentifier(sink)) }
+            unsafe chunk.withUnsafeBytes { raw in
+                for sink in current where unsafe !sink.deliver(raw) { gone.append(ObjectIdentifier(sink)) }
             }
             if !gone.isEmpty { sinks.withLock { $0.removeAll { gone.contains(ObjectIdentifier($0)) } } }
             state.update { s in
@@ -145,7 +145,7 @@ public final class FileDescriptorSink: ConsoleSink, Sendable {
     /// Output to the file at `path`, created (mode 0644 before the umask) or truncated, and
     /// closed with the console.
     public init(creating path: String) throws(SystemError) {
-        let raw = csystem_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let raw = unsafe csystem_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard raw >= 0 else { throw SystemError("open \(path)", code: errno) }
         fd = raw
         owned = true
@@ -157,11 +157,11 @@ public final class FileDescriptorSink: ConsoleSink, Sendable {
         while done < bytes.count {
             // Wait until writable, checking every 100 ms whether the console gave up on us.
             var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            let ready = poll(&p, 1, 100)
+            let ready = unsafe poll(&p, 1, 100)
             if abandoned.load(ordering: .relaxed) { return false }
             if ready == 0 || (ready < 0 && errno == EINTR) { continue }
             if ready < 0 || p.revents & Int16(POLLERR | POLLNVAL) != 0 { return false }
-            let n = Glibc.write(fd, base + done, min(bytes.count - done, Self.chunk))
+            let n = unsafe Glibc.write(fd, base + done, min(bytes.count - done, Self.chunk))
             if n < 0 {
                 if errno == EINTR || errno == EAGAIN { continue }
                 return false  // reader gone: drop output, keep the VM running
@@ -199,11 +199,11 @@ public final class RotatingLogSink: ConsoleSink, @unchecked Sendable {
     }
 
     private func open() throws(SystemError) {
-        let raw = csystem_open_append(path)
+        let raw = unsafe csystem_open_append(path)
         guard raw >= 0 else { throw SystemError("open \(path)", code: -raw) }
         fd = raw
         var st = stat()
-        size = fstat(raw, &st) == 0 ? Int(st.st_size) : 0
+        size = unsafe fstat(raw, &st) == 0 ? Int(st.st_size) : 0
     }
 
     public func deliver(_ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -211,12 +211,12 @@ public final class RotatingLogSink: ConsoleSink, @unchecked Sendable {
         if size > 0 && size + bytes.count > limit {
             Glibc.close(fd)
             fd = -1
-            _ = rename(path, path + ".1")
+            _ = unsafe rename(path, path + ".1")
             do { try open() } catch { return false }
         }
         var done = 0
         while done < bytes.count {
-            let n = Glibc.write(fd, base + done, bytes.count - done)
+            let n = unsafe Glibc.write(fd, base + done, bytes.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
                 return false

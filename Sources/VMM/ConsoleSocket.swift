@@ -9,7 +9,7 @@ import SystemExtras
 /// as raw bytes; what a client sends is console input for the guest (the daemon decides who
 /// may type). A client that does not read is disconnected once `clientBacklog` bytes wait for
 /// it; at most `maxClients` at once. The socket file is created mode 0600 and removed on close.
-public final class ConsoleSocket: ConsoleSink, Sendable {
+@safe public final class ConsoleSocket: ConsoleSink, Sendable {
     public static let scrollback = 64 << 10
     public static let clientBacklog = 256 << 10
     public static let maxClients = 16
@@ -38,7 +38,7 @@ public final class ConsoleSocket: ConsoleSink, Sendable {
     /// Creates and binds the socket at `path` (which must not exist).
     public init(path: String, input: @escaping Input) throws(VMError) {
         self.path = path
-        self.input = input
+        unsafe self.input = unsafe input
         do {
             listener = try UnixListener.bind(path: path)
             stopEvent = try EventFD()
@@ -49,7 +49,7 @@ public final class ConsoleSocket: ConsoleSink, Sendable {
             let serving = try HostThread.spawn(name: "console-sock", role: .consoleSocket) { [self] in self.serve() }
             thread.withLock { $0 = serving }
         } catch {
-            unlink(path)
+            unsafe unlink(path)
             throw VMError("console socket \(path): \(error)")
         }
     }
@@ -58,10 +58,10 @@ public final class ConsoleSocket: ConsoleSink, Sendable {
 
     public func deliver(_ bytes: UnsafeRawBufferPointer) -> Bool {
         shared.withLock { s in
-            s.recent.append(contentsOf: bytes)
+            unsafe s.recent.append(contentsOf: bytes)
             if s.recent.count > Self.scrollback { s.recent.removeFirst(s.recent.count - Self.scrollback) }
             s.clients.removeAll { client in
-                client.backlog.append(contentsOf: bytes)
+                unsafe client.backlog.append(contentsOf: bytes)
                 return !Self.flush(client)
             }
         }
@@ -72,15 +72,15 @@ public final class ConsoleSocket: ConsoleSink, Sendable {
         stopEvent.signal()
         thread.withLock { $0 }?.join()
         shared.withLock { $0.clients.removeAll() }
-        unlink(path)
+        unsafe unlink(path)
     }
 
     /// Sends what waits for `client` without blocking; false if it must be dropped.
     private static func flush(_ client: Client) -> Bool {
         var sent = 0
         while sent < client.backlog.count {
-            let n = client.backlog.withUnsafeBytes {
-                send(client.fd.rawValue, $0.baseAddress.map { $0 + sent }, $0.count - sent, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            let n = unsafe client.backlog.withUnsafeBytes {
+                unsafe send(client.fd.rawValue, $0.baseAddress.map { unsafe $0 + sent }, $0.count - sent, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
             }
             if n < 0 {
                 if errno == EINTR { continue }
@@ -107,7 +107,7 @@ public final class ConsoleSocket: ConsoleSink, Sendable {
                 fds.append(pollfd(fd: c.fd.rawValue, events: events, revents: 0))
             }
             let waitingInput = clients.contains { !$0.pendingInput.isEmpty }
-            let r = poll(&fds, nfds_t(fds.count), waitingInput ? 10 : 500)
+            let r = unsafe poll(&fds, nfds_t(fds.count), waitingInput ? 10 : 500)
             if r < 0 && errno != EINTR { return }
             if fds[0].revents != 0 { return }
             var dropped: [ObjectIdentifier] = []
@@ -120,17 +120,17 @@ public final class ConsoleSocket: ConsoleSink, Sendable {
                 // Input: only what the guest can take now; the rest waits (bounded) and the
                 // client is not read from meanwhile.
                 if !c.pendingInput.isEmpty {
-                    let taken = c.pendingInput.withUnsafeBytes { input($0) }
+                    let taken = unsafe c.pendingInput.withUnsafeBytes { unsafe input($0) }
                     c.pendingInput.removeFirst(min(taken, c.pendingInput.count))
                 }
                 guard revents & Int16(POLLIN | POLLHUP | POLLERR) != 0, c.pendingInput.isEmpty else { continue }
-                let n = buffer.withUnsafeMutableBytes { recv(c.fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                let n = unsafe buffer.withUnsafeMutableBytes { unsafe recv(c.fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
                 if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) {
                     dropped.append(ObjectIdentifier(c))
                     continue
                 }
                 if n > 0 {
-                    let taken = buffer.withUnsafeBytes { input(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                    let taken = unsafe buffer.withUnsafeBytes { unsafe input(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                     if taken < n { c.pendingInput = Array(buffer[taken..<n]) }
                 }
             }
@@ -161,22 +161,22 @@ enum UnixListener {
             throw SystemError("a socket path must be 1 to 107 bytes", code: ENAMETOOLONG)
         }
         var st = stat()
-        if lstat(path, &st) == 0 { throw SystemError("the path already exists", code: EEXIST) }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
+        if unsafe lstat(path, &st) == 0 { throw SystemError("the path already exists", code: EEXIST) }
+        unsafe withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { unsafe raw[i] = b }
         }
         let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard s >= 0 else { throw .current("socket") }
         let fd = OwnedFileDescriptor(taking: s)
         let oldMask = umask(0o177)
-        let r = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        let r = unsafe withUnsafePointer(to: &address) {
+            unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { unsafe Glibc.bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         let bindError = errno
         umask(oldMask)
         guard r == 0 else { throw SystemError("bind", code: bindError) }
         guard listen(s, 16) == 0 else {
-            unlink(path)
+            unsafe unlink(path)
             throw .current("listen")
         }
         return fd

@@ -38,29 +38,29 @@ public final class ControlSocket: Sendable {
             throw VMError("control socket \(path): a socket path must be 1 to \(capacity - 1) bytes")
         }
         var st = stat()
-        if lstat(path, &st) == 0 { throw VMError("control socket \(path): the path already exists") }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
+        if unsafe lstat(path, &st) == 0 { throw VMError("control socket \(path): the path already exists") }
+        unsafe withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { unsafe raw[i] = b }
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw VMError("control socket \(path): socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw VMError(unsafe "control socket \(path): socket: \(String(cString: strerror(errno)))") }
         listener = OwnedFileDescriptor(taking: fd)
         // The socket file is created owner-only: bind(2) applies the umask.
         let oldMask = umask(0o177)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        let bound = unsafe withUnsafePointer(to: &address) {
+            unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { unsafe bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         let bindError = errno
         umask(oldMask)
-        guard bound == 0 else { throw VMError("control socket \(path): bind: \(String(cString: strerror(bindError)))") }
+        guard bound == 0 else { throw VMError(unsafe "control socket \(path): bind: \(String(cString: strerror(bindError)))") }
         guard listen(fd, 8) == 0 else {
-            unlink(path)
-            throw VMError("control socket \(path): listen: \(String(cString: strerror(errno)))")
+            unsafe unlink(path)
+            throw VMError(unsafe "control socket \(path): listen: \(String(cString: strerror(errno)))")
         }
         do {
             stopEvent = try EventFD()
         } catch {
-            unlink(path)
+            unsafe unlink(path)
             throw VMError("control socket \(path): \(error)")
         }
     }
@@ -79,7 +79,7 @@ public final class ControlSocket: Sendable {
     public func stop() {
         stopEvent.signal()
         thread.withLock { $0 }?.join()
-        unlink(path)
+        unsafe unlink(path)
     }
 
     private struct Client {
@@ -93,7 +93,7 @@ public final class ControlSocket: Sendable {
             var fds = [pollfd(fd: stopEvent.rawValue, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: listener.rawValue, events: Int16(POLLIN), revents: 0)]
             for c in clients { fds.append(pollfd(fd: c.fd.rawValue, events: Int16(POLLIN), revents: 0)) }
-            let r = poll(&fds, nfds_t(fds.count), -1)
+            let r = unsafe poll(&fds, nfds_t(fds.count), -1)
             if r < 0 {
                 if errno == EINTR { continue }
                 return
@@ -122,7 +122,7 @@ public final class ControlSocket: Sendable {
     /// Reads what the client sent and answers complete frames; returns false to close it.
     private func serviceClient(_ client: inout Client) -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65536)
-        let n = chunk.withUnsafeMutableBytes { recv(client.fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        let n = unsafe chunk.withUnsafeMutableBytes { unsafe recv(client.fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
         if n < 0 { return errno == EINTR || errno == EAGAIN }
         if n == 0 { return false }
         client.buffer.append(contentsOf: chunk[0..<n])
@@ -152,7 +152,7 @@ public final class ControlSocket: Sendable {
         guard let text = encoded ?? (try? ControlFrame.encode(ControlReply.failure(ControlError(.failed, "reply too large")))) else { return false }
         var done = 0
         while done < text.count {
-            let n = text.withUnsafeBytes { send(fd, $0.baseAddress.map { $0 + done }, text.count - done, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            let n = unsafe text.withUnsafeBytes { unsafe send(fd, $0.baseAddress.map { unsafe $0 + done }, text.count - done, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EINTR { continue }
                 return false

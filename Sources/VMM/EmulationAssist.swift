@@ -93,7 +93,7 @@ final class EmulationAssist: Sendable {
             if let error = write(changes, state: state, regs: regs, sregs: sregs, fpu: &fpu, vcpu: vcpu) { return .stop(error) }
             do {
                 var events = try vcpu.events()
-                ckvm_events_inject_exception(&events, exception.vector.rawValue, exception.errorCode == nil ? 0 : 1, exception.errorCode ?? 0)
+                unsafe ckvm_events_inject_exception(&events, exception.vector.rawValue, exception.errorCode == nil ? 0 : 1, exception.errorCode ?? 0)
                 try vcpu.setEvents(events)
             } catch {
                 return .stop("emulation assist cannot inject \(exception.vector) on vCPU \(vcpu.id): \(error)")
@@ -120,7 +120,7 @@ final class EmulationAssist: Sendable {
     }
 
     /// SKIFF_TRACE_ASSIST=1 prints every assisted instruction on stderr.
-    static let trace: Bool = getenv("SKIFF_TRACE_ASSIST").map { String(cString: $0) == "1" } ?? false
+    static let trace: Bool = unsafe getenv("SKIFF_TRACE_ASSIST").map { unsafe String(cString: $0) == "1" } ?? false
     static let traceLog = MonitorLog.logger()
 
     /// Per-instruction counters, e.g. "int3 1, clac 1530, popcnt 12".
@@ -149,8 +149,8 @@ final class EmulationAssist: Sendable {
         st.cr4 = s.cr4
         st.efer = s.efer
         var xmm = f.xmm
-        withUnsafeBytes(of: &xmm) { raw in
-            for i in 0..<16 { st.xmm[i] = XMMValue(bytes: raw[(i * 16)..<(i * 16 + 16)]) }
+        unsafe withUnsafeBytes(of: &xmm) { raw in
+            for i in 0..<16 { st.xmm[i] = unsafe XMMValue(bytes: raw[(i * 16)..<(i * 16 + 16)]) }
         }
         st.mxcsr = f.mxcsr
         st.fcw = f.fcw
@@ -160,8 +160,8 @@ final class EmulationAssist: Sendable {
         st.fip = f.last_ip
         st.fdp = f.last_dp
         var fpr = f.fpr
-        withUnsafeBytes(of: &fpr) { raw in
-            for i in 0..<8 { st.x87[i] = Array(raw[(i * 16)..<(i * 16 + 10)]) }
+        unsafe withUnsafeBytes(of: &fpr) { raw in
+            for i in 0..<8 { st.x87[i] = unsafe Array(raw[(i * 16)..<(i * 16 + 10)]) }
         }
         return st
     }
@@ -195,14 +195,14 @@ final class EmulationAssist: Sendable {
     }
 
     static func apply(_ st: CPUState, to f: inout kvm_fpu) {
-        withUnsafeMutableBytes(of: &f.xmm) { raw in
+        unsafe withUnsafeMutableBytes(of: &f.xmm) { raw in
             for i in 0..<16 {
-                for (j, b) in st.xmm[i].bytes.prefix(16).enumerated() { raw[i * 16 + j] = b }
+                for (j, b) in st.xmm[i].bytes.prefix(16).enumerated() { unsafe raw[i * 16 + j] = b }
             }
         }
-        withUnsafeMutableBytes(of: &f.fpr) { raw in
+        unsafe withUnsafeMutableBytes(of: &f.fpr) { raw in
             for i in 0..<8 {
-                for (j, b) in st.x87[i].prefix(10).enumerated() { raw[i * 16 + j] = b }
+                for (j, b) in st.x87[i].prefix(10).enumerated() { unsafe raw[i * 16 + j] = b }
             }
         }
         f.mxcsr = st.mxcsr
@@ -244,17 +244,17 @@ struct EmulatorAdapter: GuestPhysicalMemory, EmulatorPlatform {
     let vcpu: VCPUFD
 
     func read(_ address: UInt64, _ buffer: UnsafeMutableRawBufferPointer) -> Bool {
-        (try? memory.read(at: address, into: buffer)) != nil
+        unsafe (try? memory.read(at: address, into: buffer)) != nil
     }
 
     func write(_ address: UInt64, _ buffer: UnsafeRawBufferPointer) -> Bool {
-        (try? memory.write(at: address, from: buffer)) != nil
+        unsafe (try? memory.write(at: address, from: buffer)) != nil
     }
 
     func atomicOr(_ address: UInt64, _ bits: UInt8) -> Bool {
-        (try? memory.withHostPointer(at: address, length: 1, writing: true) { p in
+        unsafe (try? memory.withHostPointer(at: address, length: 1, writing: true) { p in
             guard let base = p.baseAddress else { return false }
-            csystem_atomic_or8(base.assumingMemoryBound(to: UInt8.self), bits)
+            unsafe csystem_atomic_or8(base.assumingMemoryBound(to: UInt8.self), bits)
             return true
         }) ?? false
     }

@@ -17,10 +17,10 @@ struct GenerationID {
     /// A fresh random ID.
     static func random() -> GenerationID {
         var b = [UInt8](repeating: 0, count: 16)
-        b.withUnsafeMutableBytes { buf in
+        unsafe b.withUnsafeMutableBytes { buf in
             var filled = 0
             while filled < 16 {
-                let n = getrandom(buf.baseAddress.map { $0 + filled }, 16 - filled, 0)
+                let n = unsafe getrandom(buf.baseAddress.map { unsafe $0 + filled }, 16 - filled, 0)
                 if n <= 0 { break }
                 filled += n
             }

@@ -155,10 +155,10 @@ struct LoadedSnapshot {
             for i in 0..<count {
                 let bit = page + i
                 guard bitmap[Int(bit >> 6)] & (1 << (bit & 63)) != 0 else { continue }
-                let host = target.hostAddress + Int(i * MemoryImage.pageSize)
+                let host = unsafe target.hostAddress + Int(i * MemoryImage.pageSize)
                 var done = 0
                 while done < Int(MemoryImage.pageSize) {
-                    let n = pread(fd, host + done, Int(MemoryImage.pageSize) - done, off_t(region.fileOffset + i * MemoryImage.pageSize) + off_t(done))
+                    let n = unsafe pread(fd, host + done, Int(MemoryImage.pageSize) - done, off_t(region.fileOffset + i * MemoryImage.pageSize) + off_t(done))
                     if n < 0 && errno == EINTR { continue }
                     guard n > 0 else { throw VMError("\(directory)/memory: cannot read page \(bit)") }
                     done += n

@@ -106,7 +106,7 @@ public final class Machine: Sendable {
             }
             manualDirtyProtect = manual
             for (slot, region) in memory.regions.enumerated() {
-                try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestAddress, size: region.size, hostAddress: region.hostAddress)
+                unsafe try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestAddress, size: region.size, hostAddress: region.hostAddress)
             }
             StartTrace.mark("memory-slots")
             try vm.setIdentityMapAddress(Layout.kvmIdentityMapAddress)
@@ -320,7 +320,7 @@ public final class Machine: Sendable {
     private func setSlotLogging(_ on: Bool) throws(VMError) {
         do {
             for (slot, region) in memory.regions.enumerated() {
-                try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestAddress, size: region.size,
+                unsafe try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestAddress, size: region.size,
                                            hostAddress: region.hostAddress, logDirtyPages: on)
             }
         } catch {
@@ -370,7 +370,7 @@ public final class Machine: Sendable {
                 guard percent > 0, !controller.isStopping else { break }
                 controller.throttleTick()
                 var ts = timespec(tv_sec: 0, tv_nsec: 10_000_000)
-                nanosleep(&ts, nil)
+                unsafe nanosleep(&ts, nil)
             }
         }
         throttle.withLock { $0.thread = thread }

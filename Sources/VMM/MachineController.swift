@@ -52,7 +52,7 @@ final class MachineController: MachineControl, Sendable {
         let nanos = throttleSleep.load(ordering: .acquiring)
         guard nanos > 0 else { return }
         var ts = timespec(tv_sec: 0, tv_nsec: nanos)
-        nanosleep(&ts, nil)
+        unsafe nanosleep(&ts, nil)
     }
 
     /// Pause hand-shake between the controlling thread and the vCPU threads.

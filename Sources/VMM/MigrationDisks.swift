@@ -97,7 +97,7 @@ final class OutgoingDisks {
         if !zero {
             var buffer = [UInt8](repeating: 0, count: Int(length))
             do {
-                try buffer.withUnsafeMutableBytes { try d.tracker.inner.read(at: offset, into: $0) }
+                unsafe try buffer.withUnsafeMutableBytes { unsafe try d.tracker.inner.read(at: offset, into: $0) }
             } catch {
                 throw .transport("cannot read disk \(d.index) at \(offset): \(error)")
             }
@@ -133,7 +133,7 @@ package final class IncomingDisks {
         sizes = descriptors.map(\.size)
         let formats = try Self.check(descriptors, pathCount: paths.count)
         for (i, ((d, path), format)) in zip(zip(descriptors, paths), formats).enumerated() {
-            if access(path, F_OK) == 0 { throw VMError("the copied disk \(i) would overwrite \(path), which exists (give the disk a new path)") }
+            if unsafe access(path, F_OK) == 0 { throw VMError("the copied disk \(i) would overwrite \(path), which exists (give the disk a new path)") }
             do {
                 switch format {
                 case .raw:
@@ -142,7 +142,7 @@ package final class IncomingDisks {
                     var options = QCOW2CreateOptions(size: d.size)
                     if let backing = d.backingFile {
                         let resolved = DiskImage.resolveBackingPath(backing, relativeTo: path)
-                        guard access(resolved, R_OK) == 0 else { throw VMError("this host lacks the backing file \(resolved) of disk \(i)") }
+                        guard unsafe access(resolved, R_OK) == 0 else { throw VMError("this host lacks the backing file \(resolved) of disk \(i)") }
                         options.backingFile = backing
                         options.backingFormat = d.backingFormat.flatMap { DiskFormat(rawValue: $0) }
                     }
@@ -169,7 +169,7 @@ package final class IncomingDisks {
         }
         do {
             if let data = chunk.data {
-                try data.withUnsafeBytes { try devices[chunk.disk].write(at: chunk.offset, from: $0) }
+                unsafe try data.withUnsafeBytes { unsafe try devices[chunk.disk].write(at: chunk.offset, from: $0) }
             } else {
                 try devices[chunk.disk].writeZeroes(at: chunk.offset, length: chunk.length, unmap: false)
             }
@@ -192,7 +192,7 @@ package final class IncomingDisks {
     func abandon() {
         for d in devices { try? d.close() }
         devices = []
-        for p in created { unlink(p) }
+        for p in created { unsafe unlink(p) }
         created = []
     }
 }

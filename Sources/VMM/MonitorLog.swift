@@ -38,8 +38,8 @@ public struct MonitorLogHandler: LogHandler {
         let line = format == .json
             ? Self.jsonLine(level: event.level, label: label, message: "\(event.message)", metadata: all)
             : Self.textLine(level: event.level, message: "\(event.message)", metadata: all)
-        line.utf8CString.withUnsafeBufferPointer { buf in
-            _ = Glibc.write(2, buf.baseAddress, buf.count - 1)
+        unsafe line.utf8CString.withUnsafeBufferPointer { buf in
+            _ = unsafe Glibc.write(2, buf.baseAddress, buf.count - 1)
         }
     }
 
@@ -63,7 +63,7 @@ public struct MonitorLogHandler: LogHandler {
 
     static func jsonLine(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
         var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
+        unsafe clock_gettime(CLOCK_REALTIME, &ts)
         let millis = Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
         var fields: [(String, String)] = [("level", level.rawValue), ("label", label), ("message", message)]
         for key in metadata.keys.sorted() where !["time", "level", "label", "message"].contains(key) {
@@ -109,7 +109,7 @@ public enum MonitorLog {
     public static func logger(verbose: Bool = false, environment: [String: String]? = nil) -> Logger {
         func value(_ name: String) -> String? {
             if let environment { return environment[name] }
-            return getenv(name).map { String(cString: $0) }
+            return unsafe getenv(name).map { unsafe String(cString: $0) }
         }
         let format = value("SKIFF_LOG_FORMAT").flatMap(MonitorLogFormat.init(rawValue:)) ?? .text
         let level = value("SKIFF_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:))

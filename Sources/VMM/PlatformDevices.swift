@@ -66,7 +66,7 @@ final class PlatformDevices: Sendable {
     /// Host input for the console: the virtio console if there is one, else the UART.
     /// Returns how many bytes the device took.
     func sendConsoleInput(_ bytes: UnsafeRawBufferPointer) -> Int {
-        if let console = virtio.console { return console.enqueueInput(bytes) }
-        return serial.enqueueInput(bytes)
+        if let console = virtio.console { return unsafe console.enqueueInput(bytes) }
+        return unsafe serial.enqueueInput(bytes)
     }
 }

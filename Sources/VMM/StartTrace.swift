@@ -7,13 +7,13 @@ import Synchronization
 /// building a VM is stamped (CLOCK_MONOTONIC) and the list is printed with the vCPU start.
 public enum StartTrace {
     /// Whether SKIFF_TRACE_START is set.
-    public static let enabled = getenv("SKIFF_TRACE_START") != nil
+    public static let enabled = unsafe getenv("SKIFF_TRACE_START") != nil
     private static let marks = Mutex<[(String, Int64)]>([])
 
     /// CLOCK_MONOTONIC in nanoseconds.
     public static func now() -> Int64 {
         var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
+        unsafe clock_gettime(CLOCK_MONOTONIC, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 

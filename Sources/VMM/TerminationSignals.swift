@@ -16,9 +16,9 @@ final class TerminationSignals: Sendable {
 
     init() {
         var set = sigset_t()
-        sigemptyset(&set)
-        for n in Self.numbers { sigaddset(&set, n) }
-        pthread_sigmask(SIG_BLOCK, &set, nil)
+        unsafe sigemptyset(&set)
+        for n in Self.numbers { unsafe sigaddset(&set, n) }
+        unsafe pthread_sigmask(SIG_BLOCK, &set, nil)
         self.set = set
     }
 
@@ -31,7 +31,7 @@ final class TerminationSignals: Sendable {
         _ = try? HostThread.spawn(name: "signals", role: .signals) { [self] in
             var s = waited
             var number: Int32 = 0
-            while sigwait(&s, &number) != 0 {}
+            while unsafe sigwait(&s, &number) != 0 {}
             guard state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged else { return }
             handler()
             state.store(2, ordering: .releasing)

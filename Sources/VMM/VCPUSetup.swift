@@ -23,11 +23,11 @@ enum VCPUSetup {
     /// LINT0 = ExtINT (the 8259 reaches the BSP), LINT1 = NMI, as a PC BIOS leaves them.
     static func configureLINT(_ vcpu: VCPUFD) throws(KVMError) {
         var state = try vcpu.lapic()
-        withUnsafeMutableBytes(of: &state.regs) { regs in
+        unsafe withUnsafeMutableBytes(of: &state.regs) { regs in
             func update(_ offset: Int, mode: UInt32) {
-                let old = regs.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+                let old = unsafe regs.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
                 let new = (old & ~0x700) | (mode << 8)
-                regs.storeBytes(of: new, toByteOffset: offset, as: UInt32.self)
+                unsafe regs.storeBytes(of: new, toByteOffset: offset, as: UInt32.self)
             }
             update(lapicLVT0Offset, mode: deliveryModeExtINT)
             update(lapicLVT1Offset, mode: deliveryModeNMI)

@@ -75,37 +75,37 @@ final class VCPUThread: Sendable {
             }
             let exit: VCPUExit
             do {
-                exit = try vcpu.run()
+                unsafe exit = unsafe try vcpu.run()
             } catch {
                 controller.finish(.failed("vCPU \(vcpu.id): \(error)"))
                 break
             }
-            handle(exit)
+            unsafe handle(exit)
         }
         tid.store(0, ordering: .releasing)
     }
 
     /// Handles one exit on this thread.
     private func handle(_ exit: VCPUExit) {
-        switch exit {
+        switch unsafe exit {
         case .ioIn(let port, let size, let count, let data):
             tally(.io)
             for i in 0..<count {
-                let slice = UnsafeMutableRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
-                pio.read(address: UInt64(port), into: slice)
+                let slice = unsafe UnsafeMutableRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
+                unsafe pio.read(address: UInt64(port), into: slice)
             }
         case .ioOut(let port, let size, let count, let data):
             tally(.io)
             for i in 0..<count {
-                let slice = UnsafeRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
-                pio.write(address: UInt64(port), from: slice)
+                let slice = unsafe UnsafeRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
+                unsafe pio.write(address: UInt64(port), from: slice)
             }
         case .mmioRead(let address, let data):
             tally(.mmio)
-            mmio.read(address: address, into: data)
+            unsafe mmio.read(address: address, into: data)
         case .mmioWrite(let address, let data):
             tally(.mmio)
-            mmio.write(address: address, from: data)
+            unsafe mmio.write(address: address, from: data)
         case .halt:
             tally(.hlt)
         case .interrupted:
@@ -149,13 +149,13 @@ final class VCPUThread: Sendable {
         while !controller.isStopping {
             let exit: VCPUExit
             do {
-                exit = try vcpu.run()
+                unsafe exit = unsafe try vcpu.run()
             } catch {
                 controller.finish(.failed("vCPU \(vcpu.id): \(error)"))
                 break
             }
-            if case .interrupted = exit { break }
-            handle(exit)
+            if case .interrupted = unsafe exit { break }
+            unsafe handle(exit)
             vcpu.setImmediateExit(true)
         }
         vcpu.setImmediateExit(false)

@@ -133,7 +133,7 @@ public enum VMLauncher {
         }
         if let path = settings.socketPath {
             do {
-                console.addSink(try ConsoleSocket(path: path) { [vm] bytes in vm.sendConsoleInput(bytes) })
+                unsafe console.addSink(try ConsoleSocket(path: path) { [vm] bytes in unsafe vm.sendConsoleInput(bytes) })
             } catch {
                 log.error("\(error)")
                 return 1
@@ -158,7 +158,7 @@ public enum VMLauncher {
         var pump: ConsoleInputPump?
         if settings.readsStandardInput {
             do {
-                let p = try ConsoleInputPump(fd: 0, sink: { [vm] bytes in vm.sendConsoleInput(bytes) }, onQuit: { [vm] in vm.stop() })
+                let p = unsafe try ConsoleInputPump(fd: 0, sink: { [vm] bytes in unsafe vm.sendConsoleInput(bytes) }, onQuit: { [vm] in vm.stop() })
                 try p.start()
                 pump = p
             } catch {
@@ -230,7 +230,7 @@ public enum VMLauncher {
 /// reserve under whatever limit applies, see `VsockLimits.descriptorReserve`).
 func raiseOpenFilesLimit() {
     var r = rlimit()
-    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur < r.rlim_max else { return }
+    guard unsafe getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur < r.rlim_max else { return }
     r.rlim_cur = r.rlim_max
-    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r)
+    _ = unsafe setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r)
 }

@@ -192,10 +192,10 @@ final class OffsetDevice: BusDevice, Sendable {
     }
     func read(offset o: UInt64, into data: UnsafeMutableRawBufferPointer) {
         guard o >= offset else { return }
-        device.read(offset: o - offset, into: data)
+        unsafe device.read(offset: o - offset, into: data)
     }
     func write(offset o: UInt64, from data: UnsafeRawBufferPointer) {
         guard o >= offset else { return }
-        device.write(offset: o - offset, from: data)
+        unsafe device.write(offset: o - offset, from: data)
     }
 }

@@ -168,7 +168,7 @@ extension VirtualMachine {
                         } else {
                             let end = dataOffset + Int(GuestMemory.pageSize)
                             guard end <= batch.data.count else { throw VMError("page batch data ends early") }
-                            try batch.data.withUnsafeBytes { try memory.write(at: address, from: UnsafeRawBufferPointer(rebasing: $0[dataOffset..<end])) }
+                            unsafe try batch.data.withUnsafeBytes { unsafe try memory.write(at: address, from: UnsafeRawBufferPointer(rebasing: $0[dataOffset..<end])) }
                             dataOffset = end
                         }
                     } catch let e as VMError {

@@ -93,7 +93,7 @@ extension VirtualMachine: ControlTarget {
         while monotonicSeconds() < deadline {
             guard let session = migration.withLock({ $0 }), !session.isFinished else { break }
             var ts = timespec(tv_sec: 0, tv_nsec: 10_000_000)
-            nanosleep(&ts, nil)
+            unsafe nanosleep(&ts, nil)
         }
         return migrationProgress()
     }
@@ -323,7 +323,7 @@ extension VirtualMachine: ControlTarget {
                 let ahead = due - (monotonicSeconds() - start)
                 if ahead > 0 {
                     var ts = timespec(tv_sec: Int(ahead), tv_nsec: Int((ahead - Double(Int(ahead))) * 1e9))
-                    nanosleep(&ts, nil)
+                    unsafe nanosleep(&ts, nil)
                 }
             }
         }
@@ -337,12 +337,12 @@ extension VirtualMachine: ControlTarget {
                     bits &= bits - 1
                     let page = w * 64 + bit
                     guard page < pages else { break }
-                    let host = UnsafeRawPointer(region.hostAddress + page * Int(GuestMemory.pageSize))
-                    if MemoryImageWriter.isZeroPage(host) {
+                    let host = unsafe UnsafeRawPointer(region.hostAddress + page * Int(GuestMemory.pageSize))
+                    if unsafe MemoryImageWriter.isZeroPage(host) {
                         batch.appendZero(first + UInt64(page))
                         zero += 1
                     } else {
-                        batch.append(first + UInt64(page), contents: UnsafeRawBufferPointer(start: host, count: Int(GuestMemory.pageSize)))
+                        unsafe batch.append(first + UInt64(page), contents: UnsafeRawBufferPointer(start: host, count: Int(GuestMemory.pageSize)))
                     }
                     sent += 1
                     if batch.isFull { try flush() }

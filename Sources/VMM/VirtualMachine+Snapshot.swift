@@ -86,10 +86,10 @@ extension VirtualMachine {
             let writer = try SnapshotDirectoryWriter(path: directory)
             let fd = try writer.create(SnapshotDirectoryWriter.memoryFileName)
             defer { close(fd) }
-            let sources = memory.regions.map {
-                MemoryImageWriter.Source(guestAddress: $0.guestAddress, host: UnsafeRawPointer($0.hostAddress), size: $0.size)
+            let sources = unsafe memory.regions.map {
+                unsafe MemoryImageWriter.Source(guestAddress: $0.guestAddress, host: UnsafeRawPointer($0.hostAddress), size: $0.size)
             }
-            let image = try MemoryImageWriter.write(sources, to: fd, path: writer.temporaryPath, selection: selection)
+            let image = unsafe try MemoryImageWriter.write(sources, to: fd, path: writer.temporaryPath, selection: selection)
             try writer.sync(fd, name: SnapshotDirectoryWriter.memoryFileName)
             var file = StateFile()
             try file.add(SnapshotSection.configuration, configuration)
@@ -120,20 +120,20 @@ extension VirtualMachine {
     static func absolutePath(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
         var buffer = [CChar](repeating: 0, count: 4096)
-        guard getcwd(&buffer, buffer.count) != nil else { return path }
+        guard unsafe getcwd(&buffer, buffer.count) != nil else { return path }
         let cwd = String(cString: buffer)
         return (cwd.hasSuffix("/") ? cwd : cwd + "/") + (path.hasPrefix("./") ? String(path.dropFirst(2)) : path)
     }
 
     static func randomHex(_ bytes: Int) -> String {
         var b = [UInt8](repeating: 0, count: bytes)
-        b.withUnsafeMutableBytes { _ = getrandom($0.baseAddress, $0.count, 0) }
+        unsafe b.withUnsafeMutableBytes { _ = unsafe getrandom($0.baseAddress, $0.count, 0) }
         return b.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 
     static func wallClock() -> Double {
         var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
+        unsafe clock_gettime(CLOCK_REALTIME, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }

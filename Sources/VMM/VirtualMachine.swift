@@ -323,7 +323,7 @@ public final class VirtualMachine: Sendable {
             let deadline = monotonicSeconds() + timeout
             while balloon.status.statisticsUpdates == before && monotonicSeconds() < deadline {
                 var ts = timespec(tv_sec: 0, tv_nsec: 5_000_000)
-                nanosleep(&ts, nil)
+                unsafe nanosleep(&ts, nil)
             }
         }
         return balloon.status
@@ -336,7 +336,7 @@ public final class VirtualMachine: Sendable {
     /// serial port); returns how many it accepted.
     public func sendConsoleInput(_ bytes: UnsafeRawBufferPointer) -> Int {
         guard let devices = current.withLock({ $0.devices }) else { return bytes.count }
-        return devices.sendConsoleInput(bytes)
+        return unsafe devices.sendConsoleInput(bytes)
     }
 }
 

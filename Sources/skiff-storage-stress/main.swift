@@ -12,13 +12,13 @@ import ImageStore
 
 func fail(_ message: String) -> Never {
     let text = "skiff-storage-stress: \(message)\n"
-    _ = text.withCString { Glibc.write(2, $0, strlen($0)) }
+    _ = unsafe text.withCString { unsafe Glibc.write(2, $0, strlen($0)) }
     exit(2)
 }
 
 func now() -> Double {
     var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
+    unsafe clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
@@ -32,11 +32,11 @@ func crashWriter(_ args: [String]) throws {
         case .flush:
             try image.flush()
             let line = "F \(workload.index)\n"
-            _ = line.withCString { Glibc.write(1, $0, strlen($0)) }
+            _ = unsafe line.withCString { unsafe Glibc.write(1, $0, strlen($0)) }
         case .write(let offset, let length):
-            let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
-            StressWorkload.fill(chunk, op: workload.index, offset: offset)
-            try image.write(at: offset, from: UnsafeRawBufferPointer(chunk))
+            let chunk = unsafe UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+            unsafe StressWorkload.fill(chunk, op: workload.index, offset: offset)
+            unsafe try image.write(at: offset, from: UnsafeRawBufferPointer(chunk))
         case .zero(let offset, let length):
             try image.writeZeroes(at: offset, length: UInt64(length), unmap: workload.index % 2 == 0)
         }
@@ -49,7 +49,7 @@ func crashExplain(_ args: [String]) throws {
     let image = try DiskImage.open(path: args[0], format: .qcow2, readOnly: true)
     var workload = StressWorkload(seed: seed, diskSize: image.size)
     var one = [UInt8](repeating: 0, count: 1)
-    try one.withUnsafeMutableBytes { try image.read(at: byte, into: $0) }
+    unsafe try one.withUnsafeMutableBytes { unsafe try image.read(at: byte, into: $0) }
     print("image byte: \(one[0]) backing: \(StressWorkload.backingPattern(byte))")
     for _ in 0..<3000 {
         let op = workload.nextOperation()
@@ -97,10 +97,10 @@ func bench(_ args: [String]) throws {
     let image = try DiskImage.open(path: path, format: format, readOnly: !write)
     let size = image.size
     let next = UnsafeMutablePointer<Int>.allocate(capacity: 1)
-    next.initialize(to: 0)
+    unsafe next.initialize(to: 0)
     let counterLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    pthread_mutex_init(counterLock, nil)
-    final class Shared: @unchecked Sendable {
+    unsafe pthread_mutex_init(counterLock, nil)
+    @safe final class Shared: @unchecked Sendable {
         // @unchecked: `next` and `failure` are touched only with `lock` held.
         let image: any BlockDevice
         let next: UnsafeMutablePointer<Int>
@@ -109,38 +109,38 @@ func bench(_ args: [String]) throws {
         var failure: String?
         init(image: any BlockDevice, next: UnsafeMutablePointer<Int>, lock: UnsafeMutablePointer<pthread_mutex_t>,
              count: Int, bufferSize: Int, step: UInt64, size: UInt64, write: Bool) {
-            self.image = image; self.next = next; self.lock = lock; self.count = count
+            self.image = image; unsafe self.next = unsafe next; unsafe self.lock = unsafe lock; self.count = count
             self.bufferSize = bufferSize; self.step = step; self.size = size; self.write = write
         }
         func run() {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 4096)
-            defer { buffer.deallocate() }
-            buffer.initializeMemory(as: UInt8.self, repeating: 0xa5)
+            defer { unsafe buffer.deallocate() }
+            unsafe buffer.initializeMemory(as: UInt8.self, repeating: 0xa5)
             while true {
-                pthread_mutex_lock(lock)
-                let k = next.pointee
-                next.pointee += 1
-                pthread_mutex_unlock(lock)
+                unsafe pthread_mutex_lock(lock)
+                let k = unsafe next.pointee
+                unsafe next.pointee += 1
+                unsafe pthread_mutex_unlock(lock)
                 if k >= count { return }
                 // qemu-img bench: offset += step, wrapped at the image size.
                 var offset = (UInt64(k) &* step) % size
                 if offset + UInt64(bufferSize) > size { offset = size - UInt64(bufferSize) }
                 do {
                     if write {
-                        try image.write(at: offset, from: UnsafeRawBufferPointer(buffer))
+                        unsafe try image.write(at: offset, from: UnsafeRawBufferPointer(buffer))
                     } else {
-                        try image.read(at: offset, into: buffer)
+                        unsafe try image.read(at: offset, into: buffer)
                     }
                 } catch {
-                    pthread_mutex_lock(lock)
+                    unsafe pthread_mutex_lock(lock)
                     failure = "\(error)"
-                    pthread_mutex_unlock(lock)
+                    unsafe pthread_mutex_unlock(lock)
                     return
                 }
             }
         }
     }
-    let shared = Shared(image: image, next: next, lock: counterLock, count: count, bufferSize: bufferSize,
+    let shared = unsafe Shared(image: image, next: next, lock: counterLock, count: count, bufferSize: bufferSize,
                         step: step, size: size, write: write)
     let start = now()
     if depth == 1 {
@@ -149,13 +149,13 @@ func bench(_ args: [String]) throws {
         var threads: [pthread_t] = []
         for _ in 0..<depth {
             var thread = pthread_t()
-            let box = Unmanaged.passRetained(shared).toOpaque()
-            pthread_create(&thread, nil, { arg in
-                guard let arg else { return nil }
-                let shared = Unmanaged<Shared>.fromOpaque(arg).takeRetainedValue()
+            let box = unsafe Unmanaged.passRetained(shared).toOpaque()
+            unsafe pthread_create(&thread, nil, { arg in
+                guard let arg = unsafe arg else { return nil }
+                let shared = unsafe Unmanaged<Shared>.fromOpaque(arg).takeRetainedValue()
                 shared.run()
                 return nil
-            }, box)
+            }, unsafe box)
             threads.append(thread)
         }
         for thread in threads { pthread_join(thread, nil) }
@@ -172,33 +172,33 @@ func chunkBench(_ args: [String]) throws {
     let size = mib << 20
     var data = [UInt8](repeating: 0, count: size)
     var state: UInt64 = 0x1234_5678_9abc_def1
-    data.withUnsafeMutableBytes { raw in
-        let words = raw.bindMemory(to: UInt64.self)
+    unsafe data.withUnsafeMutableBytes { raw in
+        let words = unsafe raw.bindMemory(to: UInt64.self)
         for i in 0..<words.count {
             state ^= state << 13
             state ^= state >> 7
             state ^= state << 17
-            words[i] = state
+            unsafe words[i] = state
         }
     }
     let chunker = try FastCDC()
     var chunks = 0
     var start = now()
-    data.withUnsafeBytes { raw in
+    unsafe data.withUnsafeBytes { raw in
         var position = 0
         while position < raw.count {
-            position += chunker.cut(UnsafeRawBufferPointer(rebasing: raw[position...]))
+            unsafe position += chunker.cut(UnsafeRawBufferPointer(rebasing: raw[position...]))
             chunks += 1
         }
     }
     let chunkTime = now() - start
     start = now()
     var sink: UInt8 = 0
-    data.withUnsafeBytes { raw in
+    unsafe data.withUnsafeBytes { raw in
         var position = 0
         while position < raw.count {
             let n = min(1 << 16, raw.count - position)
-            sink ^= SHA256.hash(data: UnsafeRawBufferPointer(rebasing: raw[position..<(position + n)])).first { _ in true } ?? 0
+            unsafe sink ^= SHA256.hash(data: UnsafeRawBufferPointer(rebasing: raw[position..<(position + n)])).first { _ in true } ?? 0
             position += n
         }
     }

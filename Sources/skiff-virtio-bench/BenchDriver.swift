@@ -21,7 +21,7 @@ final class EventFDVectors: MSIVectorSink, Sendable {
     /// Blocks until `vector` fires (or `milliseconds` pass); returns whether it fired.
     func wait(vector: Int, milliseconds: Int32 = 5000) -> Bool {
         var p = pollfd(fd: events[vector].rawValue, events: Int16(POLLIN), revents: 0)
-        let n = poll(&p, 1, milliseconds)
+        let n = unsafe poll(&p, 1, milliseconds)
         if n == 1 { events[vector].consume() }
         return n == 1
     }
@@ -54,12 +54,12 @@ final class BenchDriver {
 
     func write(_ offset: UInt64, _ value: UInt64, size: Int) {
         var v = value
-        withUnsafeBytes(of: &v) { transport.barWrite(index: 0, offset: offset, from: UnsafeRawBufferPointer(rebasing: $0[0..<size])) }
+        unsafe withUnsafeBytes(of: &v) { unsafe transport.barWrite(index: 0, offset: offset, from: UnsafeRawBufferPointer(rebasing: $0[0..<size])) }
     }
 
     func read(_ offset: UInt64, size: Int) -> UInt64 {
         var v: UInt64 = 0
-        withUnsafeMutableBytes(of: &v) { transport.barRead(index: 0, offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<size])) }
+        unsafe withUnsafeMutableBytes(of: &v) { unsafe transport.barRead(index: 0, offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<size])) }
         return v
     }
 

@@ -73,7 +73,7 @@ func format1(_ v: Double) -> String {
 
 /// pread/pwrite of 4 KiB at random 4 KiB-aligned offsets for `seconds`.
 func fileBaseline(path: String, size: UInt64, seconds: Double, write: Bool) throws -> (Int, Double) {
-    let fd = open(path, write ? O_RDWR : O_RDONLY)
+    let fd = unsafe open(path, write ? O_RDWR : O_RDONLY)
     guard fd >= 0 else { throw BenchError("open \(path) failed") }
     defer { close(fd) }
     var buffer = [UInt8](repeating: 0x5a, count: 4096)
@@ -85,7 +85,7 @@ func fileBaseline(path: String, size: UInt64, seconds: Double, write: Bool) thro
     while now - start < seconds {
         for _ in 0..<256 {
             let offset = off_t((rng.next() % blocks) * 4096)
-            let n = buffer.withUnsafeMutableBytes { b in write ? pwrite(fd, b.baseAddress, 4096, offset) : pread(fd, b.baseAddress, 4096, offset) }
+            let n = unsafe buffer.withUnsafeMutableBytes { b in unsafe write ? pwrite(fd, b.baseAddress, 4096, offset) : pread(fd, b.baseAddress, 4096, offset) }
             guard n == 4096 else { throw BenchError("short \(write ? "pwrite" : "pread")") }
             count += 1
         }
@@ -142,13 +142,13 @@ func main() throws {
     let options = try Options(CommandLine.arguments)
     let path = options.directory + "/skiff-virtio-bench-\(getpid()).raw"
     let size = options.sizeMiB << 20
-    defer { unlink(path) }
+    defer { unsafe unlink(path) }
     try RawImage.create(path: path, size: size, overwrite: true)
     do {
         let file = try RawImage(path: path, readOnly: false)
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         for i in 0..<chunk.count { chunk[i] = UInt8(truncatingIfNeeded: i &* 31) }
-        for m in 0..<options.sizeMiB { try chunk.withUnsafeBytes { try file.write(at: m << 20, from: $0) } }
+        for m in 0..<options.sizeMiB { unsafe try chunk.withUnsafeBytes { unsafe try file.write(at: m << 20, from: $0) } }
         try file.close()
     }
     print("virtio-blk host-side benchmark: \(options.sizeMiB) MiB raw image in \(options.directory) (page cache), 4 KiB random I/O, \(options.seconds) s each")
@@ -184,6 +184,6 @@ do {
     try main()
 } catch {
     let line = Array("skiff-virtio-bench: error: \(error)\n".utf8)
-    _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    _ = unsafe line.withUnsafeBytes { unsafe Glibc.write(2, $0.baseAddress, $0.count) }
     exit(1)
 }

@@ -6,37 +6,37 @@ package enum Compression {
     /// Inflates raw deflate `input` into exactly `output.count` bytes; false if the data is bad or short.
     package static func inflateRaw(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Bool {
         guard let inBase = input.baseAddress, let outBase = output.baseAddress else { return false }
-        var stream = z_stream()
-        guard inflateInit2_(&stream, -15, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return false }
-        defer { inflateEnd(&stream) }
-        stream.next_in = UnsafeMutablePointer(mutating: inBase.assumingMemoryBound(to: UInt8.self))
-        stream.avail_in = UInt32(clamping: input.count)
-        stream.next_out = outBase.assumingMemoryBound(to: UInt8.self)
-        stream.avail_out = UInt32(clamping: output.count)
-        let result = inflate(&stream, Z_FINISH)
+        var stream = unsafe z_stream()
+        guard unsafe inflateInit2_(&stream, -15, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return false }
+        defer { unsafe inflateEnd(&stream) }
+        unsafe stream.next_in = unsafe UnsafeMutablePointer(mutating: inBase.assumingMemoryBound(to: UInt8.self))
+        unsafe stream.avail_in = UInt32(clamping: input.count)
+        unsafe stream.next_out = unsafe outBase.assumingMemoryBound(to: UInt8.self)
+        unsafe stream.avail_out = UInt32(clamping: output.count)
+        let result = unsafe inflate(&stream, Z_FINISH)
         // Trailing bytes after the stream are normal (compressed clusters are sector padded).
         guard result == Z_STREAM_END || result == Z_BUF_ERROR || result == Z_OK else { return false }
-        return stream.avail_out == 0
+        return unsafe stream.avail_out == 0
     }
 
     /// Deflates `input` (raw deflate, level 1..9) into a new array; nil if it does not shrink.
     package static func deflateRaw(_ input: UnsafeRawBufferPointer, level: Int32 = 1) -> [UInt8]? {
         guard let inBase = input.baseAddress, input.count > 0 else { return nil }
-        var stream = z_stream()
-        guard deflateInit2_(&stream, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
+        var stream = unsafe z_stream()
+        guard unsafe deflateInit2_(&stream, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
             Int32(MemoryLayout<z_stream>.size)) == Z_OK
         else { return nil }
-        defer { deflateEnd(&stream) }
+        defer { unsafe deflateEnd(&stream) }
         let capacity = input.count - input.count / 16
         var output = [UInt8](repeating: 0, count: capacity)
-        let produced: Int? = output.withUnsafeMutableBytes { out in
+        let produced: Int? = unsafe output.withUnsafeMutableBytes { out in
             guard let outBase = out.baseAddress else { return nil }
-            stream.next_in = UnsafeMutablePointer(mutating: inBase.assumingMemoryBound(to: UInt8.self))
-            stream.avail_in = UInt32(clamping: input.count)
-            stream.next_out = outBase.assumingMemoryBound(to: UInt8.self)
-            stream.avail_out = UInt32(clamping: out.count)
-            guard deflate(&stream, Z_FINISH) == Z_STREAM_END else { return nil }
-            return out.count - Int(stream.avail_out)
+            unsafe stream.next_in = unsafe UnsafeMutablePointer(mutating: inBase.assumingMemoryBound(to: UInt8.self))
+            unsafe stream.avail_in = UInt32(clamping: input.count)
+            unsafe stream.next_out = unsafe outBase.assumingMemoryBound(to: UInt8.self)
+            unsafe stream.avail_out = UInt32(clamping: out.count)
+            guard unsafe deflate(&stream, Z_FINISH) == Z_STREAM_END else { return nil }
+            return unsafe out.count - Int(stream.avail_out)
         }
         guard let n = produced else { return nil }
         output.removeSubrange(n...)
@@ -48,9 +48,9 @@ package enum Compression {
         guard let api = ZstdLibrary.shared, let inBase = input.baseAddress, let outBase = output.baseAddress else {
             return false
         }
-        let frame = api.findFrameCompressedSize(inBase, input.count)
+        let frame = unsafe api.findFrameCompressedSize(inBase, input.count)
         if api.isError(frame) != 0 || frame > input.count { return false }
-        let n = api.decompress(outBase, output.count, inBase, frame)
+        let n = unsafe api.decompress(outBase, output.count, inBase, frame)
         return api.isError(n) == 0 && n == output.count
     }
 
@@ -59,7 +59,7 @@ package enum Compression {
 }
 
 /// libzstd loaded at run time, so building needs no zstd headers.
-private struct ZstdLibrary: Sendable {
+@safe private struct ZstdLibrary: Sendable {
     typealias Decompress = @convention(c) (UnsafeMutableRawPointer, Int, UnsafeRawPointer, Int) -> Int
     typealias FrameSize = @convention(c) (UnsafeRawPointer, Int) -> Int
     typealias IsError = @convention(c) (Int) -> UInt32
@@ -68,12 +68,12 @@ private struct ZstdLibrary: Sendable {
     package let isError: IsError
 
     package static let shared: ZstdLibrary? = {
-        guard let handle = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL),
-            let d = dlsym(handle, "ZSTD_decompress"),
-            let f = dlsym(handle, "ZSTD_findFrameCompressedSize"),
-            let e = dlsym(handle, "ZSTD_isError")
+        guard let handle = unsafe dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL),
+            let d = unsafe dlsym(handle, "ZSTD_decompress"),
+            let f = unsafe dlsym(handle, "ZSTD_findFrameCompressedSize"),
+            let e = unsafe dlsym(handle, "ZSTD_isError")
         else { return nil }
-        return ZstdLibrary(
+        return unsafe ZstdLibrary(
             decompress: unsafeBitCast(d, to: Decompress.self),
             findFrameCompressedSize: unsafeBitCast(f, to: FrameSize.self),
             isError: unsafeBitCast(e, to: IsError.self))

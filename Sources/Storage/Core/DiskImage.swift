@@ -37,7 +37,7 @@ public enum DiskImage {
 
     private static func noteIdentity(_ file: ImageFile, path: String, seen: inout Set<FileIdentity>) throws {
         var info = stat()
-        if fstat(file.fd, &info) != 0 { throw StorageError.fromErrno("stat", path: path) }
+        if unsafe fstat(file.fd, &info) != 0 { throw StorageError.fromErrno("stat", path: path) }
         let identity = FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
         if !seen.insert(identity).inserted {
             throw StorageError.invalidImage(path: path, reason: "backing chain loops back to this file")
@@ -81,11 +81,11 @@ public enum DiskImage {
     /// Reads and parses cluster 0 of a qcow2 file.
     public static func readHeader(_ file: ImageFile) throws -> QCOW2Header {
         var prefix = [UInt8](repeating: 0, count: 512)
-        let n = try prefix.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
+        let n = unsafe try prefix.withUnsafeMutableBytes { unsafe try file.read(into: $0, at: 0) }
         prefix.removeSubrange(n...)
         let bits = try QCOW2Header.clusterBits(fromPrefix: prefix, path: file.path)
         var cluster = [UInt8](repeating: 0, count: 1 << Int(bits))
-        let m = try cluster.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
+        let m = unsafe try cluster.withUnsafeMutableBytes { unsafe try file.read(into: $0, at: 0) }
         cluster.removeSubrange(m...)
         return try QCOW2Header.parse(cluster, path: file.path)
     }
@@ -101,7 +101,7 @@ public enum DiskImage {
     public static func looksLikeQCOW2(path: String) -> Bool {
         guard let file = try? ImageFile.open(path: path, readOnly: true, lock: .none) else { return false }
         var magic = [UInt8](repeating: 0, count: 4)
-        let n = (try? magic.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }) ?? 0
+        let n = unsafe (try? magic.withUnsafeMutableBytes { unsafe try file.read(into: $0, at: 0) }) ?? 0
         return n == 4 && magic.be32(at: 0) == QCOW2Header.magic
     }
 }

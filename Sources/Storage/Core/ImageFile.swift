@@ -45,12 +45,12 @@ public final class ImageFile: Sendable {
     /// Opens an existing file.
     public static func open(path: String, readOnly: Bool, lock: LockMode) throws -> ImageFile {
         let flags: Int32 = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
-        let fd = Glibc.open(path, flags)
+        let fd = unsafe Glibc.open(path, flags)
         if fd < 0 { throw StorageError.fromErrno("open", path: path) }
         let file = ImageFile(fd: fd, path: path, readOnly: readOnly)
         try file.applyLock(lock)
         var info = stat()
-        if fstat(fd, &info) != 0 { throw StorageError.fromErrno("stat", path: path) }
+        if unsafe fstat(fd, &info) != 0 { throw StorageError.fromErrno("stat", path: path) }
         if (info.st_mode & S_IFMT) == S_IFDIR {
             throw StorageError.invalidArgument("\(path) is a directory")
         }
@@ -61,7 +61,7 @@ public final class ImageFile: Sendable {
     public static func create(path: String, overwrite: Bool = false) throws -> ImageFile {
         var flags: Int32 = O_RDWR | O_CREAT | O_CLOEXEC
         flags |= overwrite ? O_TRUNC : O_EXCL
-        let fd = Glibc.open(path, flags, 0o644)
+        let fd = unsafe Glibc.open(path, flags, 0o644)
         if fd < 0 { throw StorageError.fromErrno("create", path: path) }
         let file = ImageFile(fd: fd, path: path, readOnly: false)
         try file.applyLock(.exclusive)
@@ -96,7 +96,7 @@ public final class ImageFile: Sendable {
         lock.l_whence = Int16(SEEK_SET)
         lock.l_start = 0
         lock.l_len = 0
-        _ = withUnsafeMutablePointer(to: &lock) { fcntl(fd, ImageFile.ofdSetLock, $0) }
+        _ = unsafe withUnsafeMutablePointer(to: &lock) { unsafe fcntl(fd, ImageFile.ofdSetLock, $0) }
     }
 
     private func lockByte(_ offset: Int64) throws {
@@ -105,7 +105,7 @@ public final class ImageFile: Sendable {
         lock.l_whence = Int16(SEEK_SET)
         lock.l_start = off_t(offset)
         lock.l_len = 1
-        let result = withUnsafeMutablePointer(to: &lock) { fcntl(fd, ImageFile.ofdSetLock, $0) }
+        let result = unsafe withUnsafeMutablePointer(to: &lock) { unsafe fcntl(fd, ImageFile.ofdSetLock, $0) }
         if result != 0 {
             let code = Glibc.errno
             if code == EAGAIN || code == EACCES { throw StorageError.locked(path: path) }
@@ -119,7 +119,7 @@ public final class ImageFile: Sendable {
         lock.l_whence = Int16(SEEK_SET)
         lock.l_start = off_t(offset)
         lock.l_len = 1
-        let result = withUnsafeMutablePointer(to: &lock) { fcntl(fd, ImageFile.ofdGetLock, $0) }
+        let result = unsafe withUnsafeMutablePointer(to: &lock) { unsafe fcntl(fd, ImageFile.ofdGetLock, $0) }
         if result != 0 { throw StorageError.fromErrno("lock test", path: path) }
         return lock.l_type != Int16(F_UNLCK)
     }
@@ -127,14 +127,14 @@ public final class ImageFile: Sendable {
     /// Current length of the file in bytes.
     public func length() throws -> UInt64 {
         var info = stat()
-        if fstat(fd, &info) != 0 { throw StorageError.fromErrno("stat", path: path) }
+        if unsafe fstat(fd, &info) != 0 { throw StorageError.fromErrno("stat", path: path) }
         return UInt64(max(0, info.st_size))
     }
 
     /// Bytes the file occupies on the host (allocated blocks).
     public func allocatedBytes() throws -> UInt64 {
         var info = stat()
-        if fstat(fd, &info) != 0 { throw StorageError.fromErrno("stat", path: path) }
+        if unsafe fstat(fd, &info) != 0 { throw StorageError.fromErrno("stat", path: path) }
         return UInt64(max(0, info.st_blocks)) &* 512
     }
 
@@ -148,7 +148,7 @@ public final class ImageFile: Sendable {
             if overflow || position > UInt64(Int64.max) {
                 throw StorageError.invalidImage(path: path, reason: "offset \(offset) is past any possible file end")
             }
-            let n = pread(fd, base + done, buffer.count - done, off_t(position))
+            let n = unsafe pread(fd, base + done, buffer.count - done, off_t(position))
             if n < 0 {
                 if Glibc.errno == EINTR { continue }
                 throw StorageError.fromErrno("read", path: path)
@@ -161,15 +161,15 @@ public final class ImageFile: Sendable {
 
     /// Reads exactly `buffer.count` bytes, filling whatever lies past the end of file with zeros.
     public func readZeroFilled(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
-        let n = try read(into: buffer, at: offset)
+        let n = unsafe try read(into: buffer, at: offset)
         if n < buffer.count, let base = buffer.baseAddress {
-            memset(base + n, 0, buffer.count - n)
+            unsafe memset(base + n, 0, buffer.count - n)
         }
     }
 
     /// Reads exactly `buffer.count` bytes or throws `.invalidImage` (for metadata that must exist).
     public func readExactly(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, what: String) throws {
-        let n = try read(into: buffer, at: offset)
+        let n = unsafe try read(into: buffer, at: offset)
         if n != buffer.count {
             throw StorageError.invalidImage(path: path, reason: "\(what) at offset \(offset) lies past the end of the file")
         }
@@ -185,7 +185,7 @@ public final class ImageFile: Sendable {
             if overflow || position > UInt64(Int64.max) {
                 throw StorageError.invalidArgument("\(path): write offset \(offset) too large")
             }
-            let n = pwrite(fd, base + done, buffer.count - done, off_t(position))
+            let n = unsafe pwrite(fd, base + done, buffer.count - done, off_t(position))
             if n < 0 {
                 if Glibc.errno == EINTR { continue }
                 throw StorageError.fromErrno("write", path: path)
@@ -193,12 +193,12 @@ public final class ImageFile: Sendable {
             if n == 0 { throw StorageError.noSpace(path: path) }
             done += n
         }
-        writeLog?.append(.write(offset: offset, bytes: [UInt8](buffer)))
+        unsafe writeLog?.append(.write(offset: offset, bytes: [UInt8](buffer)))
     }
 
     /// Writes an array of bytes at `offset`.
     public func write(bytes: [UInt8], at offset: UInt64) throws {
-        try bytes.withUnsafeBytes { try write($0, at: offset) }
+        unsafe try bytes.withUnsafeBytes { unsafe try write($0, at: offset) }
     }
 
     /// fdatasync. After one failure every later call fails (the kernel may have dropped the dirty pages).
@@ -259,12 +259,12 @@ public final class ImageFile: Sendable {
     public func writeZeros(at offset: UInt64, length: UInt64) throws {
         let chunk = Int(min(length, 1 << 20))
         let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: max(chunk, 1), alignment: 4096)
-        defer { zeros.deallocate() }
-        zeros.initializeMemory(as: UInt8.self, repeating: 0)
+        defer { unsafe zeros.deallocate() }
+        unsafe zeros.initializeMemory(as: UInt8.self, repeating: 0)
         var done: UInt64 = 0
         while done < length {
             let n = Int(min(UInt64(chunk), length - done))
-            try write(UnsafeRawBufferPointer(rebasing: zeros[0..<n]), at: offset + done)
+            unsafe try write(UnsafeRawBufferPointer(rebasing: zeros[0..<n]), at: offset + done)
             done += UInt64(n)
         }
     }

@@ -27,13 +27,13 @@ public final class RawImage: BlockDevice {
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
         try checkRange(offset, UInt64(buffer.count))
-        try file.readZeroFilled(into: buffer, at: offset)
+        unsafe try file.readZeroFilled(into: buffer, at: offset)
     }
 
     public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws {
         if isReadOnly { throw StorageError.readOnly(path: file.path) }
         try checkRange(offset, UInt64(buffer.count))
-        try file.write(buffer, at: offset)
+        unsafe try file.write(buffer, at: offset)
     }
 
     public func flush() throws { try file.sync() }

@@ -70,8 +70,8 @@ public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     static func errnoText(_ code: Int32) -> String {
-        guard let text = strerror(code) else { return "errno \(code)" }
-        return String(cString: text)
+        guard let text = unsafe strerror(code) else { return "errno \(code)" }
+        return unsafe String(cString: text)
     }
 
     /// Builds an error from the current `errno`, mapping ENOSPC/EDQUOT to `.noSpace`.

@@ -37,13 +37,13 @@ public final class WriteTrackingBlockDevice: BlockDevice, @unchecked Sendable {
     }
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        try inner.read(at: offset, into: buffer)
+        unsafe try inner.read(at: offset, into: buffer)
     }
 
     public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws {
         // Marked before and after: a copy that reads the block in between sends it again.
         mark(offset, UInt64(buffer.count))
-        try inner.write(at: offset, from: buffer)
+        unsafe try inner.write(at: offset, from: buffer)
         mark(offset, UInt64(buffer.count))
     }
 

@@ -45,9 +45,9 @@ public enum ImageOperations {
 
     /// The canonical absolute path of an existing file.
     public static func realPath(_ path: String) throws -> String {
-        guard let resolved = realpath(path, nil) else { throw StorageError.fromErrno("resolve path", path: path) }
-        defer { free(resolved) }
-        return String(cString: resolved)
+        guard let resolved = unsafe realpath(path, nil) else { throw StorageError.fromErrno("resolve path", path: path) }
+        defer { unsafe free(resolved) }
+        return unsafe String(cString: resolved)
     }
 
     /// True if every byte is zero.
@@ -56,12 +56,12 @@ public enum ImageOperations {
         let count = buffer.count
         var acc: UInt64 = 0
         while i + 64 <= count {
-            for k in stride(from: 0, to: 64, by: 8) { acc |= buffer.loadUnaligned(fromByteOffset: i + k, as: UInt64.self) }
+            for k in stride(from: 0, to: 64, by: 8) { unsafe acc |= buffer.loadUnaligned(fromByteOffset: i + k, as: UInt64.self) }
             if acc != 0 { return false }
             i += 64
         }
         while i < count {
-            if buffer[i] != 0 { return false }
+            if unsafe buffer[i] != 0 { return false }
             i += 1
         }
         return true
@@ -82,21 +82,21 @@ public enum ImageOperations {
     static func copy(from source: any BlockDevice, to target: any BlockDevice, progress: ProgressHandler?) throws {
         let size = source.size
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: copyChunk, alignment: 4096)
-        defer { buffer.deallocate() }
+        defer { unsafe buffer.deallocate() }
         var offset: UInt64 = 0
         while offset < size {
             let n = Int(min(UInt64(copyChunk), size - offset))
-            let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
-            try source.read(at: offset, into: chunk)
+            let chunk = unsafe UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+            unsafe try source.read(at: offset, into: chunk)
             // Write only the non-zero 64 KiB pieces (runs of them in one request), so the destination stays sparse.
             var piece = 0
             var runStart = -1
             while piece <= n {
                 let m = min(65536, n - piece)
-                let zero = m == 0 || isZero(UnsafeRawBufferPointer(rebasing: buffer[piece..<(piece + m)]))
+                let zero = unsafe m == 0 || isZero(UnsafeRawBufferPointer(rebasing: buffer[piece..<(piece + m)]))
                 if !zero && runStart < 0 { runStart = piece }
                 if zero && runStart >= 0 {
-                    try target.write(at: offset + UInt64(runStart), from: UnsafeRawBufferPointer(rebasing: buffer[runStart..<piece]))
+                    unsafe try target.write(at: offset + UInt64(runStart), from: UnsafeRawBufferPointer(rebasing: buffer[runStart..<piece]))
                     runStart = -1
                 }
                 if m == 0 { break }
@@ -126,7 +126,7 @@ public enum ImageOperations {
         let cs = overlay.clusterSize
         let size = min(overlay.size, backing.size)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(cs), alignment: 4096)
-        defer { buffer.deallocate() }
+        defer { unsafe buffer.deallocate() }
         var offset: UInt64 = 0
         while offset < size {
             let n = min(cs, size - offset)
@@ -136,9 +136,9 @@ public enum ImageOperations {
             case .zero:
                 try backing.writeZeroes(at: offset, length: n, unmap: false)
             case .data:
-                let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(n)])
-                try overlay.read(at: offset, into: chunk)
-                try backing.write(at: offset, from: UnsafeRawBufferPointer(chunk))
+                let chunk = unsafe UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(n)])
+                unsafe try overlay.read(at: offset, into: chunk)
+                unsafe try backing.write(at: offset, from: UnsafeRawBufferPointer(chunk))
             }
             offset += n
             progress?(offset, size)
@@ -175,23 +175,23 @@ public enum ImageOperations {
         let old = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(cs), alignment: 4096)
         let new = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(cs), alignment: 4096)
         defer {
-            old.deallocate()
-            new.deallocate()
+            unsafe old.deallocate()
+            unsafe new.deallocate()
         }
         var offset: UInt64 = 0
         while offset < size {
             let n = Int(min(cs, size - offset))
             if try image.status(at: offset) == .unallocated {
-                let oldChunk = UnsafeMutableRawBufferPointer(rebasing: old[0..<n])
-                let newChunk = UnsafeMutableRawBufferPointer(rebasing: new[0..<n])
-                try image.read(at: offset, into: oldChunk)
-                newChunk.initializeMemory(as: UInt8.self, repeating: 0)
+                let oldChunk = unsafe UnsafeMutableRawBufferPointer(rebasing: old[0..<n])
+                let newChunk = unsafe UnsafeMutableRawBufferPointer(rebasing: new[0..<n])
+                unsafe try image.read(at: offset, into: oldChunk)
+                unsafe newChunk.initializeMemory(as: UInt8.self, repeating: 0)
                 if let newDevice, offset < newDevice.size {
                     let m = Int(min(UInt64(n), newDevice.size - offset))
-                    try newDevice.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: new[0..<m]))
+                    unsafe try newDevice.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: new[0..<m]))
                 }
-                if !oldChunk.elementsEqual(newChunk) {
-                    try image.write(at: offset, from: UnsafeRawBufferPointer(oldChunk))
+                if unsafe !oldChunk.elementsEqual(newChunk) {
+                    unsafe try image.write(at: offset, from: UnsafeRawBufferPointer(oldChunk))
                 }
             }
             offset += UInt64(n)

@@ -43,7 +43,7 @@ public struct StressWorkload: Sendable {
 
     /// Fills `buffer` with the data of write `op` at `offset`.
     public static func fill(_ buffer: UnsafeMutableRawBufferPointer, op: Int, offset: UInt64) {
-        for i in 0..<buffer.count { buffer[i] = pattern(op: op, offset: offset + UInt64(i)) }
+        for i in 0..<buffer.count { unsafe buffer[i] = pattern(op: op, offset: offset + UInt64(i)) }
     }
 
     /// The byte of the backing file at `offset` in the crash test.

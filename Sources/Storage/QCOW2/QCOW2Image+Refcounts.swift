@@ -6,7 +6,7 @@ extension QCOW2Image {
         if offset == 0 { return nil }
         if let block = refcountCache[tableIndex] { return block }
         var bytes = [UInt8](repeating: 0, count: Int(geometry.clusterSize))
-        try bytes.withUnsafeMutableBytes { try file.readExactly(into: $0, at: offset, what: "refcount block") }
+        unsafe try bytes.withUnsafeMutableBytes { unsafe try file.readExactly(into: $0, at: offset, what: "refcount block") }
         let block = RefcountBlock(diskOffset: offset, order: geometry.refcountOrder, bytes: bytes)
         refcountCache[tableIndex] = block
         return block

@@ -49,7 +49,7 @@ extension QCOW2Image {
         let inCluster = geometry.offsetInCluster(position)
         let remaining = UInt64(buffer.count - done)
         let length = Int(min(cs - inCluster, remaining))
-        let source = UnsafeRawBufferPointer(rebasing: buffer[done..<(done + length)])
+        let source = unsafe UnsafeRawBufferPointer(rebasing: buffer[done..<(done + length)])
         let l1Index = geometry.l1Index(position)
         let l2Index = geometry.l2Index(position)
         let table = try l2TableForWrite(l1Index)
@@ -58,19 +58,19 @@ extension QCOW2Image {
 
         switch old {
         case .data(let host, true):
-            try file.write(source, at: host + inCluster)
+            unsafe try file.write(source, at: host + inCluster)
             return length
         case .data(let host, false):
             if try refcount(ofCluster: host / cs) == 1 {
                 table.set(l2Index, host | QCOW2Entry.copied)
-                try file.write(source, at: host + inCluster)
+                unsafe try file.write(source, at: host + inCluster)
                 return length
             }
         case .zero(let host) where host != 0 && table.entries[l2Index] & QCOW2Entry.copied != 0:
             // Preallocated zero cluster: fill it in place.
-            scratch.initializeMemory(as: UInt8.self, repeating: 0)
-            UnsafeMutableRawBufferPointer(rebasing: scratch[Int(inCluster)..<(Int(inCluster) + length)]).copyMemory(from: source)
-            try file.write(UnsafeRawBufferPointer(scratch), at: host)
+            unsafe scratch.initializeMemory(as: UInt8.self, repeating: 0)
+            unsafe UnsafeMutableRawBufferPointer(rebasing: scratch[Int(inCluster)..<(Int(inCluster) + length)]).copyMemory(from: source)
+            unsafe try file.write(UnsafeRawBufferPointer(scratch), at: host)
             table.set(l2Index, host | QCOW2Entry.copied)
             return length
         default:
@@ -93,9 +93,9 @@ extension QCOW2Image {
         do {
             if whole {
                 let bytes = Int(count * cs)
-                try file.write(UnsafeRawBufferPointer(rebasing: buffer[done..<(done + bytes)]), at: host)
+                unsafe try file.write(UnsafeRawBufferPointer(rebasing: buffer[done..<(done + bytes)]), at: host)
             } else {
-                try writePartialCluster(old: old, clusterStart: position - inCluster, host: host,
+                unsafe try writePartialCluster(old: old, clusterStart: position - inCluster, host: host,
                                         inCluster: inCluster, source: source)
             }
         } catch {
@@ -124,29 +124,29 @@ extension QCOW2Image {
         }
         if baseIsZero && host >= fileEnd {
             // A fresh cluster past the end of the file already reads as zeros.
-            try file.write(source, at: host + inCluster)
+            unsafe try file.write(source, at: host + inCluster)
             if host + cs > (try file.length()) { try file.truncate(to: host + cs) }
             return
         }
         switch old {
         case .unallocated:
             if baseIsZero {
-                scratch.initializeMemory(as: UInt8.self, repeating: 0)
+                unsafe scratch.initializeMemory(as: UInt8.self, repeating: 0)
             } else {
                 let limit = min(cs, header.size - clusterStart)
-                scratch.initializeMemory(as: UInt8.self, repeating: 0)
-                try readBacking(at: clusterStart, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<Int(limit)]))
+                unsafe scratch.initializeMemory(as: UInt8.self, repeating: 0)
+                unsafe try readBacking(at: clusterStart, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<Int(limit)]))
             }
         case .zero:
-            scratch.initializeMemory(as: UInt8.self, repeating: 0)
+            unsafe scratch.initializeMemory(as: UInt8.self, repeating: 0)
         case .data(let oldHost, _):
-            try file.readZeroFilled(into: scratch, at: oldHost)
+            unsafe try file.readZeroFilled(into: scratch, at: oldHost)
         case .compressed(let oldHost, let maxLength):
             try loadCompressed(host: oldHost, maxLength: maxLength)
-            scratch.copyMemory(from: UnsafeRawBufferPointer(decompressed))
+            unsafe scratch.copyMemory(from: UnsafeRawBufferPointer(decompressed))
         }
-        UnsafeMutableRawBufferPointer(rebasing: scratch[Int(inCluster)..<(Int(inCluster) + source.count)]).copyMemory(from: source)
-        try file.write(UnsafeRawBufferPointer(scratch), at: host)
+        unsafe UnsafeMutableRawBufferPointer(rebasing: scratch[Int(inCluster)..<(Int(inCluster) + source.count)]).copyMemory(from: source)
+        unsafe try file.write(UnsafeRawBufferPointer(scratch), at: host)
     }
 
     /// Writes dirty metadata in crash-safe order and applies deferred refcount decrements.
@@ -297,12 +297,12 @@ extension QCOW2Image {
     private func writeZeroData(at offset: UInt64, length: UInt64) throws {
         let chunk = Int(min(length, 1 << 20))
         let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
-        defer { zeros.deallocate() }
-        zeros.initializeMemory(as: UInt8.self, repeating: 0)
+        defer { unsafe zeros.deallocate() }
+        unsafe zeros.initializeMemory(as: UInt8.self, repeating: 0)
         var done: UInt64 = 0
         while done < length {
             let n = Int(min(UInt64(chunk), length - done))
-            try write(at: offset + done, from: UnsafeRawBufferPointer(rebasing: zeros[0..<n]))
+            unsafe try write(at: offset + done, from: UnsafeRawBufferPointer(rebasing: zeros[0..<n]))
             done += UInt64(n)
         }
     }

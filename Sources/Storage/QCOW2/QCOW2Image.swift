@@ -3,7 +3,7 @@ import Glibc
 /// A qcow2 (v2 or v3) image as a block device: reads fall through to the backing chain, writes
 /// copy-on-write, metadata is cached and written back at flush in crash-safe order
 /// (data, refcount blocks, L2 tables, L1 table, each stage made durable before the next).
-public final class QCOW2Image: BlockDevice, @unchecked Sendable {
+@safe public final class QCOW2Image: BlockDevice, @unchecked Sendable {
     // @unchecked: the metadata and caches are touched only with `lock` held (held across file I/O).
     public let file: ImageFile
     /// The backing image, opened read-only, or nil.
@@ -51,8 +51,8 @@ public final class QCOW2Image: BlockDevice, @unchecked Sendable {
         geometry = QCOW2Geometry(clusterBits: header.clusterBits, refcountOrder: header.refcountOrder)
         fileEnd = try file.length()
         let cs = Int(geometry.clusterSize)
-        scratch = .allocate(byteCount: cs, alignment: 4096)
-        decompressed = .allocate(byteCount: cs, alignment: 4096)
+        unsafe scratch = .allocate(byteCount: cs, alignment: 4096)
+        unsafe decompressed = .allocate(byteCount: cs, alignment: 4096)
         l1 = []
         l2Cache = []
         refcountTable = []
@@ -103,14 +103,14 @@ public final class QCOW2Image: BlockDevice, @unchecked Sendable {
     }
 
     deinit {
-        scratch.deallocate()
-        decompressed.deallocate()
+        unsafe scratch.deallocate()
+        unsafe decompressed.deallocate()
     }
 
     static func readTable(file: ImageFile, offset: UInt64, count: Int, what: String) throws -> [UInt64] {
         if count == 0 { return [] }
         var table = [UInt64](repeating: 0, count: count)
-        try table.withUnsafeMutableBytes { try file.readExactly(into: $0, at: offset, what: what) }
+        unsafe try table.withUnsafeMutableBytes { unsafe try file.readExactly(into: $0, at: offset, what: what) }
         for i in 0..<count { table[i] = UInt64(bigEndian: table[i]) }
         return table
     }
@@ -221,18 +221,18 @@ public final class QCOW2Image: BlockDevice, @unchecked Sendable {
                 }
                 return m
             }
-            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + length)])
+            let target = unsafe UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + length)])
             switch first {
             case .unallocated:
-                try readBacking(at: position, into: target)
+                unsafe try readBacking(at: position, into: target)
             case .zero:
-                target.initializeMemory(as: UInt8.self, repeating: 0)
+                unsafe target.initializeMemory(as: UInt8.self, repeating: 0)
             case .data(let host, _):
-                try file.readZeroFilled(into: target, at: host + inCluster)
+                unsafe try file.readZeroFilled(into: target, at: host + inCluster)
             case .compressed(let host, let maxLength):
                 try lock.withLock {
                     try loadCompressed(host: host, maxLength: maxLength)
-                    target.copyMemory(from: UnsafeRawBufferPointer(
+                    unsafe target.copyMemory(from: UnsafeRawBufferPointer(
                         rebasing: decompressed[Int(inCluster)..<(Int(inCluster) + length)]))
                 }
             }
@@ -243,16 +243,16 @@ public final class QCOW2Image: BlockDevice, @unchecked Sendable {
     /// Reads from the backing chain; the part past the backing file's end reads as zeros.
     func readBacking(at position: UInt64, into target: UnsafeMutableRawBufferPointer) throws {
         guard let backing else {
-            target.initializeMemory(as: UInt8.self, repeating: 0)
+            unsafe target.initializeMemory(as: UInt8.self, repeating: 0)
             return
         }
         let backingSize = backing.size
         let available = position >= backingSize ? 0 : Int(min(UInt64(target.count), backingSize - position))
         if available > 0 {
-            try backing.read(at: position, into: UnsafeMutableRawBufferPointer(rebasing: target[0..<available]))
+            unsafe try backing.read(at: position, into: UnsafeMutableRawBufferPointer(rebasing: target[0..<available]))
         }
         if available < target.count {
-            UnsafeMutableRawBufferPointer(rebasing: target[available...]).initializeMemory(as: UInt8.self, repeating: 0)
+            unsafe UnsafeMutableRawBufferPointer(rebasing: target[available...]).initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
 
@@ -262,16 +262,16 @@ public final class QCOW2Image: BlockDevice, @unchecked Sendable {
         decompressedKey = 0
         let length = Int(min(maxLength, 2 * geometry.clusterSize + 512))
         let input = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 16)
-        defer { input.deallocate() }
-        try file.readZeroFilled(into: input, at: host)
+        defer { unsafe input.deallocate() }
+        unsafe try file.readZeroFilled(into: input, at: host)
         let ok: Bool
         if header.compressionType == 1 {
             guard Compression.zstdAvailable else {
                 throw StorageError.unsupported(path: file.path, reason: "zstd-compressed clusters (libzstd.so.1 not found)")
             }
-            ok = Compression.zstdDecompress(UnsafeRawBufferPointer(input), into: decompressed)
+            ok = unsafe Compression.zstdDecompress(UnsafeRawBufferPointer(input), into: decompressed)
         } else {
-            ok = Compression.inflateRaw(UnsafeRawBufferPointer(input), into: decompressed)
+            ok = unsafe Compression.inflateRaw(UnsafeRawBufferPointer(input), into: decompressed)
         }
         if !ok { throw StorageError.corrupt(path: file.path, reason: "compressed cluster at \(host) does not decompress") }
         decompressedKey = host
@@ -290,7 +290,7 @@ public final class QCOW2Image: BlockDevice, @unchecked Sendable {
             let position = offset + UInt64(done)
             let inCluster = geometry.offsetInCluster(position)
             let length = Int(min(cs - inCluster, UInt64(buffer.count - done)))
-            let source = UnsafeRawBufferPointer(rebasing: buffer[done..<(done + length)])
+            let source = unsafe UnsafeRawBufferPointer(rebasing: buffer[done..<(done + length)])
             // Fast path: the cluster is allocated and ours alone; write in place outside the lock.
             let inPlace: UInt64? = try lock.withLock {
                 try checkOpen()
@@ -303,11 +303,11 @@ public final class QCOW2Image: BlockDevice, @unchecked Sendable {
                 return nil
             }
             if let host = inPlace {
-                try file.write(source, at: host + inCluster)
+                unsafe try file.write(source, at: host + inCluster)
                 done += length
                 continue
             }
-            let written = try lock.withLock { try allocatingWrite(at: position, from: buffer, done: done) }
+            let written = try lock.withLock { unsafe try allocatingWrite(at: position, from: buffer, done: done) }
             done += written
         }
     }
