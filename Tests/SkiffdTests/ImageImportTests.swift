@@ -76,11 +76,13 @@ struct ImageImportTests {
         }
         // The guests wrote their clones, not the images.
         let base = try #require(FileManager.default.contents(atPath: "\(d.dataDir)/images/base-raw.raw"))
-        #expect(base == (try Data(contentsOf: URL(fileURLWithPath: raw))))
+        let source = try Data(contentsOf: URL(fileURLWithPath: raw))
+        #expect(base == source)
 
         // An image a VM uses is not deleted; once the VM is gone it is.
         let refused = try d.raw("DELETE", "/images/base-raw")
-        #expect(refused.status == 409 && (try Self.object(refused.body))["code"] as? String == "invalidState", "\(refused.body)")
+        let refusedCode = try Self.object(refused.body)["code"] as? String
+        #expect(refused.status == 409 && refusedCode == "invalidState", "\(refused.body)")
         #expect(refused.body.contains("from-raw"), "\(refused.body)")
         let cli = try d.cli(["images", "delete", "base-raw"])
         #expect(cli.status != 0 && cli.stderr.contains("from-raw"), "\(cli.stderr)")
@@ -177,7 +179,7 @@ struct ImageImportTests {
 
         // A daemon killed mid-copy leaves a partial file: the next one removes it.
         d.kill9()
-        FileManager.default.createFile(atPath: "\(images)/big.raw.partial", contents: Data(count: 4096))
+        #expect(FileManager.default.createFile(atPath: "\(images)/big.raw.partial", contents: Data(count: 4096)))
         try d.start()
         #expect(!FileManager.default.fileExists(atPath: "\(images)/big.raw.partial"))
         #expect(try Self.images(d).isEmpty)

@@ -143,14 +143,16 @@ struct LifecycleTests {
         #expect(task["kind"] as? String == "stop" && task["state"] as? String == "running", "\(stop.body)")
 
         let vm = try d.raw("GET", "/vms/deaf")
-        #expect(vm.status == 200 && (try Self.json(vm.body))["state"] as? String == "stopping", "\(vm.body)")
+        let state = try Self.json(vm.body)["state"] as? String
+        #expect(vm.status == 200 && state == "stopping", "\(vm.body)")
         #expect(try eventually(30) {
             let t = try Self.json(try d.raw("GET", "/tasks/\(id)").body)
             return (t["message"] as? String ?? "").contains("waiting for the guest to power off")
         })
         // A second stop is the same task; the CLI's --no-wait prints its id.
         let again = try d.raw("POST", "/vms/deaf/stop?timeout=5")
-        #expect(again.status == 202 && (try Self.json(again.body))["id"] as? String == id, "\(again.body)")
+        let againID = try Self.json(again.body)["id"] as? String
+        #expect(again.status == 202 && againID == id, "\(again.body)")
         #expect(try d.ok(["stop", "deaf", "--no-wait"]).trimmingCharacters(in: .whitespacesAndNewlines) == id)
         let json = try Self.json(try d.ok(["stop", "deaf", "--no-wait", "--output", "json"]))
         #expect(json["id"] as? String == id && json["state"] as? String == "running")
