@@ -39,7 +39,7 @@ public struct CreateCommand: ParsableCommand {
 
 /// The verbs that name one VM and answer with it.
 enum VMVerb: Sendable {
-    case start, stop(Int?), kill, reboot(Int?), pause, resume
+    case start, kill, reboot(Int?), pause, resume
 
     func call(_ c: DaemonConnection, _ name: String) async throws -> Components.Schemas.Vm {
         let path = Operations.StartVM.Input.Path(name: name)
@@ -47,11 +47,6 @@ enum VMVerb: Sendable {
         switch self {
         case .start:
             switch try await c.client.startVM(path: path) {
-            case .ok(let r): return try unwrap(r)
-            case .default(let s, let e): throw DaemonClientError.from(status: s, e)
-            }
-        case .stop(let t):
-            switch try await c.client.stopVM(path: .init(name: name), query: .init(timeout: t)) {
             case .ok(let r): return try unwrap(r)
             case .default(let s, let e): throw DaemonClientError.from(status: s, e)
             }
@@ -97,9 +92,26 @@ public struct StopCommand: ParsableCommand {
         commandName: "stop", abstract: "Stop a VM: the ACPI power button, then a hard stop after the timeout (skiffd).")
     @Argument var name: String
     @Option(help: ArgumentHelp("Seconds the guest gets to power off (default: the daemon's, 10).", valueName: "seconds")) var timeout: Int?
+    @Flag(name: .customLong("no-wait"), help: "Return the stop task at once (its id; the task with --output json) instead of waiting for it.")
+    var noWait = false
     @OptionGroup var server: DaemonOptions
     public init() {}
-    public func run() throws { try runVerb(.stop(timeout), name, server) }
+    public func run() throws {
+        let (name, timeout, noWait, format) = (self.name, self.timeout, self.noWait, server.output)
+        try server.run { c in
+            switch try await c.client.stopVM(path: .init(name: name), query: .init(timeout: timeout)) {
+            case .accepted(let t):
+                let task = try t.body.json
+                if noWait {
+                    if format == .json { return try Print.json(task) }
+                    print(task.id)
+                    return
+                }
+                try await waitForTask(c, task, format: format)
+            case .default(let s, let e): throw DaemonClientError.from(status: s, e)
+            }
+        }
+    }
 }
 
 public struct KillCommand: ParsableCommand {

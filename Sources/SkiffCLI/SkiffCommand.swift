@@ -25,7 +25,7 @@ public struct SkiffCommand: ParsableCommand {
                       CreateCommand.self, StartCommand.self, StopCommand.self, KillCommand.self, RebootCommand.self, PauseCommand.self,
                       ResumeCommand.self, DeleteCommand.self, ShowCommand.self, ListCommand.self, ConsoleCommand.self, LogsCommand.self,
                       ResizeCommand.self, SaveCommand.self, RestoreCommand.self, CloneCommand.self, MoveCommand.self, EventsCommand.self,
-                      HostCommand.self])
+                      HostCommand.self, ImagesCommand.self])
 
     public init() {}
 }

@@ -79,7 +79,8 @@ struct APIHandler: APIProtocol {
     func stopVM(_ input: Operations.StopVM.Input) async throws -> Operations.StopVM.Output {
         do {
             try RequestChecks.range(input.query.timeout, 0...3600, "timeout")
-            return .ok(vmResponse(try await supervisor.stop(input.path.name, timeout: input.query.timeout.map(Double.init))))
+            let task = try await supervisor.stop(input.path.name, timeout: input.query.timeout.map(Double.init))
+            return .accepted(.init(body: .json(APIConversions.task(task))))
         } catch {
             return .default(statusCode: Self.status(error), APIConversions.error(error))
         }

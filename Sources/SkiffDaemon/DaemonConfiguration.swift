@@ -42,6 +42,9 @@ public struct DaemonConfiguration: Sendable, Codable, Equatable {
     public var pressureHigh: Double = 10
     /// ... and below which it gives memory back.
     public var pressureLow: Double = 1
+    /// Where the policy reads memory pressure (PSI format); default `/proc/pressure/memory`.
+    /// Tests point it at a file they write.
+    public var pressureFile: String?
     /// Seconds between policy rounds (balloon, KSM, metrics sampling).
     public var policyInterval: Double = 2
     /// Manage host KSM settings (run, pages_to_scan, sleep_millisecs) at start.
@@ -76,7 +79,7 @@ extension DaemonConfiguration {
 
     static let fieldNames: Set<String> = [
         "socketPath", "socketGroup", "dataDirectory", "runDirectory", "monitorPath", "tcpAddress", "tokenFile", "tlsCertificate", "tlsKey",
-        "cpuAllocationRatio", "memoryAllocationRatio", "reservedMemory", "stopTimeout", "startTimeout", "maxBodyBytes", "autoBalloon",
+        "cpuAllocationRatio", "memoryAllocationRatio", "reservedMemory", "stopTimeout", "startTimeout", "maxBodyBytes", "autoBalloon", "pressureFile",
         "pressureHigh", "pressureLow", "policyInterval", "manageKSM",
     ]
 }

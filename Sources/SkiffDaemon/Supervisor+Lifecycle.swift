@@ -123,14 +123,102 @@ extension Supervisor {
 
     // MARK: Stop, kill, reboot
 
-    public func stop(_ name: String, timeout: Double?) async throws(DaemonError) -> VMRecord {
-        try await serialized(name) { () async throws -> VMRecord in
-            try await self.stopLocked(name, timeout: timeout ?? self.configuration.stopTimeout)
+    /// Starts a graceful stop as a task and returns it at once: the ACPI power button, up to
+    /// `timeout` seconds for the guest to power off, then the monitor's `stop`, then SIGKILL.
+    /// The VM is `stopping` meanwhile; reads and other requests on it are answered (those that
+    /// need a running VM are refused). A second stop while one is in progress answers with the
+    /// task already running (its timeout holds); a kill cuts it short (`kill` wins).
+    public func stop(_ name: String, timeout: Double?) async throws(DaemonError) -> TaskRecord {
+        let timeout = timeout ?? configuration.stopTimeout
+        return try await serialized(name) { () async throws -> TaskRecord in
+            let r = try self.record(name)
+            guard let identity = Self.identity(of: r), identity.isAlive() else {
+                throw DaemonError(.invalidState, "VM '\(name)' is not running (\(r.actualState))")
+            }
+            let c = self.controller(name)
+            if let running = c.stopTask(of: identity) {
+                return (try? self.store.task(id: running.id)) ?? running
+            }
+            let paused = r.actualState == "paused"
+            let socket = r.apiSocket ?? self.files(name).apiSocket
+            do {
+                try self.store.updateVM(name) { $0.desiredState = "stopped"; $0.actualState = "stopping" }
+            } catch {
+                throw DaemonError.from(error)
+            }
+            let task = try self.tasks.launch(kind: "stop", vm: name) { progress in
+                try await self.runStop(name, identity, socket: socket, paused: paused, timeout: timeout, progress: progress)
+            }
+            c.beginStop(task, identity)
+            self.events.publish(vm: name, kind: "stopping", "VM \(name) stopping (timeout \(Int(timeout)) s, task \(task.id))")
+            return task
         }
     }
 
-    /// Graceful stop: the ACPI power button, then the monitor's `stop` after `timeout`
-    /// seconds, then SIGKILL.
+    /// The work of a stop task. It does not hold the VM's queue while it waits for the guest;
+    /// it takes it to record the exit (unless a kill recorded it first).
+    func runStop(_ name: String, _ identity: ProcessIdentity, socket: String, paused: Bool, timeout: Double,
+                 progress: TaskRunner.Progress) async throws(DaemonError) -> [String: String] {
+        let c = controller(name)
+        var how = "powered off"
+        var status: ExitStatus?
+        if !paused {
+            progress.update(0.02, "pressing the power button")
+            if (try? await control(socket, .powerButton, timeout: 2)) != nil, timeout > 0 {
+                let started = Date()
+                let deadline = started.addingTimeInterval(timeout)
+                var lastReport = -1
+                while status == nil {
+                    let left = deadline.timeIntervalSinceNow
+                    if left <= 0 { break }
+                    let elapsed = Int(Date().timeIntervalSince(started))
+                    if elapsed != lastReport {
+                        lastReport = elapsed
+                        progress.update(0.05 + 0.8 * Double(elapsed) / timeout,
+                                        "power button pressed: waiting for the guest to power off (\(elapsed) of \(Int(timeout)) s)")
+                    }
+                    status = await c.waitForExit(of: identity, timeout: min(1, left))
+                }
+            }
+        }
+        if status == nil {
+            how = "stopped"
+            progress.update(0.88, paused ? "the VM is paused: stopping the monitor"
+                                         : "the guest did not power off within \(Int(timeout)) s: stopping the monitor")
+            _ = try? await control(socket, .stop, timeout: 5)
+            status = await c.waitForExit(of: identity, timeout: 5)
+        }
+        if status == nil {
+            how = "killed"
+            progress.update(0.95, "the monitor did not stop: SIGKILL")
+            watcher.signal(identity, SIGKILL)
+            status = await c.waitForExit(of: identity, timeout: 10)
+        }
+        guard let status else {
+            _ = c.endStop(identity)
+            throw DaemonError(.internal, "the monitor of '\(name)' (\(identity)) did not exit after SIGKILL")
+        }
+        let final = how
+        return try await serialized(name) { () async throws -> [String: String] in
+            let killed = c.endStop(identity)
+            let r = try self.record(name)
+            if Self.identity(of: r) != identity {
+                // A kill recorded the exit first.
+                progress.update(1, "cut short by a kill")
+                return ["how": "killed", "cutShortBy": "kill", "exit": r.lastExitDescription ?? "\(status)"]
+            }
+            // A SIGKILL this stop did not send is a kill that cut it short.
+            let how = killed || (status == .signalled(SIGKILL) && final != "killed") ? "killed" : final
+            _ = try self.recordExit(name, identity, status, how: how)
+            progress.update(1, killed ? "cut short by a kill" : how)
+            var result = ["how": how, "exit": "\(status)"]
+            if killed { result["cutShortBy"] = "kill" }
+            return result
+        }
+    }
+
+    /// Graceful stop holding the VM's queue (reboot): the ACPI power button, then the monitor's
+    /// `stop` after `timeout` seconds, then SIGKILL.
     func stopLocked(_ name: String, timeout: Double) async throws(DaemonError) -> VMRecord {
         let r = try record(name)
         guard let identity = Self.identity(of: r), identity.isAlive() else {
@@ -163,21 +251,20 @@ extension Supervisor {
     }
 
     public func kill(_ name: String) async throws(DaemonError) -> VMRecord {
-        // A kill does not wait behind a graceful stop that waits for its guest: the monitor
-        // gets SIGKILL now, and the stop in progress sees it exit and records it.
+        // A kill does not wait for a graceful stop that waits for its guest: the monitor gets
+        // SIGKILL now, and whichever of the two records the exit first records it as killed.
         var cutShort = false
         if let r = try? record(name), r.actualState == "stopping", let identity = Self.identity(of: r), identity.isAlive() {
             events.publish(vm: name, kind: "kill", "VM \(name): killed while stopping")
+            _ = controller(name).markKilledDuringStop(identity)
             watcher.signal(identity, SIGKILL)
             cutShort = true
         }
         return try await serialized(name) { [cutShort] () async throws -> VMRecord in
             let r = try self.record(name)
-            if cutShort, Self.identity(of: r)?.isAlive() != true, r.actualState != "running", r.actualState != "paused" {
+            guard let identity = Self.identity(of: r), cutShort || identity.isAlive() else {
                 // The stop this kill cut short has recorded the exit.
-                return r
-            }
-            guard let identity = Self.identity(of: r), identity.isAlive() else {
+                if cutShort, r.pid == nil { return r }
                 throw DaemonError(.invalidState, "VM '\(name)' is not running (\(r.actualState))")
             }
             do {
@@ -195,6 +282,9 @@ extension Supervisor {
 
     public func reboot(_ name: String, timeout: Double?) async throws(DaemonError) -> VMRecord {
         try await serialized(name) { () async throws -> VMRecord in
+            if let r = try? self.record(name), let identity = Self.identity(of: r), self.controller(name).stopTask(of: identity) != nil {
+                throw DaemonError(.invalidState, "VM '\(name)' is stopping: wait for the stop (or kill it), then start it")
+            }
             _ = try await self.stopLocked(name, timeout: timeout ?? self.configuration.stopTimeout)
             return try await self.startLocked(name, reason: "rebooted")
         }

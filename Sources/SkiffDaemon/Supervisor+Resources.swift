@@ -16,7 +16,7 @@ extension Supervisor {
             memoryAllocationRatio: configuration.memoryAllocationRatio, allocatedCpus: c.allocatedCPUs,
             allocatedMemoryBytes: Int64(c.allocatedMemory), vms: (try? store.allVMs().count) ?? 0,
             cgroup: Components.Schemas.Host.CgroupPayload(rawValue: cgroups?.version ?? "none") ?? .none,
-            memoryPressureSome10: HostMemory.pressure()?.some10,
+            memoryPressureSome10: memoryPressure()?.some10,
             ksm: .init(available: ksm.available, run: ksm.run, pagesToScan: ksm.pagesToScan, sleepMillisecs: ksm.sleepMilliseconds,
                        pagesShared: ksm.pagesShared, pagesSharing: ksm.pagesSharing, savedBytes: ksm.savedBytes))
     }
@@ -42,22 +42,27 @@ extension Supervisor {
                 throw DaemonError(.invalidRequest, "a balloon of \(targetMiB) MiB would take all of the VM's \(spec.memoryBytes >> 20) MiB")
             }
             _ = try await self.control(socket, .setBalloon(targetMiB: targetMiB))
+            // An explicit target replaces whatever the automatic policy had taken.
+            self.balloonPolicy.forget(name)
             self.events.publish(vm: name, kind: "balloon", "VM \(name): balloon target \(targetMiB) MiB")
-            return try await self.balloonReport(socket)
+            return try await self.balloonReport(name, socket)
         }
     }
 
     func balloon(_ name: String) async throws(DaemonError) -> Components.Schemas.Balloon {
-        try await balloonReport(try runningSocket(name))
+        try await balloonReport(name, try runningSocket(name))
     }
 
-    func balloonReport(_ socket: String) async throws(DaemonError) -> Components.Schemas.Balloon {
+    func balloonReport(_ name: String, _ socket: String) async throws(DaemonError) -> Components.Schemas.Balloon {
+        let monitor = (try? record(name)).flatMap { Self.identity(of: $0) }
         guard case .balloon(let b) = try await control(socket, .balloonStatistics) else {
             throw DaemonError(.monitorFailed, "the monitor answered balloonStatistics with something else")
         }
         var stats: [String: Int64] = [:]
         for m in b.statistics { stats[m.name] = Int64(clamping: m.value) }
-        return .init(targetMiB: Int64(b.targetPages) / 256, actualMiB: Int64(b.actualPages) / 256, statistics: .init(additionalProperties: stats))
+        let auto = Int64(clamping: balloonPolicy.amount(name, monitor: monitor))
+        return .init(targetMiB: Int64(b.targetPages) / 256, actualMiB: Int64(b.actualPages) / 256, autoTakenMiB: auto,
+                     statistics: .init(additionalProperties: stats))
     }
 
     // MARK: Rate limits and QoS

@@ -17,6 +17,8 @@ extension Supervisor {
 
     private func handleUnexpectedExit(_ name: String, _ identity: ProcessIdentity, _ status: ExitStatus) async {
         guard let r = try? store.vm(named: name), Self.identity(of: r) == identity else { return }
+        // A stop task in progress records this exit itself.
+        if controller(name).stopTask(of: identity) != nil { return }
         controller(name).forget(identity)
         let ranFor = r.startedAt.map { Date().timeIntervalSince($0) } ?? 0
         let spec = try? Self.spec(of: r)

@@ -136,27 +136,78 @@ extension Supervisor {
 
     // MARK: Images
 
-    /// Copies a disk image into the store, as a task.
+    /// Copies a disk image into the store, as a task. The source must be a regular file named
+    /// by an absolute path (a directory, a device or a FIFO would copy forever or not at all);
+    /// a qcow2 source must stand alone (no backing file). The copy is written to `NAME.FMT.partial`,
+    /// fsynced and renamed; the image exists (in `GET /images`) only once it is complete, and a
+    /// failed copy leaves nothing behind.
     func importImage(name: String, source: String, format: DiskFormatName?) throws(DaemonError) -> TaskRecord {
         guard VMSpec.isValidName(name) else { throw DaemonError(.invalidRequest, "image name '\(name.prefix(80))' is not valid") }
-        guard let size = try? FileManager.default.attributesOfItem(atPath: source)[.size] as? UInt64 else {
+        guard source.hasPrefix("/"), source.utf8.count <= 4096 else {
+            throw DaemonError(.invalidRequest, "the source must be an absolute path, not '\(source.prefix(200))'")
+        }
+        var st = stat()
+        guard stat(source, &st) == 0 else {
             throw DaemonError(.invalidRequest, "source \(source) does not exist")
         }
-        if (try? store.image(named: name)) != nil { throw DaemonError(.conflict, "an image named '\(name)' already exists") }
-        let detected: DiskFormatName = format ?? (Self.isQCOW2(source) ? .qcow2 : .raw)
-        let target = "\(configuration.dataDirectory)/images/\(name).\(detected.rawValue)"
-        let store = self.store
-        return try tasks.launch(kind: "imageImport", vm: nil) { progress in
-            try await self.pool.run { () throws -> [String: String] in
-                try Self.copy(source, to: target) { done in progress.update(Double(done) / Double(max(1, size))) }
-                do {
-                    try store.insertImage(ImageRecord(name: name, path: target, format: detected.rawValue, sizeBytes: Int64(size)))
-                } catch {
-                    unlink(target)
-                    throw error
-                }
-                return ["path": target, "format": detected.rawValue, "sizeBytes": String(size)]
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            let kind = switch st.st_mode & S_IFMT {
+            case S_IFDIR: "a directory"
+            case S_IFCHR: "a character device"
+            case S_IFBLK: "a block device"
+            case S_IFIFO: "a FIFO"
+            case S_IFSOCK: "a socket"
+            default: "not a regular file"
             }
+            throw DaemonError(.invalidRequest, "source \(source) is \(kind): an image is imported from a regular file")
+        }
+        guard FileManager.default.isReadableFile(atPath: source) else { throw DaemonError(.invalidRequest, "source \(source) cannot be read") }
+        let size = UInt64(st.st_size)
+        let isQCOW2 = Self.isQCOW2(source)
+        let detected: DiskFormatName = format ?? (isQCOW2 ? .qcow2 : .raw)
+        if detected == .qcow2 {
+            guard isQCOW2 else { throw DaemonError(.invalidRequest, "source \(source) is not a qcow2 image (no QFI\\xfb magic)") }
+            if Self.qcow2HasBacking(source) {
+                throw DaemonError(.invalidRequest, "source \(source) is a qcow2 image with a backing file: convert it into a standalone image first")
+            }
+        }
+        let target = "\(configuration.dataDirectory)/images/\(name).\(detected.rawValue)"
+        if (try? store.image(named: name)) != nil { throw DaemonError(.conflict, "an image named '\(name)' already exists") }
+        // Two imports of one name at once would write the same file.
+        guard importing.withLock({ $0.insert(name).inserted }) else {
+            throw DaemonError(.conflict, "an image named '\(name)' is being imported")
+        }
+        let store = self.store
+        let task: TaskRecord
+        do {
+            task = try tasks.launch(kind: "imageImport", vm: nil) { progress in
+                defer { _ = self.importing.withLock { $0.remove(name) } }
+                progress.update(0, "copying \(source) (\(size >> 20) MiB)")
+                return try await self.pool.run { () throws -> [String: String] in
+                    let copied = try Self.copy(source, to: target) { done in
+                        progress.update(Double(done) / Double(max(1, size)) * 0.99, "copied \(done >> 20) of \(size >> 20) MiB")
+                    }
+                    do {
+                        try store.insertImage(ImageRecord(name: name, path: target, format: detected.rawValue, sizeBytes: Int64(clamping: copied)))
+                    } catch {
+                        unlink(target)
+                        throw error
+                    }
+                    return ["path": target, "format": detected.rawValue, "sizeBytes": String(copied)]
+                }
+            }
+        } catch {
+            _ = importing.withLock { $0.remove(name) }
+            throw error
+        }
+        return task
+    }
+
+    /// Removes copies a previous daemon left unfinished (`images/*.partial`).
+    func removePartialImports() {
+        let dir = "\(configuration.dataDirectory)/images"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where entry.hasSuffix(".partial") {
+            unlink("\(dir)/\(entry)")
         }
     }
 
@@ -178,13 +229,29 @@ extension Supervisor {
         return d == Data([0x51, 0x46, 0x49, 0xFB])
     }
 
-    /// Copies a file through a temporary name, fsyncs it and renames it into place.
-    static func copy(_ source: String, to target: String, progress: (UInt64) -> Void) throws {
+    /// Whether a qcow2 image names a backing file (header bytes 8-15, big-endian, non-zero).
+    static func qcow2HasBacking(_ path: String) -> Bool {
+        guard let h = FileHandle(forReadingAtPath: path), let d = try? h.read(upToCount: 16), d.count == 16 else { return false }
+        try? h.close()
+        return d[8..<16].contains { $0 != 0 }
+    }
+
+    /// Copies a file through a temporary name, fsyncs it and renames it into place; returns
+    /// the bytes copied. On failure the temporary file is removed.
+    @discardableResult
+    static func copy(_ source: String, to target: String, progress: (UInt64) -> Void) throws -> UInt64 {
         let tmp = target + ".partial"
         guard let input = FileHandle(forReadingAtPath: source) else { throw DaemonError(.invalidRequest, "cannot read \(source)") }
         defer { try? input.close() }
-        FileManager.default.createFile(atPath: tmp, contents: nil)
-        guard let output = FileHandle(forWritingAtPath: tmp) else { throw DaemonError(.internal, "cannot write \(tmp)") }
+        // What was opened is checked again: the path may have been swapped since the request.
+        var st = stat()
+        guard fstat(input.fileDescriptor, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            throw DaemonError(.invalidRequest, "source \(source) is not a regular file")
+        }
+        guard FileManager.default.createFile(atPath: tmp, contents: nil), let output = FileHandle(forWritingAtPath: tmp) else {
+            unlink(tmp)
+            throw DaemonError(.internal, "cannot write \(tmp)")
+        }
         var done: UInt64 = 0
         do {
             while let chunk = try input.read(upToCount: 4 << 20), !chunk.isEmpty {
@@ -203,6 +270,7 @@ extension Supervisor {
             unlink(tmp)
             throw DaemonError(.internal, "cannot rename \(tmp): \(String(cString: strerror(errno)))")
         }
+        return done
     }
 
     static func stamp() -> String {

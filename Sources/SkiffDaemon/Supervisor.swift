@@ -25,8 +25,10 @@ public final class Supervisor: Sendable {
     let tasks: TaskRunner
     public let metrics = DaemonMetrics()
     let consoleLease = ConsoleLease()
-    let balloonPolicy = BalloonPolicy()
+    let balloonPolicy: BalloonPolicy
     private let controllers = Mutex<[String: VMController]>([:])
+    /// Names of images being imported.
+    let importing = Mutex<Set<String>>([])
 
     public init(configuration: DaemonConfiguration, monitorPath: String, logger: Logger) throws(DaemonError) {
         self.configuration = configuration
@@ -56,7 +58,9 @@ public final class Supervisor: Sendable {
         capabilities = MonitorCapabilities.probe(monitor: monitorPath)
         pool = BlockingPool()
         tasks = TaskRunner(store: store, events: events)
+        balloonPolicy = BalloonPolicy(store: store)
         try? store.failInterruptedTasks()
+        removePartialImports()
     }
 
     func controller(_ name: String) -> VMController {

@@ -1,5 +1,6 @@
 import Foundation
 import HostProcess
+import SkiffStore
 import Synchronization
 
 /// Per-VM state the daemon keeps in memory: the queue that serialises requests on the VM,
@@ -12,6 +13,10 @@ final class VMController: Sendable {
         /// Consecutive restarts of monitors that ran less than `stableSeconds`.
         var quickFailures = 0
         var pendingRestart = false
+        /// The stop task in progress (`POST /vms/{name}/stop`) and the monitor it stops.
+        var stop: (task: TaskRecord, identity: ProcessIdentity)?
+        /// A kill arrived while that stop waited: the stop records the exit as a kill.
+        var killedDuringStop = false
     }
     private let state = Mutex(State())
 
@@ -70,4 +75,32 @@ final class VMController: Sendable {
     }
 
     func restartDone() { state.withLock { $0.pendingRestart = false } }
+
+    /// The stop task in progress for `identity`, if any.
+    func stopTask(of identity: ProcessIdentity) -> TaskRecord? {
+        state.withLock { $0.stop?.identity == identity ? $0.stop?.task : nil }
+    }
+
+    func beginStop(_ task: TaskRecord, _ identity: ProcessIdentity) {
+        state.withLock { $0.stop = (task, identity); $0.killedDuringStop = false }
+    }
+
+    /// Ends the stop of `identity`; returns whether a kill cut it short.
+    func endStop(_ identity: ProcessIdentity) -> Bool {
+        state.withLock { s in
+            guard s.stop?.identity == identity else { return false }
+            s.stop = nil
+            defer { s.killedDuringStop = false }
+            return s.killedDuringStop
+        }
+    }
+
+    /// Notes that a kill cut the stop of `identity` short; false if no stop of it is in progress.
+    func markKilledDuringStop(_ identity: ProcessIdentity) -> Bool {
+        state.withLock { s in
+            guard s.stop?.identity == identity else { return false }
+            s.killedDuringStop = true
+            return true
+        }
+    }
 }

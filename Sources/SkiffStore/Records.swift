@@ -98,3 +98,23 @@ public struct EventRecord: Codable, Sendable, Equatable, FetchableRecord, Mutabl
 
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
+
+/// Memory the automatic balloon policy took from a VM's monitor (its pid and start time), to
+/// give back when host memory pressure falls, also after a daemon restart.
+public struct BalloonTakenRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "balloonTaken"
+    public var vm: String
+    public var takenMiB: Int64
+    public var pid: Int64
+    public var pidStartTime: Int64
+    /// When the policy last took from it (the most recent is given back first).
+    public var takenAt: Date
+
+    public init(vm: String, takenMiB: Int64, pid: Int64, pidStartTime: Int64, takenAt: Date = Date()) {
+        self.vm = vm
+        self.takenMiB = takenMiB
+        self.pid = pid
+        self.pidStartTime = pidStartTime
+        self.takenAt = takenAt
+    }
+}

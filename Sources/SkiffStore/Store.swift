@@ -96,6 +96,15 @@ public final class Store: Sendable {
             }
             try db.create(index: "event_vm", on: "event", columns: ["vm", "id"])
         }
+        m.registerMigration("v2-balloon-taken") { db in
+            try db.create(table: "balloonTaken") { t in
+                t.column("vm", .text).primaryKey().references("vm", onDelete: .cascade)
+                t.column("takenMiB", .integer).notNull()
+                t.column("pid", .integer).notNull()
+                t.column("pidStartTime", .integer).notNull()
+                t.column("takenAt", .datetime).notNull()
+            }
+        }
         return m
     }
 
@@ -203,6 +212,28 @@ public final class Store: Sendable {
                 errorMessage = 'the daemon restarted while the task ran', updatedAt = ? WHERE state = 'running'
                 """, arguments: [Date()])
         }
+    }
+
+    // MARK: Balloon policy
+
+    /// What the balloon policy has taken, per VM.
+    public func balloonTaken() throws(StoreError) -> [BalloonTakenRecord] {
+        try read { db in try BalloonTakenRecord.fetchAll(db) }
+    }
+
+    /// Records what the policy has taken from a VM (a record of 0 MiB or less is removed).
+    public func setBalloonTaken(_ record: BalloonTakenRecord) throws(StoreError) {
+        try write { db in
+            if record.takenMiB <= 0 {
+                _ = try BalloonTakenRecord.deleteOne(db, key: record.vm)
+            } else {
+                try record.save(db)
+            }
+        }
+    }
+
+    public func clearBalloonTaken(_ vm: String) throws(StoreError) {
+        try write { db in _ = try BalloonTakenRecord.deleteOne(db, key: vm) }
     }
 
     // MARK: Events

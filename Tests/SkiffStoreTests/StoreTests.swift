@@ -16,11 +16,11 @@ struct StoreTests {
     @Test func schemaIsVersionedAndInWAL() throws {
         let dir = ScratchDirectory()
         let store = try Store(path: dir.path + "/db.sqlite")
-        #expect(try store.appliedMigrations() == ["v1"])
+        #expect(try store.appliedMigrations() == ["v1", "v2-balloon-taken"])
         // Opening again applies nothing new and keeps the data.
         try store.insertVM(VMRecord(name: "a", spec: "{}"))
         let again = try Store(path: dir.path + "/db.sqlite")
-        #expect(try again.appliedMigrations() == ["v1"])
+        #expect(try again.appliedMigrations() == ["v1", "v2-balloon-taken"])
         #expect(try again.vm(named: "a")?.name == "a")
         #expect(FileManager.default.fileExists(atPath: dir.path + "/db.sqlite-wal"))
     }
@@ -51,6 +51,24 @@ struct StoreTests {
         try store.appendEvent(vm: "a", kind: "started", message: "3")
         #expect(try store.events(since: first.id ?? 0).map(\.message) == ["2", "3"])
         #expect(try store.events(vm: "a").map(\.message) == ["1", "3"])
+    }
+
+    /// What the balloon policy took survives a reopen, goes with its VM, and 0 MiB removes it.
+    @Test func balloonTakenIsKeptPerVM() throws {
+        let dir = ScratchDirectory()
+        let store = try Store(path: dir.path + "/db.sqlite")
+        try store.insertVM(VMRecord(name: "a", spec: "{}"))
+        try store.insertVM(VMRecord(name: "b", spec: "{}"))
+        try store.setBalloonTaken(BalloonTakenRecord(vm: "a", takenMiB: 12, pid: 100, pidStartTime: 5))
+        try store.setBalloonTaken(BalloonTakenRecord(vm: "a", takenMiB: 20, pid: 100, pidStartTime: 5))
+        try store.setBalloonTaken(BalloonTakenRecord(vm: "b", takenMiB: 8, pid: 200, pidStartTime: 6))
+        let again = try Store(path: dir.path + "/db.sqlite")
+        #expect(try again.balloonTaken().sorted { $0.vm < $1.vm }.map { [$0.vm, "\($0.takenMiB)", "\($0.pid)"] } == [["a", "20", "100"], ["b", "8", "200"]])
+        try again.setBalloonTaken(BalloonTakenRecord(vm: "b", takenMiB: 0, pid: 200, pidStartTime: 6))
+        try again.deleteVM("a")
+        #expect(try again.balloonTaken().isEmpty)
+        // A VM that does not exist cannot have anything taken.
+        #expect(throws: StoreError.self) { try again.setBalloonTaken(BalloonTakenRecord(vm: "zz", takenMiB: 4, pid: 1, pidStartTime: 1)) }
     }
 
     @Test func interruptedTasksAreMarkedFailed() throws {

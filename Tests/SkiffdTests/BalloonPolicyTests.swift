@@ -36,3 +36,72 @@ struct BalloonPolicyTests {
         #expect(!(try d.ok(["logs", "lo"])).contains("FAIL"))
     }
 }
+
+/// Giving back, and what the policy took surviving a daemon killed -9: the daemon reads memory
+/// pressure from a file the test writes (`pressureFile`), so the test decides when the host is
+/// under pressure. virtio-balloon.elf inflates as the target grows and ends with PASS once the
+/// balloon is deflated back to 0 (its own target: the spec sets none).
+@Suite(.serialized, .enabled(if: KVMGate.shouldRun, KVMGate.skipReason))
+struct BalloonGiveBackTests {
+    /// PSI text with `some avg10` = `percent`, written atomically.
+    static func writePressure(_ path: String, _ percent: Double) throws {
+        let text = String(format: "some avg10=%.2f avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", percent)
+        try text.write(toFile: path + ".tmp", atomically: false, encoding: .utf8)
+        guard rename(path + ".tmp", path) == 0 else { throw HarnessError("rename \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    static func balloon(_ d: Daemon, _ name: String) throws -> [String: Any] {
+        let r = try d.raw("GET", "/vms/\(name)/balloon")
+        guard r.status == 200, let object = try JSONSerialization.jsonObject(with: Data(r.body.utf8)) as? [String: Any] else {
+            throw HarnessError("GET balloon: \(r.status) \(r.body)")
+        }
+        return object
+    }
+
+    @Test func takenMemoryOutlivesTheDaemonAndIsGivenBack() throws {
+        let psi = "/tmp/skd-psi-\(getpid()).txt"
+        let config = "/tmp/skd-psi-\(getpid()).json"
+        defer { unlink(psi); unlink(config) }
+        try Self.writePressure(psi, 50)
+        try #"{"pressureHigh": 10, "pressureLow": 1, "policyInterval": 0.5, "pressureFile": "\#(psi)"}"#
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let d = try Daemon(extraArguments: ["--config", config], autoBalloon: true)
+        defer { d.tearDown() }
+        try d.ok(["create", "-f", try d.spec("bal", guest: "virtio-balloon.elf"), "--start"])
+        let host = try JSONSerialization.jsonObject(with: Data(try d.ok(["host", "--output", "json"]).utf8)) as? [String: Any]
+        #expect(host?["memoryPressureSome10"] as? Double == 50, "the daemon reads the pressure file: \(String(describing: host))")
+
+        // Under pressure the policy inflates the balloon (and the guest gives pages).
+        #expect(try eventually(90) { try d.ok(["logs", "bal"]).contains("inflated") }, "\((try? d.ok(["logs", "bal"])) ?? "")")
+        #expect(try eventually(60) { (try Self.balloon(d, "bal")["autoTakenMiB"] as? Int ?? 0) >= 16 })
+        // Between the thresholds the policy holds what it took.
+        try Self.writePressure(psi, 5)
+        var taken = -1
+        #expect(try eventually(30) {
+            let now = try Self.balloon(d, "bal")["autoTakenMiB"] as? Int ?? 0
+            defer { taken = now }
+            usleep(1_500_000)
+            return now == taken
+        })
+        let before = try Self.balloon(d, "bal")
+        #expect(before["targetMiB"] as? Int == taken, "all of the target is the policy's: \(before)")
+        let pid = try #require(try d.show("bal")["pid"] as? Int)
+
+        // skiffd killed -9 and started again: the VM ran on, and what was taken is still known.
+        d.kill9()
+        try d.start()
+        #expect(try d.show("bal")["pid"] as? Int == pid)
+        let after = try Self.balloon(d, "bal")
+        #expect(after["autoTakenMiB"] as? Int == taken, "after the restart: \(after), before: \(before)")
+        #expect(after["targetMiB"] as? Int == taken)
+
+        // Pressure falls: the balloon deflates back to the VM's own target (0), and the guest,
+        // seeing its balloon empty again, passes.
+        try Self.writePressure(psi, 0)
+        #expect(try eventually(120) { try d.ok(["logs", "bal"]).contains("SKIFF-TEST PASS") }, "\((try? d.ok(["logs", "bal"])) ?? "")")
+        let log = try d.ok(["logs", "bal"])
+        #expect(log.contains("deflated") && !log.contains("FAIL"), "\(log)")
+        let events = try d.ok(["events", "--vm", "bal"])
+        #expect(events.contains("balloon-return") && events.contains("deflated to 0 MiB"), "\(events)")
+    }
+}

@@ -96,32 +96,95 @@ struct LifecycleTests {
     }
 
     /// A graceful stop is the ACPI power button, which a guest that handles it honours at once
-    /// (power-button.elf powers off through ACPI S5); a guest that ignores it is stopped after
-    /// the timeout, and a kill cuts a long stop short instead of waiting behind it.
-    @Test func stopPressesThePowerButtonAndKillCutsALongStopShort() throws {
+    /// (power-button.elf powers off through ACPI S5); `skiff stop` waits for the stop task and
+    /// prints how the VM stopped.
+    @Test func stopPressesThePowerButton() throws {
         let d = try Daemon()
         defer { d.tearDown() }
         try d.ok(["create", "-f", try d.spec("pwrb", guest: "power-button.elf"), "--start"])
         #expect(try eventually(30) { try d.ok(["logs", "pwrb"]).contains("PWRB waiting") })
         let started = Date()
-        try d.ok(["stop", "pwrb", "--timeout", "60"])
+        let out = try d.ok(["stop", "pwrb", "--timeout", "60", "--output", "json"])
         #expect(Date().timeIntervalSince(started) < 30, "the guest did not power off on the button")
+        let task = try Self.json(out)
+        #expect(task["kind"] as? String == "stop" && task["state"] as? String == "succeeded", "\(out)")
+        let result = task["result"] as? [String: String]
+        #expect(result?["how"] == "powered off", "\(out)")
+        #expect(result?["exit"]?.contains("0") == true, "\(out)")
         let log = try d.ok(["logs", "pwrb"])
         #expect(log.contains("PWRB pressed"), "\(log)")
         let stopped = try d.show("pwrb")
         #expect(stopped["state"] as? String == "stopped")
         #expect((stopped["lastExit"] as? [String: Any])?["status"] as? Int == 0)
         #expect(try d.ok(["events", "--vm", "pwrb"]).contains("powered off"))
+        // Text output says the same.
+        try d.ok(["start", "pwrb"])
+        #expect(try eventually(30) { try d.ok(["logs", "pwrb"]).components(separatedBy: "PWRB waiting").count > 2 })
+        let text = try d.ok(["stop", "pwrb", "--timeout", "60"])
+        #expect(text.contains("stop succeeded") && text.contains("how=powered off"), "\(text)")
+    }
 
-        // idle.elf ignores the button: a stop with an hour's timeout, cut short by a kill.
+    /// `POST /vms/{name}/stop` answers at once with a task while the guest (idle.elf ignores the
+    /// power button) is given an hour: the VM is `stopping`, reads are answered, a second stop
+    /// answers with the same task, requests that need a running VM are refused, and a kill
+    /// ends it at once; the task then records that a kill cut it short.
+    @Test func stopIsATaskAndKillCutsItShort() throws {
+        let d = try Daemon()
+        defer { d.tearDown() }
         try d.ok(["create", "-f", try d.spec("deaf"), "--start"])
-        let stopper = Thread { _ = try? d.cli(["stop", "deaf", "--timeout", "3600"]) }
-        stopper.start()
-        #expect(try eventually(10) { try d.show("deaf")["state"] as? String == "stopping" })
+        #expect(try eventually(30) { try d.ok(["logs", "deaf"]).contains("Hello from Skiff guest") })
+        let asked = Date()
+        let stop = try d.raw("POST", "/vms/deaf/stop?timeout=3600")
+        let took = Date().timeIntervalSince(asked)
+        #expect(stop.status == 202, "\(stop.status) \(stop.body)")
+        #expect(took < 1, "the stop answered after \(took) s")
+        let task = try Self.json(stop.body)
+        let id = try #require(task["id"] as? String)
+        #expect(task["kind"] as? String == "stop" && task["state"] as? String == "running", "\(stop.body)")
+
+        let vm = try d.raw("GET", "/vms/deaf")
+        let state = try Self.json(vm.body)["state"] as? String
+        #expect(vm.status == 200 && state == "stopping", "\(vm.body)")
+        #expect(try eventually(30) {
+            let t = try Self.json(try d.raw("GET", "/tasks/\(id)").body)
+            return (t["message"] as? String ?? "").contains("waiting for the guest to power off")
+        })
+        // A second stop is the same task; the CLI's --no-wait prints its id.
+        let again = try d.raw("POST", "/vms/deaf/stop?timeout=5")
+        let againID = try Self.json(again.body)["id"] as? String
+        #expect(again.status == 202 && againID == id, "\(again.body)")
+        #expect(try d.ok(["stop", "deaf", "--no-wait"]).trimmingCharacters(in: .whitespacesAndNewlines) == id)
+        let json = try Self.json(try d.ok(["stop", "deaf", "--no-wait", "--output", "json"]))
+        #expect(json["id"] as? String == id && json["state"] as? String == "running")
+        // Requests that need a running VM are refused, not queued for an hour.
+        let pause = try d.raw("POST", "/vms/deaf/pause")
+        #expect(pause.status == 409, "\(pause.status) \(pause.body)")
+        let reboot = try d.raw("POST", "/vms/deaf/reboot")
+        #expect(reboot.status == 409, "\(reboot.status) \(reboot.body)")
+        #expect(try d.raw("GET", "/vms/deaf/console/log").status == 200)
+
         let killedAt = Date()
         try d.ok(["kill", "deaf"])
         #expect(Date().timeIntervalSince(killedAt) < 15, "kill waited behind the stop")
-        #expect(try d.show("deaf")["state"] as? String == "stopped")
+        let after = try d.show("deaf")
+        #expect(after["state"] as? String == "stopped")
+        #expect((after["lastExit"] as? [String: Any])?["signal"] as? Int == 9)
+        #expect(d.monitors().isEmpty)
+        var ended: [String: Any] = [:]
+        #expect(try eventually(15) {
+            ended = try Self.json(try d.raw("GET", "/tasks/\(id)").body)
+            return ended["state"] as? String != "running"
+        })
+        #expect(ended["state"] as? String == "succeeded", "\(ended)")
+        let result = ended["result"] as? [String: String]
+        #expect(result?["how"] == "killed" && result?["cutShortBy"] == "kill", "\(ended)")
         #expect(try d.cli(["kill", "deaf"]).status != 0, "a kill of a stopped VM is refused")
+        let late = try d.raw("POST", "/vms/deaf/stop")
+        #expect(late.status == 409, "\(late.body)")
+    }
+
+    static func json(_ text: String) throws -> [String: Any] {
+        guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else { throw HarnessError("not JSON: \(text)") }
+        return object
     }
 }

@@ -19,7 +19,7 @@ import HTTPTypes
 /// The REST API of skiffd, Skiff's host daemon. It is served on a unix socket (default
 /// /run/skiff/skiffd.sock) and optionally on TCP, where every request needs
 /// `Authorization: Bearer TOKEN`. Errors are JSON objects with a stable `code` and a `message`.
-/// Long operations (snapshot, restore, fork, migrate, image import) answer 202 with a task to
+/// Long operations (stop, snapshot, restore, fork, migrate, image import) answer 202 with a task to
 /// poll at /tasks/{id}. A VM's console is a WebSocket at /vms/{name}/console (not described
 /// here: see docs/skiffd.md).
 ///
@@ -607,7 +607,15 @@ public struct Client: APIProtocol {
             }
         )
     }
-    /// Presses the ACPI power button, waits up to `timeout` seconds, then stops the VM.
+    /// Stops the VM gracefully, as a task.
+    ///
+    /// Answers at once with a task: the ACPI power button, up to `timeout` seconds for the
+    /// guest to power off, then the monitor's stop, then SIGKILL. The task's message says which
+    /// phase it is in; its result says how the VM stopped (`how`: powered off, stopped, killed)
+    /// and the monitor's exit. The VM is `stopping` meanwhile. A stop while one is in progress
+    /// answers with the task already running; a kill cuts it short (the task then succeeds
+    /// with `how` killed and `cutShortBy` kill).
+    ///
     ///
     /// - Remark: HTTP `POST /vms/{name}/stop`.
     /// - Remark: Generated from `#/paths//vms/{name}/stop/post(stopVM)`.
@@ -642,9 +650,9 @@ public struct Client: APIProtocol {
             },
             deserializer: { response, responseBody in
                 switch response.status.code {
-                case 200:
+                case 202:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
-                    let body: Components.Responses.Vm.Body
+                    let body: Components.Responses.Task.Body
                     let chosenContentType = try converter.bestContentType(
                         received: contentType,
                         options: [
@@ -654,7 +662,7 @@ public struct Client: APIProtocol {
                     switch chosenContentType {
                     case "application/json":
                         body = try await converter.getResponseBodyAsJSON(
-                            Components.Schemas.Vm.self,
+                            Components.Schemas.Task.self,
                             from: responseBody,
                             transforming: { value in
                                 .json(value)
@@ -663,7 +671,7 @@ public struct Client: APIProtocol {
                     default:
                         preconditionFailure("bestContentType chose an invalid content type.")
                     }
-                    return .ok(.init(body: body))
+                    return .accepted(.init(body: body))
                 default:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
                     let body: Components.Responses._Error.Body

@@ -925,6 +925,10 @@ extension Components {
             public var targetMiB: Swift.Int64
             /// - Remark: Generated from `#/components/schemas/Balloon/actualMiB`.
             public var actualMiB: Swift.Int64
+            /// MiB of the target the automatic balloon policy took under memory pressure (given back when it falls).
+            ///
+            /// - Remark: Generated from `#/components/schemas/Balloon/autoTakenMiB`.
+            public var autoTakenMiB: Swift.Int64?
             /// - Remark: Generated from `#/components/schemas/Balloon/statistics`.
             public struct StatisticsPayload: Codable, Hashable, Sendable {
                 /// A container of undocumented properties.
@@ -950,19 +954,23 @@ extension Components {
             /// - Parameters:
             ///   - targetMiB:
             ///   - actualMiB:
+            ///   - autoTakenMiB: MiB of the target the automatic balloon policy took under memory pressure (given back when it falls).
             ///   - statistics:
             public init(
                 targetMiB: Swift.Int64,
                 actualMiB: Swift.Int64,
+                autoTakenMiB: Swift.Int64? = nil,
                 statistics: Components.Schemas.Balloon.StatisticsPayload
             ) {
                 self.targetMiB = targetMiB
                 self.actualMiB = actualMiB
+                self.autoTakenMiB = autoTakenMiB
                 self.statistics = statistics
             }
             public enum CodingKeys: String, CodingKey {
                 case targetMiB
                 case actualMiB
+                case autoTakenMiB
                 case statistics
             }
             public init(from decoder: any Swift.Decoder) throws {
@@ -975,6 +983,10 @@ extension Components {
                     Swift.Int64.self,
                     forKey: .actualMiB
                 )
+                self.autoTakenMiB = try container.decodeIfPresent(
+                    Swift.Int64.self,
+                    forKey: .autoTakenMiB
+                )
                 self.statistics = try container.decode(
                     Components.Schemas.Balloon.StatisticsPayload.self,
                     forKey: .statistics
@@ -982,6 +994,7 @@ extension Components {
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "targetMiB",
                     "actualMiB",
+                    "autoTakenMiB",
                     "statistics"
                 ])
             }
@@ -1255,6 +1268,7 @@ extension Components {
                 case fork = "fork"
                 case migrate = "migrate"
                 case imageImport = "imageImport"
+                case stop = "stop"
             }
             /// - Remark: Generated from `#/components/schemas/Task/kind`.
             public var kind: Components.Schemas.Task.KindPayload

@@ -984,7 +984,15 @@ public enum Operations {
             }
         }
     }
-    /// Presses the ACPI power button, waits up to `timeout` seconds, then stops the VM.
+    /// Stops the VM gracefully, as a task.
+    ///
+    /// Answers at once with a task: the ACPI power button, up to `timeout` seconds for the
+    /// guest to power off, then the monitor's stop, then SIGKILL. The task's message says which
+    /// phase it is in; its result says how the VM stopped (`how`: powered off, stopped, killed)
+    /// and the monitor's exit. The VM is `stopping` meanwhile. A stop while one is in progress
+    /// answers with the task already running; a kill cuts it short (the task then succeeds
+    /// with `how` killed and `cutShortBy` kill).
+    ///
     ///
     /// - Remark: HTTP `POST /vms/{name}/stop`.
     /// - Remark: Generated from `#/paths//vms/{name}/stop/post(stopVM)`.
@@ -1046,24 +1054,24 @@ public enum Operations {
             }
         }
         @frozen public enum Output: Sendable, Hashable {
-            /// The VM after the request.
+            /// The task.
             ///
-            /// - Remark: Generated from `#/paths//vms/{name}/stop/post(stopVM)/responses/200`.
+            /// - Remark: Generated from `#/paths//vms/{name}/stop/post(stopVM)/responses/202`.
             ///
-            /// HTTP response code: `200 ok`.
-            case ok(Components.Responses.Vm)
-            /// The associated value of the enum case if `self` is `.ok`.
+            /// HTTP response code: `202 accepted`.
+            case accepted(Components.Responses.Task)
+            /// The associated value of the enum case if `self` is `.accepted`.
             ///
-            /// - Throws: An error if `self` is not `.ok`.
-            /// - SeeAlso: `.ok`.
-            public var ok: Components.Responses.Vm {
+            /// - Throws: An error if `self` is not `.accepted`.
+            /// - SeeAlso: `.accepted`.
+            public var accepted: Components.Responses.Task {
                 get throws {
                     switch self {
-                    case let .ok(response):
+                    case let .accepted(response):
                         return response
                     default:
                         try throwUnexpectedResponseStatus(
-                            expectedStatus: "ok",
+                            expectedStatus: "accepted",
                             response: self
                         )
                     }

@@ -52,7 +52,15 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `POST /vms/{name}/start`.
     /// - Remark: Generated from `#/paths//vms/{name}/start/post(startVM)`.
     func startVM(_ input: Operations.StartVM.Input) async throws -> Operations.StartVM.Output
-    /// Presses the ACPI power button, waits up to `timeout` seconds, then stops the VM.
+    /// Stops the VM gracefully, as a task.
+    ///
+    /// Answers at once with a task: the ACPI power button, up to `timeout` seconds for the
+    /// guest to power off, then the monitor's stop, then SIGKILL. The task's message says which
+    /// phase it is in; its result says how the VM stopped (`how`: powered off, stopped, killed)
+    /// and the monitor's exit. The VM is `stopping` meanwhile. A stop while one is in progress
+    /// answers with the task already running; a kill cuts it short (the task then succeeds
+    /// with `how` killed and `cutShortBy` kill).
+    ///
     ///
     /// - Remark: HTTP `POST /vms/{name}/stop`.
     /// - Remark: Generated from `#/paths//vms/{name}/stop/post(stopVM)`.
@@ -251,7 +259,15 @@ extension APIProtocol {
             headers: headers
         ))
     }
-    /// Presses the ACPI power button, waits up to `timeout` seconds, then stops the VM.
+    /// Stops the VM gracefully, as a task.
+    ///
+    /// Answers at once with a task: the ACPI power button, up to `timeout` seconds for the
+    /// guest to power off, then the monitor's stop, then SIGKILL. The task's message says which
+    /// phase it is in; its result says how the VM stopped (`how`: powered off, stopped, killed)
+    /// and the monitor's exit. The VM is `stopping` meanwhile. A stop while one is in progress
+    /// answers with the task already running; a kill cuts it short (the task then succeeds
+    /// with `how` killed and `cutShortBy` kill).
+    ///
     ///
     /// - Remark: HTTP `POST /vms/{name}/stop`.
     /// - Remark: Generated from `#/paths//vms/{name}/stop/post(stopVM)`.
