@@ -139,12 +139,22 @@ final class Daemon: @unchecked Sendable {
         try RawHTTP.request(unixSocket: socket, method: method, path: path, body: body, headers: headers, sendAtMost: sendAtMost)
     }
 
-    /// Every monitor serving this daemon's VMs (found through /proc).
+    /// Where the daemon builds jails (its default: the data directory + /jail).
+    var jailBase: String { "\(dataDir)/jail/skiff-vmm" }
+
+    /// Every monitor serving this daemon's VMs (found through /proc): unconfined ones by their
+    /// control socket, jailed ones by their root directory, `<jailBase>/NAME/root`.
     func monitors() -> [Int32: String] {
         var found: [Int32: String] = [:]
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
             let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if args.first?.hasSuffix("skiff-vmm") == true, let root = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/root"),
+               root.hasPrefix(jailBase + "/"), root.hasSuffix("/root") {
+                if let stat = ProcessIdentity.readStat(pid: pid), stat.state == "Z" { continue }
+                found[pid] = String(root.dropFirst(jailBase.count + 1).dropLast(5))
+                continue
+            }
             guard args.first?.hasSuffix("skiff-vmm") == true, let i = args.firstIndex(of: "--api-socket"), i + 1 < args.count,
                   args[i + 1].hasPrefix(runDir + "/") else { continue }
             if let stat = ProcessIdentity.readStat(pid: pid), stat.state == "Z" { continue }
