@@ -51,7 +51,7 @@ struct JailSettings: Sendable, Equatable {
                 throw DaemonError(.internal, "cannot create the chroot base \(dir): \(String(cString: strerror(errno)))")
             }
             var st = stat()
-            guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            guard lstat(dir, &st) == 0, st.st_mode & 0o170000 == 0o040000 else {
                 throw DaemonError(.invalidRequest, "the chroot base \(dir) is not a directory")
             }
             guard st.st_uid == 0, st.st_mode & 0o022 == 0 else {
