@@ -46,6 +46,7 @@ struct JailSettings: Sendable, Equatable {
             throw DaemonError(.invalidRequest, "jail uids \(first) + \(count) are out of range (1 to 4294967294)")
         }
         // The jailer wants the base and its exec level owned by root and writable only by root.
+        try? FileManager.default.createDirectory(atPath: (base as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         for dir in [base, "\(base)/\(execName)"] {
             if mkdir(dir, 0o755) != 0 && errno != EEXIST {
                 throw DaemonError(.internal, "cannot create the chroot base \(dir): \(String(cString: strerror(errno)))")

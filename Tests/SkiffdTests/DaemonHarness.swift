@@ -149,10 +149,9 @@ final class Daemon: @unchecked Sendable {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
             let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            if args.first?.hasSuffix("skiff-vmm") == true, let root = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/root"),
-               root.hasPrefix(jailBase + "/"), root.hasSuffix("/root") {
+            if args.first?.hasSuffix("skiff-vmm") == true, let name = jailedName(pid) {
                 if let stat = ProcessIdentity.readStat(pid: pid), stat.state == "Z" { continue }
-                found[pid] = String(root.dropFirst(jailBase.count + 1).dropLast(5))
+                found[pid] = name
                 continue
             }
             guard args.first?.hasSuffix("skiff-vmm") == true, let i = args.firstIndex(of: "--api-socket"), i + 1 < args.count,
@@ -161,6 +160,18 @@ final class Daemon: @unchecked Sendable {
             found[pid] = String(args[i + 1].dropFirst(runDir.count + 1).dropLast(4))
         }
         return found
+    }
+
+    /// The VM of a jailed monitor: its parent is this daemon's `skiff-jailer --id NAME`.
+    func jailedName(_ pid: Int32) -> String? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }),
+              let parent = Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces)),
+              let data = FileManager.default.contents(atPath: "/proc/\(parent)/cmdline") else { return nil }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard args.first?.hasSuffix("skiff-jailer") == true, let i = args.firstIndex(of: "--id"), i + 1 < args.count,
+              let b = args.firstIndex(of: "--chroot-base-dir"), b + 1 < args.count, args[b + 1] == "\(dataDir)/jail" else { return nil }
+        return args[i + 1]
     }
 
     /// Stops the daemon and every monitor it started, and removes the files.
