@@ -23,6 +23,8 @@ public struct CgroupPlan: Equatable, Sendable {
     public var version: Version
     public var parent: String
     public var groups: [Group]
+    /// The groups exist already (`--join-cgroup`): they are joined, never created or removed.
+    public var joinsExisting = false
 
     /// Controllers every VM is placed under when they exist (v1 names).
     public static let defaultV1 = ["cpu", "memory", "blkio"]
@@ -149,10 +151,35 @@ public struct CgroupPlan: Equatable, Sendable {
         }
     }
 
+    /// A plan that joins existing groups: each must be a directory below a mounted cgroup
+    /// hierarchy (v1 or v2, not mixed).
+    public static func joining(_ directories: [String], mounts: [Mount]) throws(JailError) -> CgroupPlan {
+        var groups: [Group] = []
+        var unified: Bool?
+        for dir in directories {
+            // The longest mount point that holds the directory.
+            guard let mount = mounts.filter({ dir.hasPrefix($0.path + "/") }).max(by: { $0.path.utf8.count < $1.path.utf8.count }) else {
+                throw .invalid("--join-cgroup \(dir) is not below a mounted cgroup hierarchy (see /proc/self/mountinfo)")
+            }
+            if let unified, unified != mount.isUnified { throw .invalid("--join-cgroup: groups of cgroup v1 and v2 cannot be mixed") }
+            unified = mount.isUnified
+            groups.append(Group(root: mount.path, controllers: mount.options.filter { $0 != "rw" && $0 != "ro" }, path: dir, settings: []))
+        }
+        var plan = CgroupPlan(version: unified == true ? .v2 : .v1, parent: "", groups: groups)
+        plan.joinsExisting = true
+        return plan
+    }
+
     /// Creates the groups (parents as needed, the VM's own must not exist) and writes the
     /// settings. Returns the directories it created for the VM, for `remove`; on failure it
-    /// has removed them already.
+    /// has removed them already. Joined groups are only checked: they must exist.
     public func create() throws(JailError) -> [String] {
+        if joinsExisting {
+            for group in groups where access(group.path + "/cgroup.procs", W_OK) != 0 {
+                throw JailError.invalid("--join-cgroup \(group.path) is not an existing cgroup (no writable cgroup.procs: \(JailError.text(errno: errno)))")
+            }
+            return []
+        }
         var created: [String] = []
         do throws(JailError) {
             for group in groups {

@@ -44,9 +44,11 @@ public struct JailSpec: Sendable {
             }
         }
         guard let mountinfo = HostFiles.readSmallFile("/proc/self/mountinfo") else { throw .current("read /proc/self/mountinfo") }
-        let cgroups = try CgroupPlan.make(id: options.id, parent: options.parentCgroup ?? execName, settings: options.cgroups,
-                                          choice: options.cgroupVersion, mounts: CgroupPlan.mounts(mountinfo: mountinfo),
-                                          unifiedControllers: CgroupPlan.readUnifiedControllers)
+        let mounts = CgroupPlan.mounts(mountinfo: mountinfo)
+        let cgroups = options.joinCgroups.isEmpty
+            ? try CgroupPlan.make(id: options.id, parent: options.parentCgroup ?? execName, settings: options.cgroups,
+                                  choice: options.cgroupVersion, mounts: mounts, unifiedControllers: CgroupPlan.readUnifiedControllers)
+            : try CgroupPlan.joining(options.joinCgroups, mounts: mounts)
         return JailSpec(options: options, execHost: execHost, execName: execName, jailDirectory: jailDirectory, root: root,
                         plan: plan, libraries: libraries, cgroups: cgroups)
     }

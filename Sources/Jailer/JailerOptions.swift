@@ -17,6 +17,10 @@ public struct JailerOptions: Equatable, Sendable {
     /// `FILE=VALUE` settings written into the VM's cgroup before the monitor starts.
     public var cgroups: [CgroupSetting] = []
     public var cgroupVersion: CgroupVersionChoice = .automatic
+    /// Existing cgroup directories (absolute, under a mounted hierarchy) the monitor joins
+    /// instead of a group the jailer creates: a supervisor that prepared the VM's groups and
+    /// their limits itself keeps them. The jailer neither creates nor removes them.
+    public var joinCgroups: [String] = []
     /// RLIMIT_NOFILE for the monitor.
     public var openFiles: UInt64 = JailerOptions.defaultOpenFiles
     /// RLIMIT_FSIZE for the monitor (nil: inherited).
@@ -41,12 +45,13 @@ public struct JailerOptions: Equatable, Sendable {
     public static let usage = """
         usage: skiff-jailer --id ID --uid UID --gid GID [--exec-file PATH] [--chroot-base-dir DIR]
                             [--netns PATH] [--parent-cgroup PATH] [--cgroup FILE=VALUE]...
-                            [--cgroup-version auto|1|2] [--resource-limit no-file=N|fsize=BYTES]...
+                            [--cgroup-version auto|1|2] [--join-cgroup DIR]...
+                            [--resource-limit no-file=N|fsize=BYTES]...
                             [--allow-root] [--cleanup] -- MONITOR-OPTIONS...
 
         Builds <chroot-base-dir>/<exec name>/<ID>/root holding only what the VM needs, enters new
         mount, PID, IPC and UTS namespaces (and --netns), pivots into the jail, places the monitor in
-        the cgroup <parent-cgroup>/<ID>, drops to UID:GID with no capabilities and no_new_privs, and
+        the cgroup <parent-cgroup>/<ID> (or the existing groups --join-cgroup names), drops to UID:GID with no capabilities and no_new_privs, and
         execs the monitor with MONITOR-OPTIONS, their paths rewritten to the jail:
           --kernel, --initrd, --module      linked (or copied) into /boot
           --disk                            bind-mounted at /disks/NAME (read-only with readonly)
@@ -63,6 +68,7 @@ public struct JailerOptions: Equatable, Sendable {
         var id: String?, uid: UInt32?, gid: UInt32?
         var execFile: String?, chrootBase: String?, netns: String?, parentCgroup: String?
         var cgroups: [CgroupSetting] = []
+        var joins: [String] = []
         var version: CgroupVersionChoice?
         var openFiles: UInt64?, fileSize: UInt64?
         var allowRoot = false, cleanup = false
@@ -113,6 +119,8 @@ public struct JailerOptions: Equatable, Sendable {
                 parentCgroup = try value(name, inline)
             case "--cgroup":
                 cgroups.append(try CgroupSetting.parse(try value(name, inline)))
+            case "--join-cgroup":
+                joins.append(try validateJoinedCgroup(try value(name, inline)))
             case "--cgroup-version":
                 try once(version, name)
                 let v = try value(name, inline)
@@ -165,6 +173,14 @@ public struct JailerOptions: Equatable, Sendable {
             options.netns = netns
         }
         if let parentCgroup { options.parentCgroup = try validateCgroupPath(parentCgroup) }
+        if !joins.isEmpty {
+            guard parentCgroup == nil, cgroups.isEmpty, version == nil else {
+                throw .usage("--join-cgroup cannot be combined with --parent-cgroup, --cgroup or --cgroup-version (the joined groups are the caller's)")
+            }
+            guard Set(joins).count == joins.count else { throw .usage("--join-cgroup: the same group is given twice") }
+            guard joins.count <= 16 else { throw .usage("--join-cgroup: at most 16 groups") }
+            options.joinCgroups = joins
+        }
         options.cgroups = cgroups
         options.cgroupVersion = version ?? .automatic
         options.openFiles = openFiles ?? defaultOpenFiles
@@ -189,6 +205,19 @@ public struct JailerOptions: Equatable, Sendable {
             throw .usage("\(name) must be a number from 0 to 4294967294 (got '\(text)')")
         }
         return n
+    }
+
+    /// An absolute cgroup directory of plain components (checked against the mounted
+    /// hierarchies when the jail is planned).
+    static func validateJoinedCgroup(_ text: String) throws(JailError) -> String {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        let ok = text.hasPrefix("/") && text.utf8.count <= 4096 && parts.count >= 2 && parts.allSatisfy { part in
+            !part.isEmpty && part != "." && part != ".." && part.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x5f || c == 0x2e || c == 0x2c
+            }
+        }
+        guard ok else { throw .usage("invalid --join-cgroup '\(text.prefix(200))': an absolute path of letters, digits, '.', ',', '_' and '-' components") }
+        return text
     }
 
     /// A relative cgroup path of plain components.

@@ -35,7 +35,7 @@ enum APIConversions {
         }
         return Components.Schemas.Vm(
             name: r.name, spec: spec, state: Components.Schemas.VMState(rawValue: r.actualState) ?? .stopped,
-            desiredState: .init(rawValue: r.desiredState) ?? .stopped, pid: r.pid, apiSocket: r.pid != nil ? r.apiSocket : nil,
+            desiredState: .init(rawValue: r.desiredState) ?? .stopped, pid: r.pid.map { r.monitorPid ?? $0 }, apiSocket: r.pid != nil ? r.apiSocket : nil,
             consoleLog: files.consoleLog, cgroup: cgroup, restartCount: r.restartCount, lastExit: exit, createdAt: r.createdAt,
             startedAt: r.pid != nil ? r.startedAt : nil)
     }

@@ -4,6 +4,16 @@ public enum DaemonVersion {
     public static let current = "0.4.0"
 }
 
+/// When the daemon runs monitors through `skiff-jailer`.
+public enum JailerMode: String, Sendable, Codable, CaseIterable {
+    /// When the daemon runs as root and the jailer exists.
+    case auto
+    /// Always: the daemon refuses to start without a usable jailer.
+    case on
+    /// Never: monitors run as the daemon's user, unconfined.
+    case off
+}
+
 /// How skiffd runs: where it keeps things and its policies. Every field has a default that
 /// works with no configuration file.
 public struct DaemonConfiguration: Sendable, Codable, Equatable {
@@ -49,8 +59,21 @@ public struct DaemonConfiguration: Sendable, Codable, Equatable {
     public var policyInterval: Double = 2
     /// Manage host KSM settings (run, pages_to_scan, sleep_millisecs) at start.
     public var manageKSM = false
+    /// Whether monitors run confined by `skiff-jailer` (docs/jailer.md).
+    public var jailer: JailerMode = .auto
+    /// The jailer executable; default: skiff-jailer beside skiffd.
+    public var jailerPath: String?
+    /// Where jails are built (`<base>/skiff-vmm/<VM>/root`); default: the data directory + /jail.
+    public var chrootBase: String?
+    /// The first uid (and gid) given to a jailed VM; each VM gets its own.
+    public var jailFirstUID: UInt32 = 300_000
+    /// How many uids from `jailFirstUID` on are the daemon's to give out.
+    public var jailUIDCount: UInt32 = 65_536
 
     public init() {}
+
+    /// The jail base directory.
+    public var resolvedChrootBase: String { chrootBase ?? dataDirectory + "/jail" }
 
     public var resolvedRunDirectory: String {
         if let runDirectory { return runDirectory }
@@ -80,6 +103,6 @@ extension DaemonConfiguration {
     static let fieldNames: Set<String> = [
         "socketPath", "socketGroup", "dataDirectory", "runDirectory", "monitorPath", "tcpAddress", "tokenFile", "tlsCertificate", "tlsKey",
         "cpuAllocationRatio", "memoryAllocationRatio", "reservedMemory", "stopTimeout", "startTimeout", "maxBodyBytes", "autoBalloon", "pressureFile",
-        "pressureHigh", "pressureLow", "policyInterval", "manageKSM",
+        "pressureHigh", "pressureLow", "policyInterval", "manageKSM", "jailer", "jailerPath", "chrootBase", "jailFirstUID", "jailUIDCount",
     ]
 }

@@ -66,11 +66,13 @@ extension Supervisor {
             r.makeGauge(name: "skiff_vm_cpu_seconds", labels: vm).set(Double(usage.cpuNanoseconds) / 1e9)
             r.makeGauge(name: "skiff_vm_cgroup_memory_bytes", labels: vm).set(Double(usage.memoryBytes))
         }
-        if let m = HostMemory.process(pid: identity.pid) {
+        // A jailed VM's memory is its monitor's, not its jailer's.
+        let pid = record.monitorPid.map { Int32(truncatingIfNeeded: $0) } ?? identity.pid
+        if let m = HostMemory.process(pid: pid) {
             r.makeGauge(name: "skiff_vm_rss_bytes", labels: vm).set(Double(m.rss))
             if let pss = m.pss { r.makeGauge(name: "skiff_vm_pss_bytes", labels: vm).set(Double(pss)) }
         }
-        if let k = KSM.process(pid: identity.pid) {
+        if let k = KSM.process(pid: pid) {
             r.makeGauge(name: "skiff_vm_ksm_merging_pages", labels: vm).set(Double(k.mergingPages))
         }
         guard let socket = record.apiSocket else { return }

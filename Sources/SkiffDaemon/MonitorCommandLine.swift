@@ -44,7 +44,7 @@ enum MonitorCommandLine {
 
     static func arguments(spec: VMSpec, files: VMFiles, diskPaths: [String], capabilities: MonitorCapabilities) -> [String] {
         var args = ["--kernel", spec.kernel, "--memory", "\(spec.memoryBytes >> 10)K", "--cpus", String(spec.vcpus),
-                    "--api-socket", files.apiSocket]
+                    "--api-socket", files.monitorAPISocket]
         if let t = spec.cpuTemplate { args += ["--cpu-template", t.rawValue] }
         if let initrd = spec.initrd { args += ["--initrd", initrd] }
         if let cmdline = spec.cmdline, !cmdline.isEmpty { args += ["--cmdline", cmdline] }
@@ -73,14 +73,14 @@ enum MonitorCommandLine {
             }
             args += ["--net", n]
         }
-        if let vsock = spec.vsock { args += ["--vsock", "cid=\(vsock.cid),socket=\(escape(files.vsockSocket))"] }
+        if let vsock = spec.vsock { args += ["--vsock", "cid=\(vsock.cid),socket=\(escape(files.monitorVsockSocket))"] }
         if spec.hasBalloon {
             args.append("--balloon")
             if spec.balloon?.freePageReporting ?? true { args.append("--balloon-free-page-reporting") }
             if spec.balloon?.deflateOnOOM == true { args.append("--balloon-deflate-on-oom") }
         }
-        if capabilities.consoleLog { args += ["--console-log", files.consoleLog] }
-        if capabilities.consoleSocket { args += ["--console-socket", files.consoleSocket] }
+        if capabilities.consoleLog { args += ["--console-log", files.monitorConsoleLog] }
+        if capabilities.consoleSocket { args += ["--console-socket", files.monitorConsoleSocket] }
         if capabilities.ksm { args += ["--ksm", spec.ksm ?? true ? "on" : "off"] }
         return args
     }
@@ -90,7 +90,7 @@ enum MonitorCommandLine {
     static func restoreArguments(spec: VMSpec, files: VMFiles, directory: String, diskPaths: [String],
                                  capabilities: MonitorCapabilities) -> [String] {
         let full = arguments(spec: spec, files: files, diskPaths: diskPaths, capabilities: capabilities)
-        var args = ["--restore", directory, "--api-socket", files.apiSocket]
+        var args = ["--restore", directory, "--api-socket", files.monitorAPISocket]
         if let t = spec.cpuTemplate { args += ["--cpu-template", t.rawValue] }
         var i = 0
         while i < full.count {

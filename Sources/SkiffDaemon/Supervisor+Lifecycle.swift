@@ -22,7 +22,10 @@ extension Supervisor {
         }
         let spec = try Self.spec(of: r)
         try checkFilesExist(spec)
-        let files = files(name)
+        let jail = self.jail
+        let files = files(name, jailDirectory: jail?.directory(name))
+        try files.checkSocketPaths()
+        if let old = r.jailDirectory, jail == nil { retireJail(name, old) }
         for s in [files.apiSocket, files.consoleSocket, files.vsockSocket] { unlink(s) }
         var procFiles: [String] = []
         if let cgroups {
@@ -33,8 +36,23 @@ extension Supervisor {
                 events.publish(vm: name, kind: "qos-unavailable", "VM \(name): no cgroup, so no QoS: \(error)")
             }
         }
+        var uid: UInt32 = 0
+        if let jail {
+            do {
+                uid = try prepareJail(name, spec, jail)
+            } catch {
+                releaseFiles(name)
+                throw error
+            }
+        }
         do {
-            try store.updateVM(name) { $0.desiredState = "running"; $0.actualState = "starting" }
+            try store.updateVM(name) {
+                $0.desiredState = "running"
+                $0.actualState = "starting"
+                $0.jailDirectory = files.jailDirectory
+                $0.monitorPid = nil
+                $0.monitorStartTime = nil
+            }
         } catch {
             throw DaemonError.from(error)
         }
@@ -44,18 +62,30 @@ extension Supervisor {
             arguments = MonitorCommandLine.restoreArguments(spec: spec, files: files, directory: restoreFrom, diskPaths: diskPaths(spec, files),
                                                             capabilities: capabilities)
         }
+        var executable = monitorPath
+        if let jail {
+            // The jailer joins the daemon's cgroups (it is spawned into them, and so is the
+            // monitor it forks): QoS and metrics stay the daemon's.
+            let directories = procFiles.map { ($0 as NSString).deletingLastPathComponent }
+            arguments = jailerArguments(name, uid: uid, jail: jail, cgroupDirectories: directories) + ["--"] + arguments
+            executable = jail.jailerPath
+        }
         let identity: ProcessIdentity
         do {
-            // The monitor logs JSON lines (swift-log) into monitor.err, one record per line.
-            identity = try Spawner.spawn(executable: monitorPath, arguments: arguments, environment: ["SKIFF_LOG_FORMAT=json"],
-                                         stdoutPath: capabilities.consoleLog ? files.monitorOutput : files.consoleLog,
+            // The monitor logs JSON lines (swift-log) into monitor.err, one record per line;
+            // the jailer's own errors are one plain line there.
+            identity = try Spawner.spawn(executable: executable, arguments: arguments, environment: ["SKIFF_LOG_FORMAT=json"],
+                                         stdoutPath: capabilities.consoleLog ? files.monitorOutput : files.consoleArchive,
                                          stderrPath: files.monitorErrors, cgroupProcFiles: procFiles)
         } catch {
             _ = try? store.updateVM(name) { $0.actualState = "stopped"; $0.desiredState = "stopped" }
+            releaseFiles(name)
             throw DaemonError(.monitorFailed, "cannot start the monitor of '\(name)': \(error)")
         }
         let c = controller(name)
+        let jailed = jail != nil
         watcher.watch(identity) { [weak self] identity, status in
+            let status = Self.monitorStatus(status, jailed: jailed)
             c.post(identity, status)
             self?.monitorExited(name, identity, status)
         }
@@ -68,14 +98,20 @@ extension Supervisor {
             }
         } catch {
             // Without a record of its pid the monitor could not be found again: stop it.
-            watcher.signal(identity, SIGKILL)
+            if let current = try? record(name) { killMonitor(current, identity) } else { watcher.signal(identity, SIGKILL) }
             _ = await c.waitForExit(of: identity, timeout: 5)
             _ = try? store.updateVM(name) { $0.actualState = "stopped"; $0.desiredState = "stopped"; $0.pid = nil; $0.pidStartTime = nil }
+            releaseFiles(name)
             throw DaemonError.from(error)
         }
         // Ready when the control socket answers.
         let deadline = Date().addingTimeInterval(configuration.startTimeout)
+        var monitor: ProcessIdentity?
         while true {
+            if let jail, monitor == nil, let found = Self.jailedMonitor(jailDirectory: jail.directory(name), execName: jail.execName, jailer: identity) {
+                monitor = found
+                _ = try? store.updateVM(name) { $0.monitorPid = Int64(found.pid); $0.monitorStartTime = Int64(found.startTime) }
+            }
             if let status = c.exit(of: identity) ?? (identity.isAlive() ? nil : ExitStatus.unknown) {
                 if status.isSuccess {
                     // The guest ran and powered off before the control socket was polled.
@@ -90,7 +126,10 @@ extension Supervisor {
                     $0.pidStartTime = nil
                     $0.lastExitAt = Date()
                     $0.lastExitDescription = "\(status)"
+                    $0.monitorPid = nil
+                    $0.monitorStartTime = nil
                 }
+                releaseFiles(name)
                 events.publish(vm: name, kind: "start-failed", "VM \(name): the monitor \(status) while starting")
                 throw DaemonError(.monitorFailed, "the monitor of '\(name)' \(status) while starting\(stderr.isEmpty ? "" : ": \(stderr)")")
             }
@@ -106,9 +145,12 @@ extension Supervisor {
                 return record
             }
             if Date() > deadline {
-                watcher.signal(identity, SIGKILL)
+                if let current = try? record(name) { killMonitor(current, identity) } else { watcher.signal(identity, SIGKILL) }
                 _ = await c.waitForExit(of: identity, timeout: 5)
-                _ = try? store.updateVM(name) { $0.actualState = "stopped"; $0.desiredState = "stopped"; $0.pid = nil; $0.pidStartTime = nil }
+                _ = try? store.updateVM(name) {
+                    $0.actualState = "stopped"; $0.desiredState = "stopped"; $0.pid = nil; $0.pidStartTime = nil; $0.monitorPid = nil; $0.monitorStartTime = nil
+                }
+                releaseFiles(name)
                 let stderr = tail(files.monitorErrors, from: errorOffset)
                 throw DaemonError(.monitorFailed, "the monitor of '\(name)' did not open its control socket within \(Int(configuration.startTimeout)) s\(stderr.isEmpty ? "" : ": \(stderr)")")
             }
@@ -191,7 +233,7 @@ extension Supervisor {
         if status == nil {
             how = "killed"
             progress.update(0.95, "the monitor did not stop: SIGKILL")
-            watcher.signal(identity, SIGKILL)
+            if let current = try? record(name) { killMonitor(current, identity) } else { watcher.signal(identity, SIGKILL) }
             status = await c.waitForExit(of: identity, timeout: 10)
         }
         guard let status else {
@@ -243,7 +285,7 @@ extension Supervisor {
         }
         if status == nil {
             how = "killed"
-            watcher.signal(identity, SIGKILL)
+            killMonitor(r, identity)
             status = await c.waitForExit(of: identity, timeout: 10)
         }
         guard let status else { throw DaemonError(.internal, "the monitor of '\(name)' (\(identity)) did not exit after SIGKILL") }
@@ -257,7 +299,7 @@ extension Supervisor {
         if let r = try? record(name), r.actualState == "stopping", let identity = Self.identity(of: r), identity.isAlive() {
             events.publish(vm: name, kind: "kill", "VM \(name): killed while stopping")
             _ = controller(name).markKilledDuringStop(identity)
-            watcher.signal(identity, SIGKILL)
+            killMonitor(r, identity)
             cutShort = true
         }
         return try await serialized(name) { [cutShort] () async throws -> VMRecord in
@@ -272,7 +314,7 @@ extension Supervisor {
             } catch {
                 throw DaemonError.from(error)
             }
-            self.watcher.signal(identity, SIGKILL)
+            self.killMonitor(r, identity)
             guard let status = await self.controller(name).waitForExit(of: identity, timeout: 10) else {
                 throw DaemonError(.internal, "the monitor of '\(name)' (\(identity)) did not exit after SIGKILL")
             }
@@ -300,6 +342,8 @@ extension Supervisor {
                 r.desiredState = "stopped"
                 r.pid = nil
                 r.pidStartTime = nil
+                r.monitorPid = nil
+                r.monitorStartTime = nil
                 r.lastExitAt = Date()
                 r.lastExitDescription = "\(status)"
                 Self.setExit(&r, status)
@@ -307,6 +351,7 @@ extension Supervisor {
         } catch {
             throw DaemonError.from(error)
         }
+        releaseFiles(name)
         events.publish(vm: name, kind: "stopped", "VM \(name) \(how): the monitor \(status)")
         return record
     }

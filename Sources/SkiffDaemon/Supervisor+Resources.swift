@@ -139,11 +139,13 @@ extension Supervisor {
     // MARK: Console log
 
     /// The last `maxBytes` of the console output (PATH.1 then PATH), or what came after
-    /// `after`. Positions count every byte ever written to PATH.1 + PATH as one stream.
+    /// `after`. Positions count every byte ever written to PATH.1 + PATH as one stream. A
+    /// jailed VM's stream starts with its earlier runs' output (the archive).
     func consoleLog(_ name: String, maxBytes: Int, after: Int64?) throws(DaemonError) -> ([UInt8], Int64) {
-        _ = try record(name)
-        let path = files(name).consoleLog
-        let old = readFile(path + ".1")
+        let r = try record(name)
+        let files = files(name, jailDirectory: r.jailDirectory)
+        let path = files.consoleLog
+        let old = (files.jailDirectory != nil ? readFile(files.consoleArchive) : []) + readFile(path + ".1")
         let current = readFile(path)
         let all = old + current
         let end = Int64(all.count)

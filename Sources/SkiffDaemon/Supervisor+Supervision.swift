@@ -30,11 +30,14 @@ extension Supervisor {
             v.actualState = state
             v.pid = nil
             v.pidStartTime = nil
+            v.monitorPid = nil
+            v.monitorStartTime = nil
             v.lastExitAt = Date()
             v.lastExitDescription = "\(status)"
             Self.setExit(&v, status)
             if !restart { v.desiredState = "stopped" }
         }
+        if !restart { releaseFiles(name) }
         events.publish(vm: name, kind: status.isSuccess ? "exited" : "crashed", "VM \(name): the monitor \(status)")
         if restart { scheduleRestart(name, ranFor: ranFor) }
     }
@@ -57,6 +60,7 @@ extension Supervisor {
                 } catch {
                     self.events.publish(vm: name, kind: "restart-failed", "VM \(name) could not be restarted: \(error)")
                     _ = try? self.store.updateVM(name) { $0.desiredState = "running"; $0.actualState = "crashed" }
+                    self.releaseFiles(name)
                     self.scheduleRestart(name, ranFor: 0)
                 }
             }
@@ -78,15 +82,22 @@ extension Supervisor {
         try? await serialized(name) { () async throws in
             guard let r = try? self.store.vm(named: name) else { return }
             let files = self.files(name)
+            let jailed = r.jailDirectory != nil
             // The recorded process, or (if the previous daemon died before recording it) a
-            // monitor serving this VM's control socket.
+            // monitor serving this VM's control socket (a jailer building its jail).
             var identity = Self.identity(of: r).flatMap { $0.isAlive() ? $0 : nil }
             if identity == nil, r.desiredState != "stopped" || r.actualState == "starting" {
-                identity = Self.findMonitor(apiSocket: files.apiSocket)
+                if let directory = r.jailDirectory {
+                    let base = ((directory as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+                    identity = Self.findJailer(id: name, base: base)
+                } else {
+                    identity = Self.findMonitor(apiSocket: files.apiSocket)
+                }
             }
             if let identity {
                 let c = self.controller(name)
                 self.watcher.watch(identity) { [weak self] identity, status in
+                    let status = Self.monitorStatus(status, jailed: jailed)
                     c.post(identity, status)
                     self?.monitorExited(name, identity, status)
                 }
@@ -95,18 +106,21 @@ extension Supervisor {
                     seen = "paused"
                 }
                 let state = seen
+                let execName = self.jail?.execName ?? "skiff-vmm"
+                let monitor = r.jailDirectory.flatMap { Self.jailedMonitor(jailDirectory: $0, execName: execName, jailer: identity) }
                 _ = try? self.store.updateVM(name) {
                     $0.pid = Int64(identity.pid)
                     $0.pidStartTime = Int64(identity.startTime)
                     $0.apiSocket = files.apiSocket
                     $0.actualState = state
+                    if let monitor { $0.monitorPid = Int64(monitor.pid); $0.monitorStartTime = Int64(monitor.startTime) }
                     if $0.desiredState == "stopped" { $0.desiredState = state }
                 }
                 self.events.publish(vm: name, kind: "reattached", "VM \(name) re-attached (\(identity))")
                 return
             }
             guard r.pid != nil || r.actualState == "starting" || r.actualState == "running" || r.actualState == "paused" else {
-                if r.desiredState == "running", r.actualState == "crashed" { self.scheduleRestart(name, ranFor: 0) }
+                if r.desiredState == "running", r.actualState == "crashed" { self.scheduleRestart(name, ranFor: 0) } else { self.releaseFiles(name) }
                 return
             }
             // It ended while no daemon watched: its status is unknown.
@@ -116,11 +130,14 @@ extension Supervisor {
                 v.actualState = "crashed"
                 v.pid = nil
                 v.pidStartTime = nil
+                v.monitorPid = nil
+                v.monitorStartTime = nil
                 v.lastExitAt = Date()
                 v.lastExitDescription = "\(ExitStatus.unknown)"
                 Self.setExit(&v, .unknown)
                 if !restart { v.desiredState = "stopped" }
             }
+            if !restart { self.releaseFiles(name) }
             self.events.publish(vm: name, kind: "crashed", "VM \(name): the monitor ended while the daemon was away")
             if restart { self.scheduleRestart(name, ranFor: 0) }
         }

@@ -20,11 +20,9 @@ extension Supervisor {
                 let socket = try self.runningSocket(name)
                 try? FileManager.default.createDirectory(atPath: (dir as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
                 progress.update(0.05, "writing \(dir)")
-                guard case .snapshot(let s) = try await self.control(socket, .snapshot(SnapshotRequest(directory: dir, diff: diff)), timeout: 600) else {
-                    throw DaemonError(.monitorFailed, "the monitor answered snapshot with something else")
-                }
+                let s = try await self.writeSnapshot(name, socket: socket, to: dir, diff: diff)
                 self.events.publish(vm: name, kind: "snapshot", "VM \(name): snapshot \(dir) (paused \(Int(s.pausedMilliseconds)) ms)")
-                return ["directory": s.directory, "pagesWritten": String(s.pagesWritten), "memoryFileBytes": String(s.memoryFileBytes),
+                return ["directory": dir, "pagesWritten": String(s.pagesWritten), "memoryFileBytes": String(s.memoryFileBytes),
                         "pausedMilliseconds": String(format: "%.1f", s.pausedMilliseconds)]
             }
         }
@@ -49,6 +47,35 @@ extension Supervisor {
         }
     }
 
+    /// Has the monitor write a snapshot at `dir`. A jailed monitor can write only in its
+    /// jail's /run: it writes `/run/NAME` there, which is then moved to `dir` (a copy across
+    /// filesystems).
+    func writeSnapshot(_ name: String, socket: String, to dir: String, diff: Bool) async throws(DaemonError) -> SnapshotSummary {
+        let r = try record(name)
+        guard let run = files(name, jailDirectory: r.jailDirectory).jailRun else {
+            guard case .snapshot(let s) = try await control(socket, .snapshot(SnapshotRequest(directory: dir, diff: diff)), timeout: 600) else {
+                throw DaemonError(.monitorFailed, "the monitor answered snapshot with something else")
+            }
+            return s
+        }
+        let inJail = "snapshot-\(Self.stamp())"
+        guard case .snapshot(let s) = try await control(socket, .snapshot(SnapshotRequest(directory: "/run/\(inJail)", diff: diff)), timeout: 600) else {
+            throw DaemonError(.monitorFailed, "the monitor answered snapshot with something else")
+        }
+        let written = "\(run)/\(inJail)"
+        do {
+            if rename(written, dir) != 0 {
+                guard errno == EXDEV else { throw DaemonError(.internal, "cannot move \(written) to \(dir): \(String(cString: strerror(errno)))") }
+                try FileManager.default.copyItem(atPath: written, toPath: dir)
+                try? FileManager.default.removeItem(atPath: written)
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: written)
+            throw DaemonError(.storageFull, "cannot move the snapshot to \(dir): \(error)")
+        }
+        return s
+    }
+
     // MARK: Fork
 
     /// Snapshots a running VM and starts `count` new VMs from the snapshot (sharing its
@@ -71,14 +98,17 @@ extension Supervisor {
             try await self.serialized(name) { () async throws in
                 let socket = try self.runningSocket(name)
                 try? FileManager.default.createDirectory(atPath: (dir as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                _ = try await self.control(socket, .snapshot(SnapshotRequest(directory: dir)), timeout: 600)
+                _ = try await self.writeSnapshot(name, socket: socket, to: dir, diff: false)
             }
+            // The forks map the snapshot the source's uid wrote: they run as that uid too.
+            let sourceUID = try self.record(name).jailUid
             progress.update(0.2, "snapshot written")
             var started: [String] = []
             for (i, n) in names.enumerated() {
                 var child = spec
                 child.name = n
                 _ = try await self.create(child)
+                if let sourceUID { _ = try? self.store.updateVM(n) { $0.jailUid = sourceUID } }
                 try await self.serialized(n) { () async throws in
                     _ = try await self.startLocked(n, reason: "forked", restoreFrom: dir)
                 }
@@ -99,6 +129,9 @@ extension Supervisor {
             throw DaemonError(.invalidRequest, "destination must be tcp://HOST:PORT or unix:PATH")
         }
         let memory = try Self.spec(of: try record(name)).memoryBytes
+        if case .unix = endpoint, try record(name).jailDirectory != nil {
+            throw DaemonError(.invalidRequest, "VM '\(name)' runs jailed and cannot reach a host unix socket: migrate over tcp://HOST:PORT")
+        }
         return try tasks.launch(kind: "migrate", vm: name) { progress in
             try await self.serialized(name) { () async throws -> [String: String] in
                 let r = try self.record(name)

@@ -20,6 +20,8 @@ public final class Supervisor: Sendable {
     let cgroups: (any CgroupDriver)?
     let capabilities: MonitorCapabilities
     let monitorPath: String
+    /// How monitors are jailed; nil: they run unconfined, as the daemon's user.
+    let jail: JailSettings?
     let pool: BlockingPool
     let logger: Logger
     let tasks: TaskRunner
@@ -30,10 +32,24 @@ public final class Supervisor: Sendable {
     /// Names of images being imported.
     let importing = Mutex<Set<String>>([])
 
-    public init(configuration: DaemonConfiguration, monitorPath: String, logger: Logger) throws(DaemonError) {
+    /// - Parameter jailerPath: the `skiff-jailer` to use when `configuration.jailer` allows
+    ///   (default: none, so `auto` runs monitors unconfined).
+    public init(configuration: DaemonConfiguration, monitorPath: String, jailerPath: String? = nil, logger: Logger) throws(DaemonError) {
         self.configuration = configuration
         self.monitorPath = monitorPath
         self.logger = logger
+        if let jailerPath {
+            jail = try JailSettings.resolve(configuration, jailerPath: jailerPath, monitorPath: monitorPath)
+        } else if configuration.jailer == .on {
+            throw DaemonError(.invalidRequest, "--jailer on: no jailer given")
+        } else {
+            jail = nil
+        }
+        if let jail {
+            logger.notice("monitors run jailed: \(jail.jailerPath), jails in \(jail.chrootBase), uids \(jail.uids.lowerBound)-\(jail.uids.upperBound)")
+        } else {
+            logger.notice("monitors run unconfined (jailer \(configuration.jailer.rawValue)\(configuration.jailer == .auto ? ": not root, or no skiff-jailer" : ""))")
+        }
         let fm = FileManager.default
         for dir in [configuration.dataDirectory, "\(configuration.dataDirectory)/vms", "\(configuration.dataDirectory)/images",
                     configuration.resolvedRunDirectory] {
@@ -72,8 +88,13 @@ public final class Supervisor: Sendable {
         }
     }
 
+    /// The VM's files as its last (or current) run placed them: in its jail if it was jailed.
     func files(_ name: String) -> VMFiles {
-        VMFiles(name: name, dataDirectory: configuration.dataDirectory, runDirectory: configuration.resolvedRunDirectory)
+        files(name, jailDirectory: (try? store.vm(named: name))?.jailDirectory)
+    }
+
+    func files(_ name: String, jailDirectory: String?) -> VMFiles {
+        VMFiles(name: name, dataDirectory: configuration.dataDirectory, runDirectory: configuration.resolvedRunDirectory, jailDirectory: jailDirectory)
     }
 
     func record(_ name: String) throws(DaemonError) -> VMRecord {
@@ -122,8 +143,9 @@ public final class Supervisor: Sendable {
     /// and seed the daemon owns, and records the VM. Nothing is left behind on failure.
     public func create(_ spec: VMSpec) async throws(DaemonError) -> VMRecord {
         do { try spec.validate() } catch { throw DaemonError(.invalidRequest, error.message) }
-        let files = files(spec.name)
+        let files = files(spec.name, jailDirectory: nil)
         try files.checkSocketPaths()
+        if let jail { try self.files(spec.name, jailDirectory: jail.directory(spec.name)).checkSocketPaths() }
         try checkFilesExist(spec)
         return try await serialized(spec.name) { () async throws -> VMRecord in
             if (try? self.store.vm(named: spec.name)) != nil {
@@ -134,6 +156,8 @@ public final class Supervisor: Sendable {
             if fm.fileExists(atPath: files.directory) {
                 try? fm.removeItem(atPath: files.directory)
             }
+            // A jail left by an earlier VM of this name is not this one's.
+            if let jail = self.jail { try? fm.removeItem(atPath: jail.directory(spec.name)) }
             do {
                 try fm.createDirectory(atPath: files.directory, withIntermediateDirectories: true)
             } catch {
@@ -215,9 +239,12 @@ public final class Supervisor: Sendable {
             if let identity = Self.identity(of: r), identity.isAlive() {
                 throw DaemonError(.invalidState, "VM '\(name)' is \(r.actualState): stop it first (or delete with force)")
             }
+            let files = self.files(name)
+            self.releaseFiles(name)
+            if let directory = r.jailDirectory { try? FileManager.default.removeItem(atPath: directory) }
+            if let jail = self.jail { try? FileManager.default.removeItem(atPath: jail.directory(name)) }
             do { try self.store.deleteVM(name) } catch { throw DaemonError.from(error) }
             self.cgroups?.remove(vm: name)
-            let files = self.files(name)
             try? FileManager.default.removeItem(atPath: files.directory)
             for s in [files.apiSocket, files.consoleSocket, files.vsockSocket] { unlink(s) }
             self.events.publish(vm: name, kind: "deleted", "VM \(name) deleted")

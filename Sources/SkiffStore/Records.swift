@@ -23,6 +23,14 @@ public struct VMRecord: Codable, Sendable, Equatable, FetchableRecord, Persistab
     public var lastExitDescription: String?
     public var createdAt: Date
     public var startedAt: Date?
+    /// The unprivileged uid (and gid) the VM's jailed monitor runs as; kept for the VM's life.
+    public var jailUid: Int64?
+    /// `<chroot base>/skiff-vmm/<name>` while the VM's last run was jailed (its sockets and
+    /// console log are under `root/run`); nil for a monitor started without the jailer.
+    public var jailDirectory: String?
+    /// A jailed VM's monitor as the host sees it (`pid` is then its jailer, the watched process).
+    public var monitorPid: Int64?
+    public var monitorStartTime: Int64?
 
     public init(name: String, spec: String, createdAt: Date = Date()) {
         self.name = name
@@ -30,6 +38,25 @@ public struct VMRecord: Codable, Sendable, Equatable, FetchableRecord, Persistab
         self.desiredState = "stopped"
         self.actualState = "stopped"
         self.restartCount = 0
+        self.createdAt = createdAt
+    }
+}
+
+/// The owner a file had before the daemon gave it to a VM's uid (libvirt's remember_owner):
+/// put back when the VM stops for good or is deleted.
+public struct FileOwnerRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "fileOwner"
+    public var path: String
+    public var vm: String
+    public var uid: Int64
+    public var gid: Int64
+    public var createdAt: Date
+
+    public init(path: String, vm: String, uid: Int64, gid: Int64, createdAt: Date = Date()) {
+        self.path = path
+        self.vm = vm
+        self.uid = uid
+        self.gid = gid
         self.createdAt = createdAt
     }
 }

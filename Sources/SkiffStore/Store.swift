@@ -105,6 +105,24 @@ public final class Store: Sendable {
                 t.column("takenAt", .datetime).notNull()
             }
         }
+        // Jailed monitors: the VM's own uid, where its jail is, the monitor's host pid (the
+        // watched process is the jailer), and the original owners of files given to a VM's uid.
+        m.registerMigration("v3-jail") { db in
+            try db.alter(table: "vm") { t in
+                t.add(column: "jailUid", .integer)
+                t.add(column: "jailDirectory", .text)
+                t.add(column: "monitorPid", .integer)
+                t.add(column: "monitorStartTime", .integer)
+            }
+            try db.create(table: "fileOwner") { t in
+                t.column("path", .text).primaryKey()
+                t.column("vm", .text).notNull()
+                t.column("uid", .integer).notNull()
+                t.column("gid", .integer).notNull()
+                t.column("createdAt", .datetime).notNull()
+            }
+            try db.create(index: "fileOwner_vm", on: "fileOwner", columns: ["vm"])
+        }
         return m
     }
 
@@ -154,6 +172,50 @@ public final class Store: Sendable {
 
     public func deleteVM(_ name: String) throws(StoreError) {
         try write { db in _ = try VMRecord.deleteOne(db, key: name) }
+    }
+
+    /// The VM's jail uid: the one it has, or the lowest of `range` no other VM has and
+    /// `isFree` accepts (one transaction, so two VMs never get the same one).
+    public func assignJailUID(_ name: String, range: ClosedRange<Int64>, isFree: @Sendable (Int64) -> Bool) throws(StoreError) -> Int64 {
+        try write { db in
+            guard var record = try VMRecord.fetchOne(db, key: name) else { throw StoreError(.notFound, "no VM named '\(name)'") }
+            if let uid = record.jailUid { return uid }
+            let taken = Set(try Int64.fetchAll(db, sql: "SELECT jailUid FROM vm WHERE jailUid IS NOT NULL"))
+            var candidate = range.lowerBound
+            while candidate <= range.upperBound {
+                if !taken.contains(candidate) && isFree(candidate) {
+                    record.jailUid = candidate
+                    try record.update(db)
+                    return candidate
+                }
+                candidate += 1
+            }
+            throw StoreError(.conflict, "no free uid left in \(range.lowerBound)-\(range.upperBound) for VM '\(name)'")
+        }
+    }
+
+    // MARK: File owners
+
+    /// Remembers the owner a file had before it was given to VM `vm`'s uid. A file already
+    /// remembered for the same VM keeps its first (original) owner; one remembered for another
+    /// VM is a `conflict` (that VM has it).
+    public func rememberOwner(_ owner: FileOwnerRecord) throws(StoreError) {
+        try write { db in
+            if let existing = try FileOwnerRecord.fetchOne(db, key: owner.path) {
+                if existing.vm == owner.vm { return }
+                throw StoreError(.conflict, "\(owner.path) is in use by VM '\(existing.vm)'")
+            }
+            try owner.insert(db)
+        }
+    }
+
+    /// The remembered owners of VM `vm`'s files.
+    public func owners(of vm: String) throws(StoreError) -> [FileOwnerRecord] {
+        try read { db in try FileOwnerRecord.filter(Column("vm") == vm).order(Column("path")).fetchAll(db) }
+    }
+
+    public func forgetOwner(_ path: String) throws(StoreError) {
+        try write { db in _ = try FileOwnerRecord.deleteOne(db, key: path) }
     }
 
     // MARK: Images

@@ -37,6 +37,15 @@ struct SkiffdCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A JSON file with DaemonConfiguration fields (optional; flags win).", valueName: "path")) var config: String?
     @Flag(name: .customLong("no-auto-balloon"), help: "Do not inflate balloons under host memory pressure.") var noAutoBalloon = false
     @Flag(name: .customLong("manage-ksm"), help: "Turn host KSM on and tune it while VMs run.") var manageKSM = false
+    @Option(help: ArgumentHelp("Run monitors through skiff-jailer: auto (when root and the jailer exists), on, off (default auto).",
+                               valueName: "mode")) var jailer: String?
+    @Option(name: .customLong("jailer-path"), help: ArgumentHelp("The jailer executable (default: skiff-jailer beside skiffd).", valueName: "path"))
+    var jailerPath: String?
+    @Option(name: .customLong("chroot-base"), help: ArgumentHelp("Where jails are built (default: the data directory + /jail).", valueName: "dir"))
+    var chrootBase: String?
+    @Option(name: .customLong("jail-uids"), help: ArgumentHelp("The uids (and gids) given to jailed VMs, one each (default 300000-365535).",
+                                                               valueName: "first-last"))
+    var jailUIDs: String?
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -63,6 +72,20 @@ struct SkiffdCommand: AsyncParsableCommand {
         if let reservedMemory { configuration.reservedMemory = reservedMemory << 20 }
         if noAutoBalloon { configuration.autoBalloon = false }
         if manageKSM { configuration.manageKSM = true }
+        if let jailer {
+            guard let mode = JailerMode(rawValue: jailer) else { throw ValidationError("--jailer must be auto, on or off (got '\(jailer)')") }
+            configuration.jailer = mode
+        }
+        if let jailerPath { configuration.jailerPath = jailerPath }
+        if let chrootBase { configuration.chrootBase = chrootBase }
+        if let jailUIDs {
+            let parts = jailUIDs.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 2, let first = UInt32(parts[0]), let last = UInt32(parts[1]), first > 0, last >= first, last < UInt32.max else {
+                throw ValidationError("--jail-uids must be FIRST-LAST with 0 < FIRST <= LAST (got '\(jailUIDs)')")
+            }
+            configuration.jailFirstUID = first
+            configuration.jailUIDCount = last - first + 1
+        }
 
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
@@ -93,7 +116,8 @@ struct SkiffdCommand: AsyncParsableCommand {
             return source
         }
         defer { deadlines.forEach { $0.cancel() } }
-        let supervisor = try Supervisor(configuration: configuration, monitorPath: monitorPath, logger: logger)
+        let supervisor = try Supervisor(configuration: configuration, monitorPath: monitorPath,
+                                        jailerPath: configuration.jailerPath ?? Self.besideSelf("skiff-jailer"), logger: logger)
         supervisor.metrics.bootstrap()
         await supervisor.reattach()
         supervisor.startPolicies()

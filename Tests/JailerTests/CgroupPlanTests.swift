@@ -75,4 +75,21 @@ struct CgroupPlanTests {
         let none = #expect(throws: JailError.self) { try Self.make(Self.unified, choice: .automatic, v2: ["pids"]) }
         #expect(none?.description.hasPrefix("no usable cgroup hierarchy") == true, "\(String(describing: none))")
     }
+
+    /// Joined groups are found under their hierarchy's mount and never created or removed.
+    @Test func joinedGroupsBelongToTheirMounts() throws {
+        let mounts = CgroupPlan.mounts(mountinfo: Self.comounted)
+        let plan = try CgroupPlan.joining(["/sys/fs/cgroup/cpu,cpuacct/skiff/vm1", "/sys/fs/cgroup/memory/skiff/vm1"], mounts: mounts)
+        #expect(plan.joinsExisting && plan.version == .v1)
+        #expect(plan.groups.map(\.root) == ["/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/memory"])
+        #expect(plan.groups.allSatisfy { $0.settings.isEmpty })
+        let v2 = try CgroupPlan.joining(["/sys/fs/cgroup/skiff/vm1"], mounts: CgroupPlan.mounts(mountinfo: Self.unified))
+        #expect(v2.version == .v2 && v2.groups.count == 1)
+        let outside = #expect(throws: JailError.self) { try CgroupPlan.joining(["/tmp/skiff/vm1"], mounts: mounts) }
+        #expect(outside?.description.contains("not below a mounted cgroup hierarchy") == true)
+        let mixed = #expect(throws: JailError.self) {
+            try CgroupPlan.joining(["/sys/fs/cgroup/cpu/a", "/sys/fs/cgroup/unified/a"], mounts: CgroupPlan.mounts(mountinfo: Self.hybrid))
+        }
+        #expect(mixed?.description.contains("cannot be mixed") == true)
+    }
 }

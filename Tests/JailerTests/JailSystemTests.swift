@@ -43,6 +43,37 @@ struct JailSystemTests {
         #expect(!JailTest.exists(base.jail(cleaned)), "--cleanup left the jail")
     }
 
+    /// `--join-cgroup`: the monitor runs in groups its caller prepared (it is charged there),
+    /// the jailer makes no group of its own, and the caller's groups stay afterwards.
+    @Test func joinedCgroupsAreUsedAndLeftAlone() throws {
+        let base = try Base()
+        defer { base.remove() }
+        let id = JailTest.id("joined")
+        let mountinfo = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        let plan = try CgroupPlan.make(id: id, parent: "skiff-join-test", settings: [], choice: .automatic,
+                                       mounts: CgroupPlan.mounts(mountinfo: mountinfo), unifiedControllers: CgroupPlan.readUnifiedControllers)
+        let created = try plan.create()
+        defer { CgroupPlan.remove(created); for g in plan.groups { rmdir((g.path as NSString).deletingLastPathComponent) } }
+        let joins = plan.groups.flatMap { ["--join-cgroup", $0.path] }
+        let r = try JailTest.run(Self.jailer, JailTest.jailerArguments(base, id: id, extra: joins,
+                                                                      monitor: ["--kernel", try JailTest.guest("hello.elf"), "--memory", "64M"]))
+        #expect(r.status == 33, "\(r.stderr)")
+        #expect(Self.leftoverCgroups(id).isEmpty, "the jailer made groups of its own: \(Self.leftoverCgroups(id))")
+        for group in plan.groups { #expect(JailTest.exists(group.path), "\(group.path) was removed") }
+        // The monitor was charged to the joined groups (v1: the memory group's peak; v2: CPU time).
+        let charged = plan.version == .v1
+            ? plan.groups.first { $0.controllers.contains("memory") }.flatMap { g in
+                (try? String(contentsOfFile: g.path + "/memory.max_usage_in_bytes", encoding: .utf8)).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
+            : (try? String(contentsOfFile: plan.groups[0].path + "/cpu.stat", encoding: .utf8))?.split(separator: "\n").first { $0.hasPrefix("usage_usec") }
+                .flatMap { UInt64($0.split(separator: " ").last ?? "") }
+        #expect((charged ?? 0) > 0, "nothing charged to \(plan.groups.map(\.path))")
+        let cpu = plan.groups[0]
+        // A joined group that does not exist is refused before anything is made.
+        let bad = try JailTest.run(Self.jailer, JailTest.jailerArguments(base, id: JailTest.id("nojoin"), extra: ["--join-cgroup", cpu.path + "-missing"],
+                                                                        monitor: ["--kernel", try JailTest.guest("hello.elf"), "--memory", "64M"]))
+        #expect(bad.status == 1 && bad.stderr.contains("is not an existing cgroup"), "\(bad.stderr)")
+    }
+
     /// The guest waits (heartbeats) while its monitor is inspected from outside.
     @Test func theMonitorIsConfined() throws {
         let base = try Base()

@@ -59,6 +59,14 @@ struct JailerOptionsTests {
         #expect(o.uid == 0 && o.allowRoot)
     }
 
+    /// `--join-cgroup` names existing groups the supervisor prepared (repeatable).
+    @Test func joinedCgroupsAreParsed() throws {
+        let o = try JailerOptions.parse(["--id", "vm1", "--uid", "5", "--gid", "5", "--join-cgroup", "/sys/fs/cgroup/cpu,cpuacct/skiff/vm1",
+                                         "--join-cgroup=/sys/fs/cgroup/memory/skiff/vm1", "--", "--kernel", "k"])
+        #expect(o.joinCgroups == ["/sys/fs/cgroup/cpu,cpuacct/skiff/vm1", "/sys/fs/cgroup/memory/skiff/vm1"])
+        #expect(o.parentCgroup == nil && o.cgroups.isEmpty)
+    }
+
     @Test(arguments: [
         ([String](), "--id is required"),
         (["--id", "x", "--uid", "1", "--gid", "1"], "the monitor's options follow '--'"),
@@ -82,6 +90,13 @@ struct JailerOptionsTests {
         (["--id", "x", "--uid", "1", "--gid", "1", "--netns", "", "--", "k"], "--netns needs a path"),
         (["--id", "x", "--uid", "1", "--gid", "1", "--cleanup=yes", "--", "k"], "unknown option '--cleanup=yes'"),
         (["--id"], "--id needs a value"),
+        (["--id", "x", "--uid", "1", "--gid", "1", "--join-cgroup", "relative/x", "--", "k"], "invalid --join-cgroup"),
+        (["--id", "x", "--uid", "1", "--gid", "1", "--join-cgroup", "/sys/fs/cgroup/../x", "--", "k"], "invalid --join-cgroup"),
+        (["--id", "x", "--uid", "1", "--gid", "1", "--join-cgroup", "/sys/fs/cgroup/a", "--cgroup", "cpu.shares=2", "--", "k"],
+         "--join-cgroup cannot be combined"),
+        (["--id", "x", "--uid", "1", "--gid", "1", "--join-cgroup", "/sys/fs/cgroup/a", "--parent-cgroup", "p", "--", "k"],
+         "--join-cgroup cannot be combined"),
+        (["--id", "x", "--uid", "1", "--gid", "1", "--join-cgroup", "/c/a", "--join-cgroup", "/c/a", "--", "k"], "given twice"),
     ])
     func badOptionsAreOneLineUsageErrors(arguments: [String], expected: String) {
         let error = #expect(throws: JailError.self) { try JailerOptions.parse(arguments) }

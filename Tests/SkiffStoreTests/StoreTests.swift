@@ -16,13 +16,35 @@ struct StoreTests {
     @Test func schemaIsVersionedAndInWAL() throws {
         let dir = ScratchDirectory()
         let store = try Store(path: dir.path + "/db.sqlite")
-        #expect(try store.appliedMigrations() == ["v1", "v2-balloon-taken"])
+        #expect(try store.appliedMigrations() == ["v1", "v2-balloon-taken", "v3-jail"])
         // Opening again applies nothing new and keeps the data.
         try store.insertVM(VMRecord(name: "a", spec: "{}"))
         let again = try Store(path: dir.path + "/db.sqlite")
-        #expect(try again.appliedMigrations() == ["v1", "v2-balloon-taken"])
+        #expect(try again.appliedMigrations() == ["v1", "v2-balloon-taken", "v3-jail"])
         #expect(try again.vm(named: "a")?.name == "a")
         #expect(FileManager.default.fileExists(atPath: dir.path + "/db.sqlite-wal"))
+    }
+
+    /// Jail uids are unique per VM and kept; original file owners are remembered once, per VM.
+    @Test func jailUIDsAndRememberedOwners() throws {
+        let dir = ScratchDirectory()
+        let store = try Store(path: dir.path + "/db.sqlite")
+        for n in ["a", "b", "c"] { try store.insertVM(VMRecord(name: n, spec: "{}")) }
+        #expect(try store.assignJailUID("a", range: 100...102, isFree: { _ in true }) == 100)
+        #expect(try store.assignJailUID("a", range: 100...102, isFree: { _ in true }) == 100)
+        // 101 belongs to someone else on the host.
+        #expect(try store.assignJailUID("b", range: 100...102, isFree: { $0 != 101 }) == 102)
+        #expect(throws: StoreError.self) { try store.assignJailUID("c", range: 100...102, isFree: { $0 != 101 }) }
+        try store.deleteVM("a")
+        #expect(try store.assignJailUID("c", range: 100...102, isFree: { _ in true }) == 100)
+
+        try store.rememberOwner(FileOwnerRecord(path: "/d/x.img", vm: "b", uid: 0, gid: 0))
+        // A second start of the same VM keeps the first (original) owner.
+        try store.rememberOwner(FileOwnerRecord(path: "/d/x.img", vm: "b", uid: 102, gid: 102))
+        #expect(try store.owners(of: "b").map(\.uid) == [0])
+        #expect(throws: StoreError.self) { try store.rememberOwner(FileOwnerRecord(path: "/d/x.img", vm: "c", uid: 5, gid: 5)) }
+        try store.forgetOwner("/d/x.img")
+        #expect(try store.owners(of: "b").isEmpty)
     }
 
     @Test func duplicateNamesAreConflicts() throws {

@@ -139,18 +139,39 @@ final class Daemon: @unchecked Sendable {
         try RawHTTP.request(unixSocket: socket, method: method, path: path, body: body, headers: headers, sendAtMost: sendAtMost)
     }
 
-    /// Every monitor serving this daemon's VMs (found through /proc).
+    /// Where the daemon builds jails (its default: the data directory + /jail).
+    var jailBase: String { "\(dataDir)/jail/skiff-vmm" }
+
+    /// Every monitor serving this daemon's VMs (found through /proc): unconfined ones by their
+    /// control socket, jailed ones by their root directory, `<jailBase>/NAME/root`.
     func monitors() -> [Int32: String] {
         var found: [Int32: String] = [:]
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
             let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if args.first?.hasSuffix("skiff-vmm") == true, let name = jailedName(pid) {
+                if let stat = ProcessIdentity.readStat(pid: pid), stat.state == "Z" { continue }
+                found[pid] = name
+                continue
+            }
             guard args.first?.hasSuffix("skiff-vmm") == true, let i = args.firstIndex(of: "--api-socket"), i + 1 < args.count,
                   args[i + 1].hasPrefix(runDir + "/") else { continue }
             if let stat = ProcessIdentity.readStat(pid: pid), stat.state == "Z" { continue }
             found[pid] = String(args[i + 1].dropFirst(runDir.count + 1).dropLast(4))
         }
         return found
+    }
+
+    /// The VM of a jailed monitor: its parent is this daemon's `skiff-jailer --id NAME`.
+    func jailedName(_ pid: Int32) -> String? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }),
+              let parent = Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces)),
+              let data = FileManager.default.contents(atPath: "/proc/\(parent)/cmdline") else { return nil }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard args.first?.hasSuffix("skiff-jailer") == true, let i = args.firstIndex(of: "--id"), i + 1 < args.count,
+              let b = args.firstIndex(of: "--chroot-base-dir"), b + 1 < args.count, args[b + 1] == "\(dataDir)/jail" else { return nil }
+        return args[i + 1]
     }
 
     /// Stops the daemon and every monitor it started, and removes the files.
