@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # skiffd in a scratch directory: two VMs created from YAML specs, listed, one console
 # attached (Ctrl-] detaches; without a terminal it is watched for five seconds), then both
-# stopped and the daemon ended. Needs the release build (scripts/build-release.sh skiffd; add
-# skiff-jailer to it, and run as root, for jailed monitors: skiffd's default when both hold).
+# stopped and the daemon ended. Needs the release build (scripts/build-release.sh skiffd, which
+# builds skiff-jailer too: run as root, the daemon confines each monitor in a jail of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${SKIFF_BIN:-.build/release}"
