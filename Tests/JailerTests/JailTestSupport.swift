@@ -23,7 +23,11 @@ enum JailAvailability {
 
 enum JailTest {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let binDirectory = repository.appendingPathComponent(".build/debug")
+    /// `SKIFF_BIN_DIR` (a sanitizer build's products), else `.build/debug`.
+    static let binDirectory: URL = {
+        if let dir = ProcessInfo.processInfo.environment["SKIFF_BIN_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
+        return repository.appendingPathComponent(".build/debug")
+    }()
     static let uid: UInt32 = 61234
     static let gid: UInt32 = 61235
 

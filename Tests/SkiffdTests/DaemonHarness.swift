@@ -18,7 +18,15 @@ enum KVMGate {
 /// Paths of the built executables and the guest kit.
 enum Paths {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let bin = root.appendingPathComponent(".build/debug").path
+    /// `SKIFF_BIN_DIR` (a sanitizer build's products, scripts/sanitize.sh), else `.build/debug`.
+    static let bin: String = {
+        if let dir = ProcessInfo.processInfo.environment["SKIFF_BIN_DIR"], !dir.isEmpty { return dir }
+        return root.appendingPathComponent(".build/debug").path
+    }()
+    /// `--jailer` for daemons whose test does not choose: `SKIFF_TEST_JAILER` (scripts/sanitize.sh
+    /// sets `off`: a jailed monitor gets only `SKIFF_*` variables and sees no reports directory),
+    /// else the daemon's default.
+    static let jailerMode = ProcessInfo.processInfo.environment["SKIFF_TEST_JAILER"].flatMap { $0.isEmpty ? nil : $0 }
     static func guest(_ name: String) -> String { root.appendingPathComponent("guests/build/\(name)").path }
 }
 
@@ -54,7 +62,8 @@ final class Daemon: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "\(Paths.bin)/skiffd")
         p.arguments = ["--socket", socket, "--data-dir", dataDir, "--run-dir", runDir, "--monitor", "\(Paths.bin)/skiff-vmm",
-                       ] + (autoBalloon ? [] : ["--no-auto-balloon"]) + (extraArguments.contains("--reserved-memory") ? [] : ["--reserved-memory", "0"]) + extraArguments
+                       ] + (autoBalloon ? [] : ["--no-auto-balloon"]) + (extraArguments.contains("--reserved-memory") ? [] : ["--reserved-memory", "0"])
+            + (extraArguments.contains("--jailer") ? [] : Paths.jailerMode.map { ["--jailer", $0] } ?? []) + extraArguments
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         logHandle.seekToEndOfFile()
