@@ -39,7 +39,7 @@ public struct CreateCommand: ParsableCommand {
 
 /// The verbs that name one VM and answer with it.
 enum VMVerb: Sendable {
-    case start, kill, reboot(Int?), pause, resume
+    case start, kill, pause, resume
 
     func call(_ c: DaemonConnection, _ name: String) async throws -> Components.Schemas.Vm {
         let path = Operations.StartVM.Input.Path(name: name)
@@ -52,11 +52,6 @@ enum VMVerb: Sendable {
             }
         case .kill:
             switch try await c.client.killVM(path: .init(name: name)) {
-            case .ok(let r): return try unwrap(r)
-            case .default(let s, let e): throw DaemonClientError.from(status: s, e)
-            }
-        case .reboot(let t):
-            switch try await c.client.rebootVM(path: .init(name: name), query: .init(timeout: t)) {
             case .ok(let r): return try unwrap(r)
             case .default(let s, let e): throw DaemonClientError.from(status: s, e)
             }
@@ -123,12 +118,29 @@ public struct KillCommand: ParsableCommand {
 }
 
 public struct RebootCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(commandName: "reboot", abstract: "Stop a VM and start it again (skiffd).")
+    public static let configuration = CommandConfiguration(commandName: "reboot", abstract: "Stop a VM as `stop` does and start it again (skiffd).")
     @Argument var name: String
-    @Option(help: ArgumentHelp("Seconds the guest gets to power off.", valueName: "seconds")) var timeout: Int?
+    @Option(help: ArgumentHelp("Seconds the guest gets to power off (default: the daemon's, 10).", valueName: "seconds")) var timeout: Int?
+    @Flag(name: .customLong("no-wait"), help: "Return the reboot task at once (its id; the task with --output json) instead of waiting for it.")
+    var noWait = false
     @OptionGroup var server: DaemonOptions
     public init() {}
-    public func run() throws { try runVerb(.reboot(timeout), name, server) }
+    public func run() throws {
+        let (name, timeout, noWait, format) = (self.name, self.timeout, self.noWait, server.output)
+        try server.run { c in
+            switch try await c.client.rebootVM(path: .init(name: name), query: .init(timeout: timeout)) {
+            case .accepted(let t):
+                let task = try t.body.json
+                if noWait {
+                    if format == .json { return try Print.json(task) }
+                    print(task.id)
+                    return
+                }
+                try await waitForTask(c, task, format: format)
+            case .default(let s, let e): throw DaemonClientError.from(status: s, e)
+            }
+        }
+    }
 }
 
 public struct PauseCommand: ParsableCommand {

@@ -95,7 +95,8 @@ struct APIHandler: APIProtocol {
     func rebootVM(_ input: Operations.RebootVM.Input) async throws -> Operations.RebootVM.Output {
         do {
             try RequestChecks.range(input.query.timeout, 0...3600, "timeout")
-            return .ok(vmResponse(try await supervisor.reboot(input.path.name, timeout: input.query.timeout.map(Double.init))))
+            let task = try await supervisor.reboot(input.path.name, timeout: input.query.timeout.map(Double.init))
+            return .accepted(.init(body: .json(APIConversions.task(task))))
         } catch {
             return .default(statusCode: Self.status(error), APIConversions.error(error))
         }

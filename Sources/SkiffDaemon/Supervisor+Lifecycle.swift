@@ -322,13 +322,44 @@ extension Supervisor {
         }
     }
 
-    public func reboot(_ name: String, timeout: Double?) async throws(DaemonError) -> VMRecord {
-        try await serialized(name) { () async throws -> VMRecord in
-            if let r = try? self.record(name), let identity = Self.identity(of: r), self.controller(name).stopTask(of: identity) != nil {
+    /// Starts a reboot as a task and returns it at once: a graceful stop as `stop` does it (the
+    /// power button, `timeout` seconds, the monitor's stop, SIGKILL), then a start. The VM is
+    /// `stopping`, then `starting`; a kill during the stop ends the reboot there (the VM stays
+    /// stopped and the task records it).
+    public func reboot(_ name: String, timeout: Double?) async throws(DaemonError) -> TaskRecord {
+        let timeout = timeout ?? configuration.stopTimeout
+        return try await serialized(name) { () async throws -> TaskRecord in
+            let r = try self.record(name)
+            guard let identity = Self.identity(of: r), identity.isAlive() else {
+                throw DaemonError(.invalidState, "VM '\(name)' is not running (\(r.actualState))")
+            }
+            let c = self.controller(name)
+            if c.stopTask(of: identity) != nil {
                 throw DaemonError(.invalidState, "VM '\(name)' is stopping: wait for the stop (or kill it), then start it")
             }
-            _ = try await self.stopLocked(name, timeout: timeout ?? self.configuration.stopTimeout)
-            return try await self.startLocked(name, reason: "rebooted")
+            let paused = r.actualState == "paused"
+            let socket = r.apiSocket ?? self.files(name).apiSocket
+            do {
+                try self.store.updateVM(name) { $0.desiredState = "stopped"; $0.actualState = "stopping" }
+            } catch {
+                throw DaemonError.from(error)
+            }
+            let task = try self.tasks.launch(kind: "reboot", vm: name) { progress in
+                var result = try await self.runStop(name, identity, socket: socket, paused: paused, timeout: timeout, progress: progress)
+                if result["cutShortBy"] != nil {
+                    progress.update(1, "cut short by a kill: the VM stays stopped")
+                    return result
+                }
+                progress.update(0.97, "starting the VM again")
+                let started = try await self.serialized(name) { () async throws -> VMRecord in
+                    try await self.startLocked(name, reason: "rebooted")
+                }
+                result["state"] = started.actualState
+                return result
+            }
+            c.beginStop(task, identity)
+            self.events.publish(vm: name, kind: "rebooting", "VM \(name) rebooting (timeout \(Int(timeout)) s, task \(task.id))")
+            return task
         }
     }
 

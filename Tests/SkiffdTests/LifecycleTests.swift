@@ -183,6 +183,50 @@ struct LifecycleTests {
         #expect(late.status == 409, "\(late.body)")
     }
 
+    @Test func rebootIsATaskThatStopsAndStartsAgain() throws {
+        let d = try Daemon()
+        defer { d.tearDown() }
+        try d.ok(["create", "-f", try d.spec("rb"), "--start"])
+        let pid1 = try #require(try d.show("rb")["pid"] as? Int)
+        // The idle guest ignores the power button: a long timeout keeps the reboot in its stop phase.
+        let asked = Date()
+        let reboot = try d.raw("POST", "/vms/rb/reboot?timeout=3600")
+        let took = Date().timeIntervalSince(asked)
+        #expect(reboot.status == 202, "\(reboot.status) \(reboot.body)")
+        #expect(took < 5, "the reboot answered after \(took) s")
+        let id = try #require(try Self.json(reboot.body)["id"] as? String)
+        #expect(try Self.json(reboot.body)["kind"] as? String == "reboot")
+        #expect(try d.show("rb")["state"] as? String == "stopping")
+        // A stop or a second reboot meanwhile answers at once; only the kill ends it.
+        #expect(try d.raw("POST", "/vms/rb/reboot").status == 409)
+        #expect(try d.raw("POST", "/vms/rb/pause").status == 409)
+        try d.ok(["kill", "rb"])
+        var ended: [String: Any] = [:]
+        #expect(try eventually(15) {
+            ended = try Self.json(try d.raw("GET", "/tasks/\(id)").body)
+            return ended["state"] as? String != "running"
+        })
+        #expect((ended["result"] as? [String: String])?["cutShortBy"] == "kill", "\(ended)")
+        #expect(try d.show("rb")["state"] as? String == "stopped", "a killed reboot does not start the VM again")
+        #expect(d.monitors().isEmpty)
+
+        // A reboot that runs to its end: the monitor's stop after the timeout, then a new monitor.
+        try d.ok(["start", "rb"])
+        let pid2 = try #require(try d.show("rb")["pid"] as? Int)
+        #expect(pid2 != pid1)
+        let json = try Self.json(try d.ok(["reboot", "rb", "--timeout", "0", "--output", "json"]))
+        #expect(json["state"] as? String == "succeeded", "\(json)")
+        let result = json["result"] as? [String: String]
+        #expect(result?["how"] == "stopped" && result?["state"] == "running", "\(json)")
+        let vm = try d.show("rb")
+        #expect(vm["state"] as? String == "running")
+        let pid3 = try #require(vm["pid"] as? Int)
+        #expect(pid3 != pid2)
+        #expect(d.monitors().count == 1)
+        let events = try d.ok(["events"])
+        #expect(events.contains("rebooting") && events.contains("rebooted"), "\(events)")
+    }
+
     static func json(_ text: String) throws -> [String: Any] {
         guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else { throw HarnessError("not JSON: \(text)") }
         return object

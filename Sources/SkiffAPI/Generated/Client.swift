@@ -780,7 +780,13 @@ public struct Client: APIProtocol {
             }
         )
     }
-    /// Stops the VM (as stop does) and starts it again.
+    /// Stops the VM (as stop does) and starts it again, as a task.
+    ///
+    /// Answers at once with a task of kind `reboot`: the stop's phases (power button, up to
+    /// `timeout` seconds, the monitor's stop, SIGKILL), then a start. Its result has the stop's
+    /// `how` and `exit` and the VM's `state` after the start. A kill during the stop cuts the
+    /// reboot short (`cutShortBy` kill): the VM stays stopped.
+    ///
     ///
     /// - Remark: HTTP `POST /vms/{name}/reboot`.
     /// - Remark: Generated from `#/paths//vms/{name}/reboot/post(rebootVM)`.
@@ -815,9 +821,9 @@ public struct Client: APIProtocol {
             },
             deserializer: { response, responseBody in
                 switch response.status.code {
-                case 200:
+                case 202:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
-                    let body: Components.Responses.Vm.Body
+                    let body: Components.Responses.Task.Body
                     let chosenContentType = try converter.bestContentType(
                         received: contentType,
                         options: [
@@ -827,7 +833,7 @@ public struct Client: APIProtocol {
                     switch chosenContentType {
                     case "application/json":
                         body = try await converter.getResponseBodyAsJSON(
-                            Components.Schemas.Vm.self,
+                            Components.Schemas.Task.self,
                             from: responseBody,
                             transforming: { value in
                                 .json(value)
@@ -836,7 +842,7 @@ public struct Client: APIProtocol {
                     default:
                         preconditionFailure("bestContentType chose an invalid content type.")
                     }
-                    return .ok(.init(body: body))
+                    return .accepted(.init(body: body))
                 default:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
                     let body: Components.Responses._Error.Body

@@ -1031,7 +1031,13 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
             }
         )
     }
-    /// Stops the VM (as stop does) and starts it again.
+    /// Stops the VM (as stop does) and starts it again, as a task.
+    ///
+    /// Answers at once with a task of kind `reboot`: the stop's phases (power button, up to
+    /// `timeout` seconds, the monitor's stop, SIGKILL), then a start. Its result has the stop's
+    /// `how` and `exit` and the VM's `state` after the start. A kill during the stop cuts the
+    /// reboot short (`cutShortBy` kill): the VM stays stopped.
+    ///
     ///
     /// - Remark: HTTP `POST /vms/{name}/reboot`.
     /// - Remark: Generated from `#/paths//vms/{name}/reboot/post(rebootVM)`.
@@ -1070,9 +1076,9 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
             },
             serializer: { output, request in
                 switch output {
-                case let .ok(value):
+                case let .accepted(value):
                     suppressUnusedWarning(value)
-                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 200)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 202)
                     suppressMutabilityWarning(&response)
                     let body: OpenAPIRuntime.HTTPBody
                     switch value.body {

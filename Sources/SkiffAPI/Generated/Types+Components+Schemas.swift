@@ -1269,6 +1269,7 @@ extension Components {
                 case migrate = "migrate"
                 case imageImport = "imageImport"
                 case stop = "stop"
+                case reboot = "reboot"
             }
             /// - Remark: Generated from `#/components/schemas/Task/kind`.
             public var kind: Components.Schemas.Task.KindPayload

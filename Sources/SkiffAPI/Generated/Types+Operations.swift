@@ -1246,7 +1246,13 @@ public enum Operations {
             }
         }
     }
-    /// Stops the VM (as stop does) and starts it again.
+    /// Stops the VM (as stop does) and starts it again, as a task.
+    ///
+    /// Answers at once with a task of kind `reboot`: the stop's phases (power button, up to
+    /// `timeout` seconds, the monitor's stop, SIGKILL), then a start. Its result has the stop's
+    /// `how` and `exit` and the VM's `state` after the start. A kill during the stop cuts the
+    /// reboot short (`cutShortBy` kill): the VM stays stopped.
+    ///
     ///
     /// - Remark: HTTP `POST /vms/{name}/reboot`.
     /// - Remark: Generated from `#/paths//vms/{name}/reboot/post(rebootVM)`.
@@ -1308,24 +1314,24 @@ public enum Operations {
             }
         }
         @frozen public enum Output: Sendable, Hashable {
-            /// The VM after the request.
+            /// The task.
             ///
-            /// - Remark: Generated from `#/paths//vms/{name}/reboot/post(rebootVM)/responses/200`.
+            /// - Remark: Generated from `#/paths//vms/{name}/reboot/post(rebootVM)/responses/202`.
             ///
-            /// HTTP response code: `200 ok`.
-            case ok(Components.Responses.Vm)
-            /// The associated value of the enum case if `self` is `.ok`.
+            /// HTTP response code: `202 accepted`.
+            case accepted(Components.Responses.Task)
+            /// The associated value of the enum case if `self` is `.accepted`.
             ///
-            /// - Throws: An error if `self` is not `.ok`.
-            /// - SeeAlso: `.ok`.
-            public var ok: Components.Responses.Vm {
+            /// - Throws: An error if `self` is not `.accepted`.
+            /// - SeeAlso: `.accepted`.
+            public var accepted: Components.Responses.Task {
                 get throws {
                     switch self {
-                    case let .ok(response):
+                    case let .accepted(response):
                         return response
                     default:
                         try throwUnexpectedResponseStatus(
-                            expectedStatus: "ok",
+                            expectedStatus: "accepted",
                             response: self
                         )
                     }

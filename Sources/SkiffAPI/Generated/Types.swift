@@ -70,7 +70,13 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `POST /vms/{name}/kill`.
     /// - Remark: Generated from `#/paths//vms/{name}/kill/post(killVM)`.
     func killVM(_ input: Operations.KillVM.Input) async throws -> Operations.KillVM.Output
-    /// Stops the VM (as stop does) and starts it again.
+    /// Stops the VM (as stop does) and starts it again, as a task.
+    ///
+    /// Answers at once with a task of kind `reboot`: the stop's phases (power button, up to
+    /// `timeout` seconds, the monitor's stop, SIGKILL), then a start. Its result has the stop's
+    /// `how` and `exit` and the VM's `state` after the start. A kill during the stop cuts the
+    /// reboot short (`cutShortBy` kill): the VM stays stopped.
+    ///
     ///
     /// - Remark: HTTP `POST /vms/{name}/reboot`.
     /// - Remark: Generated from `#/paths//vms/{name}/reboot/post(rebootVM)`.
@@ -295,7 +301,13 @@ extension APIProtocol {
             headers: headers
         ))
     }
-    /// Stops the VM (as stop does) and starts it again.
+    /// Stops the VM (as stop does) and starts it again, as a task.
+    ///
+    /// Answers at once with a task of kind `reboot`: the stop's phases (power button, up to
+    /// `timeout` seconds, the monitor's stop, SIGKILL), then a start. Its result has the stop's
+    /// `how` and `exit` and the VM's `state` after the start. A kill during the stop cuts the
+    /// reboot short (`cutShortBy` kill): the VM stays stopped.
+    ///
     ///
     /// - Remark: HTTP `POST /vms/{name}/reboot`.
     /// - Remark: Generated from `#/paths//vms/{name}/reboot/post(rebootVM)`.
