@@ -1,3 +1,4 @@
+import HostResources
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -58,11 +59,11 @@ public struct DaemonServer: Sendable {
             onServerRunning: { _ in
                 umask(old)
                 if let group {
-                    guard let g = getgrnam(group) else {
-                        logger.error("no group named \(group): the socket keeps the daemon's group")
+                    guard let gid = HostAccounts.read().groups[group] else {
+                        logger.error("no group named \(group) in /etc/group: the socket keeps the daemon's group")
                         return
                     }
-                    chown(socket, getuid(), g.pointee.gr_gid)
+                    chown(socket, getuid(), gid)
                 }
                 chmod(socket, 0o660)
                 logger.info("listening", metadata: ["socket": "\(socket)"])

@@ -1,3 +1,4 @@
+import HostResources
 import Foundation
 import HostProcess
 import SkiffSpec
@@ -71,9 +72,11 @@ extension Supervisor {
     func prepareJail(_ name: String, _ spec: VMSpec, _ jail: JailSettings) throws(DaemonError) -> UInt32 {
         let uid: Int64
         do {
+            // Never a uid or gid the host already names (a user's files would be the VM's).
+            let accounts = HostAccounts.read()
             uid = try store.assignJailUID(name, range: jail.uids) { candidate in
-                // Never a uid or gid the host already names (a user's files would be the VM's).
-                getpwuid(uid_t(candidate)) == nil && getgrgid(gid_t(candidate)) == nil
+                guard let id = UInt32(exactly: candidate) else { return false }
+                return !accounts.names(id)
             }
         } catch {
             throw DaemonError.from(error)
