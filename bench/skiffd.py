@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """skiffd benchmarks, through the REST API on the daemon's unix socket.
 
-  bench/skiffd.py launch [--vms N] [--memory 64M]   create -> first serial byte, VMs/s per core,
+  bench/skiffd.py launch [--vms N] [--memory 64M] [--jailer auto|on|off]   create -> first serial byte, VMs/s per core,
                                                      API p50/p99 under that load, monitor PSS beyond guest RAM
   bench/skiffd.py density [--ratio 2] [--memory 512M] [--max N]
                                                      idle VMs as admission allows at RAM ratio R;
@@ -90,7 +90,7 @@ def pss_beyond_guest(pid, guest_bytes):
 
 
 def launch(args):
-    d = Daemon(args.bin, ["--cpu-ratio", "64", "--memory-ratio", "4"], args.monitor)
+    d = Daemon(args.bin, ["--cpu-ratio", "64", "--memory-ratio", "4", "--jailer", args.jailer], args.monitor)
     kernel = os.path.join(ROOT, "guests/build/idle.elf")
     cores = os.cpu_count()
     try:
@@ -193,7 +193,7 @@ def monitors_pss(sock):
 
 
 def density(args):
-    d = Daemon(args.bin, ["--memory-ratio", str(args.ratio), "--cpu-ratio", "1000", "--reserved-memory", "1024"], args.monitor)
+    d = Daemon(args.bin, ["--memory-ratio", str(args.ratio), "--cpu-ratio", "1000", "--reserved-memory", "1024", "--jailer", args.jailer], args.monitor)
     original = None
     kernel = os.path.join(ROOT, "guests/build", args.guest)
     tuning = {"/sys/kernel/mm/ksm/pages_to_scan": "2000", "/sys/kernel/mm/ksm/sleep_millisecs": "20"}
@@ -249,6 +249,8 @@ def main():
     p.add_argument("--bin", help="directory with skiffd and skiff-vmm (default: build the release binaries)")
     p.add_argument("--monitor", help="the skiff-vmm to run (default: the one in --bin)")
     p.add_argument("--vms", type=int, default=20)
+    p.add_argument("--jailer", choices=["auto", "on", "off"], default="auto",
+                   help="skiffd's --jailer: auto (the default) confines each monitor when run as root")
     p.add_argument("--samples", type=int, default=10)
     p.add_argument("--memory", default="64M")
     p.add_argument("--ratio", type=float, default=2)
