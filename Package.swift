@@ -153,17 +153,17 @@ let package = Package(
             name: "SkiffAPI",
             dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
             exclude: ["openapi.yaml", "openapi-generator-config.yaml"],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // VM specs (YAML or JSON; unknown fields refused) and their validation.
         .target(name: "SkiffSpec", dependencies: ["Units", .product(name: "Yams", package: "Yams")], swiftSettings: memorySafe),
         // The daemon's SQLite database (GRDB, WAL, versioned migrations): VMs, images, tasks, events.
-        .target(name: "SkiffStore", dependencies: ["SkiffSpec", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
+        .target(name: "SkiffStore", dependencies: ["SkiffSpec", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: memorySafe),
         // spawn into a session and cgroups, pidfds, waitid: what Glibc does not export.
         .target(name: "CHostProcess"),
         // Monitor processes: spawning, identity (pid + start time), exit watching with pidfds.
-        .target(name: "HostProcess", dependencies: ["CHostProcess"], swiftSettings: strict),
+        .target(name: "HostProcess", dependencies: ["CHostProcess"], swiftSettings: memorySafe),
         // Host resources: cgroups v1 and v2 (QoS), KSM, memory pressure (PSI), /proc readings.
-        .target(name: "HostResources", swiftSettings: strict),
+        .target(name: "HostResources", swiftSettings: memorySafe),
         // The cloud-init NoCloud seed: a small FAT image labelled "cidata".
         .target(name: "CloudInit", swiftSettings: memorySafe),
         // skiffd: supervision, the API handlers, tasks, events, QoS, overbooking, metrics.
@@ -181,11 +181,11 @@ let package = Package(
                            .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         .executableTarget(
             name: "skiffd",
             dependencies: ["SkiffDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // The daemon's client: the generated client over the unix socket (or TCP), the console WebSocket.
         .target(
             name: "DaemonClient",
@@ -194,13 +194,13 @@ let package = Package(
                            .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         // `skiff create|start|stop|list|...`: the daemon verbs of the CLI.
         .target(
             name: "DaemonCommands",
             dependencies: ["DaemonClient", "SkiffAPI", "SkiffSpec", "SystemExtras",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict),
+            swiftSettings: memorySafe),
         .testTarget(name: "SkiffSpecTests", dependencies: ["SkiffSpec"]),
         .testTarget(name: "SkiffStoreTests", dependencies: ["SkiffStore", "SkiffSpec"]),
         .testTarget(name: "HostResourcesTests", dependencies: ["HostResources", "HostProcess", "CloudInit"]),
@@ -209,8 +209,8 @@ let package = Package(
         // Namespaces, pivot_root, mounts, device nodes, capabilities, prctl: what the jailer calls.
         .target(name: "CSkiffJail"),
         // The jailer: one VM's jail (root directory, namespaces, cgroups, privileges), then exec of the monitor.
-        .target(name: "Jailer", dependencies: ["CSkiffJail"], swiftSettings: strict),
-        .executableTarget(name: "skiff-jailer", dependencies: ["Jailer"], swiftSettings: strict),
+        .target(name: "Jailer", dependencies: ["CSkiffJail"], swiftSettings: memorySafe),
+        .executableTarget(name: "skiff-jailer", dependencies: ["Jailer"], swiftSettings: memorySafe),
 
         .testTarget(name: "ArchX86Tests", dependencies: ["ArchX86"]),
         .testTarget(name: "BinaryCodingTests", dependencies: ["BinaryCoding"]),

@@ -14,7 +14,7 @@ public final class ConsoleWebSocket: @unchecked Sendable {
     /// Connects and upgrades `GET /vms/NAME/console[?write=true]`.
     public init(socketPath: String, vm: String, write: Bool) throws(DaemonClientError) {
         let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw DaemonClientError("socket: \(String(cString: strerror(errno)))") }
+        guard s >= 0 else { throw DaemonClientError(unsafe "socket: \(String(cString: strerror(errno)))") }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(socketPath.utf8)
@@ -22,16 +22,16 @@ public final class ConsoleWebSocket: @unchecked Sendable {
             Glibc.close(s)
             throw DaemonClientError("socket path \(socketPath) is too long")
         }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
+        unsafe withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { unsafe raw[i] = b }
         }
-        let r = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        let r = unsafe withUnsafePointer(to: &address) {
+            unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { unsafe connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard r == 0 else {
             let e = errno
             Glibc.close(s)
-            throw DaemonClientError("cannot connect to skiffd at \(socketPath): \(String(cString: strerror(e)))")
+            throw DaemonClientError(unsafe "cannot connect to skiffd at \(socketPath): \(String(cString: strerror(e)))")
         }
         fd = s
         var key = [UInt8](repeating: 0, count: 16)
@@ -145,9 +145,9 @@ public final class ConsoleWebSocket: @unchecked Sendable {
     private func fill() throws(DaemonClientError) -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let n = unsafe chunk.withUnsafeMutableBytes { unsafe recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw DaemonClientError("console connection: \(String(cString: strerror(errno)))") }
+            if n < 0 { throw DaemonClientError(unsafe "console connection: \(String(cString: strerror(errno)))") }
             if n == 0 { return false }
             buffer.append(contentsOf: chunk[0..<n])
             return true
@@ -157,9 +157,9 @@ public final class ConsoleWebSocket: @unchecked Sendable {
     private func sendAll(_ bytes: [UInt8]) throws(DaemonClientError) {
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL)) }
+            let n = unsafe bytes.withUnsafeBytes { unsafe Glibc.send(fd, $0.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL)) }
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { throw DaemonClientError("console connection: \(String(cString: strerror(errno)))") }
+            if n <= 0 { throw DaemonClientError(unsafe "console connection: \(String(cString: strerror(errno)))") }
             done += n
         }
     }

@@ -35,7 +35,7 @@ public struct ConsoleCommand: ParsableCommand {
             var buffer = [UInt8](repeating: 0, count: 1024)
             var pendingEscape = false
             while true {
-                let n = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+                let n = unsafe buffer.withUnsafeMutableBytes { unsafe read(0, $0.baseAddress, $0.count) }
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 {
                     // Standard input ended: keep watching until the daemon closes.

@@ -30,7 +30,7 @@ public final class ExitWatcher: Sendable {
 
     public init() throws(ProcessError) {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw .fromErrno("pipe") }
+        guard unsafe pipe(&fds) == 0 else { throw .fromErrno("pipe") }
         for fd in fds {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, O_NONBLOCK)
@@ -82,7 +82,7 @@ public final class ExitWatcher: Sendable {
 
     private func wake() {
         var b: UInt8 = 1
-        _ = write(wakeWrite, &b, 1)
+        _ = unsafe write(wakeWrite, &b, 1)
     }
 
     private func run() {
@@ -90,21 +90,21 @@ public final class ExitWatcher: Sendable {
             let fds: [Int32] = state.withLock { s in s.stopped ? [] : Array(s.entries.keys) }
             var polls = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
             polls += fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let r = poll(&polls, nfds_t(polls.count), -1)
+            let r = unsafe poll(&polls, nfds_t(polls.count), -1)
             if r < 0 {
                 if errno == EINTR { continue }
                 return
             }
             if polls[0].revents != 0 {
                 var buffer = [UInt8](repeating: 0, count: 64)
-                while read(wakeRead, &buffer, buffer.count) > 0 {}
+                while unsafe read(wakeRead, &buffer, buffer.count) > 0 {}
             }
             for p in polls.dropFirst() where p.revents != 0 {
                 guard let entry = state.withLock({ $0.entries.removeValue(forKey: p.fd) }) else { continue }
                 var code: Int32 = 0
                 var status: Int32 = 0
                 let outcome: ExitStatus
-                if chp_reap_pidfd(entry.pidfd, &code, &status) == 1 {
+                if unsafe chp_reap_pidfd(entry.pidfd, &code, &status) == 1 {
                     outcome = code == CLD_EXITED ? .exited(status) : .signalled(status)
                 } else {
                     outcome = .unknown

@@ -13,7 +13,7 @@ public struct ProcessError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 
     static func fromErrno(_ what: String, _ code: Int32 = Glibc.errno) -> ProcessError {
-        ProcessError("\(what): \(String(cString: strerror(code)))", errno: code)
+        ProcessError(unsafe "\(what): \(String(cString: strerror(code)))", errno: code)
     }
 
     public var description: String { message }

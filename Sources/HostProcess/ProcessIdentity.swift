@@ -47,13 +47,13 @@ public struct ProcessIdentity: Sendable, Equatable, Hashable, Codable, CustomStr
 
 /// Reads a file of at most 64 KiB (proc and sysfs files); nil when it cannot be read.
 func readSmallFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)
     while bytes.count < 65536 {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        let n = unsafe chunk.withUnsafeMutableBytes { unsafe read(fd, $0.baseAddress, $0.count) }
         if n < 0 {
             if errno == EINTR { continue }
             return nil

@@ -35,22 +35,22 @@ public enum Spawner {
     public static func spawn(executable: String, arguments: [String], environment: [String] = [],
                              stdoutPath: String, stderrPath: String,
                              cgroupProcFiles: [String] = []) throws(ProcessError) -> ProcessIdentity {
-        let input = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let input = unsafe open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw .fromErrno("open /dev/null") }
         defer { close(input) }
-        let output = open(stdoutPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        let output = unsafe open(stdoutPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
         guard output >= 0 else { throw .fromErrno("open \(stdoutPath)") }
         defer { close(output) }
-        let errors = open(stderrPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        let errors = unsafe open(stderrPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
         guard errors >= 0 else { throw .fromErrno("open \(stderrPath)") }
         defer { close(errors) }
 
         var err: Int32 = 0
         var step: Int32 = 0
-        let pid: pid_t = withCStrings([executable] + arguments) { argv in
-            withCStrings(environment) { envp in
-                withConstCStrings(cgroupProcFiles) { cgroups in
-                    chp_spawn(executable, argv, envp, input, output, errors, cgroups, Int32(cgroupProcFiles.count), &err, &step)
+        let pid: pid_t = unsafe withCStrings([executable] + arguments) { argv in
+            unsafe withCStrings(environment) { envp in
+                unsafe withConstCStrings(cgroupProcFiles) { cgroups in
+                    unsafe chp_spawn(executable, argv, envp, input, output, errors, cgroups, Int32(cgroupProcFiles.count), &err, &step)
                 }
             }
         }
@@ -75,18 +75,18 @@ public enum Spawner {
 
     /// Calls `body` with a NULL-terminated array of C strings.
     static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
-        var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-        pointers.append(nil)
-        defer { for p in pointers { free(p) } }
-        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+        var pointers: [UnsafeMutablePointer<CChar>?] = unsafe strings.map { unsafe strdup($0) }
+        unsafe pointers.append(nil)
+        defer { for unsafe p in unsafe pointers { unsafe free(p) } }
+        return unsafe pointers.withUnsafeBufferPointer { unsafe body($0.baseAddress!) }
     }
 
     static func withConstCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
-        var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-        pointers.append(nil)
-        defer { for p in pointers { free(p) } }
-        return pointers.withUnsafeBufferPointer { buffer in
-            buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) { body($0) }
+        var pointers: [UnsafeMutablePointer<CChar>?] = unsafe strings.map { unsafe strdup($0) }
+        unsafe pointers.append(nil)
+        defer { for unsafe p in unsafe pointers { unsafe free(p) } }
+        return unsafe pointers.withUnsafeBufferPointer { buffer in
+            unsafe buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) { unsafe body($0) }
         }
     }
 }

@@ -13,7 +13,7 @@ public enum TapDevice {
             throw ProcessError("invalid TAP name '\(name.prefix(40))': 1 to 15 printable ASCII characters without '/'")
         }
         var created: Int32 = 0
-        let r = chp_tap_set_owner(name, uid, gid, &created)
+        let r = unsafe chp_tap_set_owner(name, uid, gid, &created)
         guard r == 0 else { throw .fromErrno("cannot give TAP \(name) to uid \(uid)", -r) }
         return created != 0
     }

@@ -140,7 +140,7 @@ public struct CgroupV2: CgroupDriver {
         return CgroupUsage(cpuNanoseconds: UInt64(max(0, usec)) * 1000, memoryBytes: UInt64(max(0, memory)))
     }
 
-    public func remove(vm: String) { rmdir(path(vm: vm)) }
+    public func remove(vm: String) { unsafe rmdir(path(vm: vm)) }
 }
 
 /// cgroup v1: cpu.shares, cpu.cfs_quota_us / cpu.cfs_period_us, memory.limit_in_bytes,
@@ -215,12 +215,12 @@ public struct CgroupV1: CgroupDriver {
     }
 
     public func remove(vm: String) {
-        for h in hierarchies { rmdir("\(h)/\(parent)/\(vm)") }
+        for h in hierarchies { unsafe rmdir("\(h)/\(parent)/\(vm)") }
     }
 }
 
 func makeDirectory(_ path: String) throws(ResourceError) {
-    if mkdir(path, 0o755) != 0 && errno != EEXIST {
-        throw ResourceError("cannot create \(path): \(String(cString: strerror(errno)))")
+    if unsafe mkdir(path, 0o755) != 0 && errno != EEXIST {
+        throw ResourceError(unsafe "cannot create \(path): \(String(cString: strerror(errno)))")
     }
 }

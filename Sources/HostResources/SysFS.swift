@@ -20,13 +20,13 @@ public enum SysFS {
     /// Writes `value` to an existing file in one write, as `echo value > file` does (the file
     /// is truncated first, which kernel interface files ignore).
     public static func write(_ value: String, to path: String) throws(ResourceError) {
-        let fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)
-        guard fd >= 0 else { throw ResourceError("cannot open \(path) for writing (\(String(cString: strerror(errno))))") }
+        let fd = unsafe open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)
+        guard fd >= 0 else { throw ResourceError(unsafe "cannot open \(path) for writing (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         let bytes = Array(value.utf8)
-        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let n = unsafe bytes.withUnsafeBytes { unsafe Glibc.write(fd, $0.baseAddress, $0.count) }
         guard n == bytes.count else {
-            throw ResourceError("cannot write '\(value)' to \(path): \(n < 0 ? String(cString: strerror(errno)) : "short write")")
+            throw ResourceError(unsafe "cannot write '\(value)' to \(path): \(n < 0 ? String(cString: strerror(errno)) : "short write")")
         }
     }
 

@@ -175,7 +175,7 @@ public struct CgroupPlan: Equatable, Sendable {
     /// has removed them already. Joined groups are only checked: they must exist.
     public func create() throws(JailError) -> [String] {
         if joinsExisting {
-            for group in groups where access(group.path + "/cgroup.procs", W_OK) != 0 {
+            for group in groups where unsafe access(group.path + "/cgroup.procs", W_OK) != 0 {
                 throw JailError.invalid("--join-cgroup \(group.path) is not an existing cgroup (no writable cgroup.procs: \(JailError.text(errno: errno)))")
             }
             return []
@@ -184,7 +184,7 @@ public struct CgroupPlan: Equatable, Sendable {
         do throws(JailError) {
             for group in groups {
                 if version == .v2 { try enableControllers(group) } else { try HostFiles.makeDirectories(group.root + "/" + parent) }
-                guard mkdir(group.path, 0o755) == 0 else {
+                guard unsafe mkdir(group.path, 0o755) == 0 else {
                     if errno == EEXIST { throw JailError.invalid("cgroup \(group.path) already exists (ids must be unique; remove it with rmdir)") }
                     throw JailError.current("create cgroup \(group.path)")
                 }
@@ -229,7 +229,7 @@ public struct CgroupPlan: Equatable, Sendable {
         for d in directories.reversed() {
             var tries = 0
             // A reaped process can linger in cgroup.procs for a moment: EBUSY, retry briefly.
-            while rmdir(d) != 0 && errno == EBUSY && tries < 100 {
+            while unsafe rmdir(d) != 0 && errno == EBUSY && tries < 100 {
                 usleep(10_000)
                 tries += 1
             }
@@ -246,7 +246,7 @@ public struct CgroupPlan: Equatable, Sendable {
         }
         for (i, dir) in levels.enumerated() {
             if i > 0 {
-                if mkdir(dir, 0o755) != 0 && errno != EEXIST { throw .current("create cgroup \(dir)") }
+                if unsafe mkdir(dir, 0o755) != 0 && errno != EEXIST { throw .current("create cgroup \(dir)") }
             }
             let enabled = (HostFiles.readSmallFile(dir + "/cgroup.subtree_control") ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
             for c in group.controllers where !enabled.contains(c) {

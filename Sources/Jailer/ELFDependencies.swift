@@ -174,7 +174,7 @@ struct ELFFile: Equatable, Sendable {
     }
 
     static func readHeader(_ path: String) throws(JailError) -> Header {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .invalid("cannot read \(path): \(JailError.text(errno: errno))") }
         defer { close(fd) }
         return try readHeader(fd: fd, path: path)
@@ -188,7 +188,7 @@ struct ELFFile: Equatable, Sendable {
     }
 
     static func read(_ path: String) throws(JailError) -> ELFFile {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .invalid("cannot read \(path): \(JailError.text(errno: errno))") }
         defer { close(fd) }
         let header = try readHeader(fd: fd, path: path)
@@ -252,7 +252,7 @@ struct ELFFile: Equatable, Sendable {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress.map { $0 + done }, count - done, off_t(offset) + off_t(done)) }
+            let n = unsafe bytes.withUnsafeMutableBytes { unsafe pread(fd, $0.baseAddress.map { unsafe $0 + done }, count - done, off_t(offset) + off_t(done)) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw .invalid("cannot read \(path): \(JailError.text(errno: errno))")

@@ -30,7 +30,7 @@ public struct JailSpec: Sendable {
         case .found(let p, let k): (execHost, kind) = (p, k)
         case .failed(let e): throw .invalid("cannot read the monitor executable \(execGiven): \(JailError.text(errno: e))")
         }
-        guard kind == .regular, access(execHost, X_OK) == 0 else { throw .invalid("the monitor executable \(execGiven) is not an executable file") }
+        guard kind == .regular, unsafe access(execHost, X_OK) == 0 else { throw .invalid("the monitor executable \(execGiven) is not an executable file") }
         let execName = try MonitorArguments.fileName(of: execHost, option: "--exec-file")
         guard execName.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { throw .invalid("the monitor executable's name \(execName) is not plain ASCII") }
         let jailDirectory = options.chrootBase + "/" + execName + "/" + options.id
@@ -71,11 +71,11 @@ enum JailBuilder {
         for dir in [base, base + "/" + spec.execName] {
             try HostFiles.makeDirectories(dir)
             var st = stat()
-            guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == 0, st.st_mode & 0o022 == 0 else {
+            guard unsafe lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == 0, st.st_mode & 0o022 == 0 else {
                 throw .invalid("\(dir) must be a directory owned by root and writable only by it (jails are built under it)")
             }
         }
-        guard mkdir(spec.jailDirectory, 0o700) == 0 else {
+        guard unsafe mkdir(spec.jailDirectory, 0o700) == 0 else {
             if errno == EEXIST {
                 throw .invalid("the jail directory \(spec.jailDirectory) already exists (ids must be unique; remove it first)")
             }
@@ -92,7 +92,7 @@ enum JailBuilder {
     private static func fill(_ spec: JailSpec) throws(JailError) {
         let root = spec.root
         let uid = spec.options.uid, gid = spec.options.gid
-        guard chmod(spec.jailDirectory, 0o700) == 0 else { throw .current("chmod \(spec.jailDirectory)") }
+        guard unsafe chmod(spec.jailDirectory, 0o700) == 0 else { throw .current("chmod \(spec.jailDirectory)") }
         try HostFiles.makeDirectory(root, mode: 0o755)
 
         // The monitor and what its loader needs, at the paths the loader looks at.
@@ -115,16 +115,16 @@ enum JailBuilder {
         for device in devices {
             var major = device.major, minor = device.minor
             var st = stat()
-            if stat(device.path, &st) == 0, (st.st_mode & S_IFMT) == S_IFCHR {
+            if unsafe stat(device.path, &st) == 0, (st.st_mode & S_IFMT) == S_IFCHR {
                 major = skj_major(UInt64(st.st_rdev))
                 minor = skj_minor(UInt64(st.st_rdev))
             } else if device.required {
                 throw .invalid("\(device.path) is missing on the host")
             }
             let path = root + device.path
-            try JailError.from(skj_mknod_char(path, 0o600, major, minor), "create the device node \(path)")
-            guard chmod(path, 0o600) == 0 else { throw .current("chmod \(path)") }
-            guard chown(path, uid, gid) == 0 else { throw .current("chown \(path)") }
+            unsafe try JailError.from(skj_mknod_char(path, 0o600, major, minor), "create the device node \(path)")
+            guard unsafe chmod(path, 0o600) == 0 else { throw .current("chmod \(path)") }
+            guard unsafe chown(path, uid, gid) == 0 else { throw .current("chown \(path)") }
         }
 
         // An empty mount point for the monitor's own procfs.
@@ -133,7 +133,7 @@ enum JailBuilder {
         // Where the monitor creates its sockets and logs: its only writable directory.
         if !spec.plan.createdNames.isEmpty {
             try HostFiles.makeDirectory(root + JailPlan.runDirectory, mode: 0o700)
-            guard chown(root + JailPlan.runDirectory, uid, gid) == 0 else { throw .current("chown \(root + JailPlan.runDirectory)") }
+            guard unsafe chown(root + JailPlan.runDirectory, uid, gid) == 0 else { throw .current("chown \(root + JailPlan.runDirectory)") }
         }
 
         // Kernel files linked; disks and snapshot directories get placeholders for their bind mounts.
@@ -148,7 +148,7 @@ enum JailBuilder {
                 if entry.kind == .directory {
                     try HostFiles.makeDirectory(target, mode: 0o755)
                 } else {
-                    let fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                    let fd = unsafe open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
                     guard fd >= 0 else { throw .current("create the mount point \(target)") }
                     close(fd)
                 }

@@ -15,7 +15,7 @@ enum JailChild {
             // Wait until the parent has put this process in its cgroups (EOF: the parent gave up).
             var go: UInt8 = 0
             var n = 0
-            repeat { n = read(syncFD, &go, 1) } while n < 0 && errno == EINTR
+            repeat { n = unsafe read(syncFD, &go, 1) } while n < 0 && errno == EINTR
             guard n == 1 else { _exit(1) }
             close(syncFD)
             try enterJail(spec, netFD: netFD)
@@ -24,7 +24,7 @@ enum JailChild {
             try exec(spec, errorFD: errorFD)
         } catch {
             let bytes = Array(error.description.utf8)
-            _ = bytes.withUnsafeBytes { write(errorFD, $0.baseAddress, $0.count) }
+            _ = unsafe bytes.withUnsafeBytes { unsafe write(errorFD, $0.baseAddress, $0.count) }
             _exit(1)
         }
     }
@@ -39,48 +39,48 @@ enum JailChild {
         }
         try JailError.from(skj_unshare(SKJ_CLONE_NEWNS | SKJ_CLONE_NEWIPC | SKJ_CLONE_NEWUTS), "create mount, IPC and UTS namespaces")
         // Nothing mounted from here on propagates back to the host, and pivot_root needs it.
-        try JailError.from(skj_mount(nil, "/", nil, SKJ_MS_REC | SKJ_MS_PRIVATE, nil), "make the old root private")
-        try JailError.from(skj_sethostname(spec.options.id), "set the host name")
+        unsafe try JailError.from(skj_mount(nil, "/", nil, SKJ_MS_REC | SKJ_MS_PRIVATE, nil), "make the old root private")
+        unsafe try JailError.from(skj_sethostname(spec.options.id), "set the host name")
 
         let root = spec.root
         // pivot_root needs the new root to be a mount point.
-        try JailError.from(skj_mount(root, root, nil, SKJ_MS_BIND, nil), "bind-mount the jail root \(root)")
+        unsafe try JailError.from(skj_mount(root, root, nil, SKJ_MS_BIND, nil), "bind-mount the jail root \(root)")
         for entry in spec.plan.entries {
             guard case .bind(let readOnly) = entry.placement else { continue }
             let target = root + entry.jailPath
-            try JailError.from(skj_mount(entry.hostPath, target, nil, SKJ_MS_BIND, nil), "bind-mount \(entry.role) \(entry.hostPath) at \(entry.jailPath)")
+            unsafe try JailError.from(skj_mount(entry.hostPath, target, nil, SKJ_MS_BIND, nil), "bind-mount \(entry.role) \(entry.hostPath) at \(entry.jailPath)")
             var flags = SKJ_MS_REMOUNT | SKJ_MS_BIND | SKJ_MS_NOSUID | SKJ_MS_NOEXEC
             if entry.kind != .blockDevice { flags |= SKJ_MS_NODEV }
             if readOnly { flags |= SKJ_MS_RDONLY }
-            try JailError.from(skj_mount(nil, target, nil, flags, nil), "remount \(entry.role) \(entry.jailPath)\(readOnly ? " read-only" : "")")
+            unsafe try JailError.from(skj_mount(nil, target, nil, flags, nil), "remount \(entry.role) \(entry.jailPath)\(readOnly ? " read-only" : "")")
         }
         if !spec.plan.createdNames.isEmpty {
             let run = root + JailPlan.runDirectory
-            try JailError.from(skj_mount(run, run, nil, SKJ_MS_BIND, nil), "bind-mount \(JailPlan.runDirectory)")
-            try JailError.from(skj_mount(nil, run, nil, SKJ_MS_REMOUNT | SKJ_MS_BIND | dataFlags, nil), "remount \(JailPlan.runDirectory)")
+            unsafe try JailError.from(skj_mount(run, run, nil, SKJ_MS_BIND, nil), "bind-mount \(JailPlan.runDirectory)")
+            unsafe try JailError.from(skj_mount(nil, run, nil, SKJ_MS_REMOUNT | SKJ_MS_BIND | dataFlags, nil), "remount \(JailPlan.runDirectory)")
         }
         // A procfs of this PID namespace, with only the process directories.
-        var r = skj_mount("proc", root + "/proc", "proc", dataFlags, "subset=pid")
-        if r == -EINVAL { r = skj_mount("proc", root + "/proc", "proc", dataFlags, nil) }  // kernels before 5.8
+        var r = unsafe skj_mount("proc", root + "/proc", "proc", dataFlags, "subset=pid")
+        if r == -EINVAL { r = unsafe skj_mount("proc", root + "/proc", "proc", dataFlags, nil) }  // kernels before 5.8
         try JailError.from(r, "mount proc in the jail")
         // The root itself read-only: the monitor writes only in /run and to its disks.
-        try JailError.from(skj_mount(nil, root, nil, SKJ_MS_REMOUNT | SKJ_MS_BIND | SKJ_MS_RDONLY | SKJ_MS_NOSUID, nil), "remount the jail root read-only")
+        unsafe try JailError.from(skj_mount(nil, root, nil, SKJ_MS_REMOUNT | SKJ_MS_BIND | SKJ_MS_RDONLY | SKJ_MS_NOSUID, nil), "remount the jail root read-only")
 
-        guard chdir(root) == 0 else { throw .current("enter \(root)") }
+        guard unsafe chdir(root) == 0 else { throw .current("enter \(root)") }
         // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves the jail.
-        try JailError.from(skj_pivot_root(".", "."), "pivot_root into \(root)")
-        try JailError.from(skj_umount_detach("."), "unmount the old root")
-        guard chdir("/") == 0 else { throw .current("chdir /") }
+        unsafe try JailError.from(skj_pivot_root(".", "."), "pivot_root into \(root)")
+        unsafe try JailError.from(skj_umount_detach("."), "unmount the old root")
+        guard unsafe chdir("/") == 0 else { throw .current("chdir /") }
     }
 
     /// rlimits, the capability bounding set, no_new_privs, uid and gid, the remaining capability sets.
     static func dropPrivileges(_ spec: JailSpec) throws(JailError) {
         let options = spec.options
         var limit = rlimit(rlim_cur: rlim_t(options.openFiles), rlim_max: rlim_t(options.openFiles))
-        guard setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { throw .current("set the open-file limit to \(options.openFiles)") }
+        guard unsafe setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { throw .current("set the open-file limit to \(options.openFiles)") }
         if let size = options.fileSize {
             var l = rlimit(rlim_cur: rlim_t(size), rlim_max: rlim_t(size))
-            guard setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &l) == 0 else { throw .current("set the file-size limit to \(size)") }
+            guard unsafe setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &l) == 0 else { throw .current("set the file-size limit to \(size)") }
         }
         // Needs CAP_SETPCAP, so before the uid changes.
         let dropped = skj_drop_bounding_set()
@@ -105,21 +105,21 @@ enum JailChild {
             var mode = R_OK
             if entry.writable { mode |= W_OK }
             if entry.kind == .directory { mode |= X_OK }
-            guard access(entry.jailPath, mode) == 0 else {
+            guard unsafe access(entry.jailPath, mode) == 0 else {
                 throw .invalid("uid \(uid) cannot \(entry.writable ? "read and write" : "read") \(entry.role) \(entry.hostPath): \(JailError.text(errno: errno))")
             }
         }
-        guard access("/dev/kvm", R_OK | W_OK) == 0 else { throw .current("uid \(uid) cannot open /dev/kvm in the jail") }
+        guard unsafe access("/dev/kvm", R_OK | W_OK) == 0 else { throw .current("uid \(uid) cannot open /dev/kvm in the jail") }
     }
 
     static func exec(_ spec: JailSpec, errorFD: Int32) throws(JailError) -> Never {
         var environment: [String] = []
-        if var p = Optional(environ) {
-            while let entry = p.pointee {
-                let s = String(cString: entry)
+        if var p = unsafe Optional(environ) {
+            while let entry = unsafe p.pointee {
+                let s = unsafe String(cString: entry)
                 // The monitor's own settings (log format and level, start trace) and nothing else.
                 if s.hasPrefix("SKIFF_") { environment.append(s) }
-                p = p.advanced(by: 1)
+                unsafe p = unsafe p.advanced(by: 1)
             }
         }
         if !spec.libraries.extraSearchPath.isEmpty {
@@ -128,9 +128,9 @@ enum JailChild {
         try JailError.from(skj_reset_signals(), "reset signal handlers")
         try JailError.from(skj_close_from(3, errorFD), "close inherited descriptors")
         let argv = [spec.execJail] + spec.plan.arguments
-        let e = withCStrings(argv) { args in
-            withCStrings(environment) { env in
-                execve(spec.execJail, args, env)
+        let e = unsafe withCStrings(argv) { args in
+            unsafe withCStrings(environment) { env in
+                unsafe execve(spec.execJail, args, env)
                 return errno
             }
         }
@@ -139,9 +139,9 @@ enum JailChild {
 
     /// A NULL-terminated array of C strings for `body`.
     static func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-        var pointers = strings.map { strdup($0) }
-        pointers.append(nil)
-        defer { for p in pointers { free(p) } }
-        return body(pointers)
+        var pointers = unsafe strings.map { unsafe strdup($0) }
+        unsafe pointers.append(nil)
+        defer { for unsafe p in unsafe pointers { unsafe free(p) } }
+        return unsafe body(pointers)
     }
 }

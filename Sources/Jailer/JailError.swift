@@ -25,7 +25,7 @@ public enum JailError: Error, Equatable, CustomStringConvertible {
         return 1
     }
 
-    static func text(errno e: Int32) -> String { String(cString: strerror(e)) }
+    static func text(errno e: Int32) -> String { unsafe String(cString: strerror(e)) }
 
     /// `.system` from the current errno.
     static func current(_ step: String) -> JailError { .system(step: step, errno: errno) }

@@ -39,7 +39,7 @@ public enum Jailer {
         let spec = try JailSpec.make(options, jailerPath: selfPath())
         var netFD: Int32 = -1
         if let netns = options.netns {
-            netFD = open(netns, O_RDONLY | O_CLOEXEC)
+            netFD = unsafe open(netns, O_RDONLY | O_CLOEXEC)
             guard netFD >= 0 else { throw .current("open the network namespace \(netns)") }
         }
         defer { if netFD >= 0 { close(netFD) } }
@@ -54,8 +54,8 @@ public enum Jailer {
         do throws(JailError) {
             groups = try spec.cgroups.create()
             var errorPipe: [Int32] = [-1, -1], syncPipe: [Int32] = [-1, -1]
-            try JailError.from(skj_pipe(&errorPipe), "create a pipe")
-            try JailError.from(skj_pipe(&syncPipe), "create a pipe")
+            unsafe try JailError.from(skj_pipe(&errorPipe), "create a pipe")
+            unsafe try JailError.from(skj_pipe(&syncPipe), "create a pipe")
             // Children of this process start in a new PID namespace, where the monitor is PID 1.
             try JailError.from(skj_unshare(SKJ_CLONE_NEWPID), "create a PID namespace")
             let pid = skj_fork()
@@ -84,7 +84,7 @@ public enum Jailer {
             }
             // Go on; the child reports a failure through the error pipe, or exec closes it.
             var go: UInt8 = 0x67
-            _ = write(syncPipe[1], &go, 1)
+            _ = unsafe write(syncPipe[1], &go, 1)
             close(syncPipe[1])
             let message = readAll(errorPipe[0])
             close(errorPipe[0])
@@ -98,7 +98,7 @@ public enum Jailer {
         }
         let status = waitChild(child)
         CgroupPlan.remove(groups)
-        unlink(spec.pidFile)
+        unsafe unlink(spec.pidFile)
         if options.cleanup, let failure = HostFiles.removeTree(spec.jailDirectory) {
             printError("skiff-jailer: warning: --cleanup: \(failure)")
         }
@@ -110,15 +110,15 @@ public enum Jailer {
     static func waitChild(_ pid: Int32) -> Int32 {
         while true {
             var status: Int32 = 0
-            let pending = pendingTerm != 0 || pendingInt != 0 || pendingHup != 0
-            let r = waitpid(pid, &status, pending ? WNOHANG : 0)
+            let pending = unsafe pendingTerm != 0 || pendingInt != 0 || pendingHup != 0
+            let r = unsafe waitpid(pid, &status, pending ? WNOHANG : 0)
             if r == pid {
                 let signal = status & 0x7f
                 return signal == 0 ? (status >> 8) & 0xff : 128 + signal
             }
             if r < 0 && errno != EINTR { return 1 }
             forward(pid)
-            if pendingTerm != 0 || pendingInt != 0 || pendingHup != 0 { usleep(10_000) }
+            if unsafe pendingTerm != 0 || pendingInt != 0 || pendingHup != 0 { usleep(10_000) }
         }
     }
 
@@ -128,9 +128,9 @@ public enum Jailer {
     /// monitor set itself up would be lost.
     private static func forward(_ pid: Int32) {
         let caught = takenSignals(pid)
-        if pendingTerm != 0, caught & (1 << (UInt64(SIGTERM) - 1)) != 0 { kill(pid, SIGTERM); pendingTerm = 0 }
-        if pendingInt != 0, caught & (1 << (UInt64(SIGINT) - 1)) != 0 { kill(pid, SIGINT); pendingInt = 0 }
-        if pendingHup != 0, caught & (1 << (UInt64(SIGHUP) - 1)) != 0 { kill(pid, SIGHUP); pendingHup = 0 }
+        if unsafe pendingTerm != 0, caught & (1 << (UInt64(SIGTERM) - 1)) != 0 { kill(pid, SIGTERM); unsafe pendingTerm = 0 }
+        if unsafe pendingInt != 0, caught & (1 << (UInt64(SIGINT) - 1)) != 0 { kill(pid, SIGINT); unsafe pendingInt = 0 }
+        if unsafe pendingHup != 0, caught & (1 << (UInt64(SIGHUP) - 1)) != 0 { kill(pid, SIGHUP); unsafe pendingHup = 0 }
     }
 
     /// SigCgt | SigBlk of /proc/PID/status (its main thread's mask).
@@ -144,16 +144,16 @@ public enum Jailer {
     }
 
     private static func installStopHandlers() {
-        _ = skj_install_handler(SIGTERM) { _ in pendingTerm = 1 }
-        _ = skj_install_handler(SIGINT) { _ in pendingInt = 1 }
-        _ = skj_install_handler(SIGHUP) { _ in pendingHup = 1 }
+        _ = skj_install_handler(SIGTERM) { _ in unsafe pendingTerm = 1 }
+        _ = skj_install_handler(SIGINT) { _ in unsafe pendingInt = 1 }
+        _ = skj_install_handler(SIGHUP) { _ in unsafe pendingHup = 1 }
     }
 
     private static func readAll(_ fd: Int32) -> String {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while bytes.count < 1 << 16 {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            let n = unsafe chunk.withUnsafeMutableBytes { unsafe read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             bytes += chunk.prefix(n)
@@ -164,7 +164,7 @@ public enum Jailer {
     /// This executable's path (to find `skiff-vmm` beside it).
     static func selfPath() -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let n = unsafe readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard n > 0 else { return CommandLine.arguments.first ?? "skiff-jailer" }
         return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
@@ -175,5 +175,5 @@ func printError(_ line: String) {
     var text = line
     if !text.hasSuffix("\n") { text += "\n" }
     let bytes = Array(text.utf8)
-    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    _ = unsafe bytes.withUnsafeBytes { unsafe write(2, $0.baseAddress, $0.count) }
 }

@@ -20,25 +20,25 @@ final class ConsoleSource: Sendable {
 
     init(socketPath: String?, logPath: String) throws(DaemonError) {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw DaemonError(.internal, "pipe: \(String(cString: strerror(errno)))") }
+        guard unsafe pipe(&fds) == 0 else { throw DaemonError(.internal, unsafe "pipe: \(String(cString: strerror(errno)))") }
         stopPipe = (fds[0], fds[1])
         if let socketPath {
             let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             var address = sockaddr_un()
             address.sun_family = sa_family_t(AF_UNIX)
             let bytes = Array(socketPath.utf8)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                for (i, b) in bytes.prefix(raw.count - 1).enumerated() { raw[i] = b }
+            unsafe withUnsafeMutableBytes(of: &address.sun_path) { raw in
+                for (i, b) in bytes.prefix(raw.count - 1).enumerated() { unsafe raw[i] = b }
             }
-            let r = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            let r = unsafe withUnsafePointer(to: &address) {
+                unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { unsafe connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
             guard s >= 0, r == 0 else {
                 let e = errno
                 if s >= 0 { close(s) }
                 close(fds[0])
                 close(fds[1])
-                throw DaemonError(.monitorFailed, "cannot connect to the console socket \(socketPath): \(String(cString: strerror(e)))")
+                throw DaemonError(.monitorFailed, unsafe "cannot connect to the console socket \(socketPath): \(String(cString: strerror(e)))")
             }
             kind = .socket(s)
         } else {
@@ -56,7 +56,7 @@ final class ConsoleSource: Sendable {
     func stop() {
         stopped.store(true, ordering: .releasing)
         var b: UInt8 = 1
-        _ = write(stopPipe.1, &b, 1)
+        _ = unsafe write(stopPipe.1, &b, 1)
     }
 
     /// Sends input to the guest's console.
@@ -64,7 +64,7 @@ final class ConsoleSource: Sendable {
         guard case .socket(let s) = kind else { return }
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(s, $0.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL)) }
+            let n = unsafe bytes.withUnsafeBytes { unsafe Glibc.send(s, $0.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL)) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
             done += n
@@ -78,9 +78,9 @@ final class ConsoleSource: Sendable {
             var buffer = [UInt8](repeating: 0, count: 16384)
             while !stopped.load(ordering: .acquiring) {
                 var fds = [pollfd(fd: s, events: Int16(POLLIN), revents: 0), pollfd(fd: stopPipe.0, events: Int16(POLLIN), revents: 0)]
-                if poll(&fds, 2, -1) < 0 { if errno == EINTR { continue } else { return } }
+                if unsafe poll(&fds, 2, -1) < 0 { if errno == EINTR { continue } else { return } }
                 if fds[1].revents != 0 { return }
-                let n = buffer.withUnsafeMutableBytes { recv(s, $0.baseAddress, $0.count, 0) }
+                let n = unsafe buffer.withUnsafeMutableBytes { unsafe recv(s, $0.baseAddress, $0.count, 0) }
                 if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
                 if n <= 0 { return }
                 deliver(Array(buffer[0..<n]))
@@ -93,7 +93,7 @@ final class ConsoleSource: Sendable {
             if !(old + recent).isEmpty { deliver(old + recent) }
             while !stopped.load(ordering: .acquiring) {
                 var fds = [pollfd(fd: stopPipe.0, events: Int16(POLLIN), revents: 0)]
-                _ = poll(&fds, 1, 100)
+                _ = unsafe poll(&fds, 1, 100)
                 if fds[0].revents != 0 { return }
                 let size = fileSize(path)
                 if size < position { position = 0 }

@@ -63,9 +63,9 @@ public struct DaemonServer: Sendable {
                         logger.error("no group named \(group) in /etc/group: the socket keeps the daemon's group")
                         return
                     }
-                    chown(socket, getuid(), gid)
+                    unsafe chown(socket, getuid(), gid)
                 }
-                chmod(socket, 0o660)
+                unsafe chmod(socket, 0o660)
                 logger.info("listening", metadata: ["socket": "\(socket)"])
             },
             logger: logger)

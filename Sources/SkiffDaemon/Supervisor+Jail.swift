@@ -49,11 +49,11 @@ struct JailSettings: Sendable, Equatable {
         // The jailer wants the base and its exec level owned by root and writable only by root.
         try? FileManager.default.createDirectory(atPath: (base as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         for dir in [base, "\(base)/\(execName)"] {
-            if mkdir(dir, 0o755) != 0 && errno != EEXIST {
-                throw DaemonError(.internal, "cannot create the chroot base \(dir): \(String(cString: strerror(errno)))")
+            if unsafe mkdir(dir, 0o755) != 0 && errno != EEXIST {
+                throw DaemonError(.internal, unsafe "cannot create the chroot base \(dir): \(String(cString: strerror(errno)))")
             }
             var st = stat()
-            guard lstat(dir, &st) == 0, st.st_mode & 0o170000 == 0o040000 else {
+            guard unsafe lstat(dir, &st) == 0, st.st_mode & 0o170000 == 0o040000 else {
                 throw DaemonError(.invalidRequest, "the chroot base \(dir) is not a directory")
             }
             guard st.st_uid == 0, st.st_mode & 0o022 == 0 else {
@@ -90,8 +90,8 @@ extension Supervisor {
         var own: [String] = []
         for (i, disk) in (spec.disks ?? []).enumerated() where disk.clone != nil { own.append(files.disk(i)) }
         if spec.cloudInit != nil { own.append(files.seed) }
-        for path in own where chown(path, id, id) != 0 {
-            throw DaemonError(.internal, "cannot give \(path) to uid \(id): \(String(cString: strerror(errno)))")
+        for path in own where unsafe chown(path, id, id) != 0 {
+            throw DaemonError(.internal, unsafe "cannot give \(path) to uid \(id): \(String(cString: strerror(errno)))")
         }
         // Writable disks the user gave: to the VM's uid, their owner remembered (libvirt's
         // dynamic_ownership with remember_owner) and put back when the VM stops for good.
@@ -99,8 +99,8 @@ extension Supervisor {
             guard let given = disk.path else { continue }
             let path = URL(fileURLWithPath: given).resolvingSymlinksInPath().path
             var st = stat()
-            guard stat(path, &st) == 0 else {
-                throw DaemonError(.invalidRequest, "disks[\(i)].path \(given): \(String(cString: strerror(errno)))")
+            guard unsafe stat(path, &st) == 0 else {
+                throw DaemonError(.invalidRequest, unsafe "disks[\(i)].path \(given): \(String(cString: strerror(errno)))")
             }
             if st.st_uid == id && st.st_gid == id { continue }
             do {
@@ -108,10 +108,10 @@ extension Supervisor {
             } catch {
                 throw DaemonError.from(error)
             }
-            guard chown(path, id, id) == 0 else {
+            guard unsafe chown(path, id, id) == 0 else {
                 let e = errno
                 try? store.forgetOwner(path)
-                throw DaemonError(.internal, "cannot give disks[\(i)] \(path) to uid \(id): \(String(cString: strerror(e)))")
+                throw DaemonError(.internal, unsafe "cannot give disks[\(i)] \(path) to uid \(id): \(String(cString: strerror(e)))")
             }
         }
         for nic in spec.nics ?? [] {
@@ -145,7 +145,7 @@ extension Supervisor {
         }
         if bytes.count > Self.consoleArchiveBytes { bytes = Array(bytes.suffix(Self.consoleArchiveBytes)) }
         let tmp = archive + ".partial"
-        if FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) { rename(tmp, archive) }
+        if FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) { unsafe rename(tmp, archive) }
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -158,8 +158,8 @@ extension Supervisor {
         for owner in (try? store.owners(of: name)) ?? [] {
             var st = stat()
             // A file that is gone or was replaced meanwhile is only forgotten.
-            if stat(owner.path, &st) == 0, chown(owner.path, uid_t(owner.uid), gid_t(owner.gid)) != 0 {
-                events.publish(vm: name, kind: "owner-not-restored", "VM \(name): cannot give \(owner.path) back to \(owner.uid):\(owner.gid): \(String(cString: strerror(errno)))")
+            if unsafe stat(owner.path, &st) == 0, unsafe chown(owner.path, uid_t(owner.uid), gid_t(owner.gid)) != 0 {
+                events.publish(vm: name, kind: "owner-not-restored", unsafe "VM \(name): cannot give \(owner.path) back to \(owner.uid):\(owner.gid): \(String(cString: strerror(errno)))")
                 continue
             }
             try? store.forgetOwner(owner.path)

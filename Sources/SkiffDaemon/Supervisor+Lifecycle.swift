@@ -26,7 +26,7 @@ extension Supervisor {
         let files = files(name, jailDirectory: jail?.directory(name))
         try files.checkSocketPaths()
         if let old = r.jailDirectory, jail == nil { retireJail(name, old) }
-        for s in [files.apiSocket, files.consoleSocket, files.vsockSocket] { unlink(s) }
+        for s in [files.apiSocket, files.consoleSocket, files.vsockSocket] { unsafe unlink(s) }
         var procFiles: [String] = []
         if let cgroups {
             do {
@@ -457,7 +457,7 @@ extension Supervisor {
 /// The size of a file (0 if absent).
 func fileSize(_ path: String) -> UInt64 {
     var st = stat()
-    return stat(path, &st) == 0 ? UInt64(st.st_size) : 0
+    return unsafe stat(path, &st) == 0 ? UInt64(st.st_size) : 0
 }
 
 /// The text a file gained after `offset` (its last 2000 bytes), trimmed, on one line.

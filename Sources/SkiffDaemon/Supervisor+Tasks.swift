@@ -64,8 +64,8 @@ extension Supervisor {
         }
         let written = "\(run)/\(inJail)"
         do {
-            if rename(written, dir) != 0 {
-                guard errno == EXDEV else { throw DaemonError(.internal, "cannot move \(written) to \(dir): \(String(cString: strerror(errno)))") }
+            if unsafe rename(written, dir) != 0 {
+                guard errno == EXDEV else { throw DaemonError(.internal, unsafe "cannot move \(written) to \(dir): \(String(cString: strerror(errno)))") }
                 try FileManager.default.copyItem(atPath: written, toPath: dir)
                 try? FileManager.default.removeItem(atPath: written)
             }
@@ -180,7 +180,7 @@ extension Supervisor {
             throw DaemonError(.invalidRequest, "the source must be an absolute path, not '\(source.prefix(200))'")
         }
         var st = stat()
-        guard stat(source, &st) == 0 else {
+        guard unsafe stat(source, &st) == 0 else {
             throw DaemonError(.invalidRequest, "source \(source) does not exist")
         }
         guard st.st_mode & S_IFMT == S_IFREG else {
@@ -223,7 +223,7 @@ extension Supervisor {
                     do {
                         try store.insertImage(ImageRecord(name: name, path: target, format: detected.rawValue, sizeBytes: Int64(clamping: copied)))
                     } catch {
-                        unlink(target)
+                        unsafe unlink(target)
                         throw error
                     }
                     return ["path": target, "format": detected.rawValue, "sizeBytes": String(copied)]
@@ -240,7 +240,7 @@ extension Supervisor {
     func removePartialImports() {
         let dir = "\(configuration.dataDirectory)/images"
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where entry.hasSuffix(".partial") {
-            unlink("\(dir)/\(entry)")
+            unsafe unlink("\(dir)/\(entry)")
         }
     }
 
@@ -252,7 +252,7 @@ extension Supervisor {
             }
         }
         do { try store.deleteImage(name) } catch { throw DaemonError.from(error) }
-        unlink(image.path)
+        unsafe unlink(image.path)
         events.publish(vm: nil, kind: "image-deleted", "image \(name) deleted")
     }
 
@@ -278,11 +278,11 @@ extension Supervisor {
         defer { try? input.close() }
         // What was opened is checked again: the path may have been swapped since the request.
         var st = stat()
-        guard fstat(input.fileDescriptor, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+        guard unsafe fstat(input.fileDescriptor, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
             throw DaemonError(.invalidRequest, "source \(source) is not a regular file")
         }
         guard FileManager.default.createFile(atPath: tmp, contents: nil), let output = FileHandle(forWritingAtPath: tmp) else {
-            unlink(tmp)
+            unsafe unlink(tmp)
             throw DaemonError(.internal, "cannot write \(tmp)")
         }
         var done: UInt64 = 0
@@ -296,12 +296,12 @@ extension Supervisor {
             try output.close()
         } catch {
             try? output.close()
-            unlink(tmp)
+            unsafe unlink(tmp)
             throw DaemonError(.storageFull, "cannot copy \(source): \(error.localizedDescription)")
         }
-        guard rename(tmp, target) == 0 else {
-            unlink(tmp)
-            throw DaemonError(.internal, "cannot rename \(tmp): \(String(cString: strerror(errno)))")
+        guard unsafe rename(tmp, target) == 0 else {
+            unsafe unlink(tmp)
+            throw DaemonError(.internal, unsafe "cannot rename \(tmp): \(String(cString: strerror(errno)))")
         }
         return done
     }

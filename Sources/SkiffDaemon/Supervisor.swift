@@ -189,7 +189,7 @@ public final class Supervisor: Sendable {
         let fm = FileManager.default
         func check(_ path: String, _ what: String) throws(DaemonError) {
             var isDirectory: ObjCBool = false
-            guard fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            guard unsafe fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
                 throw DaemonError(.invalidRequest, "\(what) \(path) does not exist")
             }
             guard fm.isReadableFile(atPath: path) else { throw DaemonError(.invalidRequest, "\(what) \(path) cannot be read") }
@@ -246,7 +246,7 @@ public final class Supervisor: Sendable {
             do { try self.store.deleteVM(name) } catch { throw DaemonError.from(error) }
             self.cgroups?.remove(vm: name)
             try? FileManager.default.removeItem(atPath: files.directory)
-            for s in [files.apiSocket, files.consoleSocket, files.vsockSocket] { unlink(s) }
+            for s in [files.apiSocket, files.consoleSocket, files.vsockSocket] { unsafe unlink(s) }
             self.events.publish(vm: name, kind: "deleted", "VM \(name) deleted")
         }
         controllers.withLock { _ = $0.removeValue(forKey: name) }
