@@ -66,6 +66,8 @@ if [ "${SKIFF_SANITIZE_SKIP_BUILD:-0}" != 1 ]; then
 fi
 # The CLI tests start the executables of this build, not .build/debug's.
 export SKIFF_TEST_JAILER=off
+# SeccompFilterTests checks that the sanitizer runtime's calls are allowed in this build only.
+export SKIFF_SANITIZER="$kind"
 export SKIFF_BIN_DIR
 SKIFF_BIN_DIR="$(swift build --show-bin-path --scratch-path "$scratch" --sanitize="$kind")"
 

@@ -12,6 +12,19 @@ int csystem_fcntl_setfl(int fd, int flags) { return fcntl(fd, F_SETFL, flags); }
 
 int csystem_sigrtmin(void) { return SIGRTMIN; }
 
+int csystem_sanitizer_build(void) {
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    return 1;
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 static void noop_handler(int signo) { (void)signo; }
 
 int csystem_install_noop_handler(int signo) {

@@ -47,19 +47,32 @@ public struct ProcessIdentity: Sendable, Equatable, Hashable, Codable, CustomStr
 
 /// Reads a file of at most 64 KiB (proc and sysfs files); nil when it cannot be read.
 func readSmallFile(_ path: String) -> String? {
-    let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while bytes.count < 65536 {
-        let n = unsafe chunk.withUnsafeMutableBytes { unsafe read(fd, $0.baseAddress, $0.count) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            return nil
+    SmallFile.read(path).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// Small files read with open(2) and read(2): `/proc` and `/sys` files, pid files. (Foundation's
+/// `FileManager.contents(atPath:)` leaks its read buffer when a file whose size stat reports as 0
+/// turns out empty, as `/proc/PID/cmdline` of a kernel thread or a zombie does: about 4 KiB a
+/// call, which a daemon scanning `/proc` cannot afford.)
+public enum SmallFile {
+    /// The first `limit` bytes of the file at `path` (the whole file when shorter); nil when it
+    /// cannot be opened or read.
+    public static func read(_ path: String, limit: Int = 65536) -> [UInt8]? {
+        let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < limit {
+            let want = min(chunk.count, limit - bytes.count)
+            let n = unsafe chunk.withUnsafeMutableBytes { unsafe Glibc.read(fd, $0.baseAddress, want) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
         }
-        if n == 0 { break }
-        bytes.append(contentsOf: chunk[0..<n])
+        return bytes
     }
-    return String(decoding: bytes, as: UTF8.self)
 }

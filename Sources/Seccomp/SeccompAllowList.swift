@@ -14,6 +14,23 @@ import SystemExtras
 public enum SeccompAllowList {
     /// The rules of `role` under `profile`.
     public static func rules(for role: ThreadRole, profile: SeccompProfile) -> [SyscallRule] {
+        let own = productRules(for: role, profile: profile)
+        return sanitizerBuild ? own + sanitizerRuntime : own
+    }
+
+    /// Whether this is a sanitizer build (scripts/sanitize.sh): its runtime makes calls of its
+    /// own on every thread, which no shipped build makes.
+    public static let sanitizerBuild = csystem_sanitizer_build() != 0
+
+    /// What the AddressSanitizer and ThreadSanitizer runtimes call on any thread, added to every
+    /// role in a sanitizer build only (found with `--seccomp log` under each, docs/sanitizers.md).
+    static let sanitizerRuntime: [SyscallRule] = [
+        SyscallRule("madvise", reason: "sanitizer runtime: returns allocator and shadow memory (any advice)"),
+        SyscallRule("sigaltstack", reason: "sanitizer runtime: an alternate signal stack per thread"),
+        SyscallRule("sched_getaffinity", reason: "sanitizer runtime: counts CPUs when a thread starts"),
+    ]
+
+    static func productRules(for role: ThreadRole, profile: SeccompProfile) -> [SyscallRule] {
         switch role {
         case .main: return common + main(profile)
         case .vcpu: return common + vcpu(profile)

@@ -141,7 +141,8 @@ extension Supervisor {
         let archive = files(name, jailDirectory: nil).consoleArchive
         var bytes = [UInt8]()
         for path in [archive, "\(run)/console.log.1", "\(run)/console.log"] {
-            if let data = FileManager.default.contents(atPath: path) { bytes += data.suffix(Self.consoleArchiveBytes) }
+            // Not for an empty file: FileManager leaks its buffer for one (SmallFile).
+            if fileSize(path) > 0, let data = FileManager.default.contents(atPath: path) { bytes += data.suffix(Self.consoleArchiveBytes) }
         }
         if bytes.count > Self.consoleArchiveBytes { bytes = Array(bytes.suffix(Self.consoleArchiveBytes)) }
         let tmp = archive + ".partial"
@@ -170,9 +171,9 @@ extension Supervisor {
 
     /// A jailed monitor's process, from its jail's pid file, when it is the jailer's child.
     static func jailedMonitor(jailDirectory: String, execName: String, jailer: ProcessIdentity) -> ProcessIdentity? {
-        guard let data = FileManager.default.contents(atPath: "\(jailDirectory)/\(execName).pid"), data.count < 32,
+        guard let data = SmallFile.read("\(jailDirectory)/\(execName).pid", limit: 64), data.count < 32,
               let pid = Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
-              let status = FileManager.default.contents(atPath: "/proc/\(pid)/status") else { return nil }
+              let status = SmallFile.read("/proc/\(pid)/status") else { return nil }
         let parent = String(decoding: status, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("PPid:") }
             .flatMap { Int32($0.dropFirst(5).trimmingCharacters(in: .whitespaces)) }
         guard parent == jailer.pid else { return nil }
@@ -206,7 +207,7 @@ extension Supervisor {
     static func findJailer(id name: String, base: String) -> ProcessIdentity? {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
         for entry in entries {
-            guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+            guard let pid = Int32(entry), let data = SmallFile.read("/proc/\(pid)/cmdline") else { continue }
             let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             guard let first = args.first, first.hasSuffix("skiff-jailer"), let end = args.firstIndex(of: "--") else { continue }
             let own = Array(args[..<end])

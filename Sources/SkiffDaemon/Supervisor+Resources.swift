@@ -156,7 +156,8 @@ extension Supervisor {
     }
 
     private func readFile(_ path: String) -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        // An empty file is not handed to FileManager, which leaks its buffer for one (SmallFile).
+        guard fileSize(path) > 0, let data = FileManager.default.contents(atPath: path) else { return [] }
         return [UInt8](data.suffix(8 << 20))
     }
 }

@@ -147,7 +147,7 @@ extension Supervisor {
     static func findMonitor(apiSocket: String) -> ProcessIdentity? {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
         for entry in entries {
-            guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+            guard let pid = Int32(entry), let data = SmallFile.read("/proc/\(pid)/cmdline") else { continue }
             let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             guard let first = args.first, first.hasSuffix("skiff-vmm") else { continue }
             if let i = args.firstIndex(of: "--api-socket"), i + 1 < args.count, args[i + 1] == apiSocket {

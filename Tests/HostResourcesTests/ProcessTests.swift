@@ -105,3 +105,16 @@ enum SysText {
         return String(decoding: d, as: UTF8.self).trimmingCharacters(in: .newlines)
     }
 }
+
+struct SmallFileTests {
+    @Test func readsProcFilesWhoseSizeIsZero() throws {
+        // /proc files report size 0; their contents are read all the same.
+        let status = try #require(SmallFile.read("/proc/self/status"))
+        #expect(String(decoding: status, as: UTF8.self).contains("Pid:\t\(getpid())"))
+        // A kernel thread's command line is empty: an empty array, not a failure.
+        #expect(SmallFile.read("/proc/2/cmdline") == [])
+        #expect(SmallFile.read("/nonexistent/file") == nil)
+        // The limit holds.
+        #expect(SmallFile.read("/proc/self/status", limit: 10)?.count == 10)
+    }
+}

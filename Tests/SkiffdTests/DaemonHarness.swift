@@ -156,7 +156,7 @@ final class Daemon: @unchecked Sendable {
     func monitors() -> [Int32: String] {
         var found: [Int32: String] = [:]
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+            guard let pid = Int32(entry), let data = SmallFile.read("/proc/\(pid)/cmdline") else { continue }
             let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             if args.first?.hasSuffix("skiff-vmm") == true, let name = jailedName(pid) {
                 if let stat = ProcessIdentity.readStat(pid: pid), stat.state == "Z" { continue }
@@ -176,7 +176,7 @@ final class Daemon: @unchecked Sendable {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }),
               let parent = Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces)),
-              let data = FileManager.default.contents(atPath: "/proc/\(parent)/cmdline") else { return nil }
+              let data = SmallFile.read("/proc/\(parent)/cmdline") else { return nil }
         let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         guard args.first?.hasSuffix("skiff-jailer") == true, let i = args.firstIndex(of: "--id"), i + 1 < args.count,
               let b = args.firstIndex(of: "--chroot-base-dir"), b + 1 < args.count, args[b + 1] == "\(dataDir)/jail" else { return nil }

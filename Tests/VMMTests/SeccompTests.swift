@@ -48,6 +48,18 @@ struct SeccompFilterTests {
                                         refusals: SeccompAllowList.refusals(for: .consoleOutput, profile: profile), action: .killProcess)
     }
 
+    /// The sanitizer runtime's calls are in the lists of a sanitizer build only
+    /// (scripts/sanitize.sh sets SKIFF_SANITIZER), never in a build that ships.
+    @Test func sanitizerRuntimeCallsOnlyInSanitizerBuilds() {
+        let sanitized = ProcessInfo.processInfo.environment["SKIFF_SANITIZER"].map { !$0.isEmpty } ?? false
+        #expect(SeccompAllowList.sanitizerBuild == sanitized)
+        for role in ThreadRole.allCases {
+            let lists = SeccompAllowList.rules(for: role, profile: SeccompProfile())
+            #expect(lists.contains { $0.name == "sigaltstack" } == sanitized, "\(role.rawValue)")
+            #expect(lists.contains { $0.name == "madvise" && $0.checks.isEmpty } == sanitized, "\(role.rawValue)")
+        }
+    }
+
     @Test func argumentChecksAreWhereTheyMatter() {
         let profile = SeccompProfile()
         func rules(_ role: ThreadRole, _ name: String) -> [SyscallRule] { SeccompAllowList.rules(for: role, profile: profile).filter { $0.name == name } }

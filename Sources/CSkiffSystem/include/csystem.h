@@ -15,6 +15,9 @@ int csystem_open(const char *path, int flags, unsigned int mode);
 int csystem_fcntl_getfl(int fd);
 int csystem_fcntl_setfl(int fd, int flags);
 int csystem_sigrtmin(void);
+/// 1 in a build instrumented by AddressSanitizer or ThreadSanitizer (the C targets are
+/// compiled with the same -fsanitize as the Swift ones), else 0.
+int csystem_sanitizer_build(void);
 /* Installs a no-op handler for signo without SA_RESTART, so blocking calls return EINTR. */
 int csystem_install_noop_handler(int signo);
 int csystem_memfd_create(const char *name, unsigned int flags);
