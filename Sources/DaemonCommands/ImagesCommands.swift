@@ -51,13 +51,7 @@ struct ImagesImportCommand: ParsableCommand {
         try server.run { c in
             switch try await c.client.importImage(body: .json(.init(name: name, source: source, format: format))) {
             case .accepted(let t):
-                let task = try t.body.json
-                if noWait {
-                    if output == .json { return try Print.json(task) }
-                    print(task.id)
-                    return
-                }
-                try await waitForTask(c, task, format: output)
+                try await follow(c, try t.body.json, noWait: noWait, format: output)
             case .default(let s, let e): throw DaemonClientError.from(status: s, e)
             }
         }

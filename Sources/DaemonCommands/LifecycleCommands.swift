@@ -96,13 +96,7 @@ public struct StopCommand: ParsableCommand {
         try server.run { c in
             switch try await c.client.stopVM(path: .init(name: name), query: .init(timeout: timeout)) {
             case .accepted(let t):
-                let task = try t.body.json
-                if noWait {
-                    if format == .json { return try Print.json(task) }
-                    print(task.id)
-                    return
-                }
-                try await waitForTask(c, task, format: format)
+                try await follow(c, try t.body.json, noWait: noWait, format: format)
             case .default(let s, let e): throw DaemonClientError.from(status: s, e)
             }
         }
@@ -130,13 +124,7 @@ public struct RebootCommand: ParsableCommand {
         try server.run { c in
             switch try await c.client.rebootVM(path: .init(name: name), query: .init(timeout: timeout)) {
             case .accepted(let t):
-                let task = try t.body.json
-                if noWait {
-                    if format == .json { return try Print.json(task) }
-                    print(task.id)
-                    return
-                }
-                try await waitForTask(c, task, format: format)
+                try await follow(c, try t.body.json, noWait: noWait, format: format)
             case .default(let s, let e): throw DaemonClientError.from(status: s, e)
             }
         }

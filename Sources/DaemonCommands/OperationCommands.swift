@@ -3,6 +3,14 @@ import DaemonClient
 import Foundation
 import SkiffAPI
 
+/// A task the daemon answered with: with `noWait`, its id (the task itself with `--output json`)
+/// at once; otherwise waited for as `waitForTask` does.
+func follow(_ c: DaemonConnection, _ task: Components.Schemas.Task, noWait: Bool, format: OutputFormat) async throws {
+    guard noWait else { return try await waitForTask(c, task, format: format) }
+    if format == .json { return try Print.json(task) }
+    print(task.id)
+}
+
 /// Polls a task until it ends, drawing a progress bar on a terminal (lines otherwise).
 func waitForTask(_ c: DaemonConnection, _ initial: Components.Schemas.Task, format: OutputFormat) async throws {
     var task = initial

@@ -171,14 +171,25 @@ extension Supervisor {
     /// need a running VM are refused). A second stop while one is in progress answers with the
     /// task already running (its timeout holds); a kill cuts it short (`kill` wins).
     public func stop(_ name: String, timeout: Double?) async throws(DaemonError) -> TaskRecord {
-        let timeout = timeout ?? configuration.stopTimeout
-        return try await serialized(name) { () async throws -> TaskRecord in
+        try await beginGracefulStop(name, kind: "stop", timeout: timeout ?? configuration.stopTimeout) { _, stopped, _ in stopped }
+    }
+
+    /// Starts a stop task of `kind` on the VM's queue: the VM must run; it becomes `stopping`;
+    /// the task runs the stop's phases, then `then` with what the stop returned. A stop already
+    /// in progress answers a `stop` with its task and refuses anything else.
+    private func beginGracefulStop(_ name: String, kind: String, timeout: Double,
+                                   then: @escaping @Sendable (String, [String: String], TaskRunner.Progress) async throws -> [String: String])
+        async throws(DaemonError) -> TaskRecord {
+        try await serialized(name) { () async throws -> TaskRecord in
             let r = try self.record(name)
             guard let identity = Self.identity(of: r), identity.isAlive() else {
                 throw DaemonError(.invalidState, "VM '\(name)' is not running (\(r.actualState))")
             }
             let c = self.controller(name)
             if let running = c.stopTask(of: identity) {
+                guard kind == "stop" else {
+                    throw DaemonError(.invalidState, "VM '\(name)' is stopping: wait for the stop (or kill it), then start it")
+                }
                 return (try? self.store.task(id: running.id)) ?? running
             }
             let paused = r.actualState == "paused"
@@ -188,11 +199,13 @@ extension Supervisor {
             } catch {
                 throw DaemonError.from(error)
             }
-            let task = try self.tasks.launch(kind: "stop", vm: name) { progress in
-                try await self.runStop(name, identity, socket: socket, paused: paused, timeout: timeout, progress: progress)
+            let task = try self.tasks.launch(kind: kind, vm: name) { progress in
+                let stopped = try await self.runStop(name, identity, socket: socket, paused: paused, timeout: timeout, progress: progress)
+                return try await then(name, stopped, progress)
             }
             c.beginStop(task, identity)
-            self.events.publish(vm: name, kind: "stopping", "VM \(name) stopping (timeout \(Int(timeout)) s, task \(task.id))")
+            let verb = kind == "stop" ? "stopping" : "rebooting"
+            self.events.publish(vm: name, kind: verb, "VM \(name) \(verb) (timeout \(Int(timeout)) s, task \(task.id))")
             return task
         }
     }
@@ -327,39 +340,18 @@ extension Supervisor {
     /// `stopping`, then `starting`; a kill during the stop ends the reboot there (the VM stays
     /// stopped and the task records it).
     public func reboot(_ name: String, timeout: Double?) async throws(DaemonError) -> TaskRecord {
-        let timeout = timeout ?? configuration.stopTimeout
-        return try await serialized(name) { () async throws -> TaskRecord in
-            let r = try self.record(name)
-            guard let identity = Self.identity(of: r), identity.isAlive() else {
-                throw DaemonError(.invalidState, "VM '\(name)' is not running (\(r.actualState))")
-            }
-            let c = self.controller(name)
-            if c.stopTask(of: identity) != nil {
-                throw DaemonError(.invalidState, "VM '\(name)' is stopping: wait for the stop (or kill it), then start it")
-            }
-            let paused = r.actualState == "paused"
-            let socket = r.apiSocket ?? self.files(name).apiSocket
-            do {
-                try self.store.updateVM(name) { $0.desiredState = "stopped"; $0.actualState = "stopping" }
-            } catch {
-                throw DaemonError.from(error)
-            }
-            let task = try self.tasks.launch(kind: "reboot", vm: name) { progress in
-                var result = try await self.runStop(name, identity, socket: socket, paused: paused, timeout: timeout, progress: progress)
-                if result["cutShortBy"] != nil {
-                    progress.update(1, "cut short by a kill: the VM stays stopped")
-                    return result
-                }
-                progress.update(0.97, "starting the VM again")
-                let started = try await self.serialized(name) { () async throws -> VMRecord in
-                    try await self.startLocked(name, reason: "rebooted")
-                }
-                result["state"] = started.actualState
+        try await beginGracefulStop(name, kind: "reboot", timeout: timeout ?? configuration.stopTimeout) { name, stopped, progress in
+            var result = stopped
+            if result["cutShortBy"] != nil {
+                progress.update(1, "cut short by a kill: the VM stays stopped")
                 return result
             }
-            c.beginStop(task, identity)
-            self.events.publish(vm: name, kind: "rebooting", "VM \(name) rebooting (timeout \(Int(timeout)) s, task \(task.id))")
-            return task
+            progress.update(0.97, "starting the VM again")
+            let started = try await self.serialized(name) { () async throws -> VMRecord in
+                try await self.startLocked(name, reason: "rebooted")
+            }
+            result["state"] = started.actualState
+            return result
         }
     }
 
