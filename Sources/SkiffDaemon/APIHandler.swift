@@ -224,6 +224,19 @@ struct APIHandler: APIProtocol {
         }
     }
 
+    func createIncomingVM(_ input: Operations.CreateIncomingVM.Input) async throws -> Operations.CreateIncomingVM.Output {
+        guard case .json(let body) = input.body else { return .default(statusCode: 400, APIConversions.error(DaemonError(.invalidRequest, "expected JSON"))) }
+        do {
+            try RequestChecks.range(body.timeout, 1...86_400, "timeout")
+            let spec = try APIConversions.spec(body.spec)
+            let incoming = try await supervisor.incoming(spec, listen: body.listen, timeout: Double(body.timeout ?? 600),
+                                                         copyDisks: body.copyDisks ?? false)
+            return .created(.init(body: .json(.init(vm: vmBody(incoming.record), address: incoming.address))))
+        } catch {
+            return .default(statusCode: Self.status(error), APIConversions.error(error))
+        }
+    }
+
     func listTasks(_ input: Operations.ListTasks.Input) async throws -> Operations.ListTasks.Output {
         do {
             return .ok(.init(body: .json(try supervisor.store.recentTasks().map(APIConversions.task))))

@@ -14,14 +14,17 @@ extension Supervisor {
         }
     }
 
-    /// Starts the monitor of a stopped VM; the caller holds the VM's queue.
-    func startLocked(_ name: String, reason: String, restoreFrom: String? = nil) async throws(DaemonError) -> VMRecord {
+    /// Starts the monitor of a stopped VM; the caller holds the VM's queue. With `incoming`
+    /// (a migration endpoint) the monitor waits for a VM migrating in: the VM is left in state
+    /// `incoming` once the monitor runs, and the caller waits for the stream.
+    func startLocked(_ name: String, reason: String, restoreFrom: String? = nil, incoming: String? = nil) async throws(DaemonError) -> VMRecord {
         let r = try record(name)
         if let identity = Self.identity(of: r), identity.isAlive() {
             throw DaemonError(.invalidState, "VM '\(name)' is already \(r.actualState)")
         }
         let spec = try Self.spec(of: r)
-        try checkFilesExist(spec)
+        // An incoming VM's caller checked its files (copied disks do not exist yet).
+        if incoming == nil { try checkFilesExist(spec) }
         let files = files(name)
         for s in [files.apiSocket, files.consoleSocket, files.vsockSocket] { unlink(s) }
         var procFiles: [String] = []
@@ -34,7 +37,7 @@ extension Supervisor {
             }
         }
         do {
-            try store.updateVM(name) { $0.desiredState = "running"; $0.actualState = "starting" }
+            try store.updateVM(name) { $0.desiredState = "running"; $0.actualState = incoming == nil ? "starting" : "incoming" }
         } catch {
             throw DaemonError.from(error)
         }
@@ -43,6 +46,10 @@ extension Supervisor {
         if let restoreFrom {
             arguments = MonitorCommandLine.restoreArguments(spec: spec, files: files, directory: restoreFrom, diskPaths: diskPaths(spec, files),
                                                             capabilities: capabilities)
+        }
+        if let incoming {
+            arguments = MonitorCommandLine.incomingArguments(spec: spec, files: files, endpoint: incoming, diskPaths: diskPaths(spec, files),
+                                                             capabilities: capabilities)
         }
         let identity: ProcessIdentity
         do {
@@ -73,6 +80,8 @@ extension Supervisor {
             _ = try? store.updateVM(name) { $0.actualState = "stopped"; $0.desiredState = "stopped"; $0.pid = nil; $0.pidStartTime = nil }
             throw DaemonError.from(error)
         }
+        // A monitor waiting for a migration opens its control socket once the VM has arrived.
+        if incoming != nil { return try record(name) }
         // Ready when the control socket answers.
         let deadline = Date().addingTimeInterval(configuration.startTimeout)
         while true {

@@ -29,6 +29,8 @@ public final class Supervisor: Sendable {
     private let controllers = Mutex<[String: VMController]>([:])
     /// Names of images being imported.
     let importing = Mutex<Set<String>>([])
+    /// The unix sockets monitors of VMs migrating in listen on, by VM (removed if they die).
+    let incomingListeners = Mutex<[String: String]>([:])
 
     public init(configuration: DaemonConfiguration, monitorPath: String, logger: Logger) throws(DaemonError) {
         self.configuration = configuration
