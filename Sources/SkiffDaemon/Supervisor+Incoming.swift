@@ -95,7 +95,7 @@ extension Supervisor {
             guard FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw DaemonError(.invalidRequest, "the directory of \(path) does not exist")
             }
-        case .tcp(let host, 0):
+        case .tcp(let host, let port) where port == 0:
             endpoint = .tcp(host: host, port: try Self.freePort(host: host))
         case .tcp:
             break
