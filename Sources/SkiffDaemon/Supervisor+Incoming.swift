@@ -101,6 +101,7 @@ extension Supervisor {
             break
         }
         let address = endpoint.description
+        let listener = endpoint
         let recorded = spec
         let result = try await serialized(name) { () async throws -> IncomingVM in
             if (try? self.store.vm(named: name)) != nil {
@@ -130,7 +131,7 @@ extension Supervisor {
                 } catch {
                     throw DaemonError.from(error)
                 }
-                if case .unix(let path) = endpoint { self.incomingListeners.withLock { $0[name] = path } }
+                if case .unix(let path) = listener { self.incomingListeners.withLock { $0[name] = path } }
                 let record = try await self.startLocked(name, reason: "incoming", incoming: address)
                 guard let identity = Self.identity(of: record) else { throw DaemonError(.internal, "the monitor of '\(name)' has no recorded pid") }
                 // Listening once the monitor says so (its log), or failed if it exits first.
