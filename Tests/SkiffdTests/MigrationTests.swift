@@ -16,6 +16,11 @@ struct DaemonMigrationTests {
 
     static func seqLines(_ text: String) -> Int { SeqChecker.lines(text).count }
 
+    static func vmCount(_ d: Daemon) throws -> Int {
+        let text = try d.raw("GET", "/vms").body
+        return (try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [Any])?.count ?? -1
+    }
+
     /// The workload moves daemon to daemon: its output continues on the target with nothing
     /// lost or repeated, the target supervises it, and the source keeps it stopped even with
     /// `restart: always`.
@@ -81,7 +86,7 @@ struct DaemonMigrationTests {
 
         let full = try src.cli(["migrate", "keep", "--to", small.socket], timeout: 120)
         #expect(full.status != 0 && full.stderr.contains("not enough memory"), "\(full.stderr)")
-        #expect(try small.ok(["list", "--output", "json"]).trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+        #expect(try Self.vmCount(small) == 0)
         #expect(small.monitors().isEmpty)
 
         let clash = try src.cli(["migrate", "keep", "--to", taken.socket], timeout: 120)
@@ -203,9 +208,9 @@ struct DaemonMigrationTests {
         ]
         for (body, status, code) in cases {
             let r = try d.raw("POST", "/migrations/incoming", body: Array(body.utf8), headers: Self.json)
-            #expect(r.status == status && r.body.contains(#""code":"\#(code)""#), "\(body.prefix(120)): \(r.status) \(r.body)")
+            #expect(r.status == status && r.body.contains("\"\(code)\""), "\(body.prefix(120)): \(r.status) \(r.body)")
         }
-        #expect(try d.ok(["list", "--output", "json"]).trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+        #expect(try Self.vmCount(d) == 0)
         #expect(d.monitors().isEmpty)
 
         // The source side: a malformed destination, a stopped VM.
@@ -218,7 +223,7 @@ struct DaemonMigrationTests {
         #expect(stopped.status == 409 && stopped.body.contains("invalidState"), "\(stopped.body)")
         let cli = try d.cli(["migrate", "st", "--to", dst.socket])
         #expect(cli.status != 0 && cli.stderr.contains("stopped"), "\(cli.stderr)")
-        #expect(try dst.ok(["list", "--output", "json"]).trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+        #expect(try Self.vmCount(dst) == 0)
         let usage = try d.cli(["migrate", "st", "--to", dst.socket, "--timeout", "0"])
         #expect(usage.status == 64, "\(usage.stderr)")
     }
