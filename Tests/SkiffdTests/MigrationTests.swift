@@ -76,6 +76,28 @@ struct DaemonMigrationTests {
         #expect(try dst.show("rm1")["state"] as? String == "running")
     }
 
+    /// `--copy-disks`: the disk travels in the stream; the target creates it under its VM
+    /// directory, records that path in its spec, and the bytes are the source's.
+    @Test func copyDisksCreatesTheDiskOnTheTarget() throws {
+        let src = try Daemon(), dst = try Daemon()
+        defer { src.tearDown(); dst.tearDown() }
+        let disk = "\(src.dir)/data.raw"
+        var bytes = [UInt8](repeating: 0, count: 1 << 20)
+        for i in bytes.indices where i % 4096 < 64 { bytes[i] = UInt8(truncatingIfNeeded: i / 4096 &* 31 &+ i) }
+        try Data(bytes).write(to: URL(fileURLWithPath: disk))
+        let extra = "cmdline: dirty=0\ndisks:\n  - {path: \(disk), format: raw}\n"
+        try src.ok(["create", "-f", try src.spec("cd1", guest: "workload.elf", extra: extra), "--start"])
+        let moved = try src.cli(["migrate", "cd1", "--to", dst.socket, "--copy-disks"], timeout: 300)
+        #expect(moved.status == 0, "\(moved.stderr)")
+        let there = try dst.show("cd1")
+        #expect(there["state"] as? String == "running")
+        let disks = try #require((there["spec"] as? [String: Any])?["disks"] as? [[String: Any]])
+        let copied = "\(dst.dataDir)/vms/cd1/disk0.raw"
+        #expect(disks.first?["path"] as? String == copied)
+        #expect(FileManager.default.contents(atPath: copied) == Data(bytes))
+        #expect(try src.show("cd1")["state"] as? String == "stopped")
+    }
+
     /// A target that refuses (name taken there, or over its memory capacity) leaves the source
     /// VM running and nothing new on the target.
     @Test func refusedByTheTargetLeavesTheSourceRunning() throws {
