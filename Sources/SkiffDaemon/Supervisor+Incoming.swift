@@ -191,8 +191,14 @@ extension Supervisor {
     /// directory and sockets. The caller holds the VM's queue.
     func discardIncoming(_ name: String, why: String) async {
         if let r = try? store.vm(named: name), let identity = Self.identity(of: r), identity.isAlive() {
-            watcher.signal(identity, SIGKILL)
-            _ = await controller(name).waitForExit(of: identity, timeout: 10)
+            if watcher.signal(identity, SIGKILL) {
+                _ = await controller(name).waitForExit(of: identity, timeout: 10)
+            } else {
+                // Not watched (a previous daemon started it): signalled by pid, its start time checked just above.
+                _ = Glibc.kill(identity.pid, SIGKILL)
+                let deadline = Date().addingTimeInterval(10)
+                while identity.isAlive(), Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+            }
             controller(name).forget(identity)
         }
         _ = try? store.deleteVM(name)

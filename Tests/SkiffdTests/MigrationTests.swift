@@ -178,6 +178,22 @@ struct DaemonMigrationTests {
         #expect(!FileManager.default.fileExists(atPath: "\(dst.dir)/late.mig"))
     }
 
+    /// A daemon restarted while a VM waits to migrate in removes it and stops its monitor
+    /// (nothing follows the stream any more).
+    @Test func incomingDroppedByADaemonRestart() throws {
+        let dst = try Daemon()
+        defer { dst.tearDown() }
+        let body = #"{"spec":{"name":"lost","kernel":"\#(Paths.guest("idle.elf"))","memory":"64M"},"listen":"tcp://127.0.0.1:0"}"#
+        let created = try dst.raw("POST", "/migrations/incoming", body: Array(body.utf8), headers: Self.json)
+        #expect(created.status == 201, "\(created.body)")
+        #expect(Array(dst.monitors().values) == ["lost"])
+        dst.kill9()
+        try dst.start()
+        #expect(try eventually(30) { try dst.raw("GET", "/vms/lost").status == 404 })
+        #expect(try eventually(15) { dst.monitors().isEmpty })
+        #expect(try dst.ok(["events", "--vm", "lost"]).contains("daemon restarted"))
+    }
+
     /// The daemon's migrate task to a bare monitor waiting with `skiff-vmm --incoming`.
     @Test func moveToABareIncomingMonitor() throws {
         let src = try Daemon()
