@@ -76,6 +76,30 @@ struct DaemonMigrationTests {
         #expect(try dst.show("rm1")["state"] as? String == "running")
     }
 
+    /// A target daemon reached over TCP with its bearer token: its monitor listens on every
+    /// address (the default for a URL target) and the source streams to the URL's host. A wrong
+    /// token is refused before anything is created.
+    @Test func targetOverTCPWithToken() throws {
+        let port = UInt16.random(in: 20000...40000)
+        let tokenFile = "/tmp/skd-mig-token-\(getpid())"
+        try "mig-token-0123456789abcdef\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        defer { unlink(tokenFile) }
+        let src = try Daemon(), dst = try Daemon(extraArguments: ["--tcp", "127.0.0.1:\(port)", "--token-file", tokenFile])
+        defer { src.tearDown(); dst.tearDown() }
+        try src.ok(["create", "-f", try src.spec("tc1", guest: "workload.elf", extra: "cmdline: dirty=0\n"), "--start"])
+        let wrongFile = "\(src.dir)/wrong"
+        try "not-the-token-0123456789\n".write(toFile: wrongFile, atomically: true, encoding: .utf8)
+        let refused = try src.cli(["migrate", "tc1", "--to", "http://127.0.0.1:\(port)", "--to-token-file", wrongFile], timeout: 120)
+        #expect(refused.status != 0 && refused.stderr.contains("token"), "\(refused.stderr)")
+        #expect(try Self.vmCount(dst) == 0)
+        let moved = try src.cli(["migrate", "tc1", "--to", "http://127.0.0.1:\(port)", "--to-token-file", tokenFile], timeout: 300)
+        #expect(moved.status == 0 && moved.stdout.contains("destination=tcp://127.0.0.1:"), "\(moved.stdout) \(moved.stderr)")
+        #expect(try dst.show("tc1")["state"] as? String == "running")
+        #expect(try src.show("tc1")["state"] as? String == "stopped")
+        let usage = try src.cli(["migrate", "tc1", "--to", "http://127.0.0.1:\(port)"])
+        #expect(usage.status == 64 && usage.stderr.contains("--to-token-file"), "\(usage.stderr)")
+    }
+
     /// `--copy-disks`: the disk travels in the stream; the target creates it under its VM
     /// directory, records that path in its spec, and the bytes are the source's.
     @Test func copyDisksCreatesTheDiskOnTheTarget() throws {
