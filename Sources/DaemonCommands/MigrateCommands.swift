@@ -35,6 +35,8 @@ public struct DaemonMigrateCommand: ParsableCommand {
     @Flag(name: .customLong("copy-disks"), help: "Stream the disks too (no shared storage): the target keeps them under its VM directory.")
     var copyDisks = false
 
+    @Option(help: ArgumentHelp("Cap on the stream's rate, MiB a second.", valueName: "MiB")) var bandwidth: Int64?
+
     @Flag(name: .customLong("remove-source"), help: "Delete the VM on this daemon once it runs on the target.") var removeSource = false
 
     @Option(help: ArgumentHelp("Seconds the target waits for the stream to complete (default 600).", valueName: "seconds")) var timeout: Int = 600
@@ -50,12 +52,14 @@ public struct DaemonMigrateCommand: ParsableCommand {
             guard toTokenFile != nil else { throw ValidationError("--to with a URL needs --to-token-file") }
         }
         guard (1...86_400).contains(timeout) else { throw ValidationError("--timeout must be 1 to 86400 seconds") }
+        if let bandwidth { guard (1...(1 << 40)).contains(bandwidth) else { throw ValidationError("--bandwidth must be 1 MiB/s or more") } }
         if let maxDowntime { guard (1...60_000).contains(maxDowntime) else { throw ValidationError("--max-downtime must be 1 to 60000 ms") } }
     }
 
     public func run() throws {
         let name = self.name, target = self.to, copy = copyDisks, remove = removeSource, ms = maxDowntime, format = server.output
         let waitSeconds = timeout
+        let bytes = bandwidth.map { $0 << 20 }
         let remote = target.hasPrefix("http://") || target.hasPrefix("https://")
         let listen = self.listen ?? (remote ? "tcp://0.0.0.0:0" : "tcp://127.0.0.1:0")
         var token: String?
@@ -83,7 +87,7 @@ public struct DaemonMigrateCommand: ParsableCommand {
             }
             do {
                 try await Self.move(name, vm: vm, source: source, destination: destination, target: target, remote: remote, listen: listen,
-                                    timeout: waitSeconds, copyDisks: copy, maxDowntime: ms, removeSource: remove, format: format)
+                                    timeout: waitSeconds, copyDisks: copy, maxDowntime: ms, bandwidth: bytes, removeSource: remove, format: format)
             } catch {
                 await destination.shutdown()
                 throw error
@@ -93,7 +97,7 @@ public struct DaemonMigrateCommand: ParsableCommand {
     }
 
     static func move(_ name: String, vm: Components.Schemas.Vm, source: DaemonConnection, destination: DaemonConnection, target: String,
-                     remote: Bool, listen: String, timeout: Int, copyDisks: Bool, maxDowntime: Int?, removeSource: Bool,
+                     remote: Bool, listen: String, timeout: Int, copyDisks: Bool, maxDowntime: Int?, bandwidth: Int64?, removeSource: Bool,
                      format: OutputFormat) async throws {
         // The target creates the VM, waiting for the stream.
         let incoming: Components.Schemas.IncomingVM
@@ -121,7 +125,8 @@ public struct DaemonMigrateCommand: ParsableCommand {
         let task: Components.Schemas.Task
         do {
             switch try await source.client.migrateVM(path: .init(name: name),
-                                                     body: .json(.init(destination: address, maxDowntimeMs: maxDowntime, copyDisks: copyDisks))) {
+                                                     body: .json(.init(destination: address, maxDowntimeMs: maxDowntime, copyDisks: copyDisks,
+                                                                       bandwidth: bandwidth))) {
             case .accepted(let t): task = try t.body.json
             case .default(let s, let e): throw DaemonClientError.from(status: s, e)
             }

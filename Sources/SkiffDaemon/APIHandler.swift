@@ -216,8 +216,9 @@ struct APIHandler: APIProtocol {
         guard case .json(let body) = input.body else { return .default(statusCode: 400, APIConversions.error(DaemonError(.invalidRequest, "expected JSON"))) }
         do {
             try RequestChecks.range(body.maxDowntimeMs, 1...60_000, "maxDowntimeMs")
+            try RequestChecks.range(body.bandwidth, (1 << 20)...Int64.max, "bandwidth")
             let task = try supervisor.migrate(input.path.name, destination: body.destination, maxDowntimeMs: body.maxDowntimeMs,
-                                              copyDisks: body.copyDisks ?? false)
+                                              copyDisks: body.copyDisks ?? false, bandwidth: body.bandwidth.map { UInt64($0) })
             return .accepted(.init(body: .json(APIConversions.task(task))))
         } catch {
             return .default(statusCode: Self.status(error), APIConversions.error(error))

@@ -95,7 +95,8 @@ extension Supervisor {
     /// one another daemon started for `POST /migrations/incoming`), as a task; progress is the
     /// monitor's (`waitForMigration`). Afterwards the VM runs there, and here it is stopped (its
     /// restart policy does not start it again); if the move fails it keeps running here.
-    func migrate(_ name: String, destination: String, maxDowntimeMs: Int?, copyDisks: Bool) throws(DaemonError) -> TaskRecord {
+    /// `bandwidth` caps the stream (bytes a second).
+    func migrate(_ name: String, destination: String, maxDowntimeMs: Int?, copyDisks: Bool, bandwidth: UInt64? = nil) throws(DaemonError) -> TaskRecord {
         guard destination.utf8.count <= 512, let endpoint = MigrationEndpoint(destination) else {
             throw DaemonError(.invalidRequest, "destination must be tcp://HOST:PORT or unix:PATH, not '\(destination.prefix(200))'")
         }
@@ -113,6 +114,7 @@ extension Supervisor {
                 do { try self.store.updateVM(name) { $0.desiredState = "stopped" } } catch { throw DaemonError.from(error) }
                 var request = MigrationRequest(destination: endpoint, copyDisks: copyDisks)
                 if let ms = maxDowntimeMs { request.maxDowntimeMilliseconds = UInt32(ms) }
+                request.bandwidthLimit = bandwidth
                 do {
                     _ = try await self.control(socket, .migrate(request))
                     while true {

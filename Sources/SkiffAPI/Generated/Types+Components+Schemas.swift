@@ -1217,25 +1217,33 @@ extension Components {
             public var maxDowntimeMs: Swift.Int?
             /// - Remark: Generated from `#/components/schemas/MigrateParameters/copyDisks`.
             public var copyDisks: Swift.Bool?
+            /// Cap on the stream's rate, bytes a second (default: none)
+            ///
+            /// - Remark: Generated from `#/components/schemas/MigrateParameters/bandwidth`.
+            public var bandwidth: Swift.Int64?
             /// Creates a new `MigrateParameters`.
             ///
             /// - Parameters:
             ///   - destination: tcp://HOST:PORT or unix:PATH of a monitor started with --incoming
             ///   - maxDowntimeMs:
             ///   - copyDisks:
+            ///   - bandwidth: Cap on the stream's rate, bytes a second (default: none)
             public init(
                 destination: Swift.String,
                 maxDowntimeMs: Swift.Int? = nil,
-                copyDisks: Swift.Bool? = nil
+                copyDisks: Swift.Bool? = nil,
+                bandwidth: Swift.Int64? = nil
             ) {
                 self.destination = destination
                 self.maxDowntimeMs = maxDowntimeMs
                 self.copyDisks = copyDisks
+                self.bandwidth = bandwidth
             }
             public enum CodingKeys: String, CodingKey {
                 case destination
                 case maxDowntimeMs
                 case copyDisks
+                case bandwidth
             }
             public init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1251,10 +1259,15 @@ extension Components {
                     Swift.Bool.self,
                     forKey: .copyDisks
                 )
+                self.bandwidth = try container.decodeIfPresent(
+                    Swift.Int64.self,
+                    forKey: .bandwidth
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "destination",
                     "maxDowntimeMs",
-                    "copyDisks"
+                    "copyDisks",
+                    "bandwidth"
                 ])
             }
         }
