@@ -10,8 +10,10 @@ struct DaemonMigrationTests {
     static let checker = SeqChecker(pages: 8 * 256, report: 200)
     static let workload = "cmdline: mib=8 report=200\nrestart: always\n"
 
+    /// The VM's console log through the daemon's API (`GET /vms/{name}/console/log`).
     static func consoleLog(_ d: Daemon, _ name: String) -> String {
-        (try? String(contentsOfFile: "\(d.dataDir)/vms/\(name)/console.log", encoding: .utf8)) ?? ""
+        guard let r = try? d.raw("GET", "/vms/\(name)/console/log?bytes=4194304"), r.status == 200 else { return "" }
+        return r.body
     }
 
     static func seqLines(_ text: String) -> Int { SeqChecker.lines(text).count }
@@ -202,6 +204,7 @@ struct DaemonMigrationTests {
         let body = #"{"spec":{"name":"late","kernel":"\#(Paths.guest("idle.elf"))","memory":"64M"},"listen":"unix:\#(dst.dir)/late.mig","timeout":2}"#
         let created = try dst.raw("POST", "/migrations/incoming", body: Array(body.utf8), headers: Self.json)
         #expect(created.status == 201 && Self.object(created.body)["address"] as? String == "unix:\(dst.dir)/late.mig", "\(created.body)")
+        #expect(FileManager.default.fileExists(atPath: "\(dst.dir)/late.mig"))
         #expect(try dst.show("late")["state"] as? String == "incoming")
         #expect(try eventually(30) { try dst.raw("GET", "/vms/late").status == 404 })
         #expect(dst.monitors().isEmpty)
