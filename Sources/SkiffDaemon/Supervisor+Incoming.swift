@@ -89,10 +89,10 @@ extension Supervisor {
         switch endpoint {
         case .unix(let path):
             var st = stat()
-            if lstat(path, &st) == 0 { throw DaemonError(.conflict, "\(path) already exists") }
+            if unsafe lstat(path, &st) == 0 { throw DaemonError(.conflict, "\(path) already exists") }
             let parent = (path as NSString).deletingLastPathComponent
             var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory), isDirectory.boolValue else {
+            guard unsafe FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw DaemonError(.invalidRequest, "the directory of \(path) does not exist")
             }
         case .tcp(let host, let port) where port == 0:
@@ -205,8 +205,8 @@ extension Supervisor {
         cgroups?.remove(vm: name)
         let files = files(name)
         try? FileManager.default.removeItem(atPath: files.directory)
-        for s in [files.apiSocket, files.consoleSocket, files.vsockSocket] { unlink(s) }
-        if let path = incomingListeners.withLock({ $0.removeValue(forKey: name) }) { unlink(path) }
+        for s in [files.apiSocket, files.consoleSocket, files.vsockSocket] { unsafe unlink(s) }
+        if let path = incomingListeners.withLock({ $0.removeValue(forKey: name) }) { unsafe unlink(path) }
         events.publish(vm: name, kind: "incoming-failed", "VM \(name) did not migrate in and was removed: \(why.prefix(2000))")
     }
 
@@ -223,34 +223,34 @@ extension Supervisor {
     /// A TCP port free on `host` now (bound to port 0 and released): the monitor's `--incoming`
     /// takes a port, not 0.
     static func freePort(host: String) throws(DaemonError) -> UInt16 {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_family = AF_UNSPEC
-        hints.ai_flags = AI_PASSIVE
+        var hints = unsafe addrinfo()
+        unsafe hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        unsafe hints.ai_family = AF_UNSPEC
+        unsafe hints.ai_flags = AI_PASSIVE
         var result: UnsafeMutablePointer<addrinfo>?
-        let r = getaddrinfo(host, "0", &hints, &result)
-        guard r == 0, let first = result else {
-            throw DaemonError(.invalidRequest, "cannot resolve \(host.prefix(255)): \(String(cString: gai_strerror(r)))")
+        let r = unsafe getaddrinfo(host, "0", &hints, &result)
+        guard r == 0, let first = unsafe result else {
+            throw DaemonError(.invalidRequest, unsafe "cannot resolve \(host.prefix(255)): \(String(cString: gai_strerror(r)))")
         }
-        defer { freeaddrinfo(first) }
-        var next: UnsafeMutablePointer<addrinfo>? = first
-        while let info = next {
-            next = info.pointee.ai_next
-            let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { unsafe freeaddrinfo(first) }
+        var next: UnsafeMutablePointer<addrinfo>? = unsafe first
+        while let info = unsafe next {
+            unsafe next = info.pointee.ai_next
+            let fd = unsafe socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { continue }
             defer { close(fd) }
-            guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else { continue }
+            guard unsafe bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else { continue }
             var storage = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let got = withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            let got = unsafe withUnsafeMutablePointer(to: &storage) {
+                unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { unsafe getsockname(fd, $0, &length) }
             }
             guard got == 0 else { continue }
-            let port: UInt16 = withUnsafePointer(to: &storage) { p in
-                if Int32(p.pointee.ss_family) == AF_INET6 {
-                    return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+            let port: UInt16 = unsafe withUnsafePointer(to: &storage) { p in
+                if unsafe Int32(p.pointee.ss_family) == AF_INET6 {
+                    return unsafe p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { unsafe UInt16(bigEndian: $0.pointee.sin6_port) }
                 }
-                return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+                return unsafe p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { unsafe UInt16(bigEndian: $0.pointee.sin_port) }
             }
             if port != 0 { return port }
         }
