@@ -15,6 +15,7 @@ public struct MigrateCommand: ParsableCommand {
             keeps running here. Disks are on storage both hosts see at the same paths (the image locks are handed
             over at switch-over), or travel with the VM with --copy-disks (only what each image holds itself: an
             overlay sends its own clusters, its backing file must be on the target).
+            'skiff migrate NAME --to TARGET' moves a VM between two skiffd daemons instead ('skiff migrate NAME --to X --help').
             """)
 
     @OptionGroup var monitor: MonitorOptions

@@ -113,12 +113,18 @@ public struct MoveCommand: ParsableCommand {
     @Argument(help: "tcp://HOST:PORT or unix:PATH") var destination: String
     @Option(name: .customLong("max-downtime"), help: ArgumentHelp("Longest pause at switch-over (ms).", valueName: "ms")) var maxDowntime: Int?
     @Flag(name: .customLong("copy-disks"), help: "Copy the disks too (no shared storage).") var copyDisks = false
+    @Option(help: ArgumentHelp("Cap on the stream's rate, MiB a second.", valueName: "MiB")) var bandwidth: Int64?
     @OptionGroup var server: DaemonOptions
     public init() {}
+    public func validate() throws {
+        if let bandwidth { guard (1...(1 << 40)).contains(bandwidth) else { throw ValidationError("--bandwidth must be 1 MiB/s or more") } }
+    }
     public func run() throws {
         let (name, dest, ms, copy, format) = (self.name, self.destination, self.maxDowntime, self.copyDisks, server.output)
+        let bytes = bandwidth.map { $0 << 20 }
         try server.run { c in
-            switch try await c.client.migrateVM(path: .init(name: name), body: .json(.init(destination: dest, maxDowntimeMs: ms, copyDisks: copy))) {
+            switch try await c.client.migrateVM(path: .init(name: name),
+                                                body: .json(.init(destination: dest, maxDowntimeMs: ms, copyDisks: copy, bandwidth: bytes))) {
             case .accepted(let t): try await waitForTask(c, try t.body.json, format: format)
             case .default(let s, let e): throw DaemonClientError.from(status: s, e)
             }

@@ -29,3 +29,13 @@ public struct SkiffCommand: ParsableCommand {
 
     public init() {}
 }
+
+extension SkiffCommand {
+    /// `skiff migrate NAME --to TARGET` is the daemon-to-daemon move; `skiff migrate URL` (no
+    /// `--to`) moves a monitor's VM to a bare `--incoming` monitor. Runs the former and exits
+    /// when the arguments ask for it.
+    public static func runDaemonMigrateIfAsked(_ arguments: [String]) {
+        guard arguments.first == "migrate", arguments.dropFirst().contains(where: { $0 == "--to" || $0.hasPrefix("--to=") }) else { return }
+        DaemonMigrateCommand.runAndExit(Array(arguments.dropFirst()))
+    }
+}

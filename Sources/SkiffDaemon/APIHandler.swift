@@ -217,9 +217,23 @@ struct APIHandler: APIProtocol {
         guard case .json(let body) = input.body else { return .default(statusCode: 400, APIConversions.error(DaemonError(.invalidRequest, "expected JSON"))) }
         do {
             try RequestChecks.range(body.maxDowntimeMs, 1...60_000, "maxDowntimeMs")
+            try RequestChecks.range(body.bandwidth, (1 << 20)...Int64.max, "bandwidth")
             let task = try supervisor.migrate(input.path.name, destination: body.destination, maxDowntimeMs: body.maxDowntimeMs,
-                                              copyDisks: body.copyDisks ?? false)
+                                              copyDisks: body.copyDisks ?? false, bandwidth: body.bandwidth.map { UInt64($0) })
             return .accepted(.init(body: .json(APIConversions.task(task))))
+        } catch {
+            return .default(statusCode: Self.status(error), APIConversions.error(error))
+        }
+    }
+
+    func createIncomingVM(_ input: Operations.CreateIncomingVM.Input) async throws -> Operations.CreateIncomingVM.Output {
+        guard case .json(let body) = input.body else { return .default(statusCode: 400, APIConversions.error(DaemonError(.invalidRequest, "expected JSON"))) }
+        do {
+            try RequestChecks.range(body.timeout, 1...86_400, "timeout")
+            let spec = try APIConversions.spec(body.spec)
+            let incoming = try await supervisor.incoming(spec, listen: body.listen, timeout: Double(body.timeout ?? 600),
+                                                         copyDisks: body.copyDisks ?? false)
+            return .created(.init(body: .json(.init(vm: vmBody(incoming.record), address: incoming.address))))
         } catch {
             return .default(statusCode: Self.status(error), APIConversions.error(error))
         }

@@ -103,4 +103,14 @@ enum MonitorCommandLine {
         }
         return args
     }
+
+    /// Arguments of a monitor that waits for a VM migrating in on `endpoint`: like a restore,
+    /// only the host resources are given (the stream carries the hardware).
+    static func incomingArguments(spec: VMSpec, files: VMFiles, endpoint: String, diskPaths: [String],
+                                  capabilities: MonitorCapabilities) -> [String] {
+        var args = restoreArguments(spec: spec, files: files, directory: "", diskPaths: diskPaths, capabilities: capabilities)
+        args[0] = "--incoming"
+        args[1] = endpoint
+        return args
+    }
 }

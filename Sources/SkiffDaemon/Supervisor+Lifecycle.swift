@@ -14,14 +14,17 @@ extension Supervisor {
         }
     }
 
-    /// Starts the monitor of a stopped VM; the caller holds the VM's queue.
-    func startLocked(_ name: String, reason: String, restoreFrom: String? = nil) async throws(DaemonError) -> VMRecord {
+    /// Starts the monitor of a stopped VM; the caller holds the VM's queue. With `incoming`
+    /// (a migration endpoint) the monitor waits for a VM migrating in: the VM is left in state
+    /// `incoming` once the monitor runs, and the caller waits for the stream.
+    func startLocked(_ name: String, reason: String, restoreFrom: String? = nil, incoming: String? = nil) async throws(DaemonError) -> VMRecord {
         let r = try record(name)
         if let identity = Self.identity(of: r), identity.isAlive() {
             throw DaemonError(.invalidState, "VM '\(name)' is already \(r.actualState)")
         }
         let spec = try Self.spec(of: r)
-        try checkFilesExist(spec)
+        // An incoming VM's caller checked its files (copied disks do not exist yet).
+        if incoming == nil { try checkFilesExist(spec) }
         let jail = self.jail
         let files = files(name, jailDirectory: jail?.directory(name))
         try files.checkSocketPaths()
@@ -48,7 +51,7 @@ extension Supervisor {
         do {
             try store.updateVM(name) {
                 $0.desiredState = "running"
-                $0.actualState = "starting"
+                $0.actualState = incoming == nil ? "starting" : "incoming"
                 $0.jailDirectory = files.jailDirectory
                 $0.monitorPid = nil
                 $0.monitorStartTime = nil
@@ -61,6 +64,10 @@ extension Supervisor {
         if let restoreFrom {
             arguments = MonitorCommandLine.restoreArguments(spec: spec, files: files, directory: restoreFrom, diskPaths: diskPaths(spec, files),
                                                             capabilities: capabilities)
+        }
+        if let incoming {
+            arguments = MonitorCommandLine.incomingArguments(spec: spec, files: files, endpoint: incoming, diskPaths: diskPaths(spec, files),
+                                                             capabilities: capabilities)
         }
         var executable = monitorPath
         if let jail {
@@ -103,6 +110,21 @@ extension Supervisor {
             _ = try? store.updateVM(name) { $0.actualState = "stopped"; $0.desiredState = "stopped"; $0.pid = nil; $0.pidStartTime = nil }
             releaseFiles(name)
             throw DaemonError.from(error)
+        }
+        // A monitor waiting for a migration opens its control socket once the VM has arrived;
+        // a jailed one's host pid is recorded first (kill and re-attach need it).
+        if incoming != nil {
+            if let jail {
+                let deadline = Date().addingTimeInterval(5)
+                while Date() < deadline {
+                    if let found = Self.jailedMonitor(jailDirectory: jail.directory(name), execName: jail.execName, jailer: identity) {
+                        _ = try? store.updateVM(name) { $0.monitorPid = Int64(found.pid); $0.monitorStartTime = Int64(found.startTime) }
+                        break
+                    }
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
+            }
+            return try record(name)
         }
         // Ready when the control socket answers.
         let deadline = Date().addingTimeInterval(configuration.startTimeout)

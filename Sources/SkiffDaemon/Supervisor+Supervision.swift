@@ -19,6 +19,12 @@ extension Supervisor {
         guard let r = try? store.vm(named: name), Self.identity(of: r) == identity else { return }
         // A stop task in progress records this exit itself.
         if controller(name).stopTask(of: identity) != nil { return }
+        // A VM that was migrating in never ran here: it is removed, not restarted.
+        if r.actualState == "incoming" {
+            let stderr = tail(files(name).monitorErrors, from: 0)
+            await discardIncoming(name, why: "the monitor \(status)\(stderr.isEmpty ? "" : ": \(stderr.suffix(1000))")")
+            return
+        }
         controller(name).forget(identity)
         let ranFor = r.startedAt.map { Date().timeIntervalSince($0) } ?? 0
         let spec = try? Self.spec(of: r)
@@ -82,6 +88,15 @@ extension Supervisor {
         try? await serialized(name) { () async throws in
             guard let r = try? self.store.vm(named: name) else { return }
             let files = self.files(name)
+            // A migration in that no daemon followed: kept if it completed meanwhile, else removed.
+            if r.actualState == "incoming" {
+                if let reply = try? await self.control(files.apiSocket, .status, timeout: 2), case .status = reply {
+                    _ = try? self.store.updateVM(name) { $0.actualState = "starting" }
+                } else {
+                    await self.discardIncoming(name, why: "the daemon restarted while it waited for the stream")
+                    return
+                }
+            }
             let jailed = r.jailDirectory != nil
             // The recorded process, or (if the previous daemon died before recording it) a
             // monitor serving this VM's control socket (a jailer building its jail).

@@ -121,17 +121,24 @@ extension Supervisor {
 
     // MARK: Migration
 
-    /// Moves a running VM to a monitor waiting with `--incoming`, as a task; progress is the
-    /// monitor's (`waitForMigration`). Afterwards the VM runs there, and here it is stopped.
-    func migrate(_ name: String, destination: String, maxDowntimeMs: Int?, copyDisks: Bool) throws(DaemonError) -> TaskRecord {
-        _ = try runningSocket(name)
-        guard let endpoint = MigrationEndpoint(destination) else {
-            throw DaemonError(.invalidRequest, "destination must be tcp://HOST:PORT or unix:PATH")
+    /// Moves a running (or paused) VM to a monitor waiting with `--incoming` (a bare monitor, or
+    /// one another daemon started for `POST /migrations/incoming`), as a task; progress is the
+    /// monitor's (`waitForMigration`). Afterwards the VM runs there, and here it is stopped (its
+    /// restart policy does not start it again); if the move fails it keeps running here.
+    /// `bandwidth` caps the stream (bytes a second).
+    func migrate(_ name: String, destination: String, maxDowntimeMs: Int?, copyDisks: Bool, bandwidth: UInt64? = nil) throws(DaemonError) -> TaskRecord {
+        guard destination.utf8.count <= 512, let endpoint = MigrationEndpoint(destination) else {
+            throw DaemonError(.invalidRequest, "destination must be tcp://HOST:PORT or unix:PATH, not '\(destination.prefix(200))'")
         }
-        let memory = try Self.spec(of: try record(name)).memoryBytes
-        if case .unix = endpoint, try record(name).jailDirectory != nil {
+        _ = try runningSocket(name)
+        let current = try record(name)
+        guard current.actualState == "running" || current.actualState == "paused" else {
+            throw DaemonError(.invalidState, "VM '\(name)' is \(current.actualState): only a running or paused VM migrates")
+        }
+        if case .unix = endpoint, current.jailDirectory != nil {
             throw DaemonError(.invalidRequest, "VM '\(name)' runs jailed and cannot reach a host unix socket: migrate over tcp://HOST:PORT")
         }
+        let memory = try Self.spec(of: current).memoryBytes
         return try tasks.launch(kind: "migrate", vm: name) { progress in
             try await self.serialized(name) { () async throws -> [String: String] in
                 let r = try self.record(name)
@@ -140,6 +147,7 @@ extension Supervisor {
                 do { try self.store.updateVM(name) { $0.desiredState = "stopped" } } catch { throw DaemonError.from(error) }
                 var request = MigrationRequest(destination: endpoint, copyDisks: copyDisks)
                 if let ms = maxDowntimeMs { request.maxDowntimeMilliseconds = UInt32(ms) }
+                request.bandwidthLimit = bandwidth
                 do {
                     _ = try await self.control(socket, .migrate(request))
                     while true {

@@ -31,6 +31,8 @@ public final class Supervisor: Sendable {
     private let controllers = Mutex<[String: VMController]>([:])
     /// Names of images being imported.
     let importing = Mutex<Set<String>>([])
+    /// The unix sockets monitors of VMs migrating in listen on, by VM (removed if they die).
+    let incomingListeners = Mutex<[String: String]>([:])
 
     /// - Parameter jailerPath: the `skiff-jailer` to use when `configuration.jailer` allows
     ///   (default: none, so `auto` runs monitors unconfined).

@@ -5,4 +5,5 @@ import VMCommands
 if CommandLine.arguments.count > 1, CommandLine.arguments[1] == "run" {
     MonitorExec.execMonitorIfBeside(arguments: Array(CommandLine.arguments.dropFirst(2)))
 }
+SkiffCommand.runDaemonMigrateIfAsked(Array(CommandLine.arguments.dropFirst()))
 SkiffCommand.runAndExit()

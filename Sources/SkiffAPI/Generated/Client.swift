@@ -20,7 +20,8 @@ import HTTPTypes
 /// /run/skiff/skiffd.sock) and optionally on TCP, where every request needs
 /// `Authorization: Bearer TOKEN`. Errors are JSON objects with a stable `code` and a `message`.
 /// Long operations (stop, snapshot, restore, fork, migrate, image import) answer 202 with a task to
-/// poll at /tasks/{id}. A VM's console is a WebSocket at /vms/{name}/console (not described
+/// poll at /tasks/{id}. A VM moves between daemons with POST /migrations/incoming on the target
+/// (a VM waiting for the stream) and POST /vms/{name}/migrate on the source. A VM's console is a WebSocket at /vms/{name}/console (not described
 /// here: see docs/skiffd.md).
 ///
 public struct Client: APIProtocol {
@@ -1806,7 +1807,7 @@ public struct Client: APIProtocol {
             }
         )
     }
-    /// Moves the running VM to a monitor waiting with --incoming (a task).
+    /// Moves the running (or paused) VM to a monitor waiting with --incoming (a task); afterwards it is stopped here.
     ///
     /// - Remark: HTTP `POST /vms/{name}/migrate`.
     /// - Remark: Generated from `#/paths//vms/{name}/migrate/post(migrateVM)`.
@@ -1865,6 +1866,99 @@ public struct Client: APIProtocol {
                         preconditionFailure("bestContentType chose an invalid content type.")
                     }
                     return .accepted(.init(body: body))
+                default:
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Components.Responses._Error.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas._Error.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .`default`(
+                        statusCode: response.status.code,
+                        .init(body: body)
+                    )
+                }
+            }
+        )
+    }
+    /// Creates a VM from a spec that waits for a migration stream (the target side of a move).
+    ///
+    /// The VM is admitted like a created one, recorded in state `incoming`, and its monitor started
+    /// with --incoming on `listen`; the answer says where it listens. When the stream completes the
+    /// VM is `running` (or `paused`) here with its spec's restart policy. If the stream fails, the
+    /// monitor exits or nothing arrives within `timeout` seconds, the monitor is stopped and the
+    /// VM removed (event `incoming-failed`).
+    ///
+    ///
+    /// - Remark: HTTP `POST /migrations/incoming`.
+    /// - Remark: Generated from `#/paths//migrations/incoming/post(createIncomingVM)`.
+    public func createIncomingVM(_ input: Operations.CreateIncomingVM.Input) async throws -> Operations.CreateIncomingVM.Output {
+        try await client.send(
+            input: input,
+            forOperation: Operations.CreateIncomingVM.id,
+            serializer: { input in
+                let path = try converter.renderedPath(
+                    template: "/migrations/incoming",
+                    parameters: []
+                )
+                var request: HTTPTypes.HTTPRequest = .init(
+                    soar_path: path,
+                    method: .post
+                )
+                suppressMutabilityWarning(&request)
+                converter.setAcceptHeader(
+                    in: &request.headerFields,
+                    contentTypes: input.headers.accept
+                )
+                let body: OpenAPIRuntime.HTTPBody?
+                switch input.body {
+                case let .json(value):
+                    body = try converter.setRequiredRequestBodyAsJSON(
+                        value,
+                        headerFields: &request.headerFields,
+                        contentType: "application/json; charset=utf-8"
+                    )
+                }
+                return (request, body)
+            },
+            deserializer: { response, responseBody in
+                switch response.status.code {
+                case 201:
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Operations.CreateIncomingVM.Output.Created.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas.IncomingVM.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .created(.init(body: body))
                 default:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
                     let body: Components.Responses._Error.Body

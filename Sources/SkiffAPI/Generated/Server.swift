@@ -280,6 +280,17 @@ extension APIProtocol {
         )
         try transport.register(
             {
+                try await server.createIncomingVM(
+                    request: $0,
+                    body: $1,
+                    metadata: $2
+                )
+            },
+            method: .post,
+            path: server.apiPathComponentsWithServerPrefix("/migrations/incoming")
+        )
+        try transport.register(
+            {
                 try await server.listTasks(
                     request: $0,
                     body: $1,
@@ -2042,7 +2053,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
             }
         )
     }
-    /// Moves the running VM to a monitor waiting with --incoming (a task).
+    /// Moves the running (or paused) VM to a monitor waiting with --incoming (a task); afterwards it is stopped here.
     ///
     /// - Remark: HTTP `POST /vms/{name}/migrate`.
     /// - Remark: Generated from `#/paths//vms/{name}/migrate/post(migrateVM)`.
@@ -2097,6 +2108,99 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                 case let .accepted(value):
                     suppressUnusedWarning(value)
                     var response = HTTPTypes.HTTPResponse(soar_statusCode: 202)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .json(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
+                case let .`default`(statusCode, value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: statusCode)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .json(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
+                }
+            }
+        )
+    }
+    /// Creates a VM from a spec that waits for a migration stream (the target side of a move).
+    ///
+    /// The VM is admitted like a created one, recorded in state `incoming`, and its monitor started
+    /// with --incoming on `listen`; the answer says where it listens. When the stream completes the
+    /// VM is `running` (or `paused`) here with its spec's restart policy. If the stream fails, the
+    /// monitor exits or nothing arrives within `timeout` seconds, the monitor is stopped and the
+    /// VM removed (event `incoming-failed`).
+    ///
+    ///
+    /// - Remark: HTTP `POST /migrations/incoming`.
+    /// - Remark: Generated from `#/paths//migrations/incoming/post(createIncomingVM)`.
+    func createIncomingVM(
+        request: HTTPTypes.HTTPRequest,
+        body: OpenAPIRuntime.HTTPBody?,
+        metadata: OpenAPIRuntime.ServerRequestMetadata
+    ) async throws -> (HTTPTypes.HTTPResponse, OpenAPIRuntime.HTTPBody?) {
+        try await handle(
+            request: request,
+            requestBody: body,
+            metadata: metadata,
+            forOperation: Operations.CreateIncomingVM.id,
+            using: {
+                APIHandler.createIncomingVM($0)
+            },
+            deserializer: { request, requestBody, metadata in
+                let headers: Operations.CreateIncomingVM.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let contentType = converter.extractContentTypeIfPresent(in: request.headerFields)
+                let body: Operations.CreateIncomingVM.Input.Body
+                let chosenContentType = try converter.bestContentType(
+                    received: contentType,
+                    options: [
+                        "application/json"
+                    ]
+                )
+                switch chosenContentType {
+                case "application/json":
+                    body = try await converter.getRequiredRequestBodyAsJSON(
+                        Components.Schemas.IncomingParameters.self,
+                        from: requestBody,
+                        transforming: { value in
+                            .json(value)
+                        }
+                    )
+                default:
+                    preconditionFailure("bestContentType chose an invalid content type.")
+                }
+                return Operations.CreateIncomingVM.Input(
+                    headers: headers,
+                    body: body
+                )
+            },
+            serializer: { output, request in
+                switch output {
+                case let .created(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 201)
                     suppressMutabilityWarning(&response)
                     let body: OpenAPIRuntime.HTTPBody
                     switch value.body {

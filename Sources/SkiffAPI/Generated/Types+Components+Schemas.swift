@@ -833,6 +833,7 @@ extension Components {
             case paused = "paused"
             case stopping = "stopping"
             case crashed = "crashed"
+            case incoming = "incoming"
         }
         /// - Remark: Generated from `#/components/schemas/ExitInfo`.
         public struct ExitInfo: Codable, Hashable, Sendable {
@@ -1216,25 +1217,33 @@ extension Components {
             public var maxDowntimeMs: Swift.Int?
             /// - Remark: Generated from `#/components/schemas/MigrateParameters/copyDisks`.
             public var copyDisks: Swift.Bool?
+            /// Cap on the stream's rate, bytes a second (default: none)
+            ///
+            /// - Remark: Generated from `#/components/schemas/MigrateParameters/bandwidth`.
+            public var bandwidth: Swift.Int64?
             /// Creates a new `MigrateParameters`.
             ///
             /// - Parameters:
             ///   - destination: tcp://HOST:PORT or unix:PATH of a monitor started with --incoming
             ///   - maxDowntimeMs:
             ///   - copyDisks:
+            ///   - bandwidth: Cap on the stream's rate, bytes a second (default: none)
             public init(
                 destination: Swift.String,
                 maxDowntimeMs: Swift.Int? = nil,
-                copyDisks: Swift.Bool? = nil
+                copyDisks: Swift.Bool? = nil,
+                bandwidth: Swift.Int64? = nil
             ) {
                 self.destination = destination
                 self.maxDowntimeMs = maxDowntimeMs
                 self.copyDisks = copyDisks
+                self.bandwidth = bandwidth
             }
             public enum CodingKeys: String, CodingKey {
                 case destination
                 case maxDowntimeMs
                 case copyDisks
+                case bandwidth
             }
             public init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1250,10 +1259,121 @@ extension Components {
                     Swift.Bool.self,
                     forKey: .copyDisks
                 )
+                self.bandwidth = try container.decodeIfPresent(
+                    Swift.Int64.self,
+                    forKey: .bandwidth
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "destination",
                     "maxDowntimeMs",
+                    "copyDisks",
+                    "bandwidth"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/IncomingParameters`.
+        public struct IncomingParameters: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/IncomingParameters/spec`.
+            public var spec: Components.Schemas.VMSpec
+            /// tcp://HOST:PORT (port 0: the daemon chooses one) or unix:PATH (absolute, must not exist)
+            ///
+            /// - Remark: Generated from `#/components/schemas/IncomingParameters/listen`.
+            public var listen: Swift.String
+            /// Seconds to wait for the stream to complete (default 600)
+            ///
+            /// - Remark: Generated from `#/components/schemas/IncomingParameters/timeout`.
+            public var timeout: Swift.Int?
+            /// The disks arrive in the stream: each path disk is created under the VM's directory here (the recorded spec says where)
+            ///
+            /// - Remark: Generated from `#/components/schemas/IncomingParameters/copyDisks`.
+            public var copyDisks: Swift.Bool?
+            /// Creates a new `IncomingParameters`.
+            ///
+            /// - Parameters:
+            ///   - spec:
+            ///   - listen: tcp://HOST:PORT (port 0: the daemon chooses one) or unix:PATH (absolute, must not exist)
+            ///   - timeout: Seconds to wait for the stream to complete (default 600)
+            ///   - copyDisks: The disks arrive in the stream: each path disk is created under the VM's directory here (the recorded spec says where)
+            public init(
+                spec: Components.Schemas.VMSpec,
+                listen: Swift.String,
+                timeout: Swift.Int? = nil,
+                copyDisks: Swift.Bool? = nil
+            ) {
+                self.spec = spec
+                self.listen = listen
+                self.timeout = timeout
+                self.copyDisks = copyDisks
+            }
+            public enum CodingKeys: String, CodingKey {
+                case spec
+                case listen
+                case timeout
+                case copyDisks
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.spec = try container.decode(
+                    Components.Schemas.VMSpec.self,
+                    forKey: .spec
+                )
+                self.listen = try container.decode(
+                    Swift.String.self,
+                    forKey: .listen
+                )
+                self.timeout = try container.decodeIfPresent(
+                    Swift.Int.self,
+                    forKey: .timeout
+                )
+                self.copyDisks = try container.decodeIfPresent(
+                    Swift.Bool.self,
+                    forKey: .copyDisks
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "spec",
+                    "listen",
+                    "timeout",
                     "copyDisks"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/IncomingVM`.
+        public struct IncomingVM: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/IncomingVM/vm`.
+            public var vm: Components.Schemas.Vm
+            /// Where the monitor listens: the destination for POST /vms/{name}/migrate on the source
+            ///
+            /// - Remark: Generated from `#/components/schemas/IncomingVM/address`.
+            public var address: Swift.String
+            /// Creates a new `IncomingVM`.
+            ///
+            /// - Parameters:
+            ///   - vm:
+            ///   - address: Where the monitor listens: the destination for POST /vms/{name}/migrate on the source
+            public init(
+                vm: Components.Schemas.Vm,
+                address: Swift.String
+            ) {
+                self.vm = vm
+                self.address = address
+            }
+            public enum CodingKeys: String, CodingKey {
+                case vm
+                case address
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.vm = try container.decode(
+                    Components.Schemas.Vm.self,
+                    forKey: .vm
+                )
+                self.address = try container.decode(
+                    Swift.String.self,
+                    forKey: .address
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "vm",
+                    "address"
                 ])
             }
         }

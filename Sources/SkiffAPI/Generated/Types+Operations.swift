@@ -2916,7 +2916,7 @@ public enum Operations {
             }
         }
     }
-    /// Moves the running VM to a monitor waiting with --incoming (a task).
+    /// Moves the running (or paused) VM to a monitor waiting with --incoming (a task); afterwards it is stopped here.
     ///
     /// - Remark: HTTP `POST /vms/{name}/migrate`.
     /// - Remark: Generated from `#/paths//vms/{name}/migrate/post(migrateVM)`.
@@ -2997,6 +2997,153 @@ public enum Operations {
             /// Why the request failed.
             ///
             /// - Remark: Generated from `#/paths//vms/{name}/migrate/post(migrateVM)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses._Error)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            public var `default`: Components.Responses._Error {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Creates a VM from a spec that waits for a migration stream (the target side of a move).
+    ///
+    /// The VM is admitted like a created one, recorded in state `incoming`, and its monitor started
+    /// with --incoming on `listen`; the answer says where it listens. When the stream completes the
+    /// VM is `running` (or `paused`) here with its spec's restart policy. If the stream fails, the
+    /// monitor exits or nothing arrives within `timeout` seconds, the monitor is stopped and the
+    /// VM removed (event `incoming-failed`).
+    ///
+    ///
+    /// - Remark: HTTP `POST /migrations/incoming`.
+    /// - Remark: Generated from `#/paths//migrations/incoming/post(createIncomingVM)`.
+    public enum CreateIncomingVM {
+        public static let id: Swift.String = "createIncomingVM"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/migrations/incoming/POST/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.CreateIncomingVM.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.CreateIncomingVM.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.CreateIncomingVM.Input.Headers
+            /// - Remark: Generated from `#/paths/migrations/incoming/POST/requestBody`.
+            @frozen public enum Body: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/migrations/incoming/POST/requestBody/content/application\/json`.
+                case json(Components.Schemas.IncomingParameters)
+            }
+            public var body: Operations.CreateIncomingVM.Input.Body
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - headers:
+            ///   - body:
+            public init(
+                headers: Operations.CreateIncomingVM.Input.Headers = .init(),
+                body: Operations.CreateIncomingVM.Input.Body
+            ) {
+                self.headers = headers
+                self.body = body
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Created: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/migrations/incoming/POST/responses/201/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/migrations/incoming/POST/responses/201/content/application\/json`.
+                    case json(Components.Schemas.IncomingVM)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    public var json: Components.Schemas.IncomingVM {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.CreateIncomingVM.Output.Created.Body
+                /// Creates a new `Created`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                public init(body: Operations.CreateIncomingVM.Output.Created.Body) {
+                    self.body = body
+                }
+            }
+            /// The VM, waiting, and the address it listens on.
+            ///
+            /// - Remark: Generated from `#/paths//migrations/incoming/post(createIncomingVM)/responses/201`.
+            ///
+            /// HTTP response code: `201 created`.
+            case created(Operations.CreateIncomingVM.Output.Created)
+            /// The associated value of the enum case if `self` is `.created`.
+            ///
+            /// - Throws: An error if `self` is not `.created`.
+            /// - SeeAlso: `.created`.
+            public var created: Operations.CreateIncomingVM.Output.Created {
+                get throws {
+                    switch self {
+                    case let .created(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "created",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Why the request failed.
+            ///
+            /// - Remark: Generated from `#/paths//migrations/incoming/post(createIncomingVM)/responses/default`.
             ///
             /// HTTP response code: `default`.
             case `default`(statusCode: Swift.Int, Components.Responses._Error)

@@ -138,11 +138,23 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `POST /vms/{name}/fork`.
     /// - Remark: Generated from `#/paths//vms/{name}/fork/post(forkVM)`.
     func forkVM(_ input: Operations.ForkVM.Input) async throws -> Operations.ForkVM.Output
-    /// Moves the running VM to a monitor waiting with --incoming (a task).
+    /// Moves the running (or paused) VM to a monitor waiting with --incoming (a task); afterwards it is stopped here.
     ///
     /// - Remark: HTTP `POST /vms/{name}/migrate`.
     /// - Remark: Generated from `#/paths//vms/{name}/migrate/post(migrateVM)`.
     func migrateVM(_ input: Operations.MigrateVM.Input) async throws -> Operations.MigrateVM.Output
+    /// Creates a VM from a spec that waits for a migration stream (the target side of a move).
+    ///
+    /// The VM is admitted like a created one, recorded in state `incoming`, and its monitor started
+    /// with --incoming on `listen`; the answer says where it listens. When the stream completes the
+    /// VM is `running` (or `paused`) here with its spec's restart policy. If the stream fails, the
+    /// monitor exits or nothing arrives within `timeout` seconds, the monitor is stopped and the
+    /// VM removed (event `incoming-failed`).
+    ///
+    ///
+    /// - Remark: HTTP `POST /migrations/incoming`.
+    /// - Remark: Generated from `#/paths//migrations/incoming/post(createIncomingVM)`.
+    func createIncomingVM(_ input: Operations.CreateIncomingVM.Input) async throws -> Operations.CreateIncomingVM.Output
     /// Recent tasks, newest first.
     ///
     /// - Remark: HTTP `GET /tasks`.
@@ -483,7 +495,7 @@ extension APIProtocol {
             body: body
         ))
     }
-    /// Moves the running VM to a monitor waiting with --incoming (a task).
+    /// Moves the running (or paused) VM to a monitor waiting with --incoming (a task); afterwards it is stopped here.
     ///
     /// - Remark: HTTP `POST /vms/{name}/migrate`.
     /// - Remark: Generated from `#/paths//vms/{name}/migrate/post(migrateVM)`.
@@ -494,6 +506,26 @@ extension APIProtocol {
     ) async throws -> Operations.MigrateVM.Output {
         try await migrateVM(Operations.MigrateVM.Input(
             path: path,
+            headers: headers,
+            body: body
+        ))
+    }
+    /// Creates a VM from a spec that waits for a migration stream (the target side of a move).
+    ///
+    /// The VM is admitted like a created one, recorded in state `incoming`, and its monitor started
+    /// with --incoming on `listen`; the answer says where it listens. When the stream completes the
+    /// VM is `running` (or `paused`) here with its spec's restart policy. If the stream fails, the
+    /// monitor exits or nothing arrives within `timeout` seconds, the monitor is stopped and the
+    /// VM removed (event `incoming-failed`).
+    ///
+    ///
+    /// - Remark: HTTP `POST /migrations/incoming`.
+    /// - Remark: Generated from `#/paths//migrations/incoming/post(createIncomingVM)`.
+    public func createIncomingVM(
+        headers: Operations.CreateIncomingVM.Input.Headers = .init(),
+        body: Operations.CreateIncomingVM.Input.Body
+    ) async throws -> Operations.CreateIncomingVM.Output {
+        try await createIncomingVM(Operations.CreateIncomingVM.Input(
             headers: headers,
             body: body
         ))
