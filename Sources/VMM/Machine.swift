@@ -76,6 +76,8 @@ public final class Machine: Sendable {
     }
     private let assistSlot = Mutex<EmulationAssist?>(nil)
     let vcpus: [VCPUFD]
+    /// The vCPUs' TSC frequency (kHz), read when they were made (or set by a restore).
+    private let tscFrequency = Atomic<UInt32>(0)
     /// The CPUID table set on each vCPU (what a saved state records).
     private let cpuidTables = Mutex<[[kvm_cpuid_entry2]]>([])
     /// MSRs KVM can save and restore on this host.
@@ -118,6 +120,9 @@ public final class Machine: Sendable {
             var created: [VCPUFD] = []
             for i in 0..<vcpuCount { created.append(try vm.createVCPU(id: UInt32(i))) }
             vcpus = created
+            // Read here, before any vCPU runs: a vCPU ioctl from another thread waits for that
+            // vCPU's KVM_RUN to return, which a guest halted with interrupts off never does.
+            tscFrequency.store((try? created.first?.tscKHz()) ?? 0, ordering: .relaxed)
             StartTrace.mark("vcpus-created")
             saveableMSRs = (try? kvm.msrIndexList()) ?? []
         } catch {
@@ -184,6 +189,7 @@ public final class Machine: Sendable {
                 }
                 do {
                     for v in vcpus { try v.setTSCKHz(saved) }
+                    tscFrequency.store(saved, ordering: .relaxed)
                 } catch {
                     throw VMError("cannot set the guest TSC to \(saved) kHz: \(error)")
                 }
@@ -289,7 +295,8 @@ public final class Machine: Sendable {
     }
 
     /// Guest TSC frequency the vCPUs run at (kHz; 0 when unknown).
-    public var tscKHz: UInt32 { (try? vcpus.first?.tscKHz()) ?? 0 }
+    /// The vCPUs' TSC frequency in kHz (0 if KVM did not say). Never asks a running vCPU.
+    public var tscKHz: UInt32 { tscFrequency.load(ordering: .relaxed) }
 
     // MARK: Dirty pages
 

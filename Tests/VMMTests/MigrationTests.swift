@@ -83,6 +83,24 @@ struct MigrationTests {
         print("migration (dirty=\(dirty)): \(progress.rounds) rounds, \(progress.bytesSent) bytes, \(progress.pagesSent) pages (\(progress.zeroPages) zero), downtime \(progress.downtimeMilliseconds ?? -1) ms, total \(progress.totalMilliseconds) ms")
     }
 
+    /// A guest halted with interrupts off never leaves KVM_RUN by itself: nothing the move
+    /// needs may wait for it (it once waited forever reading the TSC frequency from the vCPU).
+    @Test func aGuestHaltedWithInterruptsOffMoves() throws {
+        let dir = ScratchDirectory("skiff-mig")
+        defer { dir.cleanup() }
+        let target = try IncomingVM(.unix(path: dir.file("m.sock")))
+        let source = try RunningVM.boot("idle.elf")
+        #expect(source.waitFor("Hello from Skiff guest"), "\(source.text)")
+        _ = try source.vm.startMigration(MigrationRequest(destination: target.endpoint))
+        let progress = waitForMigration(source.vm, timeout: 60)
+        #expect(progress.phase == .completed, "\(progress)")
+        #expect(source.finish(timeout: 30) == .stopped)
+        let arrived = target.wait()
+        let vm = try #require(arrived.vm, "\(arrived.error ?? "")")
+        defer { vm.stop() }
+        #expect(vm.vm.status().state == .running)
+    }
+
     @Test func anSMPGuestMoves() throws {
         let dir = ScratchDirectory("skiff-mig")
         defer { dir.cleanup() }
