@@ -28,6 +28,25 @@ public enum SeccompAllowList {
         SyscallRule("madvise", reason: "sanitizer runtime: returns allocator and shadow memory (any advice)"),
         SyscallRule("sigaltstack", reason: "sanitizer runtime: an alternate signal stack per thread"),
         SyscallRule("sched_getaffinity", reason: "sanitizer runtime: counts CPUs when a thread starts"),
+        SyscallRule("sched_yield", reason: "sanitizer runtime: spin locks"),
+        // LeakSanitizer's check at exit: the exiting thread clones a tracer task (which inherits
+        // its filter) that attaches to every thread with ptrace and reads their registers.
+        SyscallRule("prctl", reason: "LeakSanitizer: PR_SET_PTRACER for its tracer, PR_SET_PDEATHSIG in it"),
+        SyscallRule("clone", reason: "LeakSanitizer: starts its tracer task"),
+        SyscallRule("wait4", reason: "LeakSanitizer: waits for its tracer and traced threads"),
+        SyscallRule("getppid", reason: "LeakSanitizer: the tracer checks its parent lives"),
+        SyscallRule("ptrace", reason: "LeakSanitizer: the tracer stops every thread and reads its registers"),
+        SyscallRule("rt_sigaction", reason: "LeakSanitizer: the tracer's signal handlers"),
+        SyscallRule("openat", reason: "sanitizer runtime: /proc/self/task and /proc/self/maps"),
+        SyscallRule("getdents64", reason: "LeakSanitizer: lists /proc/self/task"),
+        SyscallRule("read", reason: "sanitizer runtime: /proc/self/maps"),
+        SyscallRule("close", reason: "sanitizer runtime: the files it opened"),
+        SyscallRule("lseek", reason: "sanitizer runtime: re-reads /proc files"),
+        SyscallRule("kill", reason: "LeakSanitizer: ends its tracer"),
+        SyscallRule("tgkill", reason: "LeakSanitizer: signals stopped threads"),
+        SyscallRule("getpid", reason: "sanitizer runtime: report headers and the tracer"),
+        SyscallRule("write", reason: "sanitizer runtime: reports to its log file"),
+        SyscallRule("exit_group", reason: "sanitizer runtime: exits with its exit code after a report"),
     ]
 
     static func productRules(for role: ThreadRole, profile: SeccompProfile) -> [SyscallRule] {

@@ -13,4 +13,9 @@ public final class BlockingPool: Sendable {
     public func run<T: Sendable>(_ body: @Sendable @escaping () throws -> T) async throws -> T {
         try await pool.runIfActive(body)
     }
+
+    /// Stops the threads once the work given to them is done (the daemon's exit).
+    public func shutdown() async {
+        try? await pool.shutdownGracefully()
+    }
 }

@@ -99,6 +99,11 @@ public final class Supervisor: Sendable {
         VMFiles(name: name, dataDirectory: configuration.dataDirectory, runDirectory: configuration.resolvedRunDirectory, jailDirectory: jailDirectory)
     }
 
+    /// Lets the blocking pool's threads end (the daemon's exit; its VMs keep running).
+    public func shutdown() async {
+        await pool.shutdown()
+    }
+
     func record(_ name: String) throws(DaemonError) -> VMRecord {
         do {
             guard let r = try store.vm(named: name) else { throw DaemonError.notFound(name) }

@@ -122,6 +122,7 @@ struct SkiffdCommand: AsyncParsableCommand {
         await supervisor.reattach()
         supervisor.startPolicies()
         try await DaemonServer(supervisor: supervisor, logger: logger).run()
+        await supervisor.shutdown()
     }
 
     /// Seconds open requests get to finish after SIGTERM or SIGINT.
