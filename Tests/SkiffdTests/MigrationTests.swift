@@ -110,7 +110,7 @@ struct DaemonMigrationTests {
         defer { src.tearDown(); dst.tearDown() }
         if getuid() == 0 {
             // A daemon whose monitors run jailed (its default as root) refuses copyDisks up front.
-            let jailed = try Daemon()
+            let jailed = try Daemon(extraArguments: ["--jailer", "on"])
             defer { jailed.tearDown() }
             let body = #"{"spec":{"name":"cdj","kernel":"\#(Paths.guest("idle.elf"))","memory":"64M"},"listen":"tcp://127.0.0.1:0","copyDisks":true}"#
             let r = try jailed.raw("POST", "/migrations/incoming", body: Array(body.utf8), headers: Self.json)
@@ -274,7 +274,8 @@ struct DaemonMigrationTests {
     /// wrong state are refused with stable codes, and nothing is created.
     @Test func badInput() throws {
         // Unix listen addresses are checked on an unjailed daemon; a jailed one refuses them all.
-        let d = try Daemon(extraArguments: ["--jailer", "off"]), dst = try Daemon()
+        let d = try Daemon(extraArguments: ["--jailer", "off"])
+        let dst = try Daemon(extraArguments: getuid() == 0 ? ["--jailer", "on"] : [])
         defer { d.tearDown(); dst.tearDown() }
         if getuid() == 0 {
             let body = #"{"spec":{"name":"uj","kernel":"\#(Paths.guest("idle.elf"))","memory":"64M"},"listen":"unix:\#(dst.dir)/uj.mig"}"#
