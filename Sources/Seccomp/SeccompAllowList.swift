@@ -305,6 +305,7 @@ public enum SeccompAllowList {
             kvm(CKVM_IRQFD, "KVM_IRQFD", "MSI-X vectors as irqfds"),
             kvm(CKVM_IOEVENTFD, "KVM_IOEVENTFD", "queue notifications as ioeventfds"),
             kvm(CKVM_CREATE_VCPU, "KVM_CREATE_VCPU", "the vCPUs"),
+            kvm(CKVM_GET_TSC_KHZ, "KVM_GET_TSC_KHZ", "the new vCPUs' TSC frequency, read once before they run"),
             kvm(CKVM_SET_CPUID2, "KVM_SET_CPUID2", "CPUID of each vCPU"),
             kvm(CKVM_SET_MSRS, "KVM_SET_MSRS", "boot MSRs"),
             kvm(CKVM_SET_FPU, "KVM_SET_FPU", "boot FPU state"),
