@@ -248,7 +248,8 @@ struct HostileGuestTests {
         let dir = MonitorCLITests.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/console.sock"
-        let base = try Self.baseline([])
+        // The baseline serves a console socket too (its server thread and buffers are not the flood's).
+        let base = try Self.baseline(["--console-socket", dir + "/baseline.sock"])
         let m = try Monitor(["--kernel", try Self.kernel, "--memory", "64M", "--cmdline", "mode=quiet", "--console-socket", socket])
         #expect(m.waitFor("flood quiet ready"), "\(m.text)\(m.stderr)")
         let client = try #require(UnixStream.connect(socket))
