@@ -74,16 +74,24 @@ private struct RTCFixture {
         #expect(f.read(0x04) == binary)
     }
 
+    static func realtimeSeconds() -> time_t {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return now.tv_sec
+    }
+
     @Test func matchesTheHostWallClock() {
         let rtc = CMOSRTC(memorySize: 1 << 30)
         rtc.write(0, [0x0b, 0x06])  // binary, 24-hour
         for _ in 0..<5 {
-            let before = time(nil)
+            // CLOCK_REALTIME, as the RTC reads it: time() reads the coarse clock, which can lag a
+            // tick behind and still show the last second when the RTC already shows the next.
+            let before = Self.realtimeSeconds()
             let registers = [0x00, 0x02, 0x04, 0x07, 0x08, 0x09, 0x32].map { (index: UInt8) -> Int in
                 rtc.writeByte(0, index)
                 return Int(rtc.readByte(1))
             }
-            let after = time(nil)
+            let after = Self.realtimeSeconds()
             guard before == after else { continue }  // a second boundary passed: try again
             var t = before
             var parts = tm()

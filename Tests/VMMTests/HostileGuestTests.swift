@@ -6,11 +6,14 @@ import Virtio
 @testable import VirtioVsock
 
 /// Hostile guests (guests/build/flood.elf) against a real monitor process (`skiff run` on
-/// KVM): each attack runs while the test samples the monitor's memory, and its peak resident
-/// size (VmHWM, the kernel's own high-water mark, so a spike between samples counts too) must
-/// stay within a stated allowance over a baseline: the same monitor, with the same devices,
-/// running the same guest quietly (`mode=quiet`). docs/hostile-guests.md lists each bound
-/// and why it holds.
+/// KVM): each attack runs while the test samples the monitor's memory every 5 ms. Its peak
+/// anonymous memory (RssAnon + RssShmem: heap, stacks, buffers and guest RAM, all a guest can
+/// make grow) must stay within a stated allowance over a baseline: the same monitor, with the
+/// same devices, running the same guest quietly (`mode=quiet`). File-backed pages (the
+/// monitor's code and libraries) vary by up to ~1 MiB between identical runs with the page
+/// cache's fault-around, so the kernel's high-water mark of everything (VmHWM, which also
+/// catches a spike between samples) gets the allowance plus `codeSlack`.
+/// docs/hostile-guests.md lists each bound and why it holds.
 @Suite(.enabled(if: KVMAvailability.shouldRun, KVMAvailability.skipReason), .serialized)
 struct HostileGuestTests {
     static let mib: UInt64 = 1 << 20
@@ -23,7 +26,7 @@ struct HostileGuestTests {
         let errors = Pipe()
         private let captured = Mutex(Data())
         private let diagnostics = Mutex(Data())
-        private let peaks = Mutex<(rss: UInt64, hwm: UInt64)>((0, 0))
+        private let peaks = Mutex(Footprint(anonymous: 0, highWater: 0))
         /// CPU seconds (user + system) of the process at the last sample.
         private let cpuSeconds = Mutex<Double>(0)
         let started = Date()
@@ -69,20 +72,20 @@ struct HostileGuestTests {
 
         private func sample(_ pid: Int32) {
             if let s = Self.memory(pid) {
-                peaks.withLock { $0 = (max($0.rss, s.rss), max($0.hwm, s.hwm)) }
+                peaks.withLock { $0 = Footprint(anonymous: max($0.anonymous, s.anonymous), highWater: max($0.highWater, s.highWater)) }
             }
             if let c = Self.cpu(pid) { cpuSeconds.withLock { $0 = max($0, c) } }
         }
 
-        /// VmRSS and VmHWM of `pid` in bytes (nil once it has exited).
-        static func memory(_ pid: Int32) -> (rss: UInt64, hwm: UInt64)? {
+        /// RssAnon + RssShmem and VmHWM of `pid` in bytes (nil once it has exited).
+        static func memory(_ pid: Int32) -> Footprint? {
             guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
             func field(_ name: String) -> UInt64? {
                 guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return nil }
                 return line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) }.map { $0 << 10 }
             }
-            guard let rss = field("VmRSS"), let hwm = field("VmHWM") else { return nil }
-            return (rss, hwm)
+            guard let anon = field("RssAnon"), let shmem = field("RssShmem"), let hwm = field("VmHWM") else { return nil }
+            return Footprint(anonymous: anon + shmem, highWater: hwm)
         }
 
         /// utime + stime of `pid` in seconds (fields 14 and 15 of /proc/PID/stat, after the command name).
@@ -99,8 +102,8 @@ struct HostileGuestTests {
 
         var text: String { String(decoding: captured.withLock { $0 }, as: UTF8.self) }
         var stderr: String { String(decoding: diagnostics.withLock { $0 }, as: UTF8.self) }
-        /// The peak resident size seen so far (the largest VmHWM sample).
-        var peak: UInt64 { peaks.withLock { $0.hwm } }
+        /// The peaks seen so far: the largest anonymous sample and the largest VmHWM.
+        var peak: Footprint { peaks.withLock { $0 } }
 
         func waitFor(_ needle: String, timeout: Double = 60) -> Bool {
             let deadline = Date().addingTimeInterval(timeout)
@@ -140,8 +143,33 @@ struct HostileGuestTests {
 
     static var kernel: String { get throws { try GuestKit.path("flood.elf") } }
 
-    /// Peak resident size of a monitor with `devices` running the guest quietly for a second.
-    static func baseline(_ devices: [String], namespace: TestNamespace? = nil) throws -> UInt64 {
+    /// File-backed pages allowed on top of an allowance in the VmHWM check (see the suite's comment).
+    static let codeSlack: UInt64 = 4 << 20
+
+    /// Peak memory of a monitor: anonymous (sampled) and VmHWM (the kernel's mark), in bytes.
+    struct Footprint: Sendable, CustomStringConvertible {
+        var anonymous: UInt64
+        var highWater: UInt64
+        var description: String { "anonymous \(anonymous >> 10) KiB, VmHWM \(highWater >> 10) KiB" }
+    }
+
+    /// Checks `peak` against `base` + `allowance` (anonymous) and + `allowance` + `codeSlack` (VmHWM).
+    static func expectBounded(_ name: String, peak: Footprint, base: Footprint, allowance: UInt64,
+                              sourceLocation: SourceLocation = #_sourceLocation) {
+        func delta(_ a: UInt64, _ b: UInt64) -> String { "\(Int64(a >> 10) - Int64(b >> 10)) KiB" }
+        print("hostile \(name): baseline \(base), under attack \(peak) (anonymous +\(delta(peak.anonymous, base.anonymous)), "
+              + "VmHWM +\(delta(peak.highWater, base.highWater))), allowed +\(allowance >> 10) KiB")
+        #expect(peak.anonymous > 0 && peak.highWater > 0, "\(name): no memory sample", sourceLocation: sourceLocation)
+        #expect(peak.anonymous <= base.anonymous + allowance,
+                "\(name): anonymous peak \(peak.anonymous >> 10) KiB over baseline \(base.anonymous >> 10) KiB + \(allowance >> 10) KiB",
+                sourceLocation: sourceLocation)
+        #expect(peak.highWater <= base.highWater + allowance + codeSlack,
+                "\(name): VmHWM \(peak.highWater >> 10) KiB over baseline \(base.highWater >> 10) KiB + \((allowance + codeSlack) >> 10) KiB",
+                sourceLocation: sourceLocation)
+    }
+
+    /// Peak memory of a monitor with `devices` running the guest quietly for a second.
+    static func baseline(_ devices: [String], namespace: TestNamespace? = nil) throws -> Footprint {
         let m = try Monitor(["--kernel", try kernel, "--memory", "64M", "--cmdline", "mode=quiet"] + devices, namespace: namespace)
         #expect(m.waitFor("flood quiet ready"), "\(m.text)\(m.stderr)")
         usleep(1_000_000)
@@ -161,10 +189,7 @@ struct HostileGuestTests {
         let usage = m.usage
         print("hostile \(name): monitor CPU \(String(format: "%.2f", usage.cpu)) s over \(String(format: "%.1f", usage.wall)) s")
         #expect(status == 33, "\(name): status \(status.map(String.init) ?? "killed"); \(m.text.suffix(400))\(m.stderr)")
-        let peak = m.peak
-        print("hostile \(name): baseline \(base >> 10) KiB, under attack \(peak >> 10) KiB (+\(Int64(peak >> 10) - Int64(base >> 10)) KiB), allowed +\(allowance >> 10) KiB")
-        #expect(peak > 0, "\(name): no memory sample")
-        #expect(peak <= base + allowance, "\(name): peak \(peak >> 10) KiB over baseline \(base >> 10) KiB + \(allowance >> 10) KiB")
+        expectBounded(name, peak: m.peak, base: base, allowance: allowance)
         return m
     }
 
@@ -208,8 +233,7 @@ struct HostileGuestTests {
         // The 1 MiB console buffer, 64 KiB of scrollback, per client 256 KiB of backlog plus the
         // one 64 KiB chunk that pushes it over; 2 MiB for the rest.
         let allowance = UInt64(1 << 20) + 64 * 1024 + 16 * (256 + 64) * 1024 + 2 * Self.mib
-        print("hostile console socket, 16 stuck clients: baseline \(base >> 10) KiB, under attack \(peak >> 10) KiB (+\(Int64(peak >> 10) - Int64(base >> 10)) KiB), allowed +\(allowance >> 10) KiB")
-        #expect(peak <= base + allowance, "peak \(peak >> 10) KiB over baseline \(base >> 10) KiB + \(allowance >> 10) KiB")
+        Self.expectBounded("console socket, 16 stuck clients", peak: peak, base: base, allowance: allowance)
         #expect(m.text.contains("flood vcon done 16777216 bytes"), "\(m.text.suffix(300))")
     }
 
@@ -234,13 +258,13 @@ struct HostileGuestTests {
         }
         let peak = m.peak
         m.stop()
-        print("hostile console input (\(console)): accepted \(accepted) bytes (pipe \(pipeSize)); baseline \(base >> 10) KiB, peak \(peak >> 10) KiB")
+        print("hostile console input (\(console)): accepted \(accepted) bytes (pipe \(pipeSize))")
         // The pipe, the device's host input queue, the UART's 16-byte receive FIFO and the
         // input pump's one 256-byte read: nothing else buffers input.
         let queue = console == "serial" ? Serial16550.defaultInputCapacity + 16 : VirtioConsole.defaultInputCapacity
         #expect(accepted <= pipeSize + queue + 256, "\(accepted) bytes accepted")
         #expect(accepted >= pipeSize, "the monitor took no input at all")
-        #expect(peak <= base + 2 * Self.mib, "peak \(peak >> 10) KiB over baseline \(base >> 10) KiB + 2048 KiB")
+        Self.expectBounded("console input (\(console))", peak: peak, base: base, allowance: 2 * Self.mib)
     }
 
     /// A console-socket client flooding input: the socket server stops reading it.
@@ -266,12 +290,12 @@ struct HostileGuestTests {
         }
         let peak = m.peak
         m.stop()
-        print("hostile console socket input: accepted \(accepted) bytes (sndbuf \(size)); baseline \(base >> 10) KiB, peak \(peak >> 10) KiB")
+        print("hostile console socket input: accepted \(accepted) bytes (sndbuf \(size))")
         // The socket's send buffer (a unix socket charges queued data to the sender; one send
         // may overshoot it by its own size), the server's one held 4 KiB read, the UART's
         // input queue and its 16-byte FIFO.
         #expect(accepted <= Int(size) + chunk.count + 4096 + Serial16550.defaultInputCapacity + 16, "\(accepted) bytes accepted")
-        #expect(peak <= base + 2 * Self.mib, "peak \(peak >> 10) KiB over baseline \(base >> 10) KiB + 2048 KiB")
+        Self.expectBounded("console socket input", peak: peak, base: base, allowance: 2 * Self.mib)
     }
 
     // MARK: Exits
@@ -343,8 +367,7 @@ struct HostileGuestTests {
         }
         let peak = m.peak
         let count = held.withLock { $0.count }
-        print("hostile vsock: baseline \(base >> 10) KiB, under attack \(peak >> 10) KiB (+\(Int64(peak >> 10) - Int64(base >> 10)) KiB); "
-              + "host accepted \(count); credit violations \(metrics["vsock.credit-violations"] ?? 0), refused \(metrics["vsock.refused"] ?? 0), "
+        print("hostile vsock: host accepted \(count); credit violations \(metrics["vsock.credit-violations"] ?? 0), refused \(metrics["vsock.refused"] ?? 0), "
               + "connect failures \(metrics["vsock.connect-failures"] ?? 0), dropped resets \(metrics["vsock.dropped-resets"] ?? 0), open \(metrics["vsock.connections"] ?? 0)")
         #expect(count == connections, "\(count) host connections")
         // Every connection was reset once: for overstepping its credit once its host socket and its
@@ -365,7 +388,7 @@ struct HostileGuestTests {
         // and 1 KiB of bookkeeping each; 2 MiB for the rest.
         let pending = min(connections * limits.bufferSize, limits.maxPendingBytes)
         let allowance = UInt64(pending + connections * (VsockByteQueue.chunkSize + 1024)) + 2 * Self.mib
-        #expect(peak <= base + allowance, "peak \(peak >> 10) KiB over baseline \(base >> 10) KiB + \(allowance >> 10) KiB")
+        Self.expectBounded("vsock (\(connections) connections)", peak: peak, base: base, allowance: allowance)
     }
 
     /// A guest opening 1023 connections (the device's limit) under an open-files limit of 512:
@@ -460,19 +483,19 @@ extension HostileGuestTests {
             let alive = m.process.isRunning
             m.stop()
             let stats = try ns.ip(["-s", "link", "show", "dev", tap])
-            print("hostile net receive backlog: \(said.trimmingCharacters(in: .whitespacesAndNewlines)); baseline \(base >> 10) KiB, peak \(peak >> 10) KiB (+\(Int64(peak >> 10) - Int64(base >> 10)) KiB)")
+            print("hostile net receive backlog: \(said.trimmingCharacters(in: .whitespacesAndNewlines))")
             #expect(alive, "the monitor died under the flood: \(m.stderr)")
             let sent = said.split(separator: " ").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
             // Enough frames to fill the four buffers, the TAP's queue and far more.
             #expect(sent > 5000, "\(said)")
             // One frame held for buffers that never come, plus the engine's fixed buffers: 2 MiB.
-            #expect(peak <= base + 2 * HostileGuestTests.mib, "peak \(peak >> 10) KiB over baseline \(base >> 10) KiB + 2048 KiB")
+            HostileGuestTests.expectBounded("net receive backlog", peak: peak, base: base, allowance: 2 * HostileGuestTests.mib)
             // The kernel dropped what the monitor did not read: TX of the TAP is the guest's receive side.
             let dropped = Self.txDropped(stats)
             #expect(dropped > 0, "\(stats)")
         }
 
-        static func baseline(_ devices: [String], _ ns: TestNamespace) throws -> UInt64 {
+        static func baseline(_ devices: [String], _ ns: TestNamespace) throws -> Footprint {
             try HostileGuestTests.baseline(devices, namespace: ns)
         }
 
