@@ -97,7 +97,13 @@ struct VirtioPCITransportTests {
         h.notify(0)
         #expect(eventually { h.status & VirtioPCIDevice.statusNeedsReset != 0 })
         #expect(eventually { h.vectors.triggers.withLock { $0.contains(0) } })  // config change interrupt
-        // Reset, set up again, and a good request works.
+        // Reset, set up again over zeroed rings (as a driver does), and a good request works.
+        // The rings must be cleared: the new worker may run as soon as DRIVER_OK is set, and
+        // stale rings (avail.idx 1, the looping descriptor) would be a broken chain again. This
+        // test used to skip that and failed in loaded full-suite runs, when the worker won.
+        h.setStatus(0)
+        #expect(h.status == 0)
+        try h.memory.zero(at: d.desc, length: 0x10000)
         var fresh = MockDriver(memory: h.memory)
         #expect(h.negotiate(features: VirtioFeature.version1))
         h.setUpQueue(0, driver: fresh, vector: 1)
@@ -105,15 +111,31 @@ struct VirtioPCITransportTests {
         try fresh.writeDescriptor(0, address: fresh.dataBase, length: 8, flags: SplitQueue.flagWrite, next: 0)
         try fresh.publish(0)
         h.notify(0)
-        // Alone this passes in milliseconds. In the full suite (one test process with the VMM
-        // tests) the new worker has served nothing even after 300 s, three runs in a row: an
-        // open defect, suspected to be process-wide thread confinement left by other tests
-        // reaching this worker. Recorded as an intermittent known issue until it is found: the
-        // run then counts it as a known issue, not a pass (it cannot fail the run meanwhile).
-        withKnownIssue("full-suite only: the new worker serves nothing after a reset (open)", isIntermittent: true) {
-            let served = try eventually(60) { try fresh.usedIndex() == 1 }
-            #expect(served)
-        }
+        #expect(try eventually(60) { try fresh.usedIndex() == 1 })
+        #expect(try fresh.usedElement(0) == (0, 8))
+        #expect(h.status == 15)
+    }
+
+    /// After a reset the device reads the rings as the driver left them: a driver that sets
+    /// DRIVER_OK again over the old rings (avail.idx 1, a looping chain) gets the broken chain
+    /// again, without a notification (the device looks at its queues when it starts).
+    @Test func aResetDeviceReadsStaleRingsAsTheDriverLeftThem() throws {
+        let (h, d0, _) = try setUp()
+        var d = d0
+        #expect(h.negotiate(features: VirtioFeature.version1))
+        h.setUpQueue(0, driver: d, vector: 0xffff)
+        h.setStatus(15)
+        try d.writeDescriptor(0, address: d.dataBase, length: 8, flags: SplitQueue.flagWrite | SplitQueue.flagNext, next: 0)
+        try d.publish(0)
+        h.notify(0)
+        #expect(eventually { h.status & VirtioPCIDevice.statusNeedsReset != 0 })
+        h.setStatus(0)
+        #expect(h.status == 0)
+        #expect(h.negotiate(features: VirtioFeature.version1))
+        h.setUpQueue(0, driver: MockDriver(memory: h.memory), vector: 0xffff)
+        h.setStatus(15)
+        #expect(eventually { h.status & VirtioPCIDevice.statusNeedsReset != 0 })
+        #expect(try d.usedIndex() == 0)
     }
 
     /// Seeded random traffic to every BAR offset and configuration register: the registers the
