@@ -38,7 +38,10 @@ let package = Package(
         // The only place that includes <linux/kvm.h>: ioctl numbers and kvm_run accessors.
         .target(name: "CKVM"),
         // Linux headers and calls the Glibc module does not export (epoll, eventfd, memfd, signals).
-        .target(name: "CSkiffSystem"),
+        .target(name: "CSkiffSystem", dependencies: ["CMutexSanitizerModel"]),
+        // ThreadSanitizer builds only: tells TSan where Synchronization.Mutex's slow paths lock
+        // and unlock. Linked into every executable (through CSkiffSystem, or directly).
+        .target(name: "CMutexSanitizerModel"),
         // Owned file descriptors, eventfd, epoll, mmap, terminal modes.
         .target(name: "SystemExtras", dependencies: ["CSkiffSystem"], swiftSettings: memorySafe),
         // /dev/kvm, VM and vCPU file descriptors, exits.
@@ -184,7 +187,7 @@ let package = Package(
             swiftSettings: memorySafe),
         .executableTarget(
             name: "skiffd",
-            dependencies: ["SkiffDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SkiffDaemon", "CMutexSanitizerModel", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: memorySafe),
         // The daemon's client: the generated client over the unix socket (or TCP), the console WebSocket.
         .target(
