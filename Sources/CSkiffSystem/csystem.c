@@ -48,6 +48,14 @@ int csystem_unblock_signal(int signo) {
     sigaddset(&set, signo);
     return pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
+#include <sys/signalfd.h>
+int csystem_signalfd(const int *signos, int count) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < count; i++) sigaddset(&set, signos[i]);
+    int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
 void csystem_atomic_or8(uint8_t *p, uint8_t bits) { __atomic_fetch_or(p, bits, __ATOMIC_SEQ_CST); }
 #include <stdlib.h>
 int csystem_open_pty(char *name, unsigned long size) {

@@ -156,16 +156,20 @@ public final class MigrationListener: Sendable {
     /// The TCP port actually bound (useful with port 0), if TCP.
     public var boundPort: UInt16? { Sockets.boundPort(fd.rawValue) }
 
-    /// Waits for the source (up to `timeout` seconds; nil waits forever).
-    public func accept(timeout: Double?) throws(MigrationError) -> MigrationConnection {
-        var p = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
+    /// Waits for the source (up to `timeout` seconds; nil waits forever). With `stopWhenReadable`
+    /// it gives up with `.cancelled` as soon as that descriptor is readable (e.g. a signalfd of
+    /// the stop signals), without reading it.
+    public func accept(timeout: Double?, stopWhenReadable stop: Int32? = nil) throws(MigrationError) -> MigrationConnection {
+        var fds = [pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0), pollfd(fd: stop ?? -1, events: Int16(POLLIN), revents: 0)]
         let deadline = timeout.map { monotonicSeconds() + $0 }
         while true {
             let wait = deadline.map { max(0, $0 - monotonicSeconds()) }
             if let wait, wait <= 0 { throw .transport("no source connected within \(Int(timeout ?? 0)) s") }
-            let r = unsafe poll(&p, 1, Int32(min(wait ?? 1, 1) * 1000) + 1)
+            let r = unsafe poll(&fds, 2, Int32(min(wait ?? 1, 1) * 1000) + 1)
             if r < 0 && errno != EINTR { throw .transport(unsafe "poll: \(String(cString: strerror(errno)))") }
             guard r > 0 else { continue }
+            if fds[1].revents != 0 { throw .cancelled }
+            guard fds[0].revents != 0 else { continue }
             let c = Glibc.accept(fd.rawValue, nil, nil)
             if c < 0 {
                 if errno == EINTR || errno == EAGAIN || errno == ECONNABORTED { continue }

@@ -22,6 +22,21 @@ final class TerminationSignals: Sendable {
         self.set = set
     }
 
+    /// A descriptor that polls readable while one of the signals is pending (a signalfd; the
+    /// signal stays pending for `onSignal`'s thread), for waits that must end on a stop signal
+    /// before the VM exists. Nil if the kernel refuses one.
+    func pendingDescriptor() -> OwnedFileDescriptor? {
+        let fd = unsafe Self.numbers.withUnsafeBufferPointer { unsafe csystem_signalfd($0.baseAddress, Int32($0.count)) }
+        return fd >= 0 ? OwnedFileDescriptor(taking: fd) : nil
+    }
+
+    /// Whether one of the signals is pending (sent and not yet taken).
+    var arePending: Bool {
+        var pending = sigset_t()
+        guard unsafe sigpending(&pending) == 0 else { return false }
+        return Self.numbers.contains { unsafe sigismember(&pending, $0) == 1 }
+    }
+
     /// Starts the thread that runs `handler` on the first of the signals.
     /// The handler should hold no strong reference to what the caller releases after
     /// `finish()`: the thread must not be the one that frees it (its seccomp filter allows

@@ -103,7 +103,15 @@ public enum VMLauncher {
                     throw VMError(error.description)
                 }
                 log.info("waiting for a migrating VM on \(endpoint)")
-                vm = try VirtualMachine.receiveMigration(on: listener, options: options, console: console)
+                // A stop signal ends the wait at once (the listener's socket is removed).
+                let stop = stopSignals.pendingDescriptor()
+                do {
+                    vm = try VirtualMachine.receiveMigration(on: listener, options: options, console: console,
+                                                             stopWhenReadable: stop?.rawValue)
+                } catch where stopSignals.arePending {
+                    log.info("stop signal received while waiting for a migrating VM: \(error)")
+                    return 0
+                }
                 log.info("VM migrated in", metadata: ["endpoint": "\(endpoint)"])
             }
         } catch {

@@ -25,12 +25,13 @@ extension VirtualMachine {
     /// Waits for a migrating VM on `listener`, receives its memory and state, and builds it
     /// here (its devices reopened: shared disks, TAPs, vsock sockets). The source is told the
     /// VM is ready just before this returns; `run()` continues the guest. Any failure is sent
-    /// to the source (which keeps running the VM) and thrown.
+    /// to the source (which keeps running the VM) and thrown. `stop`: a descriptor whose
+    /// readability ends the wait for the source (see `MigrationListener.accept`).
     public static func receiveMigration(on listener: MigrationListener, options: IncomingOptions, console: any ConsoleOutput,
-                                        kvmPath: String = "/dev/kvm") throws(VMError) -> VirtualMachine {
+                                        kvmPath: String = "/dev/kvm", stopWhenReadable stop: Int32? = nil) throws(VMError) -> VirtualMachine {
         let connection: MigrationConnection
         do {
-            connection = try listener.accept(timeout: options.acceptTimeout)
+            connection = try listener.accept(timeout: options.acceptTimeout, stopWhenReadable: stop)
         } catch {
             throw VMError(error.description)
         }

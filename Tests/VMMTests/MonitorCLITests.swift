@@ -80,6 +80,23 @@ struct MonitorCLITests {
         #expect(info.status == 0 && !info.stdout.contains("dirty flag: true"), "\(info.stdout)")
     }
 
+    /// A target waiting for a migrating VM stops on SIGTERM at once, exit status 0, and
+    /// removes its listening socket (it used to ignore the signal until a source came).
+    @Test func sigtermWhileWaitingForAnIncomingVMStopsAndRemovesTheSocket() throws {
+        let dir = Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socket = dir + "/incoming.sock"
+        let child = try Child(["run", "--incoming", "unix:\(socket)"])
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: socket) && Date() < deadline && child.process.isRunning { usleep(10_000) }
+        #expect(FileManager.default.fileExists(atPath: socket), "\(child.text)")
+        let sent = Date()
+        kill(child.process.processIdentifier, SIGTERM)
+        #expect(child.finish(timeout: 10) == 0, "\(child.text)")
+        #expect(Date().timeIntervalSince(sent) < 5, "the monitor took \(Date().timeIntervalSince(sent)) s to stop")
+        #expect(!FileManager.default.fileExists(atPath: socket), "the listening socket outlives the monitor")
+    }
+
     /// VmFlags of the mapping that holds guest RAM (the largest one).
     static func guestRAMFlags(pid: Int32) -> [String] {
         // Read to the end: /proc files report size 0, and a one-shot read stops at a page or so.

@@ -32,6 +32,10 @@ int csystem_gettid(void);
 int csystem_tgkill(int tid, int signo);
 /* Names the calling thread (at most 15 characters). */
 int csystem_set_thread_name(const char *name);
+/* A non-blocking, close-on-exec signalfd readable while one of `signos` (count of them) is
+ * pending; they must be blocked. Reading it is not needed to see one: poll shows it and the
+ * signal stays pending for sigwait. Returns the fd or -errno. */
+int csystem_signalfd(const int *signos, int count);
 /* Unblocks signo for the calling thread (threads inherit the creator's mask). */
 int csystem_unblock_signal(int signo);
 /* Atomically ORs bits into the byte at p (page-table accessed/dirty bits shared with other vCPUs). */
