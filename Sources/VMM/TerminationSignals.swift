@@ -34,7 +34,8 @@ final class TerminationSignals: Sendable {
     var arePending: Bool {
         var pending = sigset_t()
         guard unsafe sigpending(&pending) == 0 else { return false }
-        return Self.numbers.contains { unsafe sigismember(&pending, $0) == 1 }
+        for n in Self.numbers where unsafe sigismember(&pending, n) == 1 { return true }
+        return false
     }
 
     /// Starts the thread that runs `handler` on the first of the signals.

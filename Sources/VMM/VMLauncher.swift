@@ -105,13 +105,14 @@ public enum VMLauncher {
                 log.info("waiting for a migrating VM on \(endpoint)")
                 // A stop signal ends the wait at once (the listener's socket is removed).
                 let stop = stopSignals.pendingDescriptor()
-                do {
-                    vm = try VirtualMachine.receiveMigration(on: listener, options: options, console: console,
-                                                             stopWhenReadable: stop?.rawValue)
-                } catch where stopSignals.arePending {
+                let received = Result { () throws(VMError) -> VirtualMachine in
+                    try VirtualMachine.receiveMigration(on: listener, options: options, console: console, stopWhenReadable: stop?.rawValue)
+                }
+                if case .failure(let error) = received, stopSignals.arePending {
                     log.info("stop signal received while waiting for a migrating VM: \(error)")
                     return 0
                 }
+                vm = try received.get()
                 log.info("VM migrated in", metadata: ["endpoint": "\(endpoint)"])
             }
         } catch {
