@@ -207,7 +207,9 @@ let package = Package(
         .testTarget(name: "SkiffSpecTests", dependencies: ["SkiffSpec"]),
         .testTarget(name: "SkiffStoreTests", dependencies: ["SkiffStore", "SkiffSpec"]),
         .testTarget(name: "HostResourcesTests", dependencies: ["HostResources", "HostProcess", "CloudInit"]),
-        .testTarget(name: "SkiffdTests", dependencies: ["DaemonClient", "SkiffAPI", "SkiffSpec", "HostProcess", "HostResources", "ControlProtocol"]),
+        .testTarget(name: "SkiffdTests", dependencies: ["DaemonClient", "SkiffAPI", "SkiffSpec", "HostProcess", "HostResources", "ControlProtocol", "WorkloadCheck"]),
+        // Test support: the guest kit's workload output as the migration tests judge it.
+        .target(name: "WorkloadCheck", path: "Tests/WorkloadCheck"),
         .executableTarget(name: "skiff-vmm", dependencies: ["VMCommands", "VMM"], swiftSettings: memorySafe),
         // Namespaces, pivot_root, mounts, device nodes, capabilities, prctl: what the jailer calls.
         .target(name: "CSkiffJail"),
@@ -227,6 +229,6 @@ let package = Package(
         .testTarget(name: "ImageCommandsTests", dependencies: ["ImageCommands", "Storage", "ImageStore"]),
         .testTarget(name: "UnitsTests", dependencies: ["Units"]),
         .testTarget(name: "JailerTests", dependencies: ["Jailer"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "ArchX86", "KVM", "CSkiffSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding", "Seccomp", "SystemExtras", "X86Emulator", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "ArchX86", "KVM", "CSkiffSystem", "VMCommands", "SkiffCLI", "Storage", "ControlProtocol", "Snapshot", "Migration", "BinaryCoding", "Seccomp", "SystemExtras", "X86Emulator", "WorkloadCheck", .product(name: "Logging", package: "swift-log")]),
     ]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkloadCheck
 
 /// Live migration between two real skiffd processes on this host (separate sockets, data and
 /// run directories), and from a daemon to a bare `skiff-vmm --incoming` monitor.
@@ -7,7 +8,7 @@ import Testing
 struct DaemonMigrationTests {
     static let json = ["Content-Type": "application/json"]
     /// `workload.elf` with `mib=8 report=200`.
-    static let checker = SeqChecker(pages: 8 * 256, report: 200)
+    static let checker = WorkloadChecker(pages: 8 * 256, report: 200)
     static let workload = "cmdline: mib=8 report=200\nrestart: always\n"
 
     /// The VM's console log through the daemon's API (`GET /vms/{name}/console/log`).
@@ -16,7 +17,7 @@ struct DaemonMigrationTests {
         return r.body
     }
 
-    static func seqLines(_ text: String) -> Int { SeqChecker.lines(text).count }
+    static func seqLines(_ text: String) -> Int { WorkloadChecker.lines(text).count }
 
     static func object(_ text: String) -> [String: Any] {
         ((try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]) ?? [:]
@@ -52,8 +53,8 @@ struct DaemonMigrationTests {
         let before = Self.consoleLog(src, "mv"), after = Self.consoleLog(dst, "mv")
         let problems = Self.checker.problems(before + after)
         #expect(problems.isEmpty, "\(problems.prefix(5))")
-        let last = SeqChecker.lines(before).last?.seq ?? 0
-        #expect((SeqChecker.lines(before + after).last?.seq ?? 0) > last + 400, "the output did not continue on the target")
+        let last = WorkloadChecker.lines(before).last?.seq ?? 0
+        #expect((WorkloadChecker.lines(before + after).last?.seq ?? 0) > last + 400, "the output did not continue on the target")
         // The target's restart policy holds: killed there, it comes back there.
         let pid = try #require(there["pid"] as? Int)
         kill(Int32(pid), SIGKILL)
@@ -345,61 +346,5 @@ extension DaemonMigrationTests {
         }
         guard bound else { throw HarnessError("bind: \(errno)") }
         return UInt16(bigEndian: address.sin_port)
-    }
-}
-
-/// The `WL seq=N hash=H` lines of the guest kit's workload, checked for gaps, repeats and
-/// wrong hashes (the workload's hash recomputed from its step sequence).
-struct SeqChecker {
-    let pages: UInt64
-    let report: UInt64
-
-    struct Line: Equatable {
-        let seq: UInt64
-        let hash: UInt64
-    }
-
-    /// Complete lines only (a last line without its newline is not judged).
-    static func lines(_ text: String) -> [Line] {
-        let complete = text.lastIndex(of: "\n").map { text[...$0] } ?? ""
-        return complete.split(separator: "\n").compactMap { line in
-            let words = line.split(separator: " ")
-            guard words.count == 3, words[0] == "WL", words[1].hasPrefix("seq="), words[2].hasPrefix("hash="),
-                  let seq = UInt64(words[1].dropFirst(4)), let hash = UInt64(words[2].dropFirst(5), radix: 16) else { return nil }
-            return Line(seq: seq, hash: hash)
-        }
-    }
-
-    static func splitmix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9e37_79b9_7f4a_7c15
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-
-    static func fnv(_ h: UInt64, _ w: UInt32) -> UInt64 {
-        let x = h ^ UInt64(w)
-        return x &* 0x1b3 &+ (x << 40)
-    }
-
-    func problems(_ text: String) -> [String] {
-        var problems: [String] = []
-        if text.contains("SKIFF-TEST FAIL") { problems.append("the guest failed") }
-        let lines = Self.lines(text)
-        if lines.isEmpty { problems.append("no WL lines") }
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        var steps: UInt64 = 0
-        var previous: UInt64?
-        for line in lines {
-            if let previous, line.seq != previous + report { problems.append("seq \(line.seq) follows seq \(previous)") }
-            while steps < line.seq {
-                let p = UInt32((Self.splitmix(steps) >> 32) % pages)
-                h = Self.fnv(Self.fnv(Self.fnv(h, UInt32(truncatingIfNeeded: steps)), UInt32(truncatingIfNeeded: steps >> 32)), p)
-                steps += 1
-            }
-            if line.seq == steps && line.hash != h { problems.append("seq \(line.seq): hash \(String(line.hash, radix: 16)), expected \(String(h, radix: 16))") }
-            previous = line.seq
-        }
-        return problems
     }
 }

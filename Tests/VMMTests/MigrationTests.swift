@@ -4,6 +4,7 @@ import Migration
 import Storage
 import Synchronization
 import Testing
+import WorkloadCheck
 @testable import VMM
 
 /// A migration target in this process: listens, receives the VM, then runs it.

@@ -1,6 +1,7 @@
 import ControlProtocol
 import Foundation
 import Testing
+import WorkloadCheck
 @testable import VMM
 
 /// The snapshot, restore, migrate and fork verbs as a user types them, with real processes.

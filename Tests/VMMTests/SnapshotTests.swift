@@ -2,6 +2,7 @@ import ControlProtocol
 import Foundation
 import Snapshot
 import Testing
+import WorkloadCheck
 @testable import VMM
 
 /// Snapshots of real KVM guests: a running guest is paused, written, and continued from the
