@@ -164,7 +164,7 @@ let package = Package(
         // spawn into a session and cgroups, pidfds, waitid: what Glibc does not export.
         .target(name: "CHostProcess"),
         // Monitor processes: spawning, identity (pid + start time), exit watching with pidfds.
-        .target(name: "HostProcess", dependencies: ["CHostProcess"], swiftSettings: memorySafe),
+        .target(name: "HostProcess", dependencies: ["CHostProcess", "CVirtioHost"], swiftSettings: memorySafe),
         // Host resources: cgroups v1 and v2 (QoS), KSM, memory pressure (PSI), /proc readings.
         .target(name: "HostResources", swiftSettings: memorySafe),
         // The cloud-init NoCloud seed: a small FAT image labelled "cidata".

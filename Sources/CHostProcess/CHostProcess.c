@@ -120,31 +120,14 @@ int chp_reap_pidfd(int pidfd, int *code, int *status) {
 }
 
 #include <linux/if_tun.h>
-#include <net/if.h>
 #include <sys/ioctl.h>
 
-int chp_tap_set_owner(const char *name, unsigned int uid, unsigned int gid, int *created) {
-    *created = 0;
-    if (strlen(name) == 0 || strlen(name) >= IFNAMSIZ) return -ENAMETOOLONG;
-    int existed = if_nametoindex(name) != 0;
-    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    /* The flags the monitor opens it with (a TUN device or one of another kind is refused). */
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
-    int result = 0;
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-        result = -errno;
-    } else if (!existed && ioctl(fd, TUNSETPERSIST, 1UL) < 0) {
-        result = -errno;
-    } else if (ioctl(fd, TUNSETOWNER, (unsigned long)uid) < 0 || ioctl(fd, TUNSETGROUP, (unsigned long)gid) < 0) {
-        result = -errno;
-        if (!existed) (void)ioctl(fd, TUNSETPERSIST, 0UL);
-    } else {
-        *created = !existed;
+int chp_tap_hand_over(int fd, int make_persistent, unsigned int uid, unsigned int gid) {
+    if (make_persistent && ioctl(fd, TUNSETPERSIST, 1UL) < 0) return -errno;
+    if (ioctl(fd, TUNSETOWNER, (unsigned long)uid) < 0 || ioctl(fd, TUNSETGROUP, (unsigned long)gid) < 0) {
+        int e = errno;
+        if (make_persistent) (void)ioctl(fd, TUNSETPERSIST, 0UL);
+        return -e;
     }
-    close(fd);
-    return result;
+    return 0;
 }

@@ -1,4 +1,5 @@
 import CHostProcess
+import CVirtioHost
 
 #if canImport(Glibc)
 import Glibc
@@ -12,10 +13,15 @@ public enum TapDevice {
         guard !name.isEmpty, name.utf8.count < 16, name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != 0x2f }) else {
             throw ProcessError("invalid TAP name '\(name.prefix(40))': 1 to 15 printable ASCII characters without '/'")
         }
-        var created: Int32 = 0
-        let r = unsafe chp_tap_set_owner(name, uid, gid, &created)
+        // Opened as the monitor opens it (cvh_tap_open: a TUN device or another kind is refused).
+        let existed = unsafe cvh_interface_exists(name) != 0
+        var actual = [CChar](repeating: 0, count: 16)
+        let fd = unsafe cvh_tap_open(name, &actual)
+        guard fd >= 0 else { throw .fromErrno("cannot give TAP \(name) to uid \(uid)", -fd) }
+        defer { close(fd) }
+        let r = chp_tap_hand_over(fd, existed ? 0 : 1, uid, gid)
         guard r == 0 else { throw .fromErrno("cannot give TAP \(name) to uid \(uid)", -r) }
-        return created != 0
+        return !existed
     }
 }
 

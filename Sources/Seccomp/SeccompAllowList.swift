@@ -503,7 +503,7 @@ public enum SeccompAllowList {
         var rules: [SyscallRule] = []
         // The main thread is not created by the spawner.
         for role in ThreadRole.allCases where role != .spawner && role != .main {
-            rules += Self.rules(for: role, profile: profile)
+            rules += productRules(for: role, profile: profile)
         }
         rules += [
             SyscallRule("clone", [.equals32(index: 0, value: threadCloneFlags)], label: "clone (a thread)", reason: "creates a thread, with exactly pthread_create's flags"),

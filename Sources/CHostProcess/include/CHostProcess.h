@@ -23,9 +23,9 @@ int chp_pidfd_send_signal(int pidfd, int sig);
 /// not exited, -1 and errno on failure (ECHILD: not a child of this process).
 int chp_reap_pidfd(int pidfd, int *code, int *status);
 
-/// Makes the persistent TAP `name` owned by `uid`:`gid` (TUNSETOWNER, TUNSETGROUP), so a
-/// process with those ids and no capability can attach to it; creates it (persistent) when it
-/// does not exist, setting `*created`. Returns 0 or -errno.
-int chp_tap_set_owner(const char *name, unsigned int uid, unsigned int gid, int *created);
+/// Hands the TAP open on `fd` (TUNSETIFF done) to `uid`:`gid` (TUNSETOWNER, TUNSETGROUP), so a
+/// process with those ids and no capability can attach to it; with `make_persistent` it is made
+/// persistent first (and not left so if the hand-over fails). Returns 0 or -errno.
+int chp_tap_hand_over(int fd, int make_persistent, unsigned int uid, unsigned int gid);
 
 #endif
