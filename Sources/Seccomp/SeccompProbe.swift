@@ -7,8 +7,9 @@ import SystemExtras
 
 /// A test seam, compiled into debug builds only: with SKIFF_SECCOMP_PROBE=ROLE in the
 /// environment, the first thread of ROLE makes one system call its allow-list lacks right
-/// after installing its filter — getppid(2), or with ROLE:ioctl=0xNUMBER an ioctl with that
-/// request number on descriptor -1 (harmless if it runs) — saying so on stderr before
+/// after installing its filter — getsid(2), which no role and no sanitizer runtime needs, or
+/// with ROLE:ioctl=0xNUMBER an ioctl with that request number on descriptor -1 (harmless if
+/// it runs) — saying so on stderr before
 /// (`skiff: seccomp probe: ROLE calls ...`) and after (`... ROLE survived ...`). Tests use it to show that a
 /// forbidden call kills the monitor (`--seccomp on`) or is only logged (`--seccomp log`).
 final class SeccompProbe: Sendable {
@@ -41,9 +42,9 @@ final class SeccompProbe: Sendable {
 
     func fire(on current: ThreadRole) {
         guard current == role, !fired.exchange(true, ordering: .relaxed) else { return }
-        let call = ioctlRequest.map { "ioctl 0x\(String($0, radix: 16))" } ?? "getppid"
+        let call = ioctlRequest.map { "ioctl 0x\(String($0, radix: 16))" } ?? "getsid"
         Self.say("skiff: seccomp probe: \(role.rawValue) calls \(call)\n")
-        let result = ioctlRequest.map { Int(ckvm_ioctl_val(-1, $0, 0)) } ?? Int(getppid())
+        let result = ioctlRequest.map { Int(ckvm_ioctl_val(-1, $0, 0)) } ?? Int(getsid(0))
         Self.say("skiff: seccomp probe: \(role.rawValue) survived \(call) (result \(result))\n")
     }
 

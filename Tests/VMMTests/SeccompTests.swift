@@ -85,6 +85,10 @@ struct SeccompFilterTests {
             #expect(sockets.allSatisfy { !$0.checks.isEmpty }, "\(role.rawValue)")
             #expect(sockets.isEmpty == ![.virtioVsock, .migration, .spawner].contains(role), "\(role.rawValue)")
         }
+        // The probe's call (SeccompProbe) is allowed nowhere, sanitizer builds included.
+        for role in ThreadRole.allCases {
+            #expect(!SeccompAllowList.rules(for: role, profile: profile).contains { $0.name == "getsid" }, "\(role.rawValue): getsid")
+        }
         // Nothing confined may execute programs, trace, or mount.
         for role in ThreadRole.allCases {
             for forbidden in ["execve", "execveat", "ptrace", "mount", "setns", "unshare", "process_vm_writev", "bpf", "kexec_load", "init_module"] {
@@ -97,7 +101,7 @@ struct SeccompFilterTests {
 /// The filters in real monitor processes: every thread confined, a forbidden call on each
 /// thread role kills the monitor (SIGSYS), `--seccomp log` lets it through and the kernel
 /// logs it, ioctls are filtered by request number. The probe is a debug-build test seam:
-/// SKIFF_SECCOMP_PROBE=ROLE makes the first thread of ROLE call getppid(2) right after
+/// SKIFF_SECCOMP_PROBE=ROLE makes the first thread of ROLE call getsid(2) right after
 /// installing its filter (ROLE:ioctl=0xN: an ioctl with request N on fd -1).
 @Suite(.serialized, .enabled(if: KVMAvailability.shouldRun, KVMAvailability.skipReason))
 struct SeccompProcessTests {
@@ -256,7 +260,7 @@ struct SeccompProcessTests {
         let r = try Self.probe(scenario, mode: .on)
         #expect(r.signal == SIGSYS, "\(scenario.role.rawValue): the monitor ended with \(r.signal.map { "signal \($0)" } ?? "status \(r.status)"): \(r.text)")
         // It died of the probe's call: the thread got as far as making it, and no further.
-        #expect(r.text.contains("seccomp probe: \(scenario.role.rawValue) calls getppid"), "\(r.text)")
+        #expect(r.text.contains("seccomp probe: \(scenario.role.rawValue) calls getsid"), "\(r.text)")
         #expect(!r.text.contains("survived"), "\(r.text)")
     }
 
@@ -265,7 +269,7 @@ struct SeccompProcessTests {
         let scenario = try #require(Self.scenarios.first { $0.role == .vcpu })
         let r = try Self.probe(scenario, mode: nil)
         #expect(r.signal == SIGSYS, "\(r.signal.map { "signal \($0)" } ?? "status \(r.status)"): \(r.text)")
-        #expect(r.text.contains("seccomp probe: vcpu calls getppid") && !r.text.contains("survived"), "\(r.text)")
+        #expect(r.text.contains("seccomp probe: vcpu calls getsid") && !r.text.contains("survived"), "\(r.text)")
     }
 
     /// `--seccomp log`: the call goes through (the probe says so), the monitor stops cleanly,
@@ -279,21 +283,21 @@ struct SeccompProcessTests {
         for attempt in 1...4 {
             if attempt > 1 { sleep(6) }
             let r = try Self.probe(scenario, mode: .log)
-            #expect(r.text.contains("seccomp probe: \(role.rawValue) survived getppid"), "\(r.text)")
+            #expect(r.text.contains("seccomp probe: \(role.rawValue) survived getsid"), "\(r.text)")
             #expect(r.signal == nil && r.status == 0, "\(r.signal.map { "signal \($0)" } ?? "status \(r.status)"): \(r.text)")
             guard let kernelLog = KernelLog.read() else {
                 #expect(!KVMAvailability.inCI, "the kernel log (dmesg) must be readable in CI")
                 print("the kernel log is not readable here (dmesg): the audit record is not checked")
                 return
             }
-            // e.g. audit: type=1326 ... pid=1234 comm="vcpu0" ... sig=0 arch=c000003e syscall=110 ... code=0x7ffc0000
+            // e.g. audit: type=1326 ... pid=1234 comm="vcpu0" ... sig=0 arch=c000003e syscall=124 ... code=0x7ffc0000
             let records = kernelLog.split(separator: "\n").filter { $0.contains("type=1326") && $0.contains(" pid=\(r.pid) ") }
             // Only the probe's call is outside the lists: nothing else of this process was logged.
-            #expect(records.allSatisfy { $0.contains("syscall=110 ") }, "calls outside the allow-lists: \(records)")
-            if records.contains(where: { $0.contains("syscall=110 ") && $0.contains("code=0x7ffc0000") }) { return }
+            #expect(records.allSatisfy { $0.contains("syscall=124 ") }, "calls outside the allow-lists: \(records)")
+            if records.contains(where: { $0.contains("syscall=124 ") && $0.contains("code=0x7ffc0000") }) { return }
             attempts.append("pid \(r.pid): \(records)")
         }
-        Issue.record("no audit record for the probe's getppid (syscall 110) in 4 runs: \(attempts)")
+        Issue.record("no audit record for the probe's getsid (syscall 124) in 4 runs: \(attempts)")
     }
 
     @Test func offInstallsNothing() throws {
