@@ -120,7 +120,7 @@ let package = Package(
         // `skiff run` / `skiff-vmm`: VM options and the interactive launcher (no Foundation).
         .target(
             name: "VMCommands",
-            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", "CSkiffSystem", "Units", "Seccomp", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VMM", "ArchX86", "Loader", "Storage", "VirtioNet", "ControlProtocol", "CSkiffSystem", "Units", "Seccomp", "OptionFields", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: memorySafe),
         // Sizes as people type them (256M, 2G).
         .target(name: "Units", swiftSettings: memorySafe),
@@ -214,7 +214,9 @@ let package = Package(
         // Namespaces, pivot_root, mounts, device nodes, capabilities, prctl: what the jailer calls.
         .target(name: "CSkiffJail"),
         // The jailer: one VM's jail (root directory, namespaces, cgroups, privileges), then exec of the monitor.
-        .target(name: "Jailer", dependencies: ["CSkiffJail"], swiftSettings: memorySafe),
+        // `--disk`-style field splitting, shared by the monitor's options and the jailer.
+        .target(name: "OptionFields", swiftSettings: memorySafe),
+        .target(name: "Jailer", dependencies: ["CSkiffJail", "OptionFields"], swiftSettings: memorySafe),
         .executableTarget(name: "skiff-jailer", dependencies: ["Jailer"], swiftSettings: memorySafe),
 
         .testTarget(name: "ArchX86Tests", dependencies: ["ArchX86"]),

@@ -1,3 +1,4 @@
+import OptionFields
 /// What the jail holds for one VM and the monitor arguments that name it, derived from the
 /// monitor options after `--`.
 public struct JailPlan: Equatable, Sendable {
@@ -246,7 +247,7 @@ public enum MonitorArguments {
                                      placement: .linkOrCopy, writable: false)
                 rewritten = parts.count > 1 ? path + " " + parts[1] : path
             case .disk:
-                var fields = splitDiskFields(value)
+                var fields = OptionFields.split(value)
                 let readOnly = fields.dropFirst().contains { $0 == "readonly" || $0 == "readonly=on" }
                 let given = fields[0]
                 fields[0] = try place("disk", given, directory: "/disks", option: name, kinds: [.regular, .blockDevice],
@@ -308,30 +309,6 @@ public enum MonitorArguments {
             parts.append(part)
         }
         return "/" + parts.joined(separator: "/")
-    }
-
-    /// `--disk` fields: commas separate, a doubled comma is a comma of the path (as the monitor reads it).
-    static func splitDiskFields(_ text: String) -> [String] {
-        var fields: [String] = []
-        var current = ""
-        var chars = text.makeIterator()
-        var pending = chars.next()
-        while let c = pending {
-            pending = chars.next()
-            if c == "," {
-                if pending == "," {
-                    current.append(",")
-                    pending = chars.next()
-                } else {
-                    fields.append(current)
-                    current = ""
-                }
-            } else {
-                current.append(c)
-            }
-        }
-        fields.append(current)
-        return fields
     }
 }
 

@@ -1,3 +1,4 @@
+import OptionFields
 import ArgumentParser
 import ControlProtocol
 import Storage
@@ -22,7 +23,7 @@ enum DiskOption {
 
     static func parse(_ text: String) throws(ValidationError) -> Parsed {
         var rates = RateOptions(option: "--disk", text: text)
-        let fields = split(text)
+        let fields = OptionFields.split(text)
         guard let path = fields.first, !path.isEmpty else {
             throw ValidationError("--disk '\(text)': missing image path (expected \(usage))")
         }
@@ -64,29 +65,5 @@ enum DiskOption {
 
     private static func duplicate(_ text: String, _ key: String) -> ValidationError {
         ValidationError("--disk '\(text)': '\(key)' given twice")
-    }
-
-    /// Splits on single commas; a doubled comma is a literal one.
-    private static func split(_ text: String) -> [String] {
-        var fields: [String] = []
-        var current = ""
-        var chars = text.makeIterator()
-        var pending = chars.next()
-        while let c = pending {
-            pending = chars.next()
-            if c == "," {
-                if pending == "," {
-                    current.append(",")
-                    pending = chars.next()
-                } else {
-                    fields.append(current)
-                    current = ""
-                }
-            } else {
-                current.append(c)
-            }
-        }
-        fields.append(current)
-        return fields
     }
 }
