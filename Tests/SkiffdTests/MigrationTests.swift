@@ -255,19 +255,19 @@ struct DaemonMigrationTests {
         monitor.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
         try monitor.run()
         defer { Daemon.stop(monitor) }
-        #expect(try eventually(30) { ((try? String(contentsOfFile: errors, encoding: .utf8)) ?? "").contains("waiting for a migrating VM") })
+        #expect(try eventually(30) { fileText(errors).contains("waiting for a migrating VM") })
         let moved = try src.cli(["move", "bare", "tcp://127.0.0.1:\(port)"], timeout: 300)
         #expect(moved.status == 0 && moved.stdout.contains("migrate succeeded"), "\(moved.stderr)")
         #expect(try src.show("bare")["state"] as? String == "stopped")
         let before = Self.consoleLog(src, "bare")
         #expect(try eventually(60) {
-            let after = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            let after = fileText(log)
             return Self.seqLines(after) >= 2
         })
         sleep(2)
         #expect(try src.show("bare")["state"] as? String == "stopped")
         #expect(monitor.isRunning)
-        let after = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let after = fileText(log)
         #expect(Self.checker.problems(before + after).isEmpty, "\(Self.checker.problems(before + after).prefix(5))")
     }
 
