@@ -139,19 +139,35 @@ extension Supervisor {
         guard FileManager.default.fileExists(atPath: directory) else { return }
         let run = "\(directory)/root/run"
         let archive = files(name, jailDirectory: nil).consoleArchive
-        var bytes = [UInt8]()
+        var bytes = Data()
         for path in [archive, "\(run)/console.log.1", "\(run)/console.log"] {
-            // Not for an empty file: FileManager leaks its buffer for one (SmallFile).
-            if fileSize(path) > 0, let data = FileManager.default.contents(atPath: path) { bytes += data.suffix(Self.consoleArchiveBytes) }
+            bytes += Self.lastBytes(of: path, upTo: Self.consoleArchiveBytes)
         }
-        if bytes.count > Self.consoleArchiveBytes { bytes = Array(bytes.suffix(Self.consoleArchiveBytes)) }
+        if bytes.count > Self.consoleArchiveBytes { bytes = bytes.suffix(Self.consoleArchiveBytes) }
+        // Written whole and synced before it replaces the old archive.
         let tmp = archive + ".partial"
-        if FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) { unsafe rename(tmp, archive) }
+        if FileManager.default.createFile(atPath: tmp, contents: nil), let out = FileHandle(forWritingAtPath: tmp) {
+            let written = (try? out.write(contentsOf: bytes)) != nil && (try? out.synchronize()) != nil
+            try? out.close()
+            if written { unsafe rename(tmp, archive) } else { unsafe unlink(tmp) }
+        }
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// The most console output kept of a jailed VM's earlier runs.
     static let consoleArchiveBytes = 4 << 20
+
+    /// The last `count` bytes of the regular file at `path` (empty if it is missing or empty),
+    /// read from there: a large log is not read whole.
+    static func lastBytes(of path: String, upTo count: Int) -> Data {
+        var st = stat()
+        guard unsafe stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size > 0,
+              let handle = FileHandle(forReadingAtPath: path) else { return Data() }
+        defer { try? handle.close() }
+        let start = UInt64(max(0, Int64(st.st_size) - Int64(count)))
+        guard (try? handle.seek(toOffset: start)) != nil else { return Data() }
+        return ((try? handle.read(upToCount: count)) ?? nil) ?? Data()
+    }
 
     /// Puts back the owners of the files given to VM `name`'s uid. Nothing while its monitor runs.
     func releaseFiles(_ name: String) {
