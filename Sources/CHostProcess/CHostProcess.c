@@ -122,6 +122,10 @@ int chp_reap_pidfd(int pidfd, int *code, int *status) {
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 
+int chp_tap_set_persistent(int fd, int persistent) {
+    return ioctl(fd, TUNSETPERSIST, persistent ? 1UL : 0UL) < 0 ? -errno : 0;
+}
+
 int chp_tap_hand_over(int fd, int make_persistent, unsigned int uid, unsigned int gid) {
     if (make_persistent && ioctl(fd, TUNSETPERSIST, 1UL) < 0) return -errno;
     if (ioctl(fd, TUNSETOWNER, (unsigned long)uid) < 0 || ioctl(fd, TUNSETGROUP, (unsigned long)gid) < 0) {

@@ -114,12 +114,21 @@ extension Supervisor {
                 throw DaemonError(.internal, unsafe "cannot give disks[\(i)] \(path) to uid \(id): \(String(cString: strerror(e)))")
             }
         }
+        // TAPs: to the VM's uid, their owner and group remembered (or that the daemon made
+        // them) and put back (or the TAP deleted) when the VM stops for good.
         for nic in spec.nics ?? [] {
+            let before = TapDevice.owner(nic.tap)
+            do {
+                try store.rememberTap(TapOwnerRecord(name: nic.tap, vm: name, uid: before?.uid, gid: before?.gid, created: before == nil))
+            } catch {
+                throw DaemonError.from(error)
+            }
             do {
                 if try TapDevice.setOwner(nic.tap, uid: id, gid: id) {
                     events.publish(vm: name, kind: "tap-created", "VM \(name): created the persistent TAP \(nic.tap) for uid \(id)")
                 }
             } catch {
+                if before != nil || !TapDevice.exists(nic.tap) { try? store.forgetTap(nic.tap) }
                 throw DaemonError(.invalidRequest, "VM '\(name)': \(error.message)")
             }
         }
@@ -169,7 +178,8 @@ extension Supervisor {
         return ((try? handle.read(upToCount: count)) ?? nil) ?? Data()
     }
 
-    /// Puts back the owners of the files given to VM `name`'s uid. Nothing while its monitor runs.
+    /// Puts back the owners of the files and TAPs given to VM `name`'s uid, and deletes the
+    /// TAPs the daemon created for it. Nothing while its monitor runs.
     func releaseFiles(_ name: String) {
         if let r = try? store.vm(named: name), let identity = Self.identity(of: r), identity.isAlive() { return }
         for owner in (try? store.owners(of: name)) ?? [] {
@@ -180,6 +190,23 @@ extension Supervisor {
                 continue
             }
             try? store.forgetOwner(owner.path)
+        }
+        for tap in (try? store.taps(of: name)) ?? [] {
+            do {
+                if !TapDevice.exists(tap.name) {
+                    // Gone meanwhile: only forgotten.
+                } else if tap.created {
+                    try TapDevice.delete(tap.name)
+                    events.publish(vm: name, kind: "tap-deleted", "VM \(name): deleted the TAP \(tap.name) it had created")
+                } else {
+                    // A TAP that had no owner or group gets root's: the kernel takes no "none" back.
+                    try TapDevice.restoreOwner(tap.name, uid: UInt32(clamping: tap.uid ?? 0), gid: UInt32(clamping: tap.gid ?? 0))
+                }
+            } catch {
+                events.publish(vm: name, kind: "owner-not-restored", "VM \(name): \(error.message)")
+                continue
+            }
+            try? store.forgetTap(tap.name)
         }
     }
 

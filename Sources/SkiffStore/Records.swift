@@ -42,6 +42,28 @@ public struct VMRecord: Codable, Sendable, Equatable, FetchableRecord, Persistab
     }
 }
 
+/// A TAP the daemon gave to a VM's uid: the owner and group it had before (nil: none), or
+/// that the daemon created it. When the VM stops for good the owner is put back, or a TAP the
+/// daemon created is deleted, so a later VM given the same uid cannot attach to it.
+public struct TapOwnerRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "tapOwner"
+    public var name: String
+    public var vm: String
+    public var uid: Int64?
+    public var gid: Int64?
+    public var created: Bool
+    public var createdAt: Date
+
+    public init(name: String, vm: String, uid: Int64?, gid: Int64?, created: Bool, createdAt: Date = Date()) {
+        self.name = name
+        self.vm = vm
+        self.uid = uid
+        self.gid = gid
+        self.created = created
+        self.createdAt = createdAt
+    }
+}
+
 /// The owner a file had before the daemon gave it to a VM's uid (libvirt's remember_owner):
 /// put back when the VM stops for good or is deleted.
 public struct FileOwnerRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {

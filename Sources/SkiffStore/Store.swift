@@ -123,6 +123,18 @@ public final class Store: Sendable {
             }
             try db.create(index: "fileOwner_vm", on: "fileOwner", columns: ["vm"])
         }
+        // TAPs given to a VM's uid: their earlier owner and group, or that the daemon made them.
+        m.registerMigration("v4-tap-owner") { db in
+            try db.create(table: "tapOwner") { t in
+                t.column("name", .text).primaryKey()
+                t.column("vm", .text).notNull()
+                t.column("uid", .integer)
+                t.column("gid", .integer)
+                t.column("created", .boolean).notNull()
+                t.column("createdAt", .datetime).notNull()
+            }
+            try db.create(index: "tapOwner_vm", on: "tapOwner", columns: ["vm"])
+        }
         return m
     }
 
@@ -216,6 +228,29 @@ public final class Store: Sendable {
 
     public func forgetOwner(_ path: String) throws(StoreError) {
         try write { db in _ = try FileOwnerRecord.deleteOne(db, key: path) }
+    }
+
+    // MARK: TAP owners
+
+    /// Remembers a TAP given to VM `tap.vm`'s uid. One already remembered for the same VM keeps
+    /// its first record; one remembered for another VM is a `conflict` (that VM has it).
+    public func rememberTap(_ tap: TapOwnerRecord) throws(StoreError) {
+        try write { db in
+            if let existing = try TapOwnerRecord.fetchOne(db, key: tap.name) {
+                if existing.vm == tap.vm { return }
+                throw StoreError(.conflict, "TAP \(tap.name) is in use by VM '\(existing.vm)'")
+            }
+            try tap.insert(db)
+        }
+    }
+
+    /// The TAPs given to VM `vm`'s uid.
+    public func taps(of vm: String) throws(StoreError) -> [TapOwnerRecord] {
+        try read { db in try TapOwnerRecord.filter(Column("vm") == vm).order(Column("name")).fetchAll(db) }
+    }
+
+    public func forgetTap(_ name: String) throws(StoreError) {
+        try write { db in _ = try TapOwnerRecord.deleteOne(db, key: name) }
     }
 
     // MARK: Images

@@ -16,11 +16,11 @@ struct StoreTests {
     @Test func schemaIsVersionedAndInWAL() throws {
         let dir = ScratchDirectory()
         let store = try Store(path: dir.path + "/db.sqlite")
-        #expect(try store.appliedMigrations() == ["v1", "v2-balloon-taken", "v3-jail"])
+        #expect(try store.appliedMigrations() == ["v1", "v2-balloon-taken", "v3-jail", "v4-tap-owner"])
         // Opening again applies nothing new and keeps the data.
         try store.insertVM(VMRecord(name: "a", spec: "{}"))
         let again = try Store(path: dir.path + "/db.sqlite")
-        #expect(try again.appliedMigrations() == ["v1", "v2-balloon-taken", "v3-jail"])
+        #expect(try again.appliedMigrations() == ["v1", "v2-balloon-taken", "v3-jail", "v4-tap-owner"])
         #expect(try again.vm(named: "a")?.name == "a")
         #expect(FileManager.default.fileExists(atPath: dir.path + "/db.sqlite-wal"))
     }
@@ -45,6 +45,16 @@ struct StoreTests {
         #expect(throws: StoreError.self) { try store.rememberOwner(FileOwnerRecord(path: "/d/x.img", vm: "c", uid: 5, gid: 5)) }
         try store.forgetOwner("/d/x.img")
         #expect(try store.owners(of: "b").isEmpty)
+
+        // TAPs likewise: the first record stays (an owner of none, or made by the daemon).
+        try store.rememberTap(TapOwnerRecord(name: "tap0", vm: "b", uid: nil, gid: 7, created: false))
+        try store.rememberTap(TapOwnerRecord(name: "tap0", vm: "b", uid: 102, gid: 102, created: false))
+        try store.rememberTap(TapOwnerRecord(name: "tap1", vm: "b", uid: nil, gid: nil, created: true))
+        let taps = try store.taps(of: "b")
+        #expect(taps.map(\.name) == ["tap0", "tap1"] && taps[0].uid == nil && taps[0].gid == 7 && taps[1].created)
+        #expect(throws: StoreError.self) { try store.rememberTap(TapOwnerRecord(name: "tap0", vm: "c", uid: 5, gid: 5, created: false)) }
+        try store.forgetTap("tap0")
+        #expect(try store.taps(of: "b").map(\.name) == ["tap1"])
     }
 
     @Test func duplicateNamesAreConflicts() throws {

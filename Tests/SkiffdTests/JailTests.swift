@@ -51,6 +51,15 @@ struct JailTests {
     /// no capabilities and no_new_privs, in its own PID namespace, with the jail as its root;
     /// its root-owned writable disk and its TAP are given to that uid and the disk's owner comes
     /// back when the VM stops (also after a kill -9 of the daemon); a second VM gets another uid.
+    /// "OWNER:GROUP" as the kernel reports them for TAP `name` ("-1": none), or nil without it.
+    static func tapOwner(_ name: String) -> String? {
+        func read(_ file: String) -> String? {
+            (try? String(contentsOfFile: "/sys/class/net/\(name)/\(file)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard let owner = read("owner"), let group = read("group") else { return nil }
+        return "\(owner):\(group)"
+    }
+
     @Test func daemonVMsRunJailedWithTheirOwnUID() throws {
         let d = try Daemon()
         defer { d.tearDown() }
@@ -81,22 +90,28 @@ struct JailTests {
         #expect(Self.owner("\(d.jailBase)/jail1/root/run")?.uid == uid)
         // The disk and the TAP are the VM's while it runs.
         #expect(Self.owner(disk)?.uid == uid && Self.owner(disk)?.gid == uid)
-        let tapOwner = try String(contentsOfFile: "/sys/class/net/\(tap)/owner", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        let tapGroup = try String(contentsOfFile: "/sys/class/net/\(tap)/group", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(tapOwner == String(uid) && tapGroup == String(uid))
+        #expect(Self.tapOwner(tap) == "\(uid):\(uid)")
         #expect(try eventually { try d.ok(["logs", "jail1"]).contains("Hello from Skiff guest") })
 
-        // Another VM, another uid.
-        try d.ok(["create", "-f", try d.spec("jail2"), "--start"])
+        // Another VM, another uid; its TAP exists already, owned by someone else.
+        let tap2 = "skk\(UInt16.random(in: 0...UInt16.max))"
+        #expect(Self.run("/usr/sbin/ip", ["tuntap", "add", "dev", tap2, "mode", "tap", "user", "4242", "group", "4343"]) == 0)
+        defer { _ = Self.run("/usr/sbin/ip", ["link", "delete", tap2]) }
+        try d.ok(["create", "-f", try d.spec("jail2", extra: "nics:\n  - {tap: \(tap2)}\n"), "--start"])
         let pid2 = try #require(try d.show("jail2")["pid"] as? Int)
         let uid2 = (Self.status(pid2)["Uid"] ?? "").split(whereSeparator: { $0 == "\t" || $0 == " " }).first.flatMap { UInt32($0) }
         #expect(uid2 != nil && uid2 != uid)
 
-        // A stop gives the disk back; so does a restart's output stay in the logs.
+        #expect(Self.tapOwner(tap2) == "\(uid2 ?? 0):\(uid2 ?? 0)")
+
+        // A stop gives the disk back and deletes the TAP the daemon created; so does a
+        // restart's output stay in the logs.
         try d.ok(["stop", "jail1", "--timeout", "0"])
         #expect(Self.owner(disk)?.uid == 0 && Self.owner(disk)?.gid == 0)
+        #expect(!FileManager.default.fileExists(atPath: "/sys/class/net/\(tap)"), "the TAP the daemon created outlives the VM")
         try d.ok(["start", "jail1"])
         #expect(Self.owner(disk)?.uid == uid, "the same VM keeps its uid")
+        #expect(Self.tapOwner(tap) == "\(uid):\(uid)", "the TAP is made again for the next run")
         #expect(try eventually { try d.ok(["logs", "jail1"]).components(separatedBy: "Hello from Skiff guest").count >= 3 },
                 "the earlier run's console output is kept")
 
@@ -108,12 +123,15 @@ struct JailTests {
         try d.start()
         #expect(try eventually(10) { try d.show("jail1")["state"] as? String == "crashed" })
         #expect(Self.owner(disk)?.uid == 0)
+        #expect(!FileManager.default.fileExists(atPath: "/sys/class/net/\(tap)"))
         // jail2 was re-attached and is still controlled: kill reaches its monitor (its status is
         // unknown now: the jailer is no longer this daemon's child).
         #expect(try d.show("jail2")["pid"] as? Int == pid2)
         #expect(d.monitors()[Int32(pid2)] == "jail2")
         try d.ok(["kill", "jail2"])
         #expect(try d.show("jail2")["state"] as? String == "stopped")
+        // A TAP the daemon did not create stays, with its owner and group back.
+        #expect(Self.tapOwner(tap2) == "4242:4343")
         #expect(eventually(5) { kill(Int32(pid2), 0) != 0 })
         try d.ok(["delete", "jail2"])
         #expect(!FileManager.default.fileExists(atPath: "\(d.jailBase)/jail2"))

@@ -27,5 +27,8 @@ int chp_reap_pidfd(int pidfd, int *code, int *status);
 /// process with those ids and no capability can attach to it; with `make_persistent` it is made
 /// persistent first (and not left so if the hand-over fails). Returns 0 or -errno.
 int chp_tap_hand_over(int fd, int make_persistent, unsigned int uid, unsigned int gid);
+/// Makes the TAP open on `fd` persistent or not (not: it goes away when `fd` is closed, unless
+/// another process has it open). Returns 0 or -errno.
+int chp_tap_set_persistent(int fd, int persistent);
 
 #endif
