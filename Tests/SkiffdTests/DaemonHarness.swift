@@ -215,13 +215,11 @@ final class Mutex2<T>: @unchecked Sendable {
     var isEmptyAndOpen: Bool { lock.lock(); defer { lock.unlock() }; return !set }
 }
 
-/// The text of the regular file at `path` ("" when it is missing or empty). An empty file is
-/// not handed to Foundation: its reader leaks a 4 KiB buffer per empty file (LeakSanitizer
-/// found it here as in the daemon; docs/sanitizers.md).
+/// The text of the file at `path` ("" when it is missing), read with `SmallFile`: Foundation's
+/// reader leaks 4 KiB per empty file (LeakSanitizer found it here as in the daemon;
+/// docs/sanitizers.md).
 func fileText(_ path: String) -> String {
-    var st = stat()
-    guard stat(path, &st) == 0, st.st_size > 0 else { return "" }
-    return (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    String(decoding: SmallFile.read(path, limit: 64 << 20) ?? [], as: UTF8.self)
 }
 
 /// Waits until `condition` holds (polling), up to `timeout` seconds.

@@ -84,6 +84,13 @@ struct VirtioPCITransportTests {
         #expect(h.status & VirtioPCIDevice.statusNeedsReset != 0)
     }
 
+    /// Publishes descriptor 0 pointing at itself (a chain without end) and notifies queue 0.
+    static func publishLoopingChain(_ d: inout MockDriver, _ h: TransportHarness) throws {
+        try d.writeDescriptor(0, address: d.dataBase, length: 8, flags: SplitQueue.flagWrite | SplitQueue.flagNext, next: 0)
+        try d.publish(0)
+        h.notify(0)
+    }
+
     @Test func brokenChainMarksDeviceNeedsResetAndResetRecovers() throws {
         let (h, d0, _) = try setUp()
         var d = d0
@@ -92,9 +99,7 @@ struct VirtioPCITransportTests {
         h.write(0x10, 0, size: 2)
         h.setUpQueue(0, driver: d, vector: 1)
         h.setStatus(15)
-        try d.writeDescriptor(0, address: d.dataBase, length: 8, flags: SplitQueue.flagWrite | SplitQueue.flagNext, next: 0)
-        try d.publish(0)
-        h.notify(0)
+        try Self.publishLoopingChain(&d, h)
         #expect(eventually { h.status & VirtioPCIDevice.statusNeedsReset != 0 })
         #expect(eventually { h.vectors.triggers.withLock { $0.contains(0) } })  // config change interrupt
         // Reset, set up again over zeroed rings (as a driver does), and a good request works.
@@ -125,9 +130,7 @@ struct VirtioPCITransportTests {
         #expect(h.negotiate(features: VirtioFeature.version1))
         h.setUpQueue(0, driver: d, vector: 0xffff)
         h.setStatus(15)
-        try d.writeDescriptor(0, address: d.dataBase, length: 8, flags: SplitQueue.flagWrite | SplitQueue.flagNext, next: 0)
-        try d.publish(0)
-        h.notify(0)
+        try Self.publishLoopingChain(&d, h)
         #expect(eventually { h.status & VirtioPCIDevice.statusNeedsReset != 0 })
         h.setStatus(0)
         #expect(h.status == 0)
