@@ -82,26 +82,22 @@ enum JailTest {
         p.standardOutput = out
         p.standardError = err
         p.standardInput = FileHandle.nullDevice
-        let collected = Mutex((Data(), Data()))
-        out.fileHandleForReading.readabilityHandler = { h in let d = h.availableData; collected.withLock { $0.0.append(d) } }
-        err.fileHandleForReading.readabilityHandler = { h in let d = h.availableData; collected.withLock { $0.1.append(d) } }
         try p.run()
+        // Reader threads until end of file, not readability handlers (libdispatch's event loop
+        // crashed a test process once while handlers were removed).
+        let stdout = EndOfFileReader(out.fileHandleForReading), stderr = EndOfFileReader(err.fileHandleForReading)
         let deadline = Date().addingTimeInterval(timeout)
         while p.isRunning && Date() < deadline { usleep(10_000) }
         if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         p.waitUntilExit()
-        out.fileHandleForReading.readabilityHandler = nil
-        err.fileHandleForReading.readabilityHandler = nil
-        let restOut = out.fileHandleForReading.readDataToEndOfFile(), restErr = err.fileHandleForReading.readDataToEndOfFile()
-        let (o, e) = collected.withLock { ($0.0 + restOut, $0.1 + restErr) }
+        let (o, e) = (stdout.finish(), stderr.finish())
         return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
     }
 
     /// A process in the background whose stdout and stderr are collected together.
     final class Background: @unchecked Sendable {
-        // @unchecked: `process` is used from the test's thread only; the output is behind a Mutex.
+        // @unchecked: `process` and `reader` are used from the test's thread only.
         let process = Process()
-        let output = Mutex(Data())
         private let pipe = Pipe()
 
         init(_ executable: String, _ arguments: [String], stdin: Pipe? = nil) throws {
@@ -110,15 +106,13 @@ enum JailTest {
             process.standardOutput = pipe
             process.standardError = pipe
             process.standardInput = stdin ?? FileHandle.nullDevice
-            pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let d = h.availableData
-                self?.output.withLock { $0.append(d) }
-            }
             try process.run()
+            reader = EndOfFileReader(pipe.fileHandleForReading)
         }
+        private var reader: EndOfFileReader?
 
         var pid: Int32 { process.processIdentifier }
-        var text: String { String(decoding: output.withLock { $0 }, as: UTF8.self) }
+        var text: String { String(decoding: reader?.data ?? Data(), as: UTF8.self) }
 
         func waitFor(_ needle: String, count: Int = 1, timeout: Double = 60) -> Bool {
             let deadline = Date().addingTimeInterval(timeout)
@@ -137,9 +131,7 @@ enum JailTest {
             while process.isRunning && Date() < deadline { usleep(10_000) }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
-            pipe.fileHandleForReading.readabilityHandler = nil
-            let rest = pipe.fileHandleForReading.readDataToEndOfFile()
-            output.withLock { $0.append(rest) }
+            _ = reader?.finish()
             return process.terminationStatus
         }
     }
@@ -183,5 +175,28 @@ enum JailTest {
     /// Stops `p` with SIGKILL if it still runs (cleanup after a failed expectation).
     static func kill9(_ p: Background) {
         if p.process.isRunning { kill(p.pid, SIGKILL) }
+    }
+}
+
+/// Collects what a pipe delivers on a thread of its own until end of file.
+final class EndOfFileReader: Sendable {
+    private let collected = Mutex(Data())
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            while case let d = handle.availableData, !d.isEmpty { collected.withLock { $0.append(d) } }
+            done.signal()
+        }
+    }
+
+    /// What arrived so far.
+    var data: Data { collected.withLock { $0 } }
+
+    /// Waits for end of file (at most `timeout` seconds, for a grandchild holding the pipe) and
+    /// returns everything read.
+    func finish(timeout: Double = 5) -> Data {
+        _ = done.wait(timeout: .now() + timeout)
+        return data
     }
 }

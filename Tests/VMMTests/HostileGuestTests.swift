@@ -18,6 +18,14 @@ import Virtio
 struct HostileGuestTests {
     static let mib: UInt64 = 1 << 20
 
+    /// An atomic count shared with reader threads.
+    final class Counter: Sendable {
+        private let value = Atomic<Int>(0)
+        func increment() { value.add(1, ordering: .relaxed) }
+        func decrement() { value.subtract(1, ordering: .releasing) }
+        var current: Int { value.load(ordering: .acquiring) }
+    }
+
     /// A `skiff run` process whose memory is sampled every 5 ms while it runs.
     final class Monitor: @unchecked Sendable {
         let process = Process()
@@ -31,6 +39,8 @@ struct HostileGuestTests {
         private let cpuSeconds = Mutex<Double>(0)
         let started = Date()
         private let sampling = Atomic<Bool>(true)
+        /// Reader threads still before end of file.
+        private let readers = Counter()
         private var sampler: Thread?
 
         /// - Parameters:
@@ -47,17 +57,23 @@ struct HostileGuestTests {
             process.standardInput = input
             process.standardOutput = output
             process.standardError = errors
+            try process.run()
+            // Reader threads until end of file rather than readability handlers: libdispatch's
+            // event loop crashed the test process once while handlers were being removed.
             if readOutput {
-                output.fileHandleForReading.readabilityHandler = { [weak self] h in
-                    let d = h.availableData
-                    self?.captured.withLock { $0.append(d) }
+                let h = output.fileHandleForReading
+                readers.increment()
+                Thread.detachNewThread { [weak self, readers] in
+                    while case let d = h.availableData, !d.isEmpty { self?.captured.withLock { $0.append(d) } }
+                    readers.decrement()
                 }
             }
-            errors.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let d = h.availableData
-                self?.diagnostics.withLock { $0.append(d) }
+            let e = errors.fileHandleForReading
+            readers.increment()
+            Thread.detachNewThread { [weak self, readers] in
+                while case let d = e.availableData, !d.isEmpty { self?.diagnostics.withLock { $0.append(d) } }
+                readers.decrement()
             }
-            try process.run()
             let pid = process.processIdentifier
             // Weak: a test that ends early drops the monitor, whose deinit kills the process.
             let thread = Thread { [weak self] in
@@ -123,8 +139,9 @@ struct HostileGuestTests {
             if killed { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
             sampling.store(false, ordering: .relaxed)
-            output.fileHandleForReading.readabilityHandler = nil
-            errors.fileHandleForReading.readabilityHandler = nil
+            // Everything written up to end of file (at most 5 s more if a grandchild holds a pipe).
+            let drained = Date().addingTimeInterval(5)
+            while readers.current > 0 && Date() < drained { usleep(5_000) }
             return killed ? nil : process.terminationStatus
         }
 

@@ -111,6 +111,8 @@ struct SeccompProcessTests {
         private let output = Pipe()
         private let collected = NSLock()
         private var data = Data()
+        /// Signalled when the reader has seen the end of the output.
+        private let readerDone = DispatchSemaphore(value: 0)
 
         init(_ arguments: [String], probe: String? = nil, in namespace: TestNamespace? = nil) throws {
             let vmm = CLITests.binDirectory.appendingPathComponent("skiff-vmm").path
@@ -125,14 +127,18 @@ struct SeccompProcessTests {
             process.standardOutput = output
             process.standardError = output
             process.standardInput = FileHandle.nullDevice
-            output.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let d = h.availableData
-                guard let self else { return }
-                self.collected.lock()
-                self.data.append(d)
-                self.collected.unlock()
-            }
             try process.run()
+            // A reader thread until end of file, not a readability handler (see HostileGuestTests).
+            let h = output.fileHandleForReading
+            Thread.detachNewThread { [weak self, readerDone] in
+                while case let d = h.availableData, !d.isEmpty {
+                    guard let self else { break }
+                    self.collected.lock()
+                    self.data.append(d)
+                    self.collected.unlock()
+                }
+                readerDone.signal()
+            }
         }
 
         var text: String {
@@ -157,11 +163,8 @@ struct SeccompProcessTests {
             while process.isRunning && Date() < deadline { usleep(10_000) }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
-            output.fileHandleForReading.readabilityHandler = nil
-            let rest = output.fileHandleForReading.readDataToEndOfFile()
-            collected.lock()
-            data.append(rest)
-            collected.unlock()
+            // Everything up to end of file (at most 5 s more if a grandchild holds the pipe).
+            _ = readerDone.wait(timeout: .now() + 5)
             return process.terminationReason == .uncaughtSignal ? (process.terminationStatus, 0) : (nil, process.terminationStatus)
         }
 
